@@ -1,0 +1,123 @@
+//! Sportello's domain: the rules of integrated filings, with no I/O.
+//!
+//! - [`identifiers`]: codice fiscale, partita IVA and the other formats, as types that cannot
+//!   hold an invalid value;
+//! - [`catalog`]: institutions, filing kinds, the common-data dictionary and the integrated
+//!   services, parsed and cross-checked from TOML text;
+//! - [`practice`]: the practice ("pratica") state machine, draft and submission rules, and the
+//!   construction of one filing per recipient;
+//! - [`validation`]: why a value was refused, as data the edge translates.
+//!
+//! Time and randomness come from the caller ([`Clock`]), so every rule is testable.
+
+pub mod catalog;
+pub mod identifiers;
+pub mod practice;
+pub mod validation;
+
+use time::{Date, Duration, OffsetDateTime, UtcOffset, Weekday};
+
+/// The two languages of the interface. Italian first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Lang {
+    #[default]
+    It,
+    En,
+}
+
+impl Lang {
+    /// Picks the language from an `Accept-Language`-like value: English only if English comes
+    /// before Italian; Italian otherwise.
+    pub fn negotiate(header: &str) -> Lang {
+        for part in header.split(',') {
+            let tag = part
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            if tag == "it" || tag.starts_with("it-") {
+                return Lang::It;
+            }
+            if tag == "en" || tag.starts_with("en-") {
+                return Lang::En;
+            }
+        }
+        Lang::It
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::It => "it",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// The source of the current time, injected everywhere a rule needs it.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// Last Sunday of a month, at 01:00 UTC: when Italian summer time starts (March) or ends
+/// (October), by the EU rule.
+fn eu_switch(year: i32, month: time::Month) -> Option<OffsetDateTime> {
+    let mut day = Date::from_calendar_date(year, month, 31).ok()?;
+    while day.weekday() != Weekday::Sunday {
+        day = day.previous_day()?;
+    }
+    Some(day.with_hms(1, 0, 0).ok()?.assume_utc())
+}
+
+/// The calendar date in Italy (Europe/Rome) at instant `now`: the date users mean when they
+/// say "today".
+pub fn italian_date(now: OffsetDateTime) -> Date {
+    let now = now.to_offset(UtcOffset::UTC);
+    let summer = match (
+        eu_switch(now.year(), time::Month::March),
+        eu_switch(now.year(), time::Month::October),
+    ) {
+        (Some(start), Some(end)) => now >= start && now < end,
+        _ => false,
+    };
+    let offset = if summer {
+        Duration::hours(2)
+    } else {
+        Duration::hours(1)
+    };
+    (now + offset).date()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn language_negotiation_prefers_italian() {
+        assert_eq!(Lang::negotiate("en-GB,en;q=0.9"), Lang::En);
+        assert_eq!(Lang::negotiate("it-IT,en;q=0.8"), Lang::It);
+        assert_eq!(Lang::negotiate("de-DE"), Lang::It);
+        assert_eq!(Lang::negotiate(""), Lang::It);
+    }
+
+    #[test]
+    fn italian_date_follows_summer_time() {
+        assert_eq!(
+            italian_date(datetime!(2026-11-27 23:30 UTC)),
+            date!(2026 - 11 - 28)
+        );
+        assert_eq!(
+            italian_date(datetime!(2026-11-27 22:30 UTC)),
+            date!(2026 - 11 - 27)
+        );
+        assert_eq!(
+            italian_date(datetime!(2026-07-01 22:30 UTC)),
+            date!(2026 - 07 - 02)
+        );
+        assert_eq!(
+            italian_date(datetime!(2026-07-01 21:30 UTC)),
+            date!(2026 - 07 - 01)
+        );
+    }
+}
