@@ -1,1 +1,15 @@
-//! stub
+//! Smart-card identity.
+//!
+//! - [`card`]: who a client certificate names, under the CNS profile: the holder's codice
+//!   fiscale (from the CN `CF/card.hash`, or `serialNumber` `TINIT-CF` / `IT:CF`), names, and the
+//!   profile checks (client-auth usage, an accepted certificate policy, validity dates).
+//! - [`test_pki`]: a throw-away PKI (CA, server certificate, smart-card-like client certificates)
+//!   for the demo and the tests. Never used for real cards.
+//!
+//! Chain building and signature checks are rustls's job at the TLS listener; this crate reads
+//! what a verified certificate says.
+
+pub mod card;
+pub mod test_pki;
+
+pub use card::{CardProfile, CardRefusal, Holder};

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
-    Delivery, DeliveryState, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission,
+    Delivery, DeliveryState, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber,
+    Submission,
 };
 use time::OffsetDateTime;
 
@@ -55,7 +56,11 @@ impl PracticeQuery {
     pub const MAX_LIMIT: u32 = 200;
 
     fn bounded_limit(&self) -> i64 {
-        i64::from(if self.limit == 0 { 50 } else { self.limit.min(Self::MAX_LIMIT) })
+        i64::from(if self.limit == 0 {
+            50
+        } else {
+            self.limit.min(Self::MAX_LIMIT)
+        })
     }
 }
 
@@ -69,7 +74,8 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
     async fn create_draft(&self, practice: &Practice) -> Result<(), StoreError>;
 
     /// The practice, if it exists and belongs to `owner`.
-    async fn practice(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Practice, StoreError>;
+    async fn practice(&self, owner: &CodiceFiscale, id: PracticeId)
+        -> Result<Practice, StoreError>;
 
     /// Replaces a draft's data. `WrongState` when the practice is no longer a draft.
     async fn update_draft(
@@ -90,10 +96,18 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Practice, StoreError>;
 
     /// The practice's deliveries, in the order its service lists the recipients.
-    async fn deliveries(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<Delivery>, StoreError>;
+    async fn deliveries(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+    ) -> Result<Vec<Delivery>, StoreError>;
 
     /// The owner's practices, most recently changed first.
-    async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError>;
+    async fn list(
+        &self,
+        owner: &CodiceFiscale,
+        query: &PracticeQuery,
+    ) -> Result<Vec<Practice>, StoreError>;
 }
 
 /// Opens the store that `url` names: `postgres://…` or `postgresql://…` for PostgreSQL;
@@ -102,11 +116,16 @@ pub async fn connect(url: &str) -> Result<Arc<dyn PracticeStore>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresStore::connect(url).await?))
     } else {
-        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
         if path.is_empty() || path.contains("://") {
             return Err(StoreError::BadUrl(url.to_string()));
         }
-        Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path)).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
     }
 }
 
@@ -125,12 +144,17 @@ struct PracticeRow {
 
 impl PracticeRow {
     fn into_practice(self) -> Result<Practice, StoreError> {
-        let corrupt = |what: &str, value: &str| StoreError::Corrupt(format!("practice {}: {what} `{value}`", self.id));
+        let corrupt = |what: &str, value: &str| {
+            StoreError::Corrupt(format!("practice {}: {what} `{value}`", self.id))
+        };
         Ok(Practice {
             id: PracticeId::parse(&self.id).ok_or_else(|| corrupt("id", &self.id))?,
-            owner: CodiceFiscale::parse(&self.owner_cf).map_err(|_| corrupt("owner", &self.owner_cf))?,
-            state: PracticeState::parse(&self.state).ok_or_else(|| corrupt("state", &self.state))?,
-            data: serde_json::from_str(&self.data).map_err(|_| corrupt("data", "not a JSON object of strings"))?,
+            owner: CodiceFiscale::parse(&self.owner_cf)
+                .map_err(|_| corrupt("owner", &self.owner_cf))?,
+            state: PracticeState::parse(&self.state)
+                .ok_or_else(|| corrupt("state", &self.state))?,
+            data: serde_json::from_str(&self.data)
+                .map_err(|_| corrupt("data", "not a JSON object of strings"))?,
             reference: match &self.reference {
                 Some(r) => Some(ReferenceNumber::parse(r).ok_or_else(|| corrupt("reference", r))?),
                 None => None,

@@ -7,17 +7,24 @@
 
 use async_trait::async_trait;
 use domain::identifiers::CodiceFiscale;
-use domain::practice::{Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission};
+use domain::practice::{
+    Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use std::str::FromStr;
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, reference_year, DeliveryRow, Migrations, PracticeQuery, PracticeRow, PracticeStore, StoreError,
+    data_json, reference_year, DeliveryRow, Migrations, PracticeQuery, PracticeRow, PracticeStore,
+    StoreError,
 };
 
-const MIGRATIONS: Migrations = &[(1, "practices", include_str!("../migrations/postgres/0001_practices.sql"))];
+const MIGRATIONS: Migrations = &[(
+    1,
+    "practices",
+    include_str!("../migrations/postgres/0001_practices.sql"),
+)];
 
 const PRACTICE_COLUMNS: &str =
     "id::text AS id, owner_cf, service_id, state, data::text AS data, reference, created_at, updated_at, submitted_at";
@@ -70,27 +77,33 @@ async fn lock_owned(
     owner: &CodiceFiscale,
     id: PracticeId,
 ) -> Result<PracticeState, StoreError> {
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM practices WHERE id = $1 AND owner_cf = $2 FOR UPDATE")
-            .bind(id.0)
-            .bind(owner.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let state: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM practices WHERE id = $1 AND owner_cf = $2 FOR UPDATE",
+    )
+    .bind(id.0)
+    .bind(owner.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
     let state = state.ok_or(StoreError::NotFound)?;
-    PracticeState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
+    PracticeState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
 }
 
 #[async_trait]
 impl PracticeStore for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
         sqlx::Executor::execute(&mut *tx, "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",).await?;
         for (version, name, sql) in MIGRATIONS {
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if done.is_none() {
                 tracing::info!(version, name, "applying PostgreSQL migration");
                 sqlx::Executor::execute(&mut *tx, *sql).await?;
@@ -122,13 +135,19 @@ impl PracticeStore for PostgresStore {
         Ok(())
     }
 
-    async fn practice(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Practice, StoreError> {
-        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1 AND owner_cf = $2"))
-            .bind(id.0)
-            .bind(owner.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+    async fn practice(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+    ) -> Result<Practice, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1 AND owner_cf = $2"
+        ))
+        .bind(id.0)
+        .bind(owner.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         practice_row(&row)?.into_practice()
     }
 
@@ -173,7 +192,10 @@ impl PracticeStore for PostgresStore {
         .bind(year)
         .fetch_one(&mut *tx)
         .await?;
-        let reference = ReferenceNumber { year, sequence: sequence.unsigned_abs() };
+        let reference = ReferenceNumber {
+            year,
+            sequence: sequence.unsigned_abs(),
+        };
         sqlx::query(
             "UPDATE practices SET state = 'in_progress', data = $1::jsonb, reference = $2, submitted_at = $3, \
              updated_at = $3 WHERE id = $4 AND state = 'draft'",
@@ -202,7 +224,11 @@ impl PracticeStore for PostgresStore {
         self.practice(owner, id).await
     }
 
-    async fn deliveries(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<Delivery>, StoreError> {
+    async fn deliveries(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at FROM deliveries d \
              JOIN practices p ON p.id = d.practice_id WHERE p.id = $1 AND p.owner_cf = $2 ORDER BY d.position",
@@ -225,7 +251,11 @@ impl PracticeStore for PostgresStore {
             .collect()
     }
 
-    async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError> {
+    async fn list(
+        &self,
+        owner: &CodiceFiscale,
+        query: &PracticeQuery,
+    ) -> Result<Vec<Practice>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {PRACTICE_COLUMNS} FROM practices WHERE owner_cf = $1 AND ($2::text IS NULL OR state = $2) \
              ORDER BY updated_at DESC, id LIMIT $3 OFFSET $4"
@@ -236,6 +266,8 @@ impl PracticeStore for PostgresStore {
         .bind(i64::from(query.offset))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| practice_row(r)?.into_practice()).collect()
+        rows.iter()
+            .map(|r| practice_row(r)?.into_practice())
+            .collect()
     }
 }

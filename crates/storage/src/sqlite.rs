@@ -10,16 +10,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::identifiers::CodiceFiscale;
-use domain::practice::{Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use domain::practice::{
+    Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, reference_year, DeliveryRow, Migrations, PracticeQuery, PracticeRow, PracticeStore, StoreError,
+    data_json, reference_year, DeliveryRow, Migrations, PracticeQuery, PracticeRow, PracticeStore,
+    StoreError,
 };
 
-const MIGRATIONS: Migrations = &[(1, "practices", include_str!("../migrations/sqlite/0001_practices.sql"))];
+const MIGRATIONS: Migrations = &[(
+    1,
+    "practices",
+    include_str!("../migrations/sqlite/0001_practices.sql"),
+)];
 
 const PRACTICE_COLUMNS: &str =
     "id, owner_cf, service_id, state, data, reference, created_at, updated_at, submitted_at";
@@ -39,7 +48,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         Ok(Self { pool })
     }
 
@@ -73,13 +85,15 @@ async fn owned_state(
     owner: &CodiceFiscale,
     id: PracticeId,
 ) -> Result<PracticeState, StoreError> {
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM practices WHERE id = ? AND owner_cf = ?")
-        .bind(id.to_string())
-        .bind(owner.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM practices WHERE id = ? AND owner_cf = ?")
+            .bind(id.to_string())
+            .bind(owner.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
     let state = state.ok_or(StoreError::NotFound)?;
-    PracticeState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
+    PracticeState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
 }
 
 #[async_trait]
@@ -88,19 +102,22 @@ impl PracticeStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         sqlx::Executor::execute(&mut *tx, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",).await?;
         for (version, name, sql) in MIGRATIONS {
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if done.is_none() {
                 tracing::info!(version, name, "applying SQLite migration");
                 sqlx::Executor::execute(&mut *tx, *sql).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-                    .bind(version)
-                    .bind(name)
-                    .bind(OffsetDateTime::now_utc())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                )
+                .bind(version)
+                .bind(name)
+                .bind(OffsetDateTime::now_utc())
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -124,13 +141,19 @@ impl PracticeStore for SqliteStore {
         Ok(())
     }
 
-    async fn practice(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Practice, StoreError> {
-        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ? AND owner_cf = ?"))
-            .bind(id.to_string())
-            .bind(owner.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+    async fn practice(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+    ) -> Result<Practice, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ? AND owner_cf = ?"
+        ))
+        .bind(id.to_string())
+        .bind(owner.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         practice_row(&row)?.into_practice()
     }
 
@@ -146,12 +169,14 @@ impl PracticeStore for SqliteStore {
         if !state.is_editable() {
             return Err(StoreError::WrongState(state));
         }
-        sqlx::query("UPDATE practices SET data = ?, updated_at = ? WHERE id = ? AND state = 'draft'")
-            .bind(data_json(data))
-            .bind(now)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE practices SET data = ?, updated_at = ? WHERE id = ? AND state = 'draft'",
+        )
+        .bind(data_json(data))
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.practice(owner, id).await
     }
@@ -175,7 +200,10 @@ impl PracticeStore for SqliteStore {
         .bind(year)
         .fetch_one(&mut *tx)
         .await?;
-        let reference = ReferenceNumber { year, sequence: sequence.unsigned_abs() };
+        let reference = ReferenceNumber {
+            year,
+            sequence: sequence.unsigned_abs(),
+        };
         sqlx::query(
             "UPDATE practices SET state = 'in_progress', data = ?, reference = ?, submitted_at = ?, updated_at = ? \
              WHERE id = ? AND state = 'draft'",
@@ -206,7 +234,11 @@ impl PracticeStore for SqliteStore {
         self.practice(owner, id).await
     }
 
-    async fn deliveries(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<Delivery>, StoreError> {
+    async fn deliveries(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.institution, d.filing_kind, d.state, d.payload, d.updated_at FROM deliveries d \
              JOIN practices p ON p.id = d.practice_id WHERE p.id = ? AND p.owner_cf = ? ORDER BY d.position",
@@ -229,7 +261,11 @@ impl PracticeStore for SqliteStore {
             .collect()
     }
 
-    async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError> {
+    async fn list(
+        &self,
+        owner: &CodiceFiscale,
+        query: &PracticeQuery,
+    ) -> Result<Vec<Practice>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {PRACTICE_COLUMNS} FROM practices WHERE owner_cf = ? AND (? IS NULL OR state = ?) \
              ORDER BY updated_at DESC, id LIMIT ? OFFSET ?"
@@ -241,6 +277,8 @@ impl PracticeStore for SqliteStore {
         .bind(i64::from(query.offset))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| practice_row(r)?.into_practice()).collect()
+        rows.iter()
+            .map(|r| practice_row(r)?.into_practice())
+            .collect()
     }
 }
