@@ -971,7 +971,7 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The catalog shipped in the repository, embedded at compile time.
@@ -1015,6 +1015,40 @@ mod tests {
             Ok(c) => c,
             Err(errors) => panic!("shipped catalog is broken: {errors:#?}"),
         }
+    }
+
+    /// A complete, valid "avvio-ditta-individuale" as a user would type it.
+    pub(crate) fn complete_start_data() -> crate::practice::PracticeData {
+        [
+            ("business.name", "Bar Centrale di Mario Rossi"),
+            ("business.tax_code", "RSSMRA45C12F205C"),
+            ("business.pec", "bar.centrale@pec.it"),
+            ("business.ateco", "56.30.00"),
+            ("business.start_date", "01/12/2026"),
+            ("owner.given_name", "Mario"),
+            ("owner.surname", "Rossi"),
+            ("owner.tax_code", "rssmra45c12f205c"),
+            ("owner.birth_date", "12/03/1945"),
+            ("owner.birth_place", "Milano"),
+            ("owner.residence", "Via Roma 1, 00184 Roma"),
+            ("seat.street", "Via Nazionale"),
+            ("seat.number", "10"),
+            ("seat.cap", "00184"),
+            ("seat.municipality", "Roma"),
+            ("seat.province", "rm"),
+            ("staff.employees", "0"),
+            ("registro-imprese.activity_description", "Bar e caffetteria"),
+            ("inps.scheme", "commercianti"),
+            ("inps.family_collaborators", "0"),
+            (
+                "inail.work_processes",
+                "Somministrazione di alimenti e bevande al banco",
+            ),
+            ("inail.yearly_wages", "24.000,00"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   construction of one filing per recipient;
 //! - [`validation`]: why a value was refused, as data the edge translates.
 //!
-//! Time and randomness come from the caller ([`Clock`]), so every rule is testable.
+//! Time and randomness come from the caller ([`Clock`], [`Randomness`]), so every rule is
+//! testable.
 
 pub mod catalog;
 pub mod identifiers;
@@ -58,6 +59,17 @@ impl Lang {
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> OffsetDateTime;
 }
+
+/// The source of randomness (identifiers, tokens), injected like the clock.
+pub trait Randomness: Send + Sync + std::fmt::Debug {
+    /// Fills `dest` with unpredictable bytes, or says the system could not provide them.
+    fn fill(&self, dest: &mut [u8]) -> Result<(), RandomnessUnavailable>;
+}
+
+/// The operating system's random source failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no randomness available")]
+pub struct RandomnessUnavailable;
 
 /// Last Sunday of a month, at 01:00 UTC: when Italian summer time starts (March) or ends
 /// (October), by the EU rule.

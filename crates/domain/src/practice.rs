@@ -215,32 +215,22 @@ pub struct Delivery {
     pub updated_at: OffsetDateTime,
 }
 
-/// Hard cap on any value a draft may hold, whatever the field says.
-pub const MAX_VALUE_CHARS: usize = 10_000;
-
 fn has_control_chars(value: &str, multiline: bool) -> bool {
     value
         .chars()
         .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
 }
 
-/// What a draft may hold: only the service's fields, within their lengths, without control
-/// characters. Incomplete or not-yet-valid values are fine in a draft.
-pub fn check_draft(service: &Service, data: &PracticeData) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    for (key, value) in data {
-        let Some(field) = service.field(key) else {
-            errors.push(FieldError::new(key, Reason::UnknownField));
-            continue;
-        };
-        let max = field.spec.max_length.min(MAX_VALUE_CHARS);
-        if value.chars().count() > max {
-            errors.push(FieldError::new(key, Reason::TooLong { max }));
-        } else if has_control_chars(value, matches!(field.spec.kind, FieldKind::LongText)) {
-            errors.push(FieldError::new(key, Reason::ControlCharacters));
-        }
+/// What a draft may hold: only the service's fields, and every value given must be valid.
+/// Missing values are fine: a draft is saved to be completed later ("salva in bozza").
+pub fn check_draft(service: &Service, data: &PracticeData, today: Date) -> Vec<FieldError> {
+    match validate_data(service, data, today) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .into_iter()
+            .filter(|e| e.reason != Reason::Required)
+            .collect(),
     }
-    errors
 }
 
 /// Parses an amount in euro: `1234.56`, `1234,56` or `1.234,56`; returns cents.
@@ -689,6 +679,101 @@ mod tests {
             check_value(&name, "Bar\u{0007}", today),
             Err(Reason::ControlCharacters)
         );
+    }
+
+    #[test]
+    fn drafts_may_be_incomplete_but_not_wrong() {
+        let catalog = crate::catalog::tests::shipped();
+        let service = catalog.service("avvio-ditta-individuale").expect("service");
+        let today = date!(2026 - 11 - 27);
+        let data = |pairs: &[(&str, &str)]| -> PracticeData {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            check_draft(service, &data(&[("business.name", "Bar Roma")]), today),
+            vec![]
+        );
+        assert_eq!(
+            check_draft(
+                service,
+                &data(&[
+                    ("owner.tax_code", "FOXDRA26C24H872A"),
+                    ("seat.colour", "blu")
+                ]),
+                today
+            ),
+            vec![
+                FieldError::new("seat.colour", Reason::UnknownField),
+                FieldError::new("owner.tax_code", Reason::PersonTaxCodeCheckCharacter),
+            ]
+        );
+        assert_eq!(
+            check_draft(
+                service,
+                &data(&[
+                    ("owner.tax_code", "RSSMRA45C12F205C"),
+                    ("owner.birth_date", "13/03/1945")
+                ]),
+                today
+            ),
+            vec![FieldError::new(
+                "owner.tax_code",
+                Reason::PersonTaxCodeBirthMismatch
+            )]
+        );
+    }
+
+    #[test]
+    fn a_complete_practice_becomes_one_filing_per_recipient() {
+        let catalog = crate::catalog::tests::shipped();
+        let now = time::macros::datetime!(2026-11-27 10:00 UTC);
+        let mut practice = Practice {
+            id: PracticeId::from_random_bytes([7; 16]),
+            owner: CodiceFiscale::parse("RSSMRA45C12F205C").expect("cf"),
+            service_id: "avvio-ditta-individuale".into(),
+            state: PracticeState::Draft,
+            data: crate::catalog::tests::complete_start_data(),
+            reference: None,
+            created_at: now,
+            updated_at: now,
+            submitted_at: None,
+        };
+        let submission = prepare_submission(&practice, &catalog, now).expect("valid");
+        let recipients: Vec<&str> = submission
+            .filings
+            .iter()
+            .map(|f| f.institution.as_str())
+            .collect();
+        assert_eq!(recipients, ["registro-imprese", "inps", "inail"]);
+        // Typed once, present in every filing; normalised on the way.
+        for filing in &submission.filings {
+            let text = filing.payload.to_string();
+            assert!(text.contains("RSSMRA45C12F205C"), "{text}");
+        }
+        assert_eq!(
+            submission.filings[2].payload["lavorazioni"]["retribuzioni_presunte"],
+            "24000.00"
+        );
+        assert_eq!(submission.data["seat.province"], "RM");
+
+        practice.data.remove("inail.work_processes");
+        match prepare_submission(&practice, &catalog, now) {
+            Err(SubmitError::Invalid(errors)) => {
+                assert_eq!(
+                    errors,
+                    vec![FieldError::new("inail.work_processes", Reason::Required)]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        practice.state = PracticeState::InProgress;
+        assert!(matches!(
+            prepare_submission(&practice, &catalog, now),
+            Err(SubmitError::Illegal(_))
+        ));
     }
 
     #[test]

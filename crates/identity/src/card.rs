@@ -71,6 +71,21 @@ pub enum CardRefusal {
     InvalidTaxCode(Reason),
 }
 
+impl CardRefusal {
+    /// Stable identifier, for logs and translated messages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unparsable => "unparsable",
+            Self::NotYetValid => "not-yet-valid",
+            Self::Expired => "expired",
+            Self::NoClientAuth => "no-client-auth",
+            Self::NoAcceptedPolicy => "no-accepted-policy",
+            Self::NoTaxCode => "no-tax-code",
+            Self::InvalidTaxCode(_) => "invalid-tax-code",
+        }
+    }
+}
+
 fn first_attribute(name: &X509Name<'_>, oid: &x509_parser::der_parser::Oid<'_>) -> Option<String> {
     name.iter_by_oid(oid)
         .next()

@@ -1,1 +1,244 @@
-fn main() {}
+//! The `sportello` command: `demo`, `serve`, `migrate`, `catalog check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use identity::CardProfile;
+use sportello::demo::{self, DEMO_CARDS};
+use sportello::{catalog_files, Settings};
+use web::tls::TlsMaterial;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sportello",
+    version,
+    about = "Sportello: one-stop shop for business filings"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the portal on 127.0.0.1 with an embedded SQLite database and test smart cards.
+    Demo {
+        /// Folder for the database, the demo PKI and the cards (created on first run).
+        #[arg(long, default_value = "sportello-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        #[arg(long, default_value = "catalog")]
+        catalog: PathBuf,
+        /// Use this database instead of the data folder's SQLite file (e.g. postgres://…).
+        #[arg(long, env = "SPORTELLO_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Runs the portal with explicit settings.
+    Serve {
+        #[arg(long, env = "SPORTELLO_LISTEN", default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        #[arg(long, env = "SPORTELLO_DATABASE_URL")]
+        database_url: String,
+        #[arg(long, env = "SPORTELLO_CATALOG", default_value = "catalog")]
+        catalog: PathBuf,
+        /// The server's certificate chain (PEM).
+        #[arg(long, env = "SPORTELLO_TLS_CERT")]
+        tls_cert: PathBuf,
+        /// The server's private key (PEM).
+        #[arg(long, env = "SPORTELLO_TLS_KEY")]
+        tls_key: PathBuf,
+        /// The certifiers whose smart cards are accepted (PEM bundle).
+        #[arg(long, env = "SPORTELLO_CLIENT_CA")]
+        client_ca: PathBuf,
+    },
+    /// Brings the database schema up to date and exits.
+    Migrate {
+        #[arg(long, env = "SPORTELLO_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Catalog tools.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Checks a catalog folder and reports every mistake with file, line and column.
+    Check {
+        #[arg(default_value = "catalog")]
+        dir: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPORTELLO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
+    let running = sportello::start(settings).await?;
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+fn read(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+async fn demo(
+    data_dir: PathBuf,
+    port: u16,
+    catalog: PathBuf,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    let files = demo::prepare(&data_dir, &web::SystemRandomness::default())?;
+    let database_url =
+        database_url.unwrap_or_else(|| format!("sqlite://{}", files.database.display()));
+    let settings = Settings {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        database_url: database_url.clone(),
+        catalog_dir: catalog,
+        tls: files.tls_material()?,
+        card_profile: CardProfile::default(),
+    };
+    let running = sportello::start(&settings).await?;
+    let url = format!("https://localhost:{}", running.addr.port());
+    let first = &DEMO_CARDS[0];
+    println!();
+    println!("Sportello demo: {url}");
+    println!("  database:         {}", sportello::redact(&database_url));
+    println!("  CA certificate:   {}", files.ca_cert.display());
+    println!(
+        "  test smart cards (PKCS#12 password: {}):",
+        files.card_password
+    );
+    for card in &DEMO_CARDS {
+        println!(
+            "    {} {} ({}), {}: {}  |  {} + {}",
+            card.given_name,
+            card.surname,
+            card.tax_code,
+            card.role,
+            files.card_p12(card).display(),
+            files.card_cert(card).display(),
+            files.card_key(card).display()
+        );
+    }
+    println!();
+    println!("Try it:");
+    println!(
+        "  curl --cacert {} --cert {} --key {} {url}/api/v1/services",
+        files.ca_cert.display(),
+        files.card_cert(first).display(),
+        files.card_key(first).display()
+    );
+    println!("  The API is described at {url}/api/v1/openapi.json. Stop with Ctrl-C.");
+    println!();
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo {
+            data_dir,
+            port,
+            catalog,
+            database_url,
+        } => demo(data_dir, port, catalog, database_url).await?,
+        Command::Serve {
+            listen,
+            database_url,
+            catalog,
+            tls_cert,
+            tls_key,
+            client_ca,
+        } => {
+            let settings = Settings {
+                listen,
+                database_url,
+                catalog_dir: catalog,
+                tls: TlsMaterial {
+                    cert_chain_pem: read(&tls_cert)?,
+                    key_pem: read(&tls_key)?,
+                    client_ca_pem: read(&client_ca)?,
+                },
+                card_profile: CardProfile::default(),
+            };
+            run_until_signal(&settings).await?;
+        }
+        Command::Migrate { database_url } => {
+            let store = storage::connect(&database_url).await?;
+            store.migrate().await?;
+            println!(
+                "database {} is up to date",
+                sportello::redact(&database_url)
+            );
+        }
+        Command::Catalog {
+            command: CatalogCommand::Check { dir },
+        } => match catalog_files::load_dir(&dir) {
+            Ok(catalog) => {
+                println!(
+                    "the catalog in {} is valid: {} institutions, {} services, {} common fields",
+                    dir.display(),
+                    catalog.institutions.len(),
+                    catalog.services.len(),
+                    catalog.dictionary.len()
+                );
+            }
+            Err(problems) => {
+                eprint!("{problems}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,145 @@
-//! stub
+//! Sportello's HTTPS front.
+//!
+//! - [`tls`]: the rustls listener that asks every client for a smart-card certificate, reads
+//!   the holder once per connection and hands it to each request;
+//! - [`api`]: the JSON API; [`error`]: how every failure is answered (problem+json);
+//! - [`extract`]: language, authenticated holder, JSON bodies; [`i18n`]: Italian and English.
+//!
+//! [`router`] wires it together over an [`AppState`] whose parts are all injected (store,
+//! catalog, clock, randomness), so tests run the very same router.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod i18n;
+pub mod tls;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use domain::catalog::Catalog;
+use domain::{Clock, Randomness, RandomnessUnavailable};
+use storage::PracticeStore;
+
+use crate::error::ApiError;
+use crate::i18n::Translations;
+
+/// Everything handlers need, injected.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn PracticeStore>,
+    pub catalog: Arc<Catalog>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Randomness>,
+    pub translations: Arc<Translations>,
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
+}
+
+/// The operating system's random generator.
+#[derive(Debug)]
+pub struct SystemRandomness(ring::rand::SystemRandom);
+
+impl Default for SystemRandomness {
+    fn default() -> Self {
+        Self(ring::rand::SystemRandom::new())
+    }
+}
+
+impl Randomness for SystemRandomness {
+    fn fill(&self, dest: &mut [u8]) -> Result<(), RandomnessUnavailable> {
+        ring::rand::SecureRandom::fill(&self.0, dest).map_err(|_| RandomnessUnavailable)
+    }
+}
+
+/// The OpenAPI 3.1 description of the API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Headers on every answer: no framing, no sniffing, HTTPS only, nothing cached.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let translations = state.translations.clone();
+    let api = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/me", get(api::me))
+        .route("/services", get(api::list_services))
+        .route("/services/{id}", get(api::get_service))
+        .route(
+            "/practices",
+            get(api::list_practices).post(api::create_practice),
+        )
+        .route(
+            "/practices/{id}",
+            get(api::get_practice).put(api::put_practice),
+        )
+        .route("/practices/{id}/submit", post(api::submit_practice));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            translations,
+            error::render_problems,
+        ))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}

@@ -1,0 +1,152 @@
+//! The demo's data folder: a SQLite database and a throw-away PKI with test smart cards,
+//! created on first run and reused afterwards.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use domain::Randomness;
+use identity::test_pki::{CardSpec, TestPki};
+use web::tls::TlsMaterial;
+
+/// A test smart card the demo issues.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoCard {
+    /// File name stem under `cards/`.
+    pub slug: &'static str,
+    pub given_name: &'static str,
+    pub surname: &'static str,
+    pub tax_code: &'static str,
+    pub role: &'static str,
+}
+
+/// The cards of the demo.
+pub const DEMO_CARDS: [DemoCard; 2] = [
+    DemoCard {
+        slug: "diprova",
+        given_name: "Utente",
+        surname: "DiProva",
+        tax_code: "DPRTNT80A01H501Y",
+        role: "titolare d'impresa / business owner",
+    },
+    DemoCard {
+        slug: "bianco",
+        given_name: "Stefania",
+        surname: "Bianco",
+        tax_code: "BNCSFN85T58G702W",
+        role: "commercialista / accountant",
+    },
+];
+
+/// Where the demo's files are.
+#[derive(Debug, Clone)]
+pub struct DemoFiles {
+    pub dir: PathBuf,
+    pub database: PathBuf,
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub cards_dir: PathBuf,
+    /// Password of every `.p12` card file.
+    pub card_password: String,
+}
+
+impl DemoFiles {
+    pub fn card_cert(&self, card: &DemoCard) -> PathBuf {
+        self.cards_dir.join(format!("{}.pem", card.slug))
+    }
+    pub fn card_key(&self, card: &DemoCard) -> PathBuf {
+        self.cards_dir.join(format!("{}-key.pem", card.slug))
+    }
+    pub fn card_p12(&self, card: &DemoCard) -> PathBuf {
+        self.cards_dir.join(format!("{}.p12", card.slug))
+    }
+
+    /// The PEM texts the listener needs: the demo CA signed both the server certificate and
+    /// the cards.
+    pub fn tls_material(&self) -> anyhow::Result<TlsMaterial> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        Ok(TlsMaterial {
+            cert_chain_pem: read(&self.server_cert)?,
+            key_pem: read(&self.server_key)?,
+            client_ca_pem: read(&self.ca_cert)?,
+        })
+    }
+}
+
+fn write(path: &Path, contents: &[u8], secret: bool) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    Ok(())
+}
+
+fn random_password(random: &dyn Randomness) -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 14];
+    random
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness for the card password"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect())
+}
+
+/// Creates the data folder on first run (PKI, cards); reuses it afterwards.
+pub fn prepare(dir: &Path, random: &dyn Randomness) -> anyhow::Result<DemoFiles> {
+    let pki_dir = dir.join("pki");
+    let cards_dir = dir.join("cards");
+    let files = DemoFiles {
+        dir: dir.to_path_buf(),
+        database: dir.join("sportello.db"),
+        ca_cert: pki_dir.join("ca.pem"),
+        server_cert: pki_dir.join("server.pem"),
+        server_key: pki_dir.join("server-key.pem"),
+        cards_dir: cards_dir.clone(),
+        card_password: String::new(),
+    };
+    let password_file = cards_dir.join("password.txt");
+    if files.ca_cert.exists() && password_file.exists() {
+        let card_password = std::fs::read_to_string(&password_file)?.trim().to_string();
+        return Ok(DemoFiles {
+            card_password,
+            ..files
+        });
+    }
+    std::fs::create_dir_all(&pki_dir).with_context(|| format!("creating {}", pki_dir.display()))?;
+    std::fs::create_dir_all(&cards_dir)?;
+    let pki = TestPki::generate("Sportello demo CA")?;
+    write(&files.ca_cert, pki.ca.cert_pem.as_bytes(), false)?;
+    write(&pki_dir.join("ca-key.pem"), pki.ca.key_pem.as_bytes(), true)?;
+    let server = pki.server(&["localhost", "127.0.0.1", "::1"])?;
+    write(&files.server_cert, server.cert_pem.as_bytes(), false)?;
+    write(&files.server_key, server.key_pem.as_bytes(), true)?;
+    let card_password = random_password(random)?;
+    for card in &DEMO_CARDS {
+        let issued = pki.card(&CardSpec::new(card.given_name, card.surname, card.tax_code))?;
+        write(&files.card_cert(card), issued.cert_pem.as_bytes(), false)?;
+        write(&files.card_key(card), issued.key_pem.as_bytes(), true)?;
+        let p12 = issued.to_pkcs12(
+            &card_password,
+            &pki.ca.der,
+            &format!("{} {}", card.given_name, card.surname),
+        )?;
+        write(&files.card_p12(card), &p12, true)?;
+    }
+    write(
+        &password_file,
+        format!("{card_password}\n").as_bytes(),
+        true,
+    )?;
+    Ok(DemoFiles {
+        card_password,
+        ..files
+    })
+}

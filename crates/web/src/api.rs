@@ -1,0 +1,505 @@
+//! The public JSON API, `/api/v1` (described in `openapi.json`, served at
+//! `/api/v1/openapi.json`).
+//!
+//! Handlers parse input into domain types at the edge, ask the domain what is allowed, and let
+//! the store make it durable. They hold no rules of their own.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::catalog::{Catalog, FieldKind, Section, Service};
+use domain::practice::{
+    check_draft, prepare_submission, validate_data, Delivery, Practice, PracticeData, PracticeId,
+    PracticeState, SubmitError,
+};
+use domain::Lang;
+use serde::{Deserialize, Serialize};
+use storage::PracticeQuery;
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Authenticated, UserLang};
+use crate::AppState;
+
+// ---- services ----------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct RecipientView {
+    institution: String,
+    institution_name: String,
+    filing: String,
+    filing_title: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OptionView {
+    value: String,
+    label: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FieldView {
+    id: String,
+    label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help: Option<String>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    required: bool,
+    max_length: usize,
+    /// `common` or the recipient institution whose filing needs it.
+    section: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    options: Vec<OptionView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    id: String,
+    life_event: String,
+    life_event_title: String,
+    title: String,
+    summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help: Option<String>,
+    recipients: Vec<RecipientView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<Vec<FieldView>>,
+}
+
+fn kind_name(kind: &FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Text => "text",
+        FieldKind::LongText => "long_text",
+        FieldKind::PersonTaxCode { .. } => "person_tax_code",
+        FieldKind::BusinessTaxCode => "business_tax_code",
+        FieldKind::VatNumber => "vat_number",
+        FieldKind::Email => "email",
+        FieldKind::Ateco => "ateco",
+        FieldKind::Cap => "cap",
+        FieldKind::Province => "province",
+        FieldKind::Date(_) => "date",
+        FieldKind::Integer { .. } => "integer",
+        FieldKind::Amount { .. } => "amount",
+        FieldKind::Choice { .. } => "choice",
+    }
+}
+
+fn service_view(catalog: &Catalog, service: &Service, lang: Lang, detailed: bool) -> ServiceView {
+    let life_event_title = catalog
+        .life_events
+        .iter()
+        .find(|e| e.id == service.life_event)
+        .map(|e| e.title.get(lang).to_string())
+        .unwrap_or_default();
+    let recipients = service
+        .recipients
+        .iter()
+        .map(|r| RecipientView {
+            institution: r.institution.clone(),
+            institution_name: catalog
+                .institution(&r.institution)
+                .map(|i| i.name.get(lang).to_string())
+                .unwrap_or_default(),
+            filing: r.filing.clone(),
+            filing_title: catalog
+                .filing(r)
+                .map(|f| f.title.get(lang).to_string())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let fields = detailed.then(|| {
+        service
+            .fields
+            .iter()
+            .map(|f| FieldView {
+                id: f.spec.id.clone(),
+                label: f.spec.label.get(lang).to_string(),
+                hint: f.spec.hint.as_ref().map(|h| h.get(lang).to_string()),
+                help: f.spec.help.as_ref().map(|h| h.get(lang).to_string()),
+                kind: kind_name(&f.spec.kind),
+                required: f.spec.required,
+                max_length: f.spec.max_length,
+                section: match &f.section {
+                    Section::Common(_) => "common".to_string(),
+                    Section::Recipient(institution) => institution.clone(),
+                },
+                options: match &f.spec.kind {
+                    FieldKind::Choice { options } => options
+                        .iter()
+                        .map(|o| OptionView {
+                            value: o.value.clone(),
+                            label: o.label.get(lang).to_string(),
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                },
+            })
+            .collect()
+    });
+    ServiceView {
+        id: service.id.clone(),
+        life_event: service.life_event.clone(),
+        life_event_title,
+        title: service.title.get(lang).to_string(),
+        summary: service.summary.get(lang).to_string(),
+        help: detailed.then(|| service.help.get(lang).to_string()),
+        recipients,
+        fields,
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceList {
+    services: Vec<ServiceView>,
+}
+
+/// `GET /api/v1/services`: the catalog, grouped by life event in catalog order.
+pub async fn list_services(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+) -> Json<ServiceList> {
+    let catalog = &app.catalog;
+    let mut services = Vec::new();
+    for event in &catalog.life_events {
+        for s in catalog.services.iter().filter(|s| s.life_event == event.id) {
+            services.push(service_view(catalog, s, lang, false));
+        }
+    }
+    Json(ServiceList { services })
+}
+
+/// `GET /api/v1/services/{id}`: one service with its fields and help.
+pub async fn get_service(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Path(id): Path<String>,
+) -> Result<Json<ServiceView>, ApiError> {
+    let service = app.catalog.service(&id).ok_or(ApiError::NotFound)?;
+    Ok(Json(service_view(&app.catalog, service, lang, true)))
+}
+
+// ---- practices ---------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct ProblemView {
+    field: String,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    institution: String,
+    institution_name: String,
+    filing: String,
+    state: domain::practice::DeliveryState,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: time::OffsetDateTime,
+    payload: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PracticeView {
+    #[serde(flatten)]
+    practice: Practice,
+    service_title: String,
+    /// For drafts: what still stops the practice from being sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<Vec<ProblemView>>,
+    /// For submitted practices: one delivery per recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliveries: Option<Vec<DeliveryView>>,
+}
+
+fn practice_view(
+    app: &AppState,
+    practice: Practice,
+    deliveries: Option<Vec<Delivery>>,
+    lang: Lang,
+) -> PracticeView {
+    let service = app.catalog.service(&practice.service_id);
+    let problems = (practice.state == PracticeState::Draft).then(|| match service {
+        Some(service) => {
+            let today = domain::italian_date(app.clock.now());
+            validate_data(service, &practice.data, today)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| {
+                    let label = service.field(&e.field).map(|f| &f.spec.label);
+                    ProblemView {
+                        message: app.translations.reason(lang, label, &e.field, &e.reason),
+                        field: e.field,
+                        code: e.reason.code(),
+                    }
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    });
+    let deliveries = deliveries.map(|ds| {
+        ds.into_iter()
+            .map(|d| DeliveryView {
+                institution_name: app
+                    .catalog
+                    .institution(&d.institution)
+                    .map(|i| i.name.get(lang).to_string())
+                    .unwrap_or_else(|| d.institution.clone()),
+                institution: d.institution,
+                filing: d.filing_kind,
+                state: d.state,
+                updated_at: d.updated_at,
+                payload: d.payload,
+            })
+            .collect()
+    });
+    PracticeView {
+        service_title: service
+            .map(|s| s.title.get(lang).to_string())
+            .unwrap_or_else(|| practice.service_id.clone()),
+        practice,
+        problems,
+        deliveries,
+    }
+}
+
+fn parse_id(id: &str) -> Result<PracticeId, ApiError> {
+    // A malformed id names no practice.
+    PracticeId::parse(id).ok_or(ApiError::NotFound)
+}
+
+fn service_of<'a>(app: &'a AppState, practice: &Practice) -> Result<&'a Service, ApiError> {
+    app.catalog
+        .service(&practice.service_id)
+        .ok_or_else(|| ApiError::UnknownService(practice.service_id.clone()))
+}
+
+fn check_draft_data(
+    app: &AppState,
+    service: &Service,
+    data: &PracticeData,
+) -> Result<(), ApiError> {
+    let errors = check_draft(service, data, domain::italian_date(app.clock.now()));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation {
+            errors,
+            service: Some(service.clone()),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPractice {
+    service: String,
+    #[serde(default)]
+    data: PracticeData,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DraftData {
+    data: PracticeData,
+}
+
+/// `POST /api/v1/practices`: starts a draft for a service, with whatever data is ready.
+pub async fn create_practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    ApiJson(body): ApiJson<NewPractice>,
+) -> Result<Response, ApiError> {
+    let service = app
+        .catalog
+        .service(&body.service)
+        .ok_or_else(|| ApiError::UnknownService(body.service.clone()))?;
+    check_draft_data(&app, service, &body.data)?;
+    let mut bytes = [0u8; 16];
+    app.random
+        .fill(&mut bytes)
+        .map_err(|_| ApiError::Internal)?;
+    let now = app.clock.now();
+    let practice = Practice {
+        id: PracticeId::from_random_bytes(bytes),
+        owner: holder.tax_code.clone(),
+        service_id: service.id.clone(),
+        state: PracticeState::Draft,
+        data: body.data,
+        reference: None,
+        created_at: now,
+        updated_at: now,
+        submitted_at: None,
+    };
+    app.store.create_draft(&practice).await?;
+    tracing::info!(practice = %practice.id, service = %practice.service_id, holder = %holder.tax_code, "draft created");
+    let location = format!("/api/v1/practices/{}", practice.id);
+    let view = practice_view(&app, practice, None, lang);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/practices/{id}`.
+pub async fn get_practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<PracticeView>, ApiError> {
+    let id = parse_id(&id)?;
+    let practice = app.store.practice(&holder.tax_code, id).await?;
+    let deliveries = match practice.state {
+        PracticeState::Draft => None,
+        _ => Some(app.store.deliveries(&holder.tax_code, id).await?),
+    };
+    Ok(Json(practice_view(&app, practice, deliveries, lang)))
+}
+
+/// `PUT /api/v1/practices/{id}`: replaces a draft's data.
+pub async fn put_practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DraftData>,
+) -> Result<Json<PracticeView>, ApiError> {
+    let id = parse_id(&id)?;
+    let practice = app.store.practice(&holder.tax_code, id).await?;
+    if !practice.state.is_editable() {
+        return Err(ApiError::WrongState(practice.state));
+    }
+    check_draft_data(&app, service_of(&app, &practice)?, &body.data)?;
+    let updated = app
+        .store
+        .update_draft(&holder.tax_code, id, &body.data, app.clock.now())
+        .await?;
+    tracing::info!(practice = %id, holder = %holder.tax_code, "draft saved");
+    Ok(Json(practice_view(&app, updated, None, lang)))
+}
+
+/// `POST /api/v1/practices/{id}/submit`: validates everything, then assigns the reference
+/// number and queues one filing per recipient.
+pub async fn submit_practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<PracticeView>, ApiError> {
+    let id = parse_id(&id)?;
+    let practice = app.store.practice(&holder.tax_code, id).await?;
+    let submission =
+        prepare_submission(&practice, &app.catalog, app.clock.now()).map_err(|e| match e {
+            SubmitError::Illegal(t) => ApiError::WrongState(t.from),
+            SubmitError::Invalid(errors) => ApiError::Validation {
+                errors,
+                service: app.catalog.service(&practice.service_id).cloned(),
+            },
+            SubmitError::UnknownService(s) => ApiError::UnknownService(s),
+        })?;
+    let submitted = app.store.submit(&holder.tax_code, id, &submission).await?;
+    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+    tracing::info!(
+        practice = %id,
+        reference = ?submitted.reference.as_ref().map(ToString::to_string),
+        recipients = deliveries.len(),
+        holder = %holder.tax_code,
+        "practice submitted"
+    );
+    Ok(Json(practice_view(&app, submitted, Some(deliveries), lang)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    state: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+    #[allow(dead_code)]
+    lang: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PracticeList {
+    practices: Vec<PracticeView>,
+    limit: u32,
+    offset: u32,
+}
+
+/// `GET /api/v1/practices?state=&limit=&offset=`: the holder's practices, newest change first.
+pub async fn list_practices(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PracticeList>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let state = match params.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(PracticeState::parse(s).ok_or_else(|| {
+            ApiError::BadParameter(format!(
+                "state: `{s}` is not one of {}",
+                PracticeState::ALL.map(PracticeState::as_str).join(", ")
+            ))
+        })?),
+    };
+    let number = |name: &str, v: Option<&str>, default: u32, max: u32| -> Result<u32, ApiError> {
+        match v {
+            None | Some("") => Ok(default),
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                ApiError::BadParameter(format!(
+                    "{name}: `{v}` is not a whole number from 0 to {max}"
+                ))
+            }),
+        }
+    };
+    let limit = number(
+        "limit",
+        params.limit.as_deref(),
+        50,
+        PracticeQuery::MAX_LIMIT,
+    )?
+    .max(1);
+    let offset = number("offset", params.offset.as_deref(), 0, 1_000_000)?;
+    let practices = app
+        .store
+        .list(
+            &holder.tax_code,
+            &PracticeQuery {
+                state,
+                limit,
+                offset,
+            },
+        )
+        .await?;
+    let practices = practices
+        .into_iter()
+        .map(|p| practice_view(&app, p, None, lang))
+        .collect();
+    Ok(Json(PracticeList {
+        practices,
+        limit,
+        offset,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Me {
+    tax_code: String,
+    name: String,
+}
+
+/// `GET /api/v1/me`: who the card says you are.
+pub async fn me(Authenticated(holder): Authenticated) -> Json<Me> {
+    Json(Me {
+        name: holder.display_name(),
+        tax_code: holder.tax_code.to_string(),
+    })
+}

@@ -1,0 +1,223 @@
+//! The error policy of the HTTP API, in one place.
+//!
+//! - Every failure a handler can meet is an [`ApiError`] variant; handlers return
+//!   `Result<_, ApiError>` and never build error responses themselves. An `ApiError` turned
+//!   into a response only carries itself; the [`render_problems`] middleware, which knows the
+//!   user's language, writes the answer.
+//! - Every error answer is RFC 7807 `application/problem+json` with `type`, `title`, `status`,
+//!   `detail` in the user's language, and for validation failures `errors`: one entry per field
+//!   with its id, label, reason code and message.
+//! - Input mistakes are 4xx and change nothing. A database that cannot be reached is 503 with
+//!   `Retry-After`: the user's data is safe and the request may be repeated. Only a genuine bug
+//!   (stored data that cannot be read back) is a 500; its details go to the log, never to the
+//!   client.
+//! - Nothing here panics, whatever the input.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::catalog::Service;
+use domain::practice::PracticeState;
+use domain::validation::FieldError;
+use domain::Lang;
+use serde::Serialize;
+use storage::StoreError;
+
+use crate::i18n::Translations;
+
+/// Maximum size of a request body, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A failure, as the API reports it.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// No client certificate was presented.
+    Unauthenticated,
+    /// A certificate was presented but is not an acceptable smart card.
+    CardRefused(identity::CardRefusal),
+    NotFound,
+    MethodNotAllowed,
+    UnknownService(String),
+    /// Fields that failed validation; the service gives labels to name them.
+    Validation {
+        errors: Vec<FieldError>,
+        service: Option<Service>,
+    },
+    WrongState(PracticeState),
+    MalformedJson(String),
+    WrongShape(String),
+    UnsupportedMediaType,
+    TooLarge,
+    BadParameter(String),
+    Unavailable,
+    Internal,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::WrongState(state) => Self::WrongState(state),
+            StoreError::Database(e) => {
+                tracing::error!(error = %e, "database unavailable");
+                Self::Unavailable
+            }
+            StoreError::Corrupt(what) => {
+                tracing::error!(%what, "stored data could not be read back");
+                Self::Internal
+            }
+            StoreError::BadUrl(url) => {
+                tracing::error!(%url, "database misconfigured");
+                Self::Internal
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ProblemField {
+    field: String,
+    label: Option<String>,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ProblemField>,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated | Self::CardRefused(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::WrongState(_) => StatusCode::CONFLICT,
+            Self::MalformedJson(_) | Self::BadParameter(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Message id of the title; the detail is `<id>-detail` unless given directly.
+    fn slug(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::CardRefused(_) => "card-refused",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::UnknownService(_) => "unknown-service",
+            Self::Validation { .. } => "validation",
+            Self::WrongState(_) => "wrong-state",
+            Self::MalformedJson(_) => "malformed-json",
+            Self::WrongShape(_) => "wrong-shape",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::TooLarge => "too-large",
+            Self::BadParameter(_) => "bad-parameter",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The problem+json answer in `lang`.
+    pub fn to_response(&self, t: &Translations, lang: Lang) -> Response {
+        let slug = self.slug();
+        let detail_id = format!("problem-{slug}-detail");
+        let detail = match self {
+            Self::CardRefused(refusal) => t.message(lang, &format!("card-{}", refusal.code()), &[]),
+            Self::BadParameter(reason) => reason.clone(),
+            Self::WrongState(state) => {
+                let state_name = t.message(lang, &format!("state-{}", state.as_str()), &[]);
+                t.message(lang, &detail_id, &[("state", state_name)])
+            }
+            Self::MalformedJson(e) | Self::WrongShape(e) => {
+                t.message(lang, &detail_id, &[("error", e.clone())])
+            }
+            Self::TooLarge => t.message(lang, &detail_id, &[("limit", BODY_LIMIT.to_string())]),
+            Self::UnknownService(s) => t.message(lang, &detail_id, &[("service", s.clone())]),
+            _ => t.message(lang, &detail_id, &[]),
+        };
+        let errors = match self {
+            Self::Validation { errors, service } => errors
+                .iter()
+                .map(|e| {
+                    let label = service
+                        .as_ref()
+                        .and_then(|s| s.field(&e.field))
+                        .map(|f| &f.spec.label);
+                    ProblemField {
+                        field: e.field.clone(),
+                        label: label.map(|l| l.get(lang).to_string()),
+                        code: e.reason.code(),
+                        message: t.reason(lang, label, &e.field, &e.reason),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let status = self.status();
+        let problem = Problem {
+            kind: format!("/problems/{slug}"),
+            title: t.message(lang, &format!("problem-{slug}"), &[]),
+            status: status.as_u16(),
+            detail,
+            errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.code()),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // No HTTP auth scheme applies: the credential is the TLS client certificate.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("TLS-client-certificate"),
+            );
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(std::sync::Arc::new(self));
+        response
+    }
+}
+
+/// Middleware: turns a response that carries an [`ApiError`] into its problem+json answer in
+/// the request's language.
+pub async fn render_problems(
+    axum::extract::State(translations): axum::extract::State<std::sync::Arc<Translations>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let lang = crate::extract::request_lang(&request);
+    let response = next.run(request).await;
+    match response.extensions().get::<std::sync::Arc<ApiError>>() {
+        Some(error) => error.to_response(&translations, lang),
+        None => response,
+    }
+}
