@@ -5,6 +5,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test`). Without a reachable PostgreSQL the PostgreSQL
 //! half is skipped with a message, except under `CI=true`, where it fails.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // Tests may fail loudly.
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

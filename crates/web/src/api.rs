@@ -288,7 +288,7 @@ fn check_draft_data(
     } else {
         Err(ApiError::Validation {
             errors,
-            service: Some(service.clone()),
+            service: Some(Box::new(service.clone())),
         })
     }
 }
@@ -400,7 +400,11 @@ pub async fn submit_practice(
             SubmitError::Illegal(t) => ApiError::WrongState(t.from),
             SubmitError::Invalid(errors) => ApiError::Validation {
                 errors,
-                service: app.catalog.service(&practice.service_id).cloned(),
+                service: app
+                    .catalog
+                    .service(&practice.service_id)
+                    .cloned()
+                    .map(Box::new),
             },
             SubmitError::UnknownService(s) => ApiError::UnknownService(s),
         })?;

@@ -40,7 +40,7 @@ pub enum ApiError {
     /// Fields that failed validation; the service gives labels to name them.
     Validation {
         errors: Vec<FieldError>,
-        service: Option<Service>,
+        service: Option<Box<Service>>,
     },
     WrongState(PracticeState),
     MalformedJson(String),

@@ -18,7 +18,7 @@ use domain::Clock;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use identity::card::holder_from_der;
 use identity::CardProfile;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio::net::TcpListener;
@@ -88,10 +88,7 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            certs(&material.cert_chain_pem, "server certificate")?,
-            PrivateKeyDer::from(key),
-        )?;
+        .with_single_cert(certs(&material.cert_chain_pem, "server certificate")?, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -1,0 +1,6 @@
+//! Integration tests of the `sportello` crate, in one test binary to keep builds short.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // Tests may fail loudly.
+
+mod api;
+mod cli;
