@@ -6,12 +6,14 @@
 //!   services, parsed and cross-checked from TOML text;
 //! - [`practice`]: the practice ("pratica") state machine, draft and submission rules, and the
 //!   construction of one filing per recipient;
+//! - [`delivery`]: one recipient's filing from queued to the institution's outcome;
 //! - [`validation`]: why a value was refused, as data the edge translates.
 //!
 //! Time and randomness come from the caller ([`Clock`], [`Randomness`]), so every rule is
 //! testable.
 
 pub mod catalog;
+pub mod delivery;
 pub mod identifiers;
 pub mod practice;
 pub mod validation;

@@ -14,6 +14,7 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, FieldKind, FieldSpec, FilingKind, Service};
+use crate::delivery::{DeliveryState, DeliveryStatus};
 use crate::identifiers::{
     iso_date, parse_ateco, parse_cap, parse_date, parse_email, parse_province, BusinessTaxCode,
     CodiceFiscale, PartitaIva,
@@ -119,6 +120,8 @@ impl PracticeState {
             (S::InProgress, E::AllOutcomesKnown) => S::Completed,
             // Not delivered to any recipient for technical reasons: back to the drafts.
             (S::InProgress, E::NoRecipientReached) => S::Draft,
+            // A failed or corrected filing sent again to its recipient alone.
+            (S::InProgress | S::Completed, E::Resent) => S::InProgress,
             (S::Draft | S::Completed, E::Archive) => S::Archived,
             (
                 S::Archived,
@@ -149,6 +152,7 @@ pub enum PracticeEvent {
     Submit,
     AllOutcomesKnown,
     NoRecipientReached,
+    Resent,
     Archive,
     Unarchive { was_submitted: bool },
 }
@@ -159,27 +163,6 @@ pub enum PracticeEvent {
 pub struct IllegalTransition {
     pub from: PracticeState,
     pub event: PracticeEvent,
-}
-
-/// State of one recipient's delivery. At this stage a delivery is only queued; the delivery
-/// worker adds the later states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Written with the submission; waiting to be sent ("in attesa di invio").
-    Queued,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        (s == "queued").then_some(Self::Queued)
-    }
 }
 
 /// The data typed into a practice: field id → value, as text.
@@ -195,6 +178,8 @@ pub struct Practice {
     pub state: PracticeState,
     pub data: PracticeData,
     pub reference: Option<ReferenceNumber>,
+    /// Sent, but no recipient could be reached: back in the drafts, to be sent again.
+    pub needs_resend: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -208,11 +193,20 @@ pub struct Practice {
 pub struct Delivery {
     pub institution: String,
     pub filing_kind: String,
-    pub state: DeliveryState,
-    /// The filing as it will be sent: built at submission from the catalog mapping.
+    #[serde(flatten)]
+    pub status: DeliveryStatus,
+    /// Attempts to send the current revision so far.
+    pub attempts: u32,
+    /// The filing as it is sent: built at submission from the catalog mapping.
     pub payload: Value,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+impl Delivery {
+    pub fn state(&self) -> DeliveryState {
+        self.status.state
+    }
 }
 
 fn has_control_chars(value: &str, multiline: bool) -> bool {
@@ -457,6 +451,43 @@ pub enum SubmitError {
     UnknownService(String),
 }
 
+/// Applies corrections to the fields at fault of a rejected filing and rebuilds that filing.
+/// Only fields in `at_fault` may change; the whole practice is validated again. Returns the
+/// practice's new canonical data and the filing's new payload.
+pub fn prepare_correction(
+    practice: &Practice,
+    catalog: &Catalog,
+    institution: &str,
+    at_fault: &[String],
+    corrections: &PracticeData,
+    today: Date,
+) -> Result<(PracticeData, Value), SubmitError> {
+    let service = catalog
+        .service(&practice.service_id)
+        .ok_or_else(|| SubmitError::UnknownService(practice.service_id.clone()))?;
+    let not_at_fault: Vec<FieldError> = corrections
+        .keys()
+        .filter(|k| !at_fault.contains(k))
+        .map(|k| FieldError::new(k, Reason::NotAtFault))
+        .collect();
+    if !not_at_fault.is_empty() {
+        return Err(SubmitError::Invalid(not_at_fault));
+    }
+    let mut data = practice.data.clone();
+    data.extend(corrections.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let data = validate_data(service, &data, today).map_err(SubmitError::Invalid)?;
+    let recipient = service
+        .recipients
+        .iter()
+        .find(|r| r.institution == institution)
+        .ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
+    let filing = catalog
+        .filing(recipient)
+        .ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
+    let payload = build_payload(filing, &data);
+    Ok((data, payload))
+}
+
 /// Checks that `practice` may be submitted now and builds its filings, one per recipient.
 pub fn prepare_submission(
     practice: &Practice,
@@ -519,6 +550,8 @@ mod tests {
         assert_eq!(S::Draft.apply(E::Submit), Ok(S::InProgress));
         assert_eq!(S::InProgress.apply(E::AllOutcomesKnown), Ok(S::Completed));
         assert_eq!(S::InProgress.apply(E::NoRecipientReached), Ok(S::Draft));
+        assert_eq!(S::Completed.apply(E::Resent), Ok(S::InProgress));
+        assert!(S::Draft.apply(E::Resent).is_err());
         assert_eq!(S::Completed.apply(E::Archive), Ok(S::Archived));
         assert_eq!(
             S::Archived.apply(E::Unarchive {
@@ -737,6 +770,7 @@ mod tests {
             state: PracticeState::Draft,
             data: crate::catalog::tests::complete_start_data(),
             reference: None,
+            needs_resend: false,
             created_at: now,
             updated_at: now,
             submitted_at: None,

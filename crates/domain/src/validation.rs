@@ -52,6 +52,8 @@ pub enum Reason {
     },
     /// The value contains control characters.
     ControlCharacters,
+    /// A correction to a rejected filing touches a field the institution did not fault.
+    NotAtFault,
 }
 
 impl Reason {
@@ -84,6 +86,7 @@ impl Reason {
             Self::NumberTooLarge { .. } => "number-too-large",
             Self::NotAnOption { .. } => "not-an-option",
             Self::ControlCharacters => "control-characters",
+            Self::NotAtFault => "not-at-fault",
         }
     }
 

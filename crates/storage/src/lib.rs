@@ -18,11 +18,13 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use domain::delivery::{apply, Applied, DeliveryEvent, DeliveryState, DeliveryStatus, Rejection};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
-    Delivery, DeliveryState, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber,
-    Submission,
+    Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission,
 };
+use serde::Serialize;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 /// Why a storage operation did not happen.
@@ -34,6 +36,9 @@ pub enum StoreError {
     /// The practice is not in the state the change needs (someone else got there first).
     #[error("the practice is {0:?}")]
     WrongState(PracticeState),
+    /// The delivery is not in a state that allows the change.
+    #[error("the delivery is {0:?}")]
+    WrongDeliveryState(DeliveryState),
     /// A stored row could not be read back into the domain.
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
@@ -110,9 +115,228 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Practice>, StoreError>;
 }
 
+/// Identifies one delivery: a practice and one of its recipient institutions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryKey {
+    pub practice_id: PracticeId,
+    pub institution: String,
+}
+
+/// A delivery handed to a worker, with what it needs to send it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedDelivery {
+    pub key: DeliveryKey,
+    /// Fencing token of this claim: results recorded with an older token are discarded.
+    pub fence: i64,
+    /// Attempts for the current revision, this one included.
+    pub attempts: u32,
+    pub revision: u32,
+    pub filing_kind: String,
+    pub payload: Value,
+    pub reference: String,
+    /// The holder who sent the practice (the declarant).
+    pub owner: CodiceFiscale,
+    pub service_id: String,
+}
+
+/// What recording an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Applied(DeliveryStatus),
+    /// Nothing newer than what was known (late or repeated).
+    Unchanged,
+    /// This message id was already recorded.
+    Duplicate,
+    /// The worker's claim was superseded by a newer one; the result is discarded.
+    LostLease,
+}
+
+/// An event to record on a delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryUpdate {
+    pub event: DeliveryEvent,
+    pub at: OffsetDateTime,
+    /// The worker's claim; `None` for callbacks and polls.
+    pub fence: Option<i64>,
+    /// The institution's message id, for callbacks: a repeated id is a duplicate.
+    pub message_id: Option<String>,
+    /// The revision the event is about; an older revision than the current one is stale.
+    pub revision: Option<u32>,
+    /// When to try again, for a transient failure.
+    pub retry_at: Option<OffsetDateTime>,
+}
+
+impl DeliveryUpdate {
+    pub fn new(event: DeliveryEvent, at: OffsetDateTime) -> Self {
+        Self {
+            event,
+            at,
+            fence: None,
+            message_id: None,
+            revision: None,
+            retry_at: None,
+        }
+    }
+}
+
+/// One line of a practice's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    pub institution: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `submitted`, `sent`, `taken_in_charge`, `outcome`, `transient_failure`, `failed`, ...
+    pub kind: String,
+    /// The delivery's state after the event.
+    pub state: DeliveryState,
+    pub detail: Value,
+}
+
+/// The delivery side of storage: the outbox the worker drains, and what the institutions say.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync + std::fmt::Debug {
+    /// Claims up to `limit` queued deliveries that are due and not leased, for `lease`. Each
+    /// claim increments the delivery's fencing token and attempt count.
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Applies an event to a delivery (domain rules decide), logs it in the timeline, and
+    /// moves the practice when all its deliveries say so. `NotFound` for an unknown delivery.
+    async fn record(
+        &self,
+        key: &DeliveryKey,
+        update: &DeliveryUpdate,
+    ) -> Result<Recorded, StoreError>;
+
+    /// The user sends one delivery again: unchanged if it failed, or with the corrected
+    /// practice data and payload if it was rejected. Other deliveries are not touched.
+    async fn resend(
+        &self,
+        owner: &CodiceFiscale,
+        key: &DeliveryKey,
+        correction: Option<(&PracticeData, &Value)>,
+        now: OffsetDateTime,
+    ) -> Result<Delivery, StoreError>;
+
+    /// Every recorded event of the owner's practice, oldest first.
+    async fn timeline(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+    ) -> Result<Vec<TimelineEntry>, StoreError>;
+}
+
+/// The whole storage port.
+pub trait Store: PracticeStore + DeliveryQueue {}
+
+impl<T: PracticeStore + DeliveryQueue> Store for T {}
+
+/// What an adapter writes after deciding on an event (shared by both adapters).
+#[derive(Debug)]
+struct RecordPlan {
+    recorded: Recorded,
+    /// The delivery's new status, when it changed.
+    status: Option<DeliveryStatus>,
+    /// The worker is done with its claim.
+    release_lease: bool,
+    /// Log a timeline entry (changes, and every callback message for dedup).
+    log: bool,
+}
+
+/// The delivery as it stands, read inside the adapter's transaction.
+#[derive(Debug)]
+struct CurrentDelivery {
+    status: DeliveryStatus,
+    fence: i64,
+}
+
+fn plan_record(current: &CurrentDelivery, update: &DeliveryUpdate) -> RecordPlan {
+    if update.fence.is_some_and(|f| f != current.fence) {
+        return RecordPlan {
+            recorded: Recorded::LostLease,
+            status: None,
+            release_lease: false,
+            log: false,
+        };
+    }
+    let release_lease = update.fence.is_some();
+    let stale = update.revision.is_some_and(|r| r < current.status.revision);
+    let applied = if stale {
+        Ok(Applied::Unchanged)
+    } else {
+        apply(&current.status, &update.event)
+    };
+    match applied {
+        Ok(Applied::Changed(status)) => RecordPlan {
+            recorded: Recorded::Applied(status.clone()),
+            status: Some(status),
+            release_lease,
+            log: true,
+        },
+        Ok(Applied::Unchanged) | Err(_) => RecordPlan {
+            recorded: Recorded::Unchanged,
+            status: None,
+            release_lease,
+            log: update.message_id.is_some(),
+        },
+    }
+}
+
+fn event_kind(event: &DeliveryEvent) -> &'static str {
+    match event {
+        DeliveryEvent::Sent { .. } => "sent",
+        DeliveryEvent::TakenInCharge { .. } => "taken_in_charge",
+        DeliveryEvent::Outcome { .. } => "outcome",
+        DeliveryEvent::RejectedOnReceipt(_) => "rejected_on_receipt",
+        DeliveryEvent::TransientFailure { .. } => "transient_failure",
+        DeliveryEvent::Failed { .. } => "failed",
+        DeliveryEvent::Resend => "resend",
+        DeliveryEvent::ResendCorrected => "resend_corrected",
+    }
+}
+
+fn event_detail(event: &DeliveryEvent, recorded: &Recorded) -> Value {
+    let mut detail = match event {
+        DeliveryEvent::Sent { protocol_number } => {
+            serde_json::json!({ "protocol_number": protocol_number })
+        }
+        DeliveryEvent::TakenInCharge { protocol_number } => {
+            serde_json::json!({ "protocol_number": protocol_number })
+        }
+        DeliveryEvent::Outcome {
+            accepted,
+            protocol_number,
+            rejection,
+        } => {
+            serde_json::json!({ "accepted": accepted, "protocol_number": protocol_number, "rejection": rejection })
+        }
+        DeliveryEvent::RejectedOnReceipt(rejection) => {
+            serde_json::json!({ "rejection": rejection })
+        }
+        DeliveryEvent::TransientFailure { reason } | DeliveryEvent::Failed { reason } => {
+            serde_json::json!({ "reason": reason })
+        }
+        DeliveryEvent::Resend | DeliveryEvent::ResendCorrected => serde_json::json!({}),
+    };
+    if let (Value::Object(map), Recorded::Unchanged) = (&mut detail, recorded) {
+        map.insert("ignored".into(), Value::Bool(true));
+    }
+    detail
+}
+
+fn rejection_json(rejection: &Option<Rejection>) -> Option<String> {
+    rejection
+        .as_ref()
+        .and_then(|r| serde_json::to_string(r).ok())
+}
+
 /// Opens the store that `url` names: `postgres://…` or `postgresql://…` for PostgreSQL;
 /// `sqlite://PATH`, `sqlite:PATH` or a plain file path for SQLite (created if missing).
-pub async fn connect(url: &str) -> Result<Arc<dyn PracticeStore>, StoreError> {
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresStore::connect(url).await?))
     } else {
@@ -137,6 +361,7 @@ struct PracticeRow {
     state: String,
     data: String,
     reference: Option<String>,
+    needs_resend: bool,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     submitted_at: Option<OffsetDateTime>,
@@ -160,6 +385,7 @@ impl PracticeRow {
                 None => None,
             },
             service_id: self.service_id,
+            needs_resend: self.needs_resend,
             created_at: self.created_at,
             updated_at: self.updated_at,
             submitted_at: self.submitted_at,
@@ -174,13 +400,36 @@ struct DeliveryRow {
     state: String,
     payload: String,
     updated_at: OffsetDateTime,
+    attempts: i64,
+    revision: i64,
+    protocol_number: Option<String>,
+    rejection: Option<String>,
+    last_error: Option<String>,
 }
 
 impl DeliveryRow {
-    fn into_delivery(self) -> Result<Delivery, StoreError> {
-        Ok(Delivery {
+    fn status(&self) -> Result<DeliveryStatus, StoreError> {
+        Ok(DeliveryStatus {
             state: DeliveryState::parse(&self.state)
                 .ok_or_else(|| StoreError::Corrupt(format!("delivery state `{}`", self.state)))?,
+            protocol_number: self.protocol_number.clone(),
+            rejection: match &self.rejection {
+                Some(r) => Some(
+                    serde_json::from_str(r)
+                        .map_err(|e| StoreError::Corrupt(format!("rejection: {e}")))?,
+                ),
+                None => None,
+            },
+            last_error: self.last_error.clone(),
+            revision: u32::try_from(self.revision)
+                .map_err(|_| StoreError::Corrupt("revision".into()))?,
+        })
+    }
+
+    fn into_delivery(self) -> Result<Delivery, StoreError> {
+        Ok(Delivery {
+            status: self.status()?,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             payload: serde_json::from_str(&self.payload)
                 .map_err(|e| StoreError::Corrupt(format!("delivery payload: {e}")))?,
             institution: self.institution,

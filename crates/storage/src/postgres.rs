@@ -1,33 +1,52 @@
-//! PostgreSQL adapter, for several portal processes sharing one database.
+//! PostgreSQL adapter, for several portal and worker processes sharing one database.
 //!
 //! Migrations run under a transaction-scoped advisory lock, so processes starting together
 //! apply each migration once. Reference numbers come from an upserted per-year counter row,
 //! which PostgreSQL locks for the rest of the transaction: two processes never get the same
-//! number.
+//! number. Workers claim deliveries with `FOR UPDATE SKIP LOCKED`, so two workers never take
+//! the same delivery at the same time, and every change to a delivery locks its row first.
+
+use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::delivery::{practice_event_for, DeliveryEvent, DeliveryState, DeliveryStatus};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
-    Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission,
+    Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber,
+    Submission,
 };
+use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
-use std::str::FromStr;
+use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, reference_year, DeliveryRow, Migrations, PracticeQuery, PracticeRow, PracticeStore,
-    StoreError,
+    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json,
+    ClaimedDelivery, CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate,
+    Migrations, PracticeQuery, PracticeRow, PracticeStore, Recorded, StoreError, TimelineEntry,
 };
 
-const MIGRATIONS: Migrations = &[(
-    1,
-    "practices",
-    include_str!("../migrations/postgres/0001_practices.sql"),
-)];
+const MIGRATIONS: Migrations = &[
+    (
+        1,
+        "practices",
+        include_str!("../migrations/postgres/0001_practices.sql"),
+    ),
+    (
+        2,
+        "deliveries",
+        include_str!("../migrations/postgres/0002_deliveries.sql"),
+    ),
+];
 
 const PRACTICE_COLUMNS: &str =
-    "id::text AS id, owner_cf, service_id, state, data::text AS data, reference, created_at, updated_at, submitted_at";
+    "id::text AS id, owner_cf, service_id, state, data::text AS data, reference, \
+     needs_resend, created_at, updated_at, submitted_at";
+
+const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at, \
+     d.attempts::bigint AS attempts, d.revision::bigint AS revision, d.protocol_number, d.rejection::text AS rejection, \
+     d.last_error";
 
 /// Key of the advisory lock taken while migrating ("sportello" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x73_70_6f_72_74_65_6c;
@@ -46,7 +65,7 @@ impl PostgresStore {
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
         Ok(Self { pool })
@@ -65,15 +84,31 @@ fn practice_row(row: &PgRow) -> Result<PracticeRow, sqlx::Error> {
         state: row.try_get("state")?,
         data: row.try_get("data")?,
         reference: row.try_get("reference")?,
+        needs_resend: row.try_get("needs_resend")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         submitted_at: row.try_get("submitted_at")?,
     })
 }
 
+fn delivery_row(r: &PgRow) -> Result<DeliveryRow, sqlx::Error> {
+    Ok(DeliveryRow {
+        institution: r.try_get("institution")?,
+        filing_kind: r.try_get("filing_kind")?,
+        state: r.try_get("state")?,
+        payload: r.try_get("payload")?,
+        updated_at: r.try_get("updated_at")?,
+        attempts: r.try_get("attempts")?,
+        revision: r.try_get("revision")?,
+        protocol_number: r.try_get("protocol_number")?,
+        rejection: r.try_get("rejection")?,
+        last_error: r.try_get("last_error")?,
+    })
+}
+
 /// Locks the practice row owned by `owner` and returns its state.
 async fn lock_owned(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut PgConnection,
     owner: &CodiceFiscale,
     id: PracticeId,
 ) -> Result<PracticeState, StoreError> {
@@ -89,6 +124,103 @@ async fn lock_owned(
         .ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
 }
 
+async fn log_event(
+    tx: &mut PgConnection,
+    key: &DeliveryKey,
+    at: OffsetDateTime,
+    kind: &str,
+    state: DeliveryState,
+    detail: &Value,
+    message_id: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO delivery_events (practice_id, institution, at, kind, state, detail, message_id) \
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)",
+    )
+    .bind(key.practice_id.0)
+    .bind(&key.institution)
+    .bind(at)
+    .bind(kind)
+    .bind(state.as_str())
+    .bind(detail.to_string())
+    .bind(message_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the practice if its deliveries now call for it (all failed, or all with an outcome).
+async fn follow_deliveries(
+    tx: &mut PgConnection,
+    id: PracticeId,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let current: String =
+        sqlx::query_scalar("SELECT state FROM practices WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await?;
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = $1")
+            .bind(id.0)
+            .fetch_all(&mut *tx)
+            .await?;
+    let states: Vec<DeliveryState> = states
+        .iter()
+        .filter_map(|s| DeliveryState::parse(s))
+        .collect();
+    let Some(event) = practice_event_for(&states) else {
+        return Ok(());
+    };
+    let Some(next) = PracticeState::parse(&current).and_then(|s| s.apply(event).ok()) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE practices SET state = $1, needs_resend = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(next.as_str())
+    .bind(event == PracticeEvent::NoRecipientReached)
+    .bind(at)
+    .bind(id.0)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_status(
+    tx: &mut PgConnection,
+    key: &DeliveryKey,
+    status: &DeliveryStatus,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET state = $1, protocol_number = $2, rejection = $3::jsonb, last_error = $4, revision = $5, \
+         updated_at = $6 WHERE practice_id = $7 AND institution = $8",
+    )
+    .bind(status.state.as_str())
+    .bind(&status.protocol_number)
+    .bind(rejection_json(&status.rejection))
+    .bind(&status.last_error)
+    .bind(i32::try_from(status.revision).unwrap_or(i32::MAX))
+    .bind(at)
+    .bind(key.practice_id.0)
+    .bind(&key.institution)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn locked_delivery(tx: &mut PgConnection, key: &DeliveryKey) -> Result<PgRow, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS}, d.fence FROM deliveries d WHERE d.practice_id = $1 AND d.institution = $2 FOR UPDATE"
+    ))
+    .bind(key.practice_id.0)
+    .bind(&key.institution)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
 #[async_trait]
 impl PracticeStore for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -97,7 +229,11 @@ impl PracticeStore for PostgresStore {
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
             .await?;
-        sqlx::Executor::execute(&mut *tx, "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",).await?;
+        sqlx::Executor::execute(
+            &mut *tx,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+        )
+        .await?;
         for (version, name, sql) in MIGRATIONS {
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
@@ -184,40 +320,73 @@ impl PracticeStore for PostgresStore {
         if state != PracticeState::Draft {
             return Err(StoreError::WrongState(state));
         }
-        let year = reference_year(submission);
-        let sequence: i64 = sqlx::query_scalar(
-            "INSERT INTO reference_counters (year, last) VALUES ($1, 1) \
-             ON CONFLICT (year) DO UPDATE SET last = reference_counters.last + 1 RETURNING last",
-        )
-        .bind(year)
-        .fetch_one(&mut *tx)
-        .await?;
-        let reference = ReferenceNumber {
-            year,
-            sequence: sequence.unsigned_abs(),
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT reference FROM practices WHERE id = $1")
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+        // Sent before and returned to the drafts: keep the reference number.
+        let reference = match existing {
+            Some(r) => r,
+            None => {
+                let year = reference_year(submission);
+                let sequence: i64 = sqlx::query_scalar(
+                    "INSERT INTO reference_counters (year, last) VALUES ($1, 1) \
+                     ON CONFLICT (year) DO UPDATE SET last = reference_counters.last + 1 RETURNING last",
+                )
+                .bind(year)
+                .fetch_one(&mut *tx)
+                .await?;
+                ReferenceNumber {
+                    year,
+                    sequence: sequence.unsigned_abs(),
+                }
+                .to_string()
+            }
         };
         sqlx::query(
-            "UPDATE practices SET state = 'in_progress', data = $1::jsonb, reference = $2, submitted_at = $3, \
-             updated_at = $3 WHERE id = $4 AND state = 'draft'",
+            "UPDATE practices SET state = 'in_progress', data = $1::jsonb, reference = $2, needs_resend = FALSE, \
+             submitted_at = $3, updated_at = $3 WHERE id = $4 AND state = 'draft'",
         )
         .bind(data_json(&submission.data))
-        .bind(reference.to_string())
+        .bind(&reference)
         .bind(submission.submitted_at)
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
         for (position, filing) in submission.filings.iter().enumerate() {
+            // A delivery sent before keeps its revision (same idempotency key) unless its
+            // filing changed.
             sqlx::query(
                 "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6, $6)",
+                 VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6, $6) \
+                 ON CONFLICT (practice_id, institution) DO UPDATE SET \
+                   revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
+                   payload = excluded.payload, state = 'queued', attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
+                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at",
             )
             .bind(id.0)
             .bind(&filing.institution)
-            .bind(position as i32)
+            .bind(i32::try_from(position).unwrap_or(i32::MAX))
             .bind(&filing.filing_kind)
             .bind(filing.payload.to_string())
             .bind(submission.submitted_at)
             .execute(&mut *tx)
+            .await?;
+            let key = DeliveryKey {
+                practice_id: id,
+                institution: filing.institution.clone(),
+            };
+            let detail = serde_json::json!({ "reference": reference });
+            log_event(
+                &mut tx,
+                &key,
+                submission.submitted_at,
+                "submitted",
+                DeliveryState::Queued,
+                &detail,
+                None,
+            )
             .await?;
         }
         tx.commit().await?;
@@ -229,25 +398,16 @@ impl PracticeStore for PostgresStore {
         owner: &CodiceFiscale,
         id: PracticeId,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at FROM deliveries d \
-             JOIN practices p ON p.id = d.practice_id WHERE p.id = $1 AND p.owner_cf = $2 ORDER BY d.position",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN practices p ON p.id = d.practice_id \
+             WHERE p.id = $1 AND p.owner_cf = $2 ORDER BY d.position"
+        ))
         .bind(id.0)
         .bind(owner.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                DeliveryRow {
-                    institution: r.try_get("institution")?,
-                    filing_kind: r.try_get("filing_kind")?,
-                    state: r.try_get("state")?,
-                    payload: r.try_get("payload")?,
-                    updated_at: r.try_get("updated_at")?,
-                }
-                .into_delivery()
-            })
+            .map(|r| delivery_row(r)?.into_delivery())
             .collect()
     }
 
@@ -268,6 +428,222 @@ impl PracticeStore for PostgresStore {
         .await?;
         rows.iter()
             .map(|r| practice_row(r)?.into_practice())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for PostgresStore {
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let until = now + lease;
+        let rows = sqlx::query(
+            "WITH due AS ( \
+               SELECT practice_id, institution FROM deliveries \
+               WHERE state = 'queued' AND COALESCE(next_attempt_at, '-infinity') <= $1 \
+                 AND COALESCE(lease_until, '-infinity') <= $1 \
+               ORDER BY COALESCE(next_attempt_at, '-infinity') LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE deliveries d SET lease_until = $3, fence = d.fence + 1, attempts = d.attempts + 1 \
+             FROM due, practices p \
+             WHERE d.practice_id = due.practice_id AND d.institution = due.institution AND p.id = d.practice_id \
+             RETURNING d.practice_id::text AS practice_id, d.institution, d.fence, d.attempts::bigint AS attempts, \
+               d.revision::bigint AS revision, d.filing_kind, d.payload::text AS payload, p.owner_cf, p.reference, p.service_id",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let practice_id: String = r.try_get("practice_id")?;
+                let owner: String = r.try_get("owner_cf")?;
+                let payload: String = r.try_get("payload")?;
+                Ok(ClaimedDelivery {
+                    key: DeliveryKey {
+                        practice_id: PracticeId::parse(&practice_id)
+                            .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,
+                        institution: r.try_get("institution")?,
+                    },
+                    fence: r.try_get("fence")?,
+                    attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
+                    filing_kind: r.try_get("filing_kind")?,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    reference: r
+                        .try_get::<Option<String>, _>("reference")?
+                        .unwrap_or_default(),
+                    owner: CodiceFiscale::parse(&owner)
+                        .map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+                    service_id: r.try_get("service_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record(
+        &self,
+        key: &DeliveryKey,
+        update: &DeliveryUpdate,
+    ) -> Result<Recorded, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = locked_delivery(&mut tx, key).await?;
+        if let Some(message_id) = &update.message_id {
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = $1")
+                    .bind(message_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if seen.is_some() {
+                return Ok(Recorded::Duplicate);
+            }
+        }
+        let current = CurrentDelivery {
+            status: delivery_row(&row)?.status()?,
+            fence: row.try_get("fence")?,
+        };
+        let plan = plan_record(&current, update);
+        if let Some(status) = &plan.status {
+            write_status(&mut tx, key, status, update.at).await?;
+        }
+        if plan.release_lease {
+            let retry = match (&update.event, update.retry_at) {
+                (DeliveryEvent::TransientFailure { .. }, Some(at)) => Some(at),
+                _ => None,
+            };
+            sqlx::query(
+                "UPDATE deliveries SET lease_until = NULL, next_attempt_at = $1 WHERE practice_id = $2 AND institution = $3",
+            )
+            .bind(retry)
+            .bind(key.practice_id.0)
+            .bind(&key.institution)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if plan.log {
+            let state = plan
+                .status
+                .as_ref()
+                .map_or(current.status.state, |s| s.state);
+            let detail = event_detail(&update.event, &plan.recorded);
+            log_event(
+                &mut tx,
+                key,
+                update.at,
+                event_kind(&update.event),
+                state,
+                &detail,
+                update.message_id.as_deref(),
+            )
+            .await?;
+        }
+        if plan.status.is_some() {
+            follow_deliveries(&mut tx, key.practice_id, update.at).await?;
+        }
+        tx.commit().await?;
+        Ok(plan.recorded)
+    }
+
+    async fn resend(
+        &self,
+        owner: &CodiceFiscale,
+        key: &DeliveryKey,
+        correction: Option<(&PracticeData, &Value)>,
+        now: OffsetDateTime,
+    ) -> Result<Delivery, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let practice_state = lock_owned(&mut tx, owner, key.practice_id).await?;
+        let practice_next = practice_state
+            .apply(PracticeEvent::Resent)
+            .map_err(|_| StoreError::WrongState(practice_state))?;
+        let row = locked_delivery(&mut tx, key).await?;
+        let status = delivery_row(&row)?.status()?;
+        let event = if correction.is_some() {
+            DeliveryEvent::ResendCorrected
+        } else {
+            DeliveryEvent::Resend
+        };
+        let next = match domain::delivery::apply(&status, &event) {
+            Ok(domain::delivery::Applied::Changed(next)) => next,
+            _ => return Err(StoreError::WrongDeliveryState(status.state)),
+        };
+        write_status(&mut tx, key, &next, now).await?;
+        sqlx::query(
+            "UPDATE deliveries SET attempts = 0, next_attempt_at = NULL, lease_until = NULL \
+             WHERE practice_id = $1 AND institution = $2",
+        )
+        .bind(key.practice_id.0)
+        .bind(&key.institution)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((data, payload)) = correction {
+            sqlx::query("UPDATE deliveries SET payload = $1::jsonb WHERE practice_id = $2 AND institution = $3")
+                .bind(payload.to_string())
+                .bind(key.practice_id.0)
+                .bind(&key.institution)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE practices SET data = $1::jsonb WHERE id = $2")
+                .bind(data_json(data))
+                .bind(key.practice_id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE practices SET state = $1, needs_resend = FALSE, updated_at = $2 WHERE id = $3",
+        )
+        .bind(practice_next.as_str())
+        .bind(now)
+        .bind(key.practice_id.0)
+        .execute(&mut *tx)
+        .await?;
+        log_event(
+            &mut tx,
+            key,
+            now,
+            event_kind(&event),
+            next.state,
+            &serde_json::json!({ "revision": next.revision }),
+            None,
+        )
+        .await?;
+        let row = locked_delivery(&mut tx, key).await?;
+        tx.commit().await?;
+        delivery_row(&row)?.into_delivery()
+    }
+
+    async fn timeline(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.institution, e.at, e.kind, e.state, e.detail::text AS detail FROM delivery_events e \
+             JOIN practices p ON p.id = e.practice_id WHERE p.id = $1 AND p.owner_cf = $2 ORDER BY e.id",
+        )
+        .bind(id.0)
+        .bind(owner.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                let detail: String = r.try_get("detail")?;
+                Ok(TimelineEntry {
+                    institution: r.try_get("institution")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    state: DeliveryState::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
+                    detail: serde_json::from_str(&detail)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
             .collect()
     }
 }

@@ -2,40 +2,58 @@
 //!
 //! WAL journal, `synchronous = FULL` (an accepted practice survives a power cut), a busy
 //! timeout, foreign keys on, and `BEGIN IMMEDIATE` for every write transaction so that a
-//! read-then-write never fails on a lock upgrade.
+//! read-then-write never fails on a lock upgrade. SQLite has one writer at a time, so claiming
+//! deliveries needs no row locks: the immediate transaction serialises workers.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::delivery::{practice_event_for, DeliveryEvent, DeliveryState, DeliveryStatus};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
-    Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission,
+    Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber,
+    Submission,
 };
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, reference_year, DeliveryRow, Migrations, PracticeQuery, PracticeRow, PracticeStore,
-    StoreError,
+    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json,
+    ClaimedDelivery, CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate,
+    Migrations, PracticeQuery, PracticeRow, PracticeStore, Recorded, StoreError, TimelineEntry,
 };
 
-const MIGRATIONS: Migrations = &[(
-    1,
-    "practices",
-    include_str!("../migrations/sqlite/0001_practices.sql"),
-)];
+const MIGRATIONS: Migrations = &[
+    (
+        1,
+        "practices",
+        include_str!("../migrations/sqlite/0001_practices.sql"),
+    ),
+    (
+        2,
+        "deliveries",
+        include_str!("../migrations/sqlite/0002_deliveries.sql"),
+    ),
+];
 
 const PRACTICE_COLUMNS: &str =
-    "id, owner_cf, service_id, state, data, reference, created_at, updated_at, submitted_at";
+    "id, owner_cf, service_id, state, data, reference, needs_resend, created_at, updated_at, submitted_at";
+
+const DELIVERY_COLUMNS: &str =
+    "d.institution, d.filing_kind, d.state, d.payload, d.updated_at, d.attempts, \
+     d.revision, d.protocol_number, d.rejection, d.last_error";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 impl SqliteStore {
@@ -45,7 +63,7 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -73,15 +91,31 @@ fn practice_row(row: &SqliteRow) -> Result<PracticeRow, sqlx::Error> {
         state: row.try_get("state")?,
         data: row.try_get("data")?,
         reference: row.try_get("reference")?,
+        needs_resend: row.try_get::<i64, _>("needs_resend")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         submitted_at: row.try_get("submitted_at")?,
     })
 }
 
+fn delivery_row(r: &SqliteRow) -> Result<DeliveryRow, sqlx::Error> {
+    Ok(DeliveryRow {
+        institution: r.try_get("institution")?,
+        filing_kind: r.try_get("filing_kind")?,
+        state: r.try_get("state")?,
+        payload: r.try_get("payload")?,
+        updated_at: r.try_get("updated_at")?,
+        attempts: r.try_get("attempts")?,
+        revision: r.try_get("revision")?,
+        protocol_number: r.try_get("protocol_number")?,
+        rejection: r.try_get("rejection")?,
+        last_error: r.try_get("last_error")?,
+    })
+}
+
 /// The current state of a practice owned by `owner`, inside a transaction.
 async fn owned_state(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut SqliteConnection,
     owner: &CodiceFiscale,
     id: PracticeId,
 ) -> Result<PracticeState, StoreError> {
@@ -96,11 +130,98 @@ async fn owned_state(
         .ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
 }
 
+async fn log_event(
+    tx: &mut SqliteConnection,
+    key: &DeliveryKey,
+    at: OffsetDateTime,
+    kind: &str,
+    state: DeliveryState,
+    detail: &Value,
+    message_id: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO delivery_events (practice_id, institution, at, kind, state, detail, message_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(key.practice_id.to_string())
+    .bind(&key.institution)
+    .bind(at)
+    .bind(kind)
+    .bind(state.as_str())
+    .bind(detail.to_string())
+    .bind(message_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the practice if its deliveries now call for it (all failed, or all with an outcome).
+async fn follow_deliveries(
+    tx: &mut SqliteConnection,
+    id: PracticeId,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = ?")
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+    let states: Vec<DeliveryState> = states
+        .iter()
+        .filter_map(|s| DeliveryState::parse(s))
+        .collect();
+    let Some(event) = practice_event_for(&states) else {
+        return Ok(());
+    };
+    let current: String = sqlx::query_scalar("SELECT state FROM practices WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+    let Some(next) = PracticeState::parse(&current).and_then(|s| s.apply(event).ok()) else {
+        return Ok(());
+    };
+    sqlx::query("UPDATE practices SET state = ?, needs_resend = ?, updated_at = ? WHERE id = ?")
+        .bind(next.as_str())
+        .bind(i64::from(event == PracticeEvent::NoRecipientReached))
+        .bind(at)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn write_status(
+    tx: &mut SqliteConnection,
+    key: &DeliveryKey,
+    status: &DeliveryStatus,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET state = ?, protocol_number = ?, rejection = ?, last_error = ?, revision = ?, \
+         updated_at = ? WHERE practice_id = ? AND institution = ?",
+    )
+    .bind(status.state.as_str())
+    .bind(&status.protocol_number)
+    .bind(rejection_json(&status.rejection))
+    .bind(&status.last_error)
+    .bind(i64::from(status.revision))
+    .bind(at)
+    .bind(key.practice_id.to_string())
+    .bind(&key.institution)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl PracticeStore for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::Executor::execute(&mut *tx, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",).await?;
+        sqlx::Executor::execute(
+            &mut *tx,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .await?;
         for (version, name, sql) in MIGRATIONS {
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
@@ -192,42 +313,76 @@ impl PracticeStore for SqliteStore {
         if state != PracticeState::Draft {
             return Err(StoreError::WrongState(state));
         }
-        let year = reference_year(submission);
-        let sequence: i64 = sqlx::query_scalar(
-            "INSERT INTO reference_counters (year, last) VALUES (?, 1) \
-             ON CONFLICT (year) DO UPDATE SET last = last + 1 RETURNING last",
-        )
-        .bind(year)
-        .fetch_one(&mut *tx)
-        .await?;
-        let reference = ReferenceNumber {
-            year,
-            sequence: sequence.unsigned_abs(),
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT reference FROM practices WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        // Sent before and returned to the drafts: keep the reference number.
+        let reference = match existing {
+            Some(r) => r,
+            None => {
+                let year = reference_year(submission);
+                let sequence: i64 = sqlx::query_scalar(
+                    "INSERT INTO reference_counters (year, last) VALUES (?, 1) \
+                     ON CONFLICT (year) DO UPDATE SET last = last + 1 RETURNING last",
+                )
+                .bind(year)
+                .fetch_one(&mut *tx)
+                .await?;
+                ReferenceNumber {
+                    year,
+                    sequence: sequence.unsigned_abs(),
+                }
+                .to_string()
+            }
         };
         sqlx::query(
-            "UPDATE practices SET state = 'in_progress', data = ?, reference = ?, submitted_at = ?, updated_at = ? \
-             WHERE id = ? AND state = 'draft'",
+            "UPDATE practices SET state = 'in_progress', data = ?, reference = ?, needs_resend = 0, submitted_at = ?, \
+             updated_at = ? WHERE id = ? AND state = 'draft'",
         )
         .bind(data_json(&submission.data))
-        .bind(reference.to_string())
+        .bind(&reference)
         .bind(submission.submitted_at)
         .bind(submission.submitted_at)
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
         for (position, filing) in submission.filings.iter().enumerate() {
+            let payload = filing.payload.to_string();
+            // A delivery sent before keeps its revision (same idempotency key) unless its
+            // filing changed.
             sqlx::query(
                 "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, 'queued', ?, ?, ?) \
+                 ON CONFLICT (practice_id, institution) DO UPDATE SET \
+                   revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
+                   payload = excluded.payload, state = 'queued', attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
+                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at",
             )
             .bind(id.to_string())
             .bind(&filing.institution)
             .bind(position as i64)
             .bind(&filing.filing_kind)
-            .bind(filing.payload.to_string())
+            .bind(payload)
             .bind(submission.submitted_at)
             .bind(submission.submitted_at)
             .execute(&mut *tx)
+            .await?;
+            let key = DeliveryKey {
+                practice_id: id,
+                institution: filing.institution.clone(),
+            };
+            let detail = serde_json::json!({ "reference": reference });
+            log_event(
+                &mut tx,
+                &key,
+                submission.submitted_at,
+                "submitted",
+                DeliveryState::Queued,
+                &detail,
+                None,
+            )
             .await?;
         }
         tx.commit().await?;
@@ -239,25 +394,16 @@ impl PracticeStore for SqliteStore {
         owner: &CodiceFiscale,
         id: PracticeId,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT d.institution, d.filing_kind, d.state, d.payload, d.updated_at FROM deliveries d \
-             JOIN practices p ON p.id = d.practice_id WHERE p.id = ? AND p.owner_cf = ? ORDER BY d.position",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN practices p ON p.id = d.practice_id \
+             WHERE p.id = ? AND p.owner_cf = ? ORDER BY d.position"
+        ))
         .bind(id.to_string())
         .bind(owner.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                DeliveryRow {
-                    institution: r.try_get("institution")?,
-                    filing_kind: r.try_get("filing_kind")?,
-                    state: r.try_get("state")?,
-                    payload: r.try_get("payload")?,
-                    updated_at: r.try_get("updated_at")?,
-                }
-                .into_delivery()
-            })
+            .map(|r| delivery_row(r)?.into_delivery())
             .collect()
     }
 
@@ -279,6 +425,247 @@ impl PracticeStore for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| practice_row(r)?.into_practice())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let now_ms = millis(now);
+        let until_ms = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE deliveries SET lease_until = ?, fence = fence + 1, attempts = attempts + 1 \
+             WHERE rowid IN (SELECT rowid FROM deliveries WHERE state = 'queued' \
+               AND COALESCE(next_attempt_at, 0) <= ? AND COALESCE(lease_until, 0) <= ? \
+               ORDER BY COALESCE(next_attempt_at, 0) LIMIT ?) \
+             RETURNING practice_id, institution, fence, attempts, revision, filing_kind, payload",
+        )
+        .bind(until_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let practice_id: String = r.try_get("practice_id")?;
+            let id = PracticeId::parse(&practice_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?;
+            let p =
+                sqlx::query("SELECT owner_cf, reference, service_id FROM practices WHERE id = ?")
+                    .bind(&practice_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let owner: String = p.try_get("owner_cf")?;
+            let payload: String = r.try_get("payload")?;
+            claimed.push(ClaimedDelivery {
+                key: DeliveryKey {
+                    practice_id: id,
+                    institution: r.try_get("institution")?,
+                },
+                fence: r.try_get("fence")?,
+                attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
+                filing_kind: r.try_get("filing_kind")?,
+                payload: serde_json::from_str(&payload)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                reference: p
+                    .try_get::<Option<String>, _>("reference")?
+                    .unwrap_or_default(),
+                owner: CodiceFiscale::parse(&owner)
+                    .map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+                service_id: p.try_get("service_id")?,
+            });
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn record(
+        &self,
+        key: &DeliveryKey,
+        update: &DeliveryUpdate,
+    ) -> Result<Recorded, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS}, d.fence FROM deliveries d WHERE d.practice_id = ? AND d.institution = ?"
+        ))
+        .bind(key.practice_id.to_string())
+        .bind(&key.institution)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        if let Some(message_id) = &update.message_id {
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = ?")
+                    .bind(message_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if seen.is_some() {
+                return Ok(Recorded::Duplicate);
+            }
+        }
+        let current = CurrentDelivery {
+            status: delivery_row(&row)?.status()?,
+            fence: row.try_get("fence")?,
+        };
+        let plan = plan_record(&current, update);
+        if let Some(status) = &plan.status {
+            write_status(&mut tx, key, status, update.at).await?;
+        }
+        if plan.release_lease {
+            let retry = match (&update.event, update.retry_at) {
+                (DeliveryEvent::TransientFailure { .. }, Some(at)) => Some(millis(at)),
+                _ => None,
+            };
+            sqlx::query("UPDATE deliveries SET lease_until = NULL, next_attempt_at = ? WHERE practice_id = ? AND institution = ?")
+                .bind(retry)
+                .bind(key.practice_id.to_string())
+                .bind(&key.institution)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if plan.log {
+            let state = plan
+                .status
+                .as_ref()
+                .map_or(current.status.state, |s| s.state);
+            let detail = event_detail(&update.event, &plan.recorded);
+            log_event(
+                &mut tx,
+                key,
+                update.at,
+                event_kind(&update.event),
+                state,
+                &detail,
+                update.message_id.as_deref(),
+            )
+            .await?;
+        }
+        if plan.status.is_some() {
+            follow_deliveries(&mut tx, key.practice_id, update.at).await?;
+        }
+        tx.commit().await?;
+        Ok(plan.recorded)
+    }
+
+    async fn resend(
+        &self,
+        owner: &CodiceFiscale,
+        key: &DeliveryKey,
+        correction: Option<(&PracticeData, &Value)>,
+        now: OffsetDateTime,
+    ) -> Result<Delivery, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let practice_state = owned_state(&mut tx, owner, key.practice_id).await?;
+        let practice_next = practice_state
+            .apply(PracticeEvent::Resent)
+            .map_err(|_| StoreError::WrongState(practice_state))?;
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.practice_id = ? AND d.institution = ?"
+        ))
+        .bind(key.practice_id.to_string())
+        .bind(&key.institution)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let status = delivery_row(&row)?.status()?;
+        let event = if correction.is_some() {
+            DeliveryEvent::ResendCorrected
+        } else {
+            DeliveryEvent::Resend
+        };
+        let next = match domain::delivery::apply(&status, &event) {
+            Ok(domain::delivery::Applied::Changed(next)) => next,
+            _ => return Err(StoreError::WrongDeliveryState(status.state)),
+        };
+        write_status(&mut tx, key, &next, now).await?;
+        sqlx::query(
+            "UPDATE deliveries SET attempts = 0, next_attempt_at = NULL, lease_until = NULL \
+             WHERE practice_id = ? AND institution = ?",
+        )
+        .bind(key.practice_id.to_string())
+        .bind(&key.institution)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((data, payload)) = correction {
+            sqlx::query(
+                "UPDATE deliveries SET payload = ? WHERE practice_id = ? AND institution = ?",
+            )
+            .bind(payload.to_string())
+            .bind(key.practice_id.to_string())
+            .bind(&key.institution)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE practices SET data = ? WHERE id = ?")
+                .bind(data_json(data))
+                .bind(key.practice_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE practices SET state = ?, needs_resend = 0, updated_at = ? WHERE id = ?",
+        )
+        .bind(practice_next.as_str())
+        .bind(now)
+        .bind(key.practice_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        log_event(
+            &mut tx,
+            key,
+            now,
+            event_kind(&event),
+            next.state,
+            &serde_json::json!({ "revision": next.revision }),
+            None,
+        )
+        .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.practice_id = ? AND d.institution = ?"
+        ))
+        .bind(key.practice_id.to_string())
+        .bind(&key.institution)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        delivery_row(&row)?.into_delivery()
+    }
+
+    async fn timeline(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.institution, e.at, e.kind, e.state, e.detail FROM delivery_events e \
+             JOIN practices p ON p.id = e.practice_id WHERE p.id = ? AND p.owner_cf = ? ORDER BY e.id",
+        )
+        .bind(id.to_string())
+        .bind(owner.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                let detail: String = r.try_get("detail")?;
+                Ok(TimelineEntry {
+                    institution: r.try_get("institution")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    state: DeliveryState::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
+                    detail: serde_json::from_str(&detail)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
             .collect()
     }
 }

@@ -11,20 +11,24 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use domain::delivery::{DeliveryEvent, DeliveryState, Rejection};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{Filing, Practice, PracticeData, PracticeId, PracticeState, Submission};
 use sqlx::postgres::PgConnectOptions;
+use std::time::Duration;
 use storage::postgres::PostgresStore;
 use storage::sqlite::SqliteStore;
-use storage::{PracticeQuery, PracticeStore, StoreError};
+use storage::{
+    DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeStore, Recorded, Store, StoreError,
+};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
 /// A store under test, and what must outlive it.
 struct Backend {
-    store: Arc<dyn PracticeStore>,
+    store: Arc<dyn Store>,
     /// A second, independent connection pool on the same database (another "process").
-    other: Arc<dyn PracticeStore>,
+    other: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
     cleanup: Option<(sqlx::PgPool, String)>,
 }
@@ -142,6 +146,12 @@ contract!(
     concurrent_submissions_get_distinct_references,
     racing_submits_of_one_practice_have_one_winner,
     listing_filters_by_state_and_pages,
+    claims_are_leased_and_fenced,
+    concurrent_workers_never_share_a_delivery,
+    answers_and_callbacks_in_any_order,
+    retries_wait_until_due,
+    no_recipient_reached_returns_to_drafts,
+    resend_touches_one_recipient_only,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -172,6 +182,7 @@ fn draft(owner: &CodiceFiscale, data: &[(&str, &str)]) -> Practice {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         reference: None,
+        needs_resend: false,
         created_at: NOW,
         updated_at: NOW,
         submitted_at: None,
@@ -299,7 +310,7 @@ async fn submit_writes_reference_and_deliveries_atomically(b: Backend) {
     );
     assert!(deliveries
         .iter()
-        .all(|d| d.state == domain::practice::DeliveryState::Queued));
+        .all(|d| d.state() == DeliveryState::Queued));
     assert_eq!(
         deliveries[1].payload,
         serde_json::json!({"for": "inps", "name": "Bar Roma"})
@@ -485,4 +496,385 @@ async fn listing_filters_by_state_and_pages(b: Backend) {
             .collect::<Vec<_>>(),
         ["Bar 2", "Bar 1"]
     );
+}
+
+/// A submitted practice of `holder()` with three queued deliveries.
+async fn submitted(b: &Backend) -> PracticeId {
+    let p = draft(&holder(), &[("business.name", "Bar Roma")]);
+    b.store.create_draft(&p).await.expect("create");
+    b.store
+        .submit(
+            &holder(),
+            p.id,
+            &submission(&[("business.name", "Bar Roma")]),
+        )
+        .await
+        .expect("submit");
+    p.id
+}
+
+fn key(id: PracticeId, institution: &str) -> DeliveryKey {
+    DeliveryKey {
+        practice_id: id,
+        institution: institution.into(),
+    }
+}
+
+async fn state_of(b: &Backend, id: PracticeId, institution: &str) -> DeliveryState {
+    let ds = b.store.deliveries(&holder(), id).await.expect("deliveries");
+    ds.iter()
+        .find(|d| d.institution == institution)
+        .map(|d| d.state())
+        .expect("delivery")
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn claims_are_leased_and_fenced(b: Backend) {
+    let id = submitted(&b).await;
+    let first = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    assert_eq!(first.len(), 3);
+    assert!(first
+        .iter()
+        .all(|c| c.attempts == 1 && c.reference.starts_with("SPT-") && c.owner == holder()));
+    assert!(
+        b.store
+            .claim_due(NOW, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+    // The lease runs out (the worker died): another worker claims again, with a new fence.
+    let later = NOW + time::Duration::seconds(31);
+    let second = b.other.claim_due(later, LEASE, 10).await.expect("claim");
+    assert_eq!(second.len(), 3);
+    let old = first
+        .iter()
+        .find(|c| c.key.institution == "inps")
+        .expect("inps");
+    let new = second
+        .iter()
+        .find(|c| c.key.institution == "inps")
+        .expect("inps");
+    assert!(new.fence > old.fence);
+    assert_eq!(new.attempts, 2);
+    let mut stale = DeliveryUpdate::new(
+        DeliveryEvent::Sent {
+            protocol_number: None,
+        },
+        later,
+    );
+    stale.fence = Some(old.fence);
+    assert_eq!(
+        b.store.record(&old.key, &stale).await.expect("record"),
+        Recorded::LostLease
+    );
+    assert_eq!(
+        state_of(&b, id, "inps").await,
+        DeliveryState::Queued,
+        "the old worker changed nothing"
+    );
+    let mut fresh = DeliveryUpdate::new(
+        DeliveryEvent::Sent {
+            protocol_number: Some("INPS-1".into()),
+        },
+        later,
+    );
+    fresh.fence = Some(new.fence);
+    assert!(matches!(
+        b.store.record(&new.key, &fresh).await.expect("record"),
+        Recorded::Applied(_)
+    ));
+    assert_eq!(state_of(&b, id, "inps").await, DeliveryState::TakenInCharge);
+}
+
+async fn concurrent_workers_never_share_a_delivery(b: Backend) {
+    for _ in 0..8 {
+        submitted(&b).await;
+    }
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let store = if worker % 2 == 0 {
+            b.store.clone()
+        } else {
+            b.other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..10 {
+                let claimed = store.claim_due(NOW, LEASE, 3).await.expect("claim");
+                mine.extend(
+                    claimed
+                        .into_iter()
+                        .map(|c| (c.key.practice_id, c.key.institution)),
+                );
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let unique: BTreeSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), 24, "every delivery claimed");
+    assert_eq!(unique.len(), 24, "none claimed twice");
+}
+
+async fn answers_and_callbacks_in_any_order(b: Backend) {
+    let id = submitted(&b).await;
+    let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    // INAIL calls back "taken in charge" before the worker records its answer.
+    let mut callback = DeliveryUpdate::new(
+        DeliveryEvent::TakenInCharge {
+            protocol_number: "INAIL-7".into(),
+        },
+        NOW,
+    );
+    callback.message_id = Some("inail-msg-1".into());
+    assert!(matches!(
+        b.store
+            .record(&key(id, "inail"), &callback)
+            .await
+            .expect("callback"),
+        Recorded::Applied(_)
+    ));
+    assert_eq!(
+        b.other
+            .record(&key(id, "inail"), &callback)
+            .await
+            .expect("again"),
+        Recorded::Duplicate
+    );
+    let inail = claimed
+        .iter()
+        .find(|c| c.key.institution == "inail")
+        .expect("inail");
+    let mut answer = DeliveryUpdate::new(
+        DeliveryEvent::Sent {
+            protocol_number: None,
+        },
+        NOW,
+    );
+    answer.fence = Some(inail.fence);
+    assert_eq!(
+        b.store.record(&inail.key, &answer).await.expect("answer"),
+        Recorded::Unchanged
+    );
+    assert_eq!(
+        state_of(&b, id, "inail").await,
+        DeliveryState::TakenInCharge,
+        "not overwritten by the earlier state"
+    );
+    // The lease was released all the same: nothing left to claim for INAIL.
+    assert!(b
+        .store
+        .claim_due(NOW + time::Duration::hours(1), LEASE, 10)
+        .await
+        .expect("claim")
+        .iter()
+        .all(|c| c.key.institution != "inail"));
+
+    // Outcomes for everyone complete the practice.
+    for (n, institution) in ["registro-imprese", "inps", "inail"].iter().enumerate() {
+        let mut outcome = DeliveryUpdate::new(
+            DeliveryEvent::Outcome {
+                accepted: true,
+                protocol_number: Some(format!("P-{n}")),
+                rejection: None,
+            },
+            NOW,
+        );
+        outcome.message_id = Some(format!("outcome-{n}-{id}"));
+        b.store
+            .record(&key(id, institution), &outcome)
+            .await
+            .expect("outcome");
+    }
+    let practice = b.store.practice(&holder(), id).await.expect("practice");
+    assert_eq!(practice.state, PracticeState::Completed);
+    let ds = b.store.deliveries(&holder(), id).await.expect("deliveries");
+    assert_eq!(
+        ds.iter()
+            .find(|d| d.institution == "inail")
+            .and_then(|d| d.status.protocol_number.clone())
+            .as_deref(),
+        Some("INAIL-7")
+    );
+    let timeline = b.store.timeline(&holder(), id).await.expect("timeline");
+    assert!(timeline
+        .iter()
+        .any(|e| e.kind == "taken_in_charge" && e.institution == "inail"));
+    assert!(b
+        .store
+        .timeline(&stranger(), id)
+        .await
+        .expect("timeline")
+        .is_empty());
+    let unknown = key(PracticeId::from_random_bytes([9; 16]), "inps");
+    assert!(matches!(
+        b.store.record(&unknown, &callback).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn retries_wait_until_due(b: Backend) {
+    let id = submitted(&b).await;
+    let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    for c in &claimed {
+        let mut failure = DeliveryUpdate::new(
+            DeliveryEvent::TransientFailure {
+                reason: "connection refused".into(),
+            },
+            NOW,
+        );
+        failure.fence = Some(c.fence);
+        failure.retry_at = Some(NOW + time::Duration::seconds(60));
+        b.store.record(&c.key, &failure).await.expect("record");
+    }
+    assert!(b
+        .store
+        .claim_due(NOW + time::Duration::seconds(59), LEASE, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    let again = b
+        .store
+        .claim_due(NOW + time::Duration::seconds(60), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 3);
+    assert!(again.iter().all(|c| c.attempts == 2));
+    let ds = b.store.deliveries(&holder(), id).await.expect("deliveries");
+    assert!(ds
+        .iter()
+        .all(|d| d.status.last_error.as_deref() == Some("connection refused")));
+}
+
+async fn no_recipient_reached_returns_to_drafts(b: Backend) {
+    let id = submitted(&b).await;
+    let reference = b.store.practice(&holder(), id).await.expect("p").reference;
+    for c in b.store.claim_due(NOW, LEASE, 10).await.expect("claim") {
+        let mut failed = DeliveryUpdate::new(
+            DeliveryEvent::Failed {
+                reason: "down".into(),
+            },
+            NOW,
+        );
+        failed.fence = Some(c.fence);
+        b.store.record(&c.key, &failed).await.expect("record");
+    }
+    let practice = b.store.practice(&holder(), id).await.expect("practice");
+    assert_eq!(practice.state, PracticeState::Draft);
+    assert!(practice.needs_resend, "marked to be sent again");
+    // Sent again: same reference, deliveries queued again with the same revision.
+    let again = b
+        .store
+        .submit(&holder(), id, &submission(&[("business.name", "Bar Roma")]))
+        .await
+        .expect("resubmit");
+    assert_eq!(again.reference, reference);
+    assert!(!again.needs_resend);
+    let ds = b.store.deliveries(&holder(), id).await.expect("deliveries");
+    assert_eq!(ds.len(), 3);
+    assert!(ds
+        .iter()
+        .all(|d| d.state() == DeliveryState::Queued && d.status.revision == 0 && d.attempts == 0));
+}
+
+async fn resend_touches_one_recipient_only(b: Backend) {
+    let id = submitted(&b).await;
+    let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    for c in &claimed {
+        let event = match c.key.institution.as_str() {
+            "inps" => DeliveryEvent::Failed {
+                reason: "503".into(),
+            },
+            "inail" => DeliveryEvent::RejectedOnReceipt(Rejection {
+                reasons: vec!["descrizione mancante".into()],
+                fields: vec!["inail.work_processes".into()],
+            }),
+            _ => DeliveryEvent::Sent {
+                protocol_number: Some("RI-1".into()),
+            },
+        };
+        let mut update = DeliveryUpdate::new(event, NOW);
+        update.fence = Some(c.fence);
+        b.store.record(&c.key, &update).await.expect("record");
+    }
+    // Only a failed or rejected recipient may be sent again.
+    assert!(matches!(
+        b.store
+            .resend(&holder(), &key(id, "registro-imprese"), None, NOW)
+            .await,
+        Err(StoreError::WrongDeliveryState(DeliveryState::TakenInCharge))
+    ));
+    assert!(matches!(
+        b.store
+            .resend(&stranger(), &key(id, "inps"), None, NOW)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let inps = b
+        .store
+        .resend(&holder(), &key(id, "inps"), None, NOW)
+        .await
+        .expect("resend");
+    assert_eq!(
+        (inps.state(), inps.status.revision, inps.attempts),
+        (DeliveryState::Queued, 0, 0)
+    );
+    let data = PracticeData::from([
+        ("business.name".to_string(), "Bar Roma".to_string()),
+        ("inail.work_processes".to_string(), "Bar".to_string()),
+    ]);
+    let payload = serde_json::json!({"lavorazioni": {"descrizione": "Bar"}});
+    let inail = b
+        .store
+        .resend(&holder(), &key(id, "inail"), Some((&data, &payload)), NOW)
+        .await
+        .expect("corrected");
+    assert_eq!(
+        (inail.state(), inail.status.revision),
+        (DeliveryState::Queued, 1)
+    );
+    assert_eq!(inail.payload, payload);
+    assert_eq!(b.store.practice(&holder(), id).await.expect("p").data, data);
+    // Only the two resent deliveries are due; the other is untouched.
+    let due: BTreeSet<String> = b
+        .store
+        .claim_due(NOW, LEASE, 10)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|c| c.key.institution)
+        .collect();
+    assert_eq!(
+        due,
+        BTreeSet::from(["inps".to_string(), "inail".to_string()])
+    );
+    assert_eq!(
+        state_of(&b, id, "registro-imprese").await,
+        DeliveryState::TakenInCharge
+    );
+    // A late outcome about the rejected revision changes nothing.
+    let mut late = DeliveryUpdate::new(
+        DeliveryEvent::Outcome {
+            accepted: false,
+            protocol_number: None,
+            rejection: None,
+        },
+        NOW,
+    );
+    late.revision = Some(0);
+    late.message_id = Some(format!("late-{id}"));
+    assert_eq!(
+        b.store
+            .record(&key(id, "inail"), &late)
+            .await
+            .expect("late"),
+        Recorded::Unchanged
+    );
+    assert_eq!(state_of(&b, id, "inail").await, DeliveryState::Queued);
 }

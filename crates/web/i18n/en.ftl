@@ -26,6 +26,7 @@ amount-format = { $field }: give an amount in euro, for example 1234.56.
 number-too-small = { $field }: the value cannot be less than { $min }.
 number-too-large = { $field }: the value cannot be more than { $max }.
 not-an-option = { $field }: choose one of the allowed values ({ $options }).
+not-at-fault = { $field }: the institution did not name this field among those to correct.
 control-characters = { $field }: the text contains characters that are not allowed.
 
 ## Titles and details of API error answers.
@@ -38,6 +39,8 @@ problem-wrong-state-detail = The practice is «{ $state }»: this operation is n
 problem-unauthenticated = Smart-card authentication required
 problem-unauthenticated-detail = Log in presenting a valid Carta Nazionale dei Servizi.
 problem-card-refused = Smart card not accepted
+problem-wrong-delivery-state = Sending not allowed in this state
+problem-wrong-delivery-state-detail = The delivery to this institution is «{ $state }»: only a failed delivery, or a rejected filing once corrected, can be sent again.
 problem-malformed-json = Unreadable request
 problem-malformed-json-detail = The request body is not valid JSON: { $error }
 problem-wrong-shape = Request does not match
@@ -70,3 +73,11 @@ card-no-client-auth = The certificate presented is not meant for authentication.
 card-no-accepted-policy = The certificate presented is not from a Carta Nazionale dei Servizi or another accepted card.
 card-no-tax-code = The certificate carries no tax code.
 card-invalid-tax-code = The tax code in the certificate is not valid.
+
+## States of the delivery to one institution.
+delivery-state-queued = waiting to be sent
+delivery-state-delivered = delivered
+delivery-state-taken_in_charge = taken in charge
+delivery-state-accepted = accepted
+delivery-state-rejected = rejected
+delivery-state-failed = not delivered

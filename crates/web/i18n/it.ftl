@@ -26,6 +26,7 @@ amount-format = { $field }: indicare un importo in euro, ad esempio 1234,56.
 number-too-small = { $field }: il valore non può essere inferiore a { $min }.
 number-too-large = { $field }: il valore non può essere superiore a { $max }.
 not-an-option = { $field }: scegliere uno dei valori ammessi ({ $options }).
+not-at-fault = { $field }: questo campo non è tra quelli indicati dall'ente come da correggere.
 control-characters = { $field }: il testo contiene caratteri non ammessi.
 
 ## Titoli e dettagli delle risposte di errore dell'API.
@@ -38,6 +39,8 @@ problem-wrong-state-detail = La pratica è nello stato «{ $state }»: questa op
 problem-unauthenticated = Autenticazione con smart card necessaria
 problem-unauthenticated-detail = Accedere presentando una Carta Nazionale dei Servizi valida.
 problem-card-refused = Smart card non accettata
+problem-wrong-delivery-state = Invio non consentito in questo stato
+problem-wrong-delivery-state-detail = La consegna a questo ente è «{ $state }»: si può inviare di nuovo solo una consegna non riuscita o una pratica respinta e corretta.
 problem-malformed-json = Richiesta non leggibile
 problem-malformed-json-detail = Il corpo della richiesta non è JSON valido: { $error }
 problem-wrong-shape = Richiesta non conforme
@@ -70,3 +73,11 @@ card-no-client-auth = Il certificato presentato non è destinato all'autenticazi
 card-no-accepted-policy = Il certificato presentato non è di una Carta Nazionale dei Servizi o di una carta accettata.
 card-no-tax-code = Il certificato non contiene un codice fiscale.
 card-invalid-tax-code = Il codice fiscale contenuto nel certificato non è valido.
+
+## Stati della consegna a un ente.
+delivery-state-queued = in attesa di invio
+delivery-state-delivered = consegnata
+delivery-state-taken_in_charge = presa in carico
+delivery-state-accepted = accolta
+delivery-state-rejected = respinta
+delivery-state-failed = non consegnata

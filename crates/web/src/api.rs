@@ -195,7 +195,9 @@ pub struct DeliveryView {
     institution: String,
     institution_name: String,
     filing: String,
-    state: domain::practice::DeliveryState,
+    #[serde(flatten)]
+    status: domain::delivery::DeliveryStatus,
+    attempts: u32,
     #[serde(with = "time::serde::rfc3339")]
     updated_at: time::OffsetDateTime,
     payload: serde_json::Value,
@@ -250,7 +252,8 @@ fn practice_view(
                     .unwrap_or_else(|| d.institution.clone()),
                 institution: d.institution,
                 filing: d.filing_kind,
-                state: d.state,
+                status: d.status,
+                attempts: d.attempts,
                 updated_at: d.updated_at,
                 payload: d.payload,
             })
@@ -331,6 +334,7 @@ pub async fn create_practice(
         state: PracticeState::Draft,
         data: body.data,
         reference: None,
+        needs_resend: false,
         created_at: now,
         updated_at: now,
         submitted_at: None,

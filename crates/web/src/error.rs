@@ -43,6 +43,7 @@ pub enum ApiError {
         service: Option<Box<Service>>,
     },
     WrongState(PracticeState),
+    WrongDeliveryState(domain::delivery::DeliveryState),
     MalformedJson(String),
     WrongShape(String),
     UnsupportedMediaType,
@@ -57,6 +58,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => Self::NotFound,
             StoreError::WrongState(state) => Self::WrongState(state),
+            StoreError::WrongDeliveryState(state) => Self::WrongDeliveryState(state),
             StoreError::Database(e) => {
                 tracing::error!(error = %e, "database unavailable");
                 Self::Unavailable
@@ -101,7 +103,7 @@ impl ApiError {
             Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::WrongState(_) => StatusCode::CONFLICT,
+            Self::WrongState(_) | Self::WrongDeliveryState(_) => StatusCode::CONFLICT,
             Self::MalformedJson(_) | Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -120,6 +122,7 @@ impl ApiError {
             Self::UnknownService(_) => "unknown-service",
             Self::Validation { .. } => "validation",
             Self::WrongState(_) => "wrong-state",
+            Self::WrongDeliveryState(_) => "wrong-delivery-state",
             Self::MalformedJson(_) => "malformed-json",
             Self::WrongShape(_) => "wrong-shape",
             Self::UnsupportedMediaType => "unsupported-media-type",
@@ -139,6 +142,11 @@ impl ApiError {
             Self::BadParameter(reason) => reason.clone(),
             Self::WrongState(state) => {
                 let state_name = t.message(lang, &format!("state-{}", state.as_str()), &[]);
+                t.message(lang, &detail_id, &[("state", state_name)])
+            }
+            Self::WrongDeliveryState(state) => {
+                let state_name =
+                    t.message(lang, &format!("delivery-state-{}", state.as_str()), &[]);
                 t.message(lang, &detail_id, &[("state", state_name)])
             }
             Self::MalformedJson(e) | Self::WrongShape(e) => {

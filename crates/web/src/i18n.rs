@@ -129,6 +129,7 @@ mod tests {
                 options: "a, b".into(),
             },
             Reason::ControlCharacters,
+            Reason::NotAtFault,
         ];
         for r in &all {
             match r {
@@ -157,7 +158,8 @@ mod tests {
                 | Reason::NumberTooSmall { .. }
                 | Reason::NumberTooLarge { .. }
                 | Reason::NotAnOption { .. }
-                | Reason::ControlCharacters => {}
+                | Reason::ControlCharacters
+                | Reason::NotAtFault => {}
             }
         }
         all

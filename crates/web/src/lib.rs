@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use domain::catalog::Catalog;
 use domain::{Clock, Randomness, RandomnessUnavailable};
-use storage::PracticeStore;
+use storage::Store;
 
 use crate::error::ApiError;
 use crate::i18n::Translations;
@@ -31,7 +31,7 @@ use crate::i18n::Translations;
 /// Everything handlers need, injected.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: Arc<dyn PracticeStore>,
+    pub store: Arc<dyn Store>,
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
