@@ -200,8 +200,7 @@ impl Catalog {
     }
 
     pub fn filing(&self, recipient: &Recipient) -> Option<&FilingKind> {
-        self.institution(&recipient.institution)?
-            .filing(&recipient.filing)
+        self.institution(&recipient.institution)?.filing(&recipient.filing)
     }
 }
 
@@ -235,11 +234,7 @@ pub struct CatalogError {
 
 impl fmt::Display for CatalogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 
@@ -350,20 +345,12 @@ impl Reporter<'_> {
         let before = &self.source.text[..offset.min(self.source.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.errors.push(CatalogError {
-            file: self.source.path.clone(),
-            line,
-            column,
-            message: message.into(),
-        });
+        self.errors.push(CatalogError { file: self.source.path.clone(), line, column, message: message.into() });
     }
 
     fn text(&mut self, text: &Spanned<Text>, what: &str) {
         if text.get_ref().it.trim().is_empty() || text.get_ref().en.trim().is_empty() {
-            self.at(
-                text.span().start,
-                format!("{what} needs a non-empty Italian (it) and English (en) text"),
-            );
+            self.at(text.span().start, format!("{what} needs a non-empty Italian (it) and English (en) text"));
         }
     }
 }
@@ -382,8 +369,7 @@ fn is_field_id(s: &str) -> bool {
 
 /// A dotted target path in a filing payload: segments of letters, digits and `_`.
 fn is_target_path(s: &str) -> bool {
-    s.split('.')
-        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    s.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
 fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpec> {
@@ -393,9 +379,7 @@ fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpe
     if !is_field_id(&id) {
         r.at(
             f.id.span().start,
-            format!(
-                "field id `{id}` must be `group.name` in lower case (letters, digits, _ and -)"
-            ),
+            format!("field id `{id}` must be `group.name` in lower case (letters, digits, _ and -)"),
         );
         ok = false;
     }
@@ -403,10 +387,7 @@ fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpe
     let type_name = f.kind.get_ref().as_str();
     let numeric = matches!(type_name, "integer" | "amount");
     if !numeric && (f.min.is_some() || f.max.is_some()) {
-        r.at(
-            raw.span().start,
-            format!("field `{id}`: min and max apply to integer and amount fields only"),
-        );
+        r.at(raw.span().start, format!("field `{id}`: min and max apply to integer and amount fields only"));
         ok = false;
     }
     let date_options = f.not_future.is_some()
@@ -414,32 +395,23 @@ fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpe
         || f.min_days_from_today.is_some()
         || f.max_days_from_today.is_some();
     if type_name != "date" && date_options {
-        r.at(
-            raw.span().start,
-            format!("field `{id}`: date rules apply to date fields only"),
-        );
+        r.at(raw.span().start, format!("field `{id}`: date rules apply to date fields only"));
         ok = false;
     }
     if type_name != "choice" && f.options.is_some() {
-        r.at(
-            raw.span().start,
-            format!("field `{id}`: options apply to choice fields only"),
-        );
+        r.at(raw.span().start, format!("field `{id}`: options apply to choice fields only"));
         ok = false;
     }
     if type_name != "person_tax_code" && f.birth_date_field.is_some() {
-        r.at(
-            raw.span().start,
-            format!("field `{id}`: birth_date_field applies to person_tax_code fields only"),
-        );
+        r.at(raw.span().start, format!("field `{id}`: birth_date_field applies to person_tax_code fields only"));
         ok = false;
     }
     let kind = match type_name {
         "text" => FieldKind::Text,
         "long_text" => FieldKind::LongText,
-        "person_tax_code" => FieldKind::PersonTaxCode {
-            birth_date_field: f.birth_date_field.as_ref().map(|s| s.get_ref().clone()),
-        },
+        "person_tax_code" => {
+            FieldKind::PersonTaxCode { birth_date_field: f.birth_date_field.as_ref().map(|s| s.get_ref().clone()) }
+        }
         "business_tax_code" => FieldKind::BusinessTaxCode,
         "vat_number" => FieldKind::VatNumber,
         "email" => FieldKind::Email,
@@ -447,20 +419,15 @@ fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpe
         "cap" => FieldKind::Cap,
         "province" => FieldKind::Province,
         "date" => {
-            let min_date = f.min_date.as_ref().and_then(|d| {
-                match crate::identifiers::parse_date(d.get_ref()) {
-                    Ok(date) => Some(crate::identifiers::iso_date(date)),
-                    Err(_) => {
-                        r.at(
-                            d.span().start,
-                            format!(
-                                "field `{id}`: min_date `{}` is not a date (YYYY-MM-DD)",
-                                d.get_ref()
-                            ),
-                        );
-                        ok = false;
-                        None
-                    }
+            let min_date = f.min_date.as_ref().and_then(|d| match crate::identifiers::parse_date(d.get_ref()) {
+                Ok(date) => Some(crate::identifiers::iso_date(date)),
+                Err(_) => {
+                    r.at(
+                        d.span().start,
+                        format!("field `{id}`: min_date `{}` is not a date (YYYY-MM-DD)", d.get_ref()),
+                    );
+                    ok = false;
+                    None
                 }
             });
             FieldKind::Date(DateRule {
@@ -470,14 +437,8 @@ fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpe
                 max_days_from_today: f.max_days_from_today,
             })
         }
-        "integer" => FieldKind::Integer {
-            min: f.min,
-            max: f.max,
-        },
-        "amount" => FieldKind::Amount {
-            min: f.min,
-            max: f.max,
-        },
+        "integer" => FieldKind::Integer { min: f.min, max: f.max },
+        "amount" => FieldKind::Amount { min: f.min, max: f.max },
         "choice" => {
             let options: Vec<ChoiceOption> = f
                 .options
@@ -485,19 +446,13 @@ fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpe
                 .map(|o| {
                     o.get_ref()
                         .iter()
-                        .map(|o| ChoiceOption {
-                            value: o.value.clone(),
-                            label: o.label.clone(),
-                        })
+                        .map(|o| ChoiceOption { value: o.value.clone(), label: o.label.clone() })
                         .collect()
                 })
                 .unwrap_or_default();
             let distinct: BTreeSet<&str> = options.iter().map(|o| o.value.as_str()).collect();
             if options.is_empty() || distinct.len() != options.len() || distinct.contains("") {
-                r.at(
-                    raw.span().start,
-                    format!("field `{id}`: a choice needs options with distinct, non-empty values"),
-                );
+                r.at(raw.span().start, format!("field `{id}`: a choice needs options with distinct, non-empty values"));
                 ok = false;
             }
             FieldKind::Choice { options }
@@ -513,17 +468,10 @@ fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpe
             return None;
         }
     };
-    let default_max = if matches!(kind, FieldKind::LongText) {
-        2000
-    } else {
-        200
-    };
+    let default_max = if matches!(kind, FieldKind::LongText) { 2000 } else { 200 };
     let max_length = f.max_length.unwrap_or(default_max);
     if max_length == 0 || max_length > 10_000 {
-        r.at(
-            raw.span().start,
-            format!("field `{id}`: max_length must be between 1 and 10000"),
-        );
+        r.at(raw.span().start, format!("field `{id}`: max_length must be between 1 and 10000"));
         ok = false;
     }
     ok.then(|| FieldSpec {
@@ -537,10 +485,7 @@ fn build_field(raw: &Spanned<RawField>, r: &mut Reporter<'_>) -> Option<FieldSpe
     })
 }
 
-fn parse_toml<'de, T: Deserialize<'de>>(
-    source: &'de Source,
-    errors: &mut Vec<CatalogError>,
-) -> Option<T> {
+fn parse_toml<'de, T: Deserialize<'de>>(source: &'de Source, errors: &mut Vec<CatalogError>) -> Option<T> {
     match toml::from_str::<T>(&source.text) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -554,29 +499,16 @@ fn parse_toml<'de, T: Deserialize<'de>>(
 
 /// Checks that each person_tax_code's birth_date_field names a date field among `own` or
 /// `also_visible` (the dictionary, for a filing's fields).
-fn check_birth_date_links(
-    own: &[(FieldSpec, usize)],
-    also_visible: &[FieldSpec],
-    r: &mut Reporter<'_>,
-) {
+fn check_birth_date_links(own: &[(FieldSpec, usize)], also_visible: &[FieldSpec], r: &mut Reporter<'_>) {
     for (spec, offset) in own {
-        if let FieldKind::PersonTaxCode {
-            birth_date_field: Some(link),
-        } = &spec.kind
-        {
+        if let FieldKind::PersonTaxCode { birth_date_field: Some(link) } = &spec.kind {
             let is_date = own
                 .iter()
                 .map(|(f, _)| f)
                 .chain(also_visible)
                 .any(|f| &f.id == link && matches!(f.kind, FieldKind::Date(_)));
             if !is_date {
-                r.at(
-                    *offset,
-                    format!(
-                        "field `{}`: birth_date_field `{link}` is not a known date field",
-                        spec.id
-                    ),
-                );
+                r.at(*offset, format!("field `{}`: birth_date_field `{link}` is not a known date field", spec.id));
             }
         }
     }
@@ -586,19 +518,13 @@ impl Catalog {
     /// Parses and checks a catalog. Every mistake found is returned, not only the first.
     pub fn from_sources(sources: &[Source]) -> Result<Catalog, Vec<CatalogError>> {
         let mut errors = Vec::new();
-        let dictionaries: Vec<&Source> = sources
-            .iter()
-            .filter(|s| s.kind == SourceKind::Dictionary)
-            .collect();
+        let dictionaries: Vec<&Source> = sources.iter().filter(|s| s.kind == SourceKind::Dictionary).collect();
         if dictionaries.len() != 1 {
             errors.push(CatalogError {
                 file: "catalog".into(),
                 line: 0,
                 column: 0,
-                message: format!(
-                    "exactly one dictionary file is needed, found {}",
-                    dictionaries.len()
-                ),
+                message: format!("exactly one dictionary file is needed, found {}", dictionaries.len()),
             });
             return Err(errors);
         }
@@ -625,43 +551,25 @@ impl Catalog {
         let mut life_events = Vec::new();
         let mut dictionary = Vec::new();
         if let Some(raw) = raw_dictionary {
-            let mut r = Reporter {
-                source: dict_source,
-                errors: &mut errors,
-            };
+            let mut r = Reporter { source: dict_source, errors: &mut errors };
             for e in &raw.life_events {
                 if !is_segment(e.id.get_ref()) {
                     r.at(
                         e.id.span().start,
-                        format!(
-                            "life event id `{}` must be lower case letters, digits and -",
-                            e.id.get_ref()
-                        ),
+                        format!("life event id `{}` must be lower case letters, digits and -", e.id.get_ref()),
                     );
                 }
-                if life_events
-                    .iter()
-                    .any(|l: &LifeEvent| &l.id == e.id.get_ref())
-                {
-                    r.at(
-                        e.id.span().start,
-                        format!("life event `{}` is defined twice", e.id.get_ref()),
-                    );
+                if life_events.iter().any(|l: &LifeEvent| &l.id == e.id.get_ref()) {
+                    r.at(e.id.span().start, format!("life event `{}` is defined twice", e.id.get_ref()));
                 }
                 r.text(&e.title, "title");
-                life_events.push(LifeEvent {
-                    id: e.id.get_ref().clone(),
-                    title: e.title.get_ref().clone(),
-                });
+                life_events.push(LifeEvent { id: e.id.get_ref().clone(), title: e.title.get_ref().clone() });
             }
             let mut with_offsets = Vec::new();
             for f in &raw.fields {
                 if let Some(spec) = build_field(f, &mut r) {
                     if dictionary.iter().any(|d: &FieldSpec| d.id == spec.id) {
-                        r.at(
-                            f.get_ref().id.span().start,
-                            format!("field `{}` is defined twice", spec.id),
-                        );
+                        r.at(f.get_ref().id.span().start, format!("field `{}` is defined twice", spec.id));
                         continue;
                     }
                     with_offsets.push((spec.clone(), f.span().start));
@@ -670,39 +578,26 @@ impl Catalog {
             }
             check_birth_date_links(&with_offsets, &[], &mut r);
         }
-        let dictionary_groups: BTreeSet<String> = dictionary
-            .iter()
-            .filter_map(|f| f.id.split('.').next().map(str::to_string))
-            .collect();
+        let dictionary_groups: BTreeSet<String> =
+            dictionary.iter().filter_map(|f| f.id.split('.').next().map(str::to_string)).collect();
 
         // Institutions.
         let mut institutions: Vec<Institution> = Vec::new();
         for (source, raw) in raw_institutions {
             let Some(raw) = raw else { continue };
-            let mut r = Reporter {
-                source,
-                errors: &mut errors,
-            };
+            let mut r = Reporter { source, errors: &mut errors };
             let id = raw.id.get_ref().clone();
             if !is_segment(&id) {
-                r.at(
-                    raw.id.span().start,
-                    format!("institution id `{id}` must be lower case letters, digits and -"),
-                );
+                r.at(raw.id.span().start, format!("institution id `{id}` must be lower case letters, digits and -"));
             }
             if institutions.iter().any(|i| i.id == id) {
-                r.at(
-                    raw.id.span().start,
-                    format!("institution `{id}` is defined twice"),
-                );
+                r.at(raw.id.span().start, format!("institution `{id}` is defined twice"));
                 continue;
             }
             if dictionary_groups.contains(&id) {
                 r.at(
                     raw.id.span().start,
-                    format!(
-                        "institution id `{id}` clashes with the dictionary group of the same name"
-                    ),
+                    format!("institution id `{id}` clashes with the dictionary group of the same name"),
                 );
             }
             r.text(&raw.name, "name");
@@ -717,10 +612,7 @@ impl Catalog {
                     );
                 }
                 if filings.iter().any(|x| x.id == filing_id) {
-                    r.at(
-                        f.id.span().start,
-                        format!("filing `{filing_id}` is defined twice in `{id}`"),
-                    );
+                    r.at(f.id.span().start, format!("filing `{filing_id}` is defined twice in `{id}`"));
                     continue;
                 }
                 r.text(&f.title, "title");
@@ -733,17 +625,11 @@ impl Catalog {
                     if !spec.id.starts_with(&format!("{id}.")) {
                         r.at(
                             raw_field.get_ref().id.span().start,
-                            format!(
-                                "field `{}` of institution `{id}` must start with `{id}.`",
-                                spec.id
-                            ),
+                            format!("field `{}` of institution `{id}` must start with `{id}.`", spec.id),
                         );
                     }
                     if fields.iter().any(|x| x.id == spec.id) {
-                        r.at(
-                            raw_field.get_ref().id.span().start,
-                            format!("field `{}` is defined twice", spec.id),
-                        );
+                        r.at(raw_field.get_ref().id.span().start, format!("field `{}` is defined twice", spec.id));
                         continue;
                     }
                     with_offsets.push((spec.clone(), raw_field.span().start));
@@ -755,89 +641,56 @@ impl Catalog {
                 for (target, src) in &f.payload {
                     let (target_text, source_text) = (target.get_ref(), src.get_ref());
                     if !is_target_path(target_text) {
-                        r.at(target.span().start, format!("payload target `{target_text}` must be a dotted path of letters, digits and _"));
+                        r.at(
+                            target.span().start,
+                            format!("payload target `{target_text}` must be a dotted path of letters, digits and _"),
+                        );
                     }
-                    let known = dictionary.iter().any(|d| &d.id == source_text)
-                        || fields.iter().any(|x| &x.id == source_text);
+                    let known =
+                        dictionary.iter().any(|d| &d.id == source_text) || fields.iter().any(|x| &x.id == source_text);
                     if !known {
                         r.at(src.span().start, format!("payload source `{source_text}` is neither a dictionary field nor a field of filing `{filing_id}`"));
                     }
-                    payload.push(PayloadMapping {
-                        target: target_text.clone(),
-                        source: source_text.clone(),
-                    });
+                    payload.push(PayloadMapping { target: target_text.clone(), source: source_text.clone() });
                 }
                 for a in &payload {
-                    if let Some(b) = payload
-                        .iter()
-                        .find(|b| b.target.starts_with(&format!("{}.", a.target)))
-                    {
+                    if let Some(b) = payload.iter().find(|b| b.target.starts_with(&format!("{}.", a.target))) {
                         r.at(
                             rf.span().start,
-                            format!(
-                                "payload target `{}` is both a value and the parent of `{}`",
-                                a.target, b.target
-                            ),
+                            format!("payload target `{}` is both a value and the parent of `{}`", a.target, b.target),
                         );
                     }
                 }
                 if payload.is_empty() {
-                    r.at(
-                        rf.span().start,
-                        format!("filing `{filing_id}` has an empty payload mapping"),
-                    );
+                    r.at(rf.span().start, format!("filing `{filing_id}` has an empty payload mapping"));
                 }
-                filings.push(FilingKind {
-                    id: filing_id,
-                    title: f.title.get_ref().clone(),
-                    fields,
-                    payload,
-                });
+                filings.push(FilingKind { id: filing_id, title: f.title.get_ref().clone(), fields, payload });
             }
             if filings.is_empty() {
-                r.at(
-                    raw.id.span().start,
-                    format!("institution `{id}` has no filing kinds"),
-                );
+                r.at(raw.id.span().start, format!("institution `{id}` has no filing kinds"));
             }
-            institutions.push(Institution {
-                id,
-                name: raw.name.get_ref().clone(),
-                filings,
-            });
+            institutions.push(Institution { id, name: raw.name.get_ref().clone(), filings });
         }
 
         // Services.
         let mut services: Vec<Service> = Vec::new();
         for (source, raw) in raw_services {
             let Some(raw) = raw else { continue };
-            let mut r = Reporter {
-                source,
-                errors: &mut errors,
-            };
+            let mut r = Reporter { source, errors: &mut errors };
             for rs in &raw.services {
                 let s = rs.get_ref();
                 let id = s.id.get_ref().clone();
                 if !is_segment(&id) {
-                    r.at(
-                        s.id.span().start,
-                        format!("service id `{id}` must be lower case letters, digits and -"),
-                    );
+                    r.at(s.id.span().start, format!("service id `{id}` must be lower case letters, digits and -"));
                 }
                 if services.iter().any(|x| x.id == id) {
-                    r.at(
-                        s.id.span().start,
-                        format!("service `{id}` is defined twice"),
-                    );
+                    r.at(s.id.span().start, format!("service `{id}` is defined twice"));
                     continue;
                 }
                 if !life_events.iter().any(|e| &e.id == s.life_event.get_ref()) {
                     r.at(
                         s.life_event.span().start,
-                        format!(
-                            "service `{id}`: unknown life event `{}`",
-                            s.life_event.get_ref()
-                        ),
+                        format!("service `{id}`: unknown life event `{}`", s.life_event.get_ref()),
                     );
                 }
                 r.text(&s.title, "title");
@@ -849,17 +702,11 @@ impl Catalog {
                 for pattern in &s.common_fields {
                     let p = pattern.get_ref();
                     let matched: Vec<&FieldSpec> = match p.strip_suffix(".*") {
-                        Some(group) => dictionary
-                            .iter()
-                            .filter(|d| d.id.starts_with(&format!("{group}.")))
-                            .collect(),
+                        Some(group) => dictionary.iter().filter(|d| d.id.starts_with(&format!("{group}."))).collect(),
                         None => dictionary.iter().filter(|d| &d.id == p).collect(),
                     };
                     if matched.is_empty() {
-                        r.at(
-                            pattern.span().start,
-                            format!("service `{id}`: `{p}` matches no dictionary field"),
-                        );
+                        r.at(pattern.span().start, format!("service `{id}`: `{p}` matches no dictionary field"));
                     }
                     chosen.extend(matched.iter().map(|d| d.id.as_str()));
                 }
@@ -868,20 +715,14 @@ impl Catalog {
                     .filter(|d| chosen.contains(d.id.as_str()))
                     .map(|d| ServiceField {
                         spec: d.clone(),
-                        section: Section::Common(
-                            d.id.split('.').next().unwrap_or_default().to_string(),
-                        ),
+                        section: Section::Common(d.id.split('.').next().unwrap_or_default().to_string()),
                     })
                     .collect();
 
                 let mut recipients = Vec::new();
                 for rr in s.recipients.get_ref() {
-                    let recipient = Recipient {
-                        institution: rr.institution.clone(),
-                        filing: rr.filing.clone(),
-                    };
-                    let Some(institution) = institutions.iter().find(|i| i.id == rr.institution)
-                    else {
+                    let recipient = Recipient { institution: rr.institution.clone(), filing: rr.filing.clone() };
+                    let Some(institution) = institutions.iter().find(|i| i.id == rr.institution) else {
                         r.at(
                             s.recipients.span().start,
                             format!("service `{id}`: unknown institution `{}`", rr.institution),
@@ -891,18 +732,18 @@ impl Catalog {
                     let Some(filing) = institution.filing(&rr.filing) else {
                         r.at(
                             s.recipients.span().start,
-                            format!(
-                                "service `{id}`: institution `{}` has no filing `{}`",
-                                rr.institution, rr.filing
-                            ),
+                            format!("service `{id}`: institution `{}` has no filing `{}`", rr.institution, rr.filing),
                         );
                         continue;
                     };
-                    if recipients
-                        .iter()
-                        .any(|x: &Recipient| x.institution == rr.institution)
-                    {
-                        r.at(s.recipients.span().start, format!("service `{id}`: institution `{}` is a recipient twice (one filing per institution)", rr.institution));
+                    if recipients.iter().any(|x: &Recipient| x.institution == rr.institution) {
+                        r.at(
+                            s.recipients.span().start,
+                            format!(
+                                "service `{id}`: institution `{}` is a recipient twice (one filing per institution)",
+                                rr.institution
+                            ),
+                        );
                         continue;
                     }
                     for m in &filing.payload {
@@ -910,7 +751,10 @@ impl Catalog {
                         if common && !chosen.contains(m.source.as_str()) {
                             r.at(
                                 s.common_fields.first().map_or(rs.span().start, |p| p.span().start),
-                                format!("service `{id}`: filing `{}/{}` needs `{}`, which common_fields does not collect", rr.institution, rr.filing, m.source),
+                                format!(
+                                    "service `{id}`: filing `{}/{}` needs `{}`, which common_fields does not collect",
+                                    rr.institution, rr.filing, m.source
+                                ),
                             );
                         }
                     }
@@ -921,20 +765,14 @@ impl Catalog {
                     recipients.push(recipient);
                 }
                 if s.recipients.get_ref().is_empty() {
-                    r.at(
-                        s.recipients.span().start,
-                        format!("service `{id}` has no recipients"),
-                    );
+                    r.at(s.recipients.span().start, format!("service `{id}` has no recipients"));
                 }
                 for optional in &s.optional_fields {
                     match fields.iter_mut().find(|f| &f.spec.id == optional.get_ref()) {
                         Some(f) => f.spec.required = false,
                         None => r.at(
                             optional.span().start,
-                            format!(
-                                "service `{id}`: optional field `{}` is not among its fields",
-                                optional.get_ref()
-                            ),
+                            format!("service `{id}`: optional field `{}` is not among its fields", optional.get_ref()),
                         ),
                     }
                 }
@@ -958,12 +796,7 @@ impl Catalog {
             });
         }
         if errors.is_empty() {
-            Ok(Catalog {
-                life_events,
-                dictionary,
-                institutions,
-                services,
-            })
+            Ok(Catalog { life_events, dictionary, institutions, services })
         } else {
             Err(errors)
         }
@@ -976,17 +809,9 @@ pub(crate) mod tests {
 
     /// The catalog shipped in the repository, embedded at compile time.
     pub(crate) fn shipped_sources() -> Vec<Source> {
-        let s = |path: &str, kind, text: &str| Source {
-            path: path.into(),
-            kind,
-            text: text.into(),
-        };
+        let s = |path: &str, kind, text: &str| Source { path: path.into(), kind, text: text.into() };
         vec![
-            s(
-                "dictionary.toml",
-                SourceKind::Dictionary,
-                include_str!("../../../catalog/dictionary.toml"),
-            ),
+            s("dictionary.toml", SourceKind::Dictionary, include_str!("../../../catalog/dictionary.toml")),
             s(
                 "institutions/inps.toml",
                 SourceKind::Institution,
@@ -1002,11 +827,7 @@ pub(crate) mod tests {
                 SourceKind::Institution,
                 include_str!("../../../catalog/institutions/registro-imprese.toml"),
             ),
-            s(
-                "services/services.toml",
-                SourceKind::Services,
-                include_str!("../../../catalog/services/services.toml"),
-            ),
+            s("services/services.toml", SourceKind::Services, include_str!("../../../catalog/services/services.toml")),
         ]
     }
 
@@ -1040,10 +861,7 @@ pub(crate) mod tests {
             ("registro-imprese.activity_description", "Bar e caffetteria"),
             ("inps.scheme", "commercianti"),
             ("inps.family_collaborators", "0"),
-            (
-                "inail.work_processes",
-                "Somministrazione di alimenti e bevande al banco",
-            ),
+            ("inail.work_processes", "Somministrazione di alimenti e bevande al banco"),
             ("inail.yearly_wages", "24.000,00"),
         ]
         .into_iter()
@@ -1055,22 +873,11 @@ pub(crate) mod tests {
     fn shipped_catalog_is_complete() {
         let c = shipped();
         let recipients = |id: &str| -> Vec<String> {
-            c.service(id)
-                .map(|s| s.recipients.iter().map(|r| r.institution.clone()).collect())
-                .unwrap_or_default()
+            c.service(id).map(|s| s.recipients.iter().map(|r| r.institution.clone()).collect()).unwrap_or_default()
         };
-        assert_eq!(
-            recipients("avvio-ditta-individuale"),
-            ["registro-imprese", "inps", "inail"]
-        );
-        assert_eq!(
-            recipients("variazione-sede-attivita"),
-            ["registro-imprese", "inps", "inail"]
-        );
-        assert_eq!(
-            recipients("cessazione-impresa"),
-            ["registro-imprese", "inps", "inail"]
-        );
+        assert_eq!(recipients("avvio-ditta-individuale"), ["registro-imprese", "inps", "inail"]);
+        assert_eq!(recipients("variazione-sede-attivita"), ["registro-imprese", "inps", "inail"]);
+        assert_eq!(recipients("cessazione-impresa"), ["registro-imprese", "inps", "inail"]);
         assert_eq!(recipients("assunzione-primo-dipendente"), ["inps", "inail"]);
         assert_eq!(recipients("collaboratore-familiare"), ["inps"]);
         let start = c.service("avvio-ditta-individuale").expect("service");
@@ -1079,15 +886,8 @@ pub(crate) mod tests {
         assert!(start
             .fields
             .iter()
-            .any(|f| f.spec.id == "inail.work_processes"
-                && f.section == Section::Recipient("inail".into())));
-        assert!(
-            !start
-                .field("business.vat_number")
-                .expect("field")
-                .spec
-                .required
-        );
+            .any(|f| f.spec.id == "inail.work_processes" && f.section == Section::Recipient("inail".into())));
+        assert!(!start.field("business.vat_number").expect("field").spec.required);
     }
 
     fn with_replaced(path: &str, from: &str, to: &str) -> Vec<Source> {
@@ -1102,26 +902,14 @@ pub(crate) mod tests {
     }
 
     fn errors_of(sources: &[Source]) -> Vec<String> {
-        Catalog::from_sources(sources)
-            .err()
-            .unwrap_or_default()
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        Catalog::from_sources(sources).err().unwrap_or_default().iter().map(ToString::to_string).collect()
     }
 
     #[test]
     fn syntax_error_names_file_and_line() {
-        let errors = errors_of(&with_replaced(
-            "institutions/inps.toml",
-            "id = \"inps\"",
-            "id = \"inps",
-        ));
+        let errors = errors_of(&with_replaced("institutions/inps.toml", "id = \"inps\"", "id = \"inps"));
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(
-            errors[0].starts_with("institutions/inps.toml:2:"),
-            "{errors:?}"
-        );
+        assert!(errors[0].starts_with("institutions/inps.toml:2:"), "{errors:?}");
     }
 
     #[test]
@@ -1131,93 +919,38 @@ pub(crate) mod tests {
             "\"lavorazioni.descrizione\" = \"inail.work_processes\"",
             "\"lavorazioni.descrizione\" = \"inail.work_process\"",
         ));
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("payload source `inail.work_process`")),
-            "{errors:?}"
-        );
+        assert!(errors.iter().any(|e| e.contains("payload source `inail.work_process`")), "{errors:?}");
         let line = include_str!("../../../catalog/institutions/inail.toml")
             .lines()
             .position(|l| l.contains("\"lavorazioni.descrizione\" = \"inail.work_processes\""))
             .map(|i| i + 1);
         assert!(
-            errors
-                .iter()
-                .any(|e| e.starts_with(&format!("institutions/inail.toml:{}:", line.unwrap_or(0)))),
+            errors.iter().any(|e| e.starts_with(&format!("institutions/inail.toml:{}:", line.unwrap_or(0)))),
             "{errors:?}"
         );
     }
 
     #[test]
     fn cross_reference_mistakes_are_all_reported() {
-        let mut sources = with_replaced(
-            "services/services.toml",
-            "life_event = \"chiusura\"",
-            "life_event = \"fine\"",
-        );
-        if let Some(s) = sources
-            .iter_mut()
-            .find(|s| s.path == "services/services.toml")
-        {
-            s.text = s
-                .text
-                .replacen("filing = \"cessazione\"", "filing = \"chiusura\"", 1);
-            s.text = s
-                .text
-                .replacen("\"business.start_date\", \"owner.*\"", "\"owner.*\"", 1);
+        let mut sources = with_replaced("services/services.toml", "life_event = \"chiusura\"", "life_event = \"fine\"");
+        if let Some(s) = sources.iter_mut().find(|s| s.path == "services/services.toml") {
+            s.text = s.text.replacen("filing = \"cessazione\"", "filing = \"chiusura\"", 1);
+            s.text = s.text.replacen("\"business.start_date\", \"owner.*\"", "\"owner.*\"", 1);
         }
         let errors = errors_of(&sources);
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("unknown life event `fine`")),
-            "{errors:?}"
-        );
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("has no filing `chiusura`")),
-            "{errors:?}"
-        );
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("needs `business.start_date`")),
-            "{errors:?}"
-        );
+        assert!(errors.iter().any(|e| e.contains("unknown life event `fine`")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("has no filing `chiusura`")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("needs `business.start_date`")), "{errors:?}");
     }
 
     #[test]
     fn bad_field_definitions_are_refused() {
-        let errors = errors_of(&with_replaced(
-            "dictionary.toml",
-            "type = \"cap\"",
-            "type = \"zip\"",
-        ));
-        assert!(
-            errors.iter().any(|e| e.contains("unknown type `zip`")),
-            "{errors:?}"
-        );
-        let errors = errors_of(&with_replaced(
-            "dictionary.toml",
-            "label.en = \"Surname\"",
-            "label.en = \"\"",
-        ));
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("non-empty Italian (it) and English (en)")),
-            "{errors:?}"
-        );
-        let errors = errors_of(&with_replaced(
-            "dictionary.toml",
-            "max_length = 80\n",
-            "max_length = 80\ncolour = \"red\"\n",
-        ));
-        assert!(
-            errors.iter().any(|e| e.contains("unknown field `colour`")),
-            "{errors:?}"
-        );
+        let errors = errors_of(&with_replaced("dictionary.toml", "type = \"cap\"", "type = \"zip\""));
+        assert!(errors.iter().any(|e| e.contains("unknown type `zip`")), "{errors:?}");
+        let errors = errors_of(&with_replaced("dictionary.toml", "label.en = \"Surname\"", "label.en = \"\""));
+        assert!(errors.iter().any(|e| e.contains("non-empty Italian (it) and English (en)")), "{errors:?}");
+        let errors =
+            errors_of(&with_replaced("dictionary.toml", "max_length = 80\n", "max_length = 80\ncolour = \"red\"\n"));
+        assert!(errors.iter().any(|e| e.contains("unknown field `colour`")), "{errors:?}");
     }
 }

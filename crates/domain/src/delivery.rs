@@ -39,14 +39,8 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 6] = [
-        Self::Queued,
-        Self::Delivered,
-        Self::TakenInCharge,
-        Self::Accepted,
-        Self::Rejected,
-        Self::Failed,
-    ];
+    pub const ALL: [DeliveryState; 6] =
+        [Self::Queued, Self::Delivered, Self::TakenInCharge, Self::Accepted, Self::Rejected, Self::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,13 +98,7 @@ pub struct DeliveryStatus {
 
 impl DeliveryStatus {
     pub fn queued() -> Self {
-        Self {
-            state: DeliveryState::Queued,
-            protocol_number: None,
-            rejection: None,
-            last_error: None,
-            revision: 0,
-        }
+        Self { state: DeliveryState::Queued, protocol_number: None, rejection: None, last_error: None, revision: 0 }
     }
 }
 
@@ -122,11 +110,7 @@ pub enum DeliveryEvent {
     /// The institution took the filing in charge and gave its protocol number.
     TakenInCharge { protocol_number: String },
     /// The institution's final outcome.
-    Outcome {
-        accepted: bool,
-        protocol_number: Option<String>,
-        rejection: Option<Rejection>,
-    },
+    Outcome { accepted: bool, protocol_number: Option<String>, rejection: Option<Rejection> },
     /// The institution refused the filing on receipt (4xx validation answer).
     RejectedOnReceipt(Rejection),
     /// A technical failure that will be retried: the delivery stays queued.
@@ -157,10 +141,7 @@ pub enum Applied {
 
 /// The delivery after `event`. Institution events that arrive after a later state are
 /// `Unchanged`; user events in the wrong state are refused.
-pub fn apply(
-    current: &DeliveryStatus,
-    event: &DeliveryEvent,
-) -> Result<Applied, IllegalDeliveryTransition> {
+pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied, IllegalDeliveryTransition> {
     use DeliveryState as S;
     let mut next = current.clone();
     let from = current.state;
@@ -182,34 +163,16 @@ pub fn apply(
     };
     let changed = match event {
         DeliveryEvent::Sent { protocol_number } => {
-            let to = if protocol_number.is_some() {
-                S::TakenInCharge
-            } else {
-                S::Delivered
-            };
+            let to = if protocol_number.is_some() { S::TakenInCharge } else { S::Delivered };
             advance(&mut next, to, protocol_number.as_ref())
         }
-        DeliveryEvent::TakenInCharge { protocol_number } => {
-            advance(&mut next, S::TakenInCharge, Some(protocol_number))
-        }
-        DeliveryEvent::Outcome {
-            accepted,
-            protocol_number,
-            rejection,
-        } => {
+        DeliveryEvent::TakenInCharge { protocol_number } => advance(&mut next, S::TakenInCharge, Some(protocol_number)),
+        DeliveryEvent::Outcome { accepted, protocol_number, rejection } => {
             if from.is_outcome() {
                 false
             } else {
-                advance(
-                    &mut next,
-                    if *accepted { S::Accepted } else { S::Rejected },
-                    protocol_number.as_ref(),
-                );
-                next.rejection = if *accepted {
-                    None
-                } else {
-                    Some(rejection.clone().unwrap_or_default())
-                };
+                advance(&mut next, if *accepted { S::Accepted } else { S::Rejected }, protocol_number.as_ref());
+                next.rejection = if *accepted { None } else { Some(rejection.clone().unwrap_or_default()) };
                 true
             }
         }
@@ -246,20 +209,13 @@ pub fn apply(
         },
         DeliveryEvent::ResendCorrected => match from {
             S::Rejected => {
-                next = DeliveryStatus {
-                    revision: current.revision + 1,
-                    ..DeliveryStatus::queued()
-                };
+                next = DeliveryStatus { revision: current.revision + 1, ..DeliveryStatus::queued() };
                 true
             }
             _ => return illegal("resend corrected"),
         },
     };
-    Ok(if changed {
-        Applied::Changed(next)
-    } else {
-        Applied::Unchanged
-    })
+    Ok(if changed { Applied::Changed(next) } else { Applied::Unchanged })
 }
 
 /// What the practice as a whole becomes once its deliveries stand as `states`, if anything.
@@ -282,11 +238,7 @@ pub fn fields_at_fault(filing: &FilingKind, payload_paths: &[String]) -> Vec<Str
     let mut fields: Vec<String> = payload_paths
         .iter()
         .map(|path| {
-            filing
-                .payload
-                .iter()
-                .find(|m| &m.target == path)
-                .map_or_else(|| path.clone(), |m| m.source.clone())
+            filing.payload.iter().find(|m| &m.target == path).map_or_else(|| path.clone(), |m| m.source.clone())
         })
         .collect();
     fields.dedup();
@@ -304,11 +256,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 6,
-            base_delay: Duration::from_secs(2),
-            max_delay: Duration::from_secs(300),
-        }
+        Self { max_attempts: 6, base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(300) }
     }
 }
 
@@ -320,10 +268,7 @@ impl RetryPolicy {
             return None;
         }
         let exponent = attempts.saturating_sub(1).min(30);
-        let full = self
-            .base_delay
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_delay);
+        let full = self.base_delay.saturating_mul(1u32 << exponent).min(self.max_delay);
         Some(full.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0))
     }
 }
@@ -334,10 +279,7 @@ mod tests {
     use DeliveryState as S;
 
     fn status(state: S) -> DeliveryStatus {
-        DeliveryStatus {
-            state,
-            ..DeliveryStatus::queued()
-        }
+        DeliveryStatus { state, ..DeliveryStatus::queued() }
     }
 
     fn changed(current: &DeliveryStatus, event: DeliveryEvent) -> DeliveryStatus {
@@ -349,89 +291,36 @@ mod tests {
 
     #[test]
     fn the_normal_path() {
-        let s = changed(
-            &DeliveryStatus::queued(),
-            DeliveryEvent::Sent {
-                protocol_number: None,
-            },
-        );
+        let s = changed(&DeliveryStatus::queued(), DeliveryEvent::Sent { protocol_number: None });
         assert_eq!(s.state, S::Delivered);
-        let s = changed(
-            &s,
-            DeliveryEvent::TakenInCharge {
-                protocol_number: "INPS-2026-0000001".into(),
-            },
-        );
-        assert_eq!(
-            (s.state, s.protocol_number.as_deref()),
-            (S::TakenInCharge, Some("INPS-2026-0000001"))
-        );
-        let s = changed(
-            &s,
-            DeliveryEvent::Outcome {
-                accepted: true,
-                protocol_number: None,
-                rejection: None,
-            },
-        );
+        let s = changed(&s, DeliveryEvent::TakenInCharge { protocol_number: "INPS-2026-0000001".into() });
+        assert_eq!((s.state, s.protocol_number.as_deref()), (S::TakenInCharge, Some("INPS-2026-0000001")));
+        let s = changed(&s, DeliveryEvent::Outcome { accepted: true, protocol_number: None, rejection: None });
         assert_eq!(s.state, S::Accepted);
         assert_eq!(s.protocol_number.as_deref(), Some("INPS-2026-0000001"));
     }
 
     #[test]
     fn late_and_repeated_events_change_nothing() {
-        let taken = DeliveryStatus {
-            protocol_number: Some("P1".into()),
-            ..status(S::TakenInCharge)
-        };
+        let taken = DeliveryStatus { protocol_number: Some("P1".into()), ..status(S::TakenInCharge) };
+        assert_eq!(apply(&taken, &DeliveryEvent::Sent { protocol_number: None }), Ok(Applied::Unchanged));
         assert_eq!(
-            apply(
-                &taken,
-                &DeliveryEvent::Sent {
-                    protocol_number: None
-                }
-            ),
+            apply(&taken, &DeliveryEvent::TakenInCharge { protocol_number: "P1".into() }),
             Ok(Applied::Unchanged)
         );
-        assert_eq!(
-            apply(
-                &taken,
-                &DeliveryEvent::TakenInCharge {
-                    protocol_number: "P1".into()
-                }
-            ),
-            Ok(Applied::Unchanged)
-        );
-        let accepted = DeliveryStatus {
-            state: S::Accepted,
-            ..taken.clone()
-        };
+        let accepted = DeliveryStatus { state: S::Accepted, ..taken.clone() };
         for late in [
-            DeliveryEvent::TakenInCharge {
-                protocol_number: "P1".into(),
-            },
-            DeliveryEvent::Outcome {
-                accepted: false,
-                protocol_number: None,
-                rejection: None,
-            },
-            DeliveryEvent::Sent {
-                protocol_number: Some("P1".into()),
-            },
-            DeliveryEvent::TransientFailure {
-                reason: "timeout".into(),
-            },
+            DeliveryEvent::TakenInCharge { protocol_number: "P1".into() },
+            DeliveryEvent::Outcome { accepted: false, protocol_number: None, rejection: None },
+            DeliveryEvent::Sent { protocol_number: Some("P1".into()) },
+            DeliveryEvent::TransientFailure { reason: "timeout".into() },
         ] {
             assert_eq!(apply(&accepted, &late), Ok(Applied::Unchanged), "{late:?}");
         }
         // A protocol number never changes once given.
         let s = changed(
             &taken,
-            DeliveryEvent::Outcome {
-                accepted: true,
-                protocol_number: Some("P2".into()),
-                rejection: None,
-            },
+            DeliveryEvent::Outcome { accepted: true, protocol_number: Some("P2".into()), rejection: None },
         );
         assert_eq!(s.protocol_number.as_deref(), Some("P1"));
     }
@@ -439,50 +328,20 @@ mod tests {
     #[test]
     fn callbacks_may_overtake_the_answer() {
         // The institution called back before the worker recorded its answer.
-        let s = changed(
-            &DeliveryStatus::queued(),
-            DeliveryEvent::TakenInCharge {
-                protocol_number: "P9".into(),
-            },
-        );
+        let s = changed(&DeliveryStatus::queued(), DeliveryEvent::TakenInCharge { protocol_number: "P9".into() });
         assert_eq!(s.state, S::TakenInCharge);
-        assert_eq!(
-            apply(
-                &s,
-                &DeliveryEvent::Sent {
-                    protocol_number: None
-                }
-            ),
-            Ok(Applied::Unchanged)
-        );
+        assert_eq!(apply(&s, &DeliveryEvent::Sent { protocol_number: None }), Ok(Applied::Unchanged));
     }
 
     #[test]
     fn failures_and_resends() {
         let q = DeliveryStatus::queued();
-        let s = changed(
-            &q,
-            DeliveryEvent::TransientFailure {
-                reason: "connection refused".into(),
-            },
-        );
-        assert_eq!(
-            (s.state, s.last_error.as_deref()),
-            (S::Queued, Some("connection refused"))
-        );
-        let failed = changed(
-            &s,
-            DeliveryEvent::Failed {
-                reason: "5 attempts".into(),
-            },
-        );
+        let s = changed(&q, DeliveryEvent::TransientFailure { reason: "connection refused".into() });
+        assert_eq!((s.state, s.last_error.as_deref()), (S::Queued, Some("connection refused")));
+        let failed = changed(&s, DeliveryEvent::Failed { reason: "5 attempts".into() });
         assert_eq!(failed.state, S::Failed);
         let again = changed(&failed, DeliveryEvent::Resend);
-        assert_eq!(
-            (again.state, again.revision),
-            (S::Queued, 0),
-            "same revision: same idempotency key"
-        );
+        assert_eq!((again.state, again.revision), (S::Queued, 0), "same revision: same idempotency key");
         assert!(apply(&status(S::Delivered), &DeliveryEvent::Resend).is_err());
         assert!(apply(&status(S::Accepted), &DeliveryEvent::ResendCorrected).is_err());
 
@@ -495,43 +354,23 @@ mod tests {
         );
         assert_eq!(rejected.state, S::Rejected);
         let corrected = changed(&rejected, DeliveryEvent::ResendCorrected);
-        assert_eq!(
-            (corrected.state, corrected.revision, corrected.rejection),
-            (S::Queued, 1, None)
-        );
+        assert_eq!((corrected.state, corrected.revision, corrected.rejection), (S::Queued, 1, None));
     }
 
     #[test]
     fn practice_follows_its_deliveries() {
-        assert_eq!(
-            practice_event_for(&[S::Failed, S::Failed, S::Failed]),
-            Some(PracticeEvent::NoRecipientReached)
-        );
-        assert_eq!(
-            practice_event_for(&[S::Failed, S::TakenInCharge, S::Failed]),
-            None
-        );
-        assert_eq!(
-            practice_event_for(&[S::Accepted, S::Rejected]),
-            Some(PracticeEvent::AllOutcomesKnown)
-        );
+        assert_eq!(practice_event_for(&[S::Failed, S::Failed, S::Failed]), Some(PracticeEvent::NoRecipientReached));
+        assert_eq!(practice_event_for(&[S::Failed, S::TakenInCharge, S::Failed]), None);
+        assert_eq!(practice_event_for(&[S::Accepted, S::Rejected]), Some(PracticeEvent::AllOutcomesKnown));
         assert_eq!(practice_event_for(&[S::Accepted, S::Failed]), None);
     }
 
     #[test]
     fn backoff_grows_with_jitter_and_stops() {
-        let p = RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_secs(2),
-            max_delay: Duration::from_secs(5),
-        };
+        let p = RetryPolicy { max_attempts: 4, base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(5) };
         assert_eq!(p.next_delay(1, 0.0), Some(Duration::from_secs(1)));
         assert_eq!(p.next_delay(2, 0.999_999).map(|d| d.as_secs()), Some(3));
-        assert_eq!(
-            p.next_delay(3, 0.0),
-            Some(Duration::from_millis(2500)),
-            "capped at max_delay"
-        );
+        assert_eq!(p.next_delay(3, 0.0), Some(Duration::from_millis(2500)), "capped at max_delay");
         assert_eq!(p.next_delay(4, 0.5), None);
     }
 }

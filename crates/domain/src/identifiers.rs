@@ -22,9 +22,8 @@ const MONTH_LETTERS: &[u8; 12] = b"ABCDEHLMPRST";
 /// Letters that replace digits in omocodia variants, for 0 to 9.
 const OMOCODIA_LETTERS: &[u8; 10] = b"LMNPQRSTUV";
 /// Values of characters at odd (1-based) positions, indexed 0..9 for digits and 0..25 for A..Z.
-const ODD_VALUES: [u32; 26] = [
-    1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23,
-];
+const ODD_VALUES: [u32; 26] =
+    [1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23];
 /// 0-based positions that hold digits in the canonical form (and may hold omocodia letters).
 const DIGIT_POSITIONS: [usize; 7] = [6, 7, 9, 10, 12, 13, 14];
 
@@ -51,11 +50,7 @@ impl CodiceFiscale {
             .iter()
             .enumerate()
             .map(|(i, &c)| {
-                let index = if c.is_ascii_digit() {
-                    c - b'0'
-                } else {
-                    c - b'A'
-                } as usize;
+                let index = if c.is_ascii_digit() { c - b'0' } else { c - b'A' } as usize;
                 if i % 2 == 0 {
                     ODD_VALUES[index]
                 } else {
@@ -96,8 +91,7 @@ impl CodiceFiscale {
             day -= 40;
         }
         let day = u8::try_from(day).ok()?;
-        let real_day =
-            |century: i32| Date::from_calendar_date(century + yy as i32, month, day).is_ok();
+        let real_day = |century: i32| Date::from_calendar_date(century + yy as i32, month, day).is_ok();
         (real_day(1900) || real_day(2000)).then_some((yy, month, day))
     }
 
@@ -179,12 +173,10 @@ impl BusinessTaxCode {
         if trimmed.len() == 16 {
             CodiceFiscale::parse(trimmed).map(Self::Person)
         } else if trimmed.len() == 11 && trimmed.bytes().all(|c| c.is_ascii_digit()) {
-            PartitaIva::parse(trimmed)
-                .map(Self::Company)
-                .map_err(|r| match r {
-                    Reason::VatNumberCheckDigit => Reason::CompanyTaxCodeCheckDigit,
-                    _ => Reason::BusinessTaxCodeFormat,
-                })
+            PartitaIva::parse(trimmed).map(Self::Company).map_err(|r| match r {
+                Reason::VatNumberCheckDigit => Reason::CompanyTaxCodeCheckDigit,
+                _ => Reason::BusinessTaxCodeFormat,
+            })
         } else {
             Err(Reason::BusinessTaxCodeFormat)
         }
@@ -210,13 +202,12 @@ pub fn parse_cap(input: &str) -> Result<String, Reason> {
 
 /// Province codes ("sigle automobilistiche") in use, plus nothing else.
 pub const PROVINCES: [&str; 107] = [
-    "AG", "AL", "AN", "AO", "AP", "AQ", "AR", "AT", "AV", "BA", "BG", "BI", "BL", "BN", "BO", "BR",
-    "BS", "BT", "BZ", "CA", "CB", "CE", "CH", "CL", "CN", "CO", "CR", "CS", "CT", "CZ", "EN", "FC",
-    "FE", "FG", "FI", "FM", "FR", "GE", "GO", "GR", "IM", "IS", "KR", "LC", "LE", "LI", "LO", "LT",
-    "LU", "MB", "MC", "ME", "MI", "MN", "MO", "MS", "MT", "NA", "NO", "NU", "OR", "PA", "PC", "PD",
-    "PE", "PG", "PI", "PN", "PO", "PR", "PT", "PU", "PV", "PZ", "RA", "RC", "RE", "RG", "RI", "RM",
-    "RN", "RO", "SA", "SI", "SO", "SP", "SR", "SS", "SU", "SV", "TA", "TE", "TN", "TO", "TP", "TR",
-    "TS", "TV", "UD", "VA", "VB", "VC", "VE", "VI", "VR", "VT", "VV",
+    "AG", "AL", "AN", "AO", "AP", "AQ", "AR", "AT", "AV", "BA", "BG", "BI", "BL", "BN", "BO", "BR", "BS", "BT", "BZ",
+    "CA", "CB", "CE", "CH", "CL", "CN", "CO", "CR", "CS", "CT", "CZ", "EN", "FC", "FE", "FG", "FI", "FM", "FR", "GE",
+    "GO", "GR", "IM", "IS", "KR", "LC", "LE", "LI", "LO", "LT", "LU", "MB", "MC", "ME", "MI", "MN", "MO", "MS", "MT",
+    "NA", "NO", "NU", "OR", "PA", "PC", "PD", "PE", "PG", "PI", "PN", "PO", "PR", "PT", "PU", "PV", "PZ", "RA", "RC",
+    "RE", "RG", "RI", "RM", "RN", "RO", "SA", "SI", "SO", "SP", "SR", "SS", "SU", "SV", "TA", "TE", "TN", "TO", "TP",
+    "TR", "TS", "TV", "UD", "VA", "VB", "VC", "VE", "VI", "VR", "VT", "VV",
 ];
 
 /// Province code, two letters from [`PROVINCES`].
@@ -236,17 +227,8 @@ pub fn parse_ateco(input: &str) -> Result<String, Reason> {
         let s = input.trim();
         !s.contains('.') || (s.len() == 8 && s.as_bytes()[2] == b'.' && s.as_bytes()[5] == b'.')
     };
-    if digits.len() == 6
-        && digits.bytes().all(|c| c.is_ascii_digit())
-        && dotted_ok
-        && &digits[..2] != "00"
-    {
-        Ok(format!(
-            "{}.{}.{}",
-            &digits[..2],
-            &digits[2..4],
-            &digits[4..]
-        ))
+    if digits.len() == 6 && digits.bytes().all(|c| c.is_ascii_digit()) && dotted_ok && &digits[..2] != "00" {
+        Ok(format!("{}.{}.{}", &digits[..2], &digits[2..4], &digits[4..]))
     } else {
         Err(Reason::AtecoFormat)
     }
@@ -261,9 +243,7 @@ pub fn parse_email(input: &str) -> Result<String, Reason> {
     };
     let local_ok = !local.is_empty()
         && local.len() <= 64
-        && local
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c))
+        && local.bytes().all(|c| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c))
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..");
@@ -277,9 +257,7 @@ pub fn parse_email(input: &str) -> Result<String, Reason> {
                 && !l.ends_with('-')
                 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
         })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()));
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()));
     if local_ok && domain_ok && s.len() <= 254 {
         Ok(s)
     } else {
@@ -291,9 +269,7 @@ pub fn parse_email(input: &str) -> Result<String, Reason> {
 pub fn parse_date(input: &str) -> Result<Date, Reason> {
     let s = input.trim();
     let numbers = |y: &str, m: &str, d: &str| -> Option<(i32, u8, u8)> {
-        let all_digits = [y, m, d]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
+        let all_digits = [y, m, d].iter().all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
         if !all_digits || y.len() != 4 || m.len() > 2 || d.len() > 2 {
             return None;
         }
@@ -313,12 +289,7 @@ pub fn parse_date(input: &str) -> Result<Date, Reason> {
 
 /// Formats a date as ISO `YYYY-MM-DD`, the form stored and sent to institutions.
 pub fn iso_date(date: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
 }
 
 macro_rules! display_as_str {
@@ -352,37 +323,18 @@ mod tests {
             "RSSMRAQRCMNFNLRG",
             "BNCSFN85T58G702W",
         ] {
-            assert_eq!(
-                CodiceFiscale::parse(cf).map(|c| c.to_string()),
-                Ok(cf.to_string()),
-                "{cf}"
-            );
+            assert_eq!(CodiceFiscale::parse(cf).map(|c| c.to_string()), Ok(cf.to_string()), "{cf}");
         }
     }
 
     #[test]
     fn reference_invalid_codici_fiscali() {
-        assert_eq!(
-            CodiceFiscale::parse("FOXDRA26C24H872A"),
-            Err(Reason::PersonTaxCodeCheckCharacter)
-        );
-        assert_eq!(
-            CodiceFiscale::parse("CNTCHR83T32D969H"),
-            Err(Reason::PersonTaxCodeBirthDate)
-        );
-        assert_eq!(
-            CodiceFiscale::parse("RSSMRA45C12F205"),
-            Err(Reason::PersonTaxCodeFormat)
-        );
-        assert_eq!(
-            CodiceFiscale::parse("12345678901234567"),
-            Err(Reason::PersonTaxCodeFormat)
-        );
+        assert_eq!(CodiceFiscale::parse("FOXDRA26C24H872A"), Err(Reason::PersonTaxCodeCheckCharacter));
+        assert_eq!(CodiceFiscale::parse("CNTCHR83T32D969H"), Err(Reason::PersonTaxCodeBirthDate));
+        assert_eq!(CodiceFiscale::parse("RSSMRA45C12F205"), Err(Reason::PersonTaxCodeFormat));
+        assert_eq!(CodiceFiscale::parse("12345678901234567"), Err(Reason::PersonTaxCodeFormat));
         // 30 February is no day in any century.
-        assert_eq!(
-            CodiceFiscale::parse("RSSMRA45B30F205X"),
-            Err(Reason::PersonTaxCodeBirthDate)
-        );
+        assert_eq!(CodiceFiscale::parse("RSSMRA45B30F205X"), Err(Reason::PersonTaxCodeBirthDate));
     }
 
     #[test]
@@ -395,50 +347,25 @@ mod tests {
     fn codice_fiscale_birth_date_match() {
         let cf = CodiceFiscale::parse("BNCSFN85T58G702W").expect("valid");
         // T = December, 58 - 40 = 18 (a woman).
-        assert!(cf.matches_birth_date(
-            Date::from_calendar_date(1985, Month::December, 18).expect("date")
-        ));
-        assert!(!cf.matches_birth_date(
-            Date::from_calendar_date(1985, Month::December, 17).expect("date")
-        ));
+        assert!(cf.matches_birth_date(Date::from_calendar_date(1985, Month::December, 18).expect("date")));
+        assert!(!cf.matches_birth_date(Date::from_calendar_date(1985, Month::December, 17).expect("date")));
     }
 
     #[test]
     fn reference_partite_iva() {
         assert!(PartitaIva::parse("00743110157").is_ok());
         assert!(PartitaIva::parse("01879020517").is_ok());
-        assert_eq!(
-            PartitaIva::parse("00743110158"),
-            Err(Reason::VatNumberCheckDigit)
-        );
-        assert_eq!(
-            PartitaIva::parse("0074311015"),
-            Err(Reason::VatNumberFormat)
-        );
-        assert_eq!(
-            PartitaIva::parse("00000001234"),
-            Err(Reason::VatNumberFormat)
-        );
+        assert_eq!(PartitaIva::parse("00743110158"), Err(Reason::VatNumberCheckDigit));
+        assert_eq!(PartitaIva::parse("0074311015"), Err(Reason::VatNumberFormat));
+        assert_eq!(PartitaIva::parse("00000001234"), Err(Reason::VatNumberFormat));
     }
 
     #[test]
     fn business_tax_code_takes_both_forms() {
-        assert!(matches!(
-            BusinessTaxCode::parse("00743110157"),
-            Ok(BusinessTaxCode::Company(_))
-        ));
-        assert!(matches!(
-            BusinessTaxCode::parse("RSSMRA45C12F205C"),
-            Ok(BusinessTaxCode::Person(_))
-        ));
-        assert_eq!(
-            BusinessTaxCode::parse("00743110158"),
-            Err(Reason::CompanyTaxCodeCheckDigit)
-        );
-        assert_eq!(
-            BusinessTaxCode::parse("ABC"),
-            Err(Reason::BusinessTaxCodeFormat)
-        );
+        assert!(matches!(BusinessTaxCode::parse("00743110157"), Ok(BusinessTaxCode::Company(_))));
+        assert!(matches!(BusinessTaxCode::parse("RSSMRA45C12F205C"), Ok(BusinessTaxCode::Person(_))));
+        assert_eq!(BusinessTaxCode::parse("00743110158"), Err(Reason::CompanyTaxCodeCheckDigit));
+        assert_eq!(BusinessTaxCode::parse("ABC"), Err(Reason::BusinessTaxCodeFormat));
     }
 
     #[test]
@@ -451,29 +378,12 @@ mod tests {
         assert_eq!(parse_ateco("47.11.10"), Ok("47.11.10".into()));
         assert!(parse_ateco("47.1.110").is_err());
         assert!(parse_ateco("4711").is_err());
-        assert_eq!(
-            parse_email("Mario.Rossi@PEC.it"),
-            Ok("mario.rossi@pec.it".into())
-        );
-        for bad in [
-            "mario",
-            "mario@",
-            "@pec.it",
-            "mario@pec",
-            "ma rio@pec.it",
-            "a..b@pec.it",
-            "a@-x.it",
-        ] {
+        assert_eq!(parse_email("Mario.Rossi@PEC.it"), Ok("mario.rossi@pec.it".into()));
+        for bad in ["mario", "mario@", "@pec.it", "mario@pec", "ma rio@pec.it", "a..b@pec.it", "a@-x.it"] {
             assert!(parse_email(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            parse_date("2026-11-27").map(iso_date),
-            Ok("2026-11-27".into())
-        );
-        assert_eq!(
-            parse_date("27/11/2026").map(iso_date),
-            Ok("2026-11-27".into())
-        );
+        assert_eq!(parse_date("2026-11-27").map(iso_date), Ok("2026-11-27".into()));
+        assert_eq!(parse_date("27/11/2026").map(iso_date), Ok("2026-11-27".into()));
         assert!(parse_date("2026-02-30").is_err());
         assert!(parse_date("27/11/26").is_err());
     }
@@ -491,8 +401,7 @@ mod tests {
         )
             .prop_map(|(name, yy, m, day, female, place, omocodia)| {
                 let day = if female { day + 40 } else { day };
-                let mut s = format!("{name}{yy:02}{}{day:02}{place}", MONTH_LETTERS[m] as char)
-                    .into_bytes();
+                let mut s = format!("{name}{yy:02}{}{day:02}{place}", MONTH_LETTERS[m] as char).into_bytes();
                 // Omocodia replaces digits from the right; any subset is accepted by the check.
                 for (pos, on) in DIGIT_POSITIONS.iter().zip(omocodia) {
                     if on {

@@ -33,12 +33,7 @@ impl Lang {
     /// before Italian; Italian otherwise.
     pub fn negotiate(header: &str) -> Lang {
         for part in header.split(',') {
-            let tag = part
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
+            let tag = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
             if tag == "it" || tag.starts_with("it-") {
                 return Lang::It;
             }
@@ -87,18 +82,11 @@ fn eu_switch(year: i32, month: time::Month) -> Option<OffsetDateTime> {
 /// say "today".
 pub fn italian_date(now: OffsetDateTime) -> Date {
     let now = now.to_offset(UtcOffset::UTC);
-    let summer = match (
-        eu_switch(now.year(), time::Month::March),
-        eu_switch(now.year(), time::Month::October),
-    ) {
+    let summer = match (eu_switch(now.year(), time::Month::March), eu_switch(now.year(), time::Month::October)) {
         (Some(start), Some(end)) => now >= start && now < end,
         _ => false,
     };
-    let offset = if summer {
-        Duration::hours(2)
-    } else {
-        Duration::hours(1)
-    };
+    let offset = if summer { Duration::hours(2) } else { Duration::hours(1) };
     (now + offset).date()
 }
 
@@ -117,21 +105,9 @@ mod tests {
 
     #[test]
     fn italian_date_follows_summer_time() {
-        assert_eq!(
-            italian_date(datetime!(2026-11-27 23:30 UTC)),
-            date!(2026 - 11 - 28)
-        );
-        assert_eq!(
-            italian_date(datetime!(2026-11-27 22:30 UTC)),
-            date!(2026 - 11 - 27)
-        );
-        assert_eq!(
-            italian_date(datetime!(2026-07-01 22:30 UTC)),
-            date!(2026 - 07 - 02)
-        );
-        assert_eq!(
-            italian_date(datetime!(2026-07-01 21:30 UTC)),
-            date!(2026 - 07 - 01)
-        );
+        assert_eq!(italian_date(datetime!(2026-11-27 23:30 UTC)), date!(2026 - 11 - 28));
+        assert_eq!(italian_date(datetime!(2026-11-27 22:30 UTC)), date!(2026 - 11 - 27));
+        assert_eq!(italian_date(datetime!(2026-07-01 22:30 UTC)), date!(2026 - 07 - 02));
+        assert_eq!(italian_date(datetime!(2026-07-01 21:30 UTC)), date!(2026 - 07 - 01));
     }
 }

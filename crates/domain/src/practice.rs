@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::catalog::{Catalog, FieldKind, FieldSpec, FilingKind, Service};
 use crate::delivery::{DeliveryState, DeliveryStatus};
 use crate::identifiers::{
-    iso_date, parse_ateco, parse_cap, parse_date, parse_email, parse_province, BusinessTaxCode,
-    CodiceFiscale, PartitaIva,
+    iso_date, parse_ateco, parse_cap, parse_date, parse_email, parse_province, BusinessTaxCode, CodiceFiscale,
+    PartitaIva,
 };
 use crate::validation::{FieldError, Reason};
 
@@ -57,10 +57,7 @@ impl ReferenceNumber {
         if year.len() != 4 || seq.len() < 7 || !seq.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
-        Some(Self {
-            year: year.parse().ok()?,
-            sequence: seq.parse().ok()?,
-        })
+        Some(Self { year: year.parse().ok()?, sequence: seq.parse().ok()? })
     }
 }
 
@@ -91,12 +88,7 @@ pub enum PracticeState {
 }
 
 impl PracticeState {
-    pub const ALL: [PracticeState; 4] = [
-        Self::Draft,
-        Self::InProgress,
-        Self::Completed,
-        Self::Archived,
-    ];
+    pub const ALL: [PracticeState; 4] = [Self::Draft, Self::InProgress, Self::Completed, Self::Archived];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,18 +115,8 @@ impl PracticeState {
             // A failed or corrected filing sent again to its recipient alone.
             (S::InProgress | S::Completed, E::Resent) => S::InProgress,
             (S::Draft | S::Completed, E::Archive) => S::Archived,
-            (
-                S::Archived,
-                E::Unarchive {
-                    was_submitted: true,
-                },
-            ) => S::Completed,
-            (
-                S::Archived,
-                E::Unarchive {
-                    was_submitted: false,
-                },
-            ) => S::Draft,
+            (S::Archived, E::Unarchive { was_submitted: true }) => S::Completed,
+            (S::Archived, E::Unarchive { was_submitted: false }) => S::Draft,
             (from, event) => return Err(IllegalTransition { from, event }),
         };
         Ok(next)
@@ -210,9 +192,7 @@ impl Delivery {
 }
 
 fn has_control_chars(value: &str, multiline: bool) -> bool {
-    value
-        .chars()
-        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    value.chars().any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
 }
 
 /// What a draft may hold: only the service's fields, and every value given must be valid.
@@ -220,52 +200,30 @@ fn has_control_chars(value: &str, multiline: bool) -> bool {
 pub fn check_draft(service: &Service, data: &PracticeData, today: Date) -> Vec<FieldError> {
     match validate_data(service, data, today) {
         Ok(_) => Vec::new(),
-        Err(errors) => errors
-            .into_iter()
-            .filter(|e| e.reason != Reason::Required)
-            .collect(),
+        Err(errors) => errors.into_iter().filter(|e| e.reason != Reason::Required).collect(),
     }
 }
 
 /// Parses an amount in euro: `1234.56`, `1234,56` or `1.234,56`; returns cents.
 fn parse_amount_cents(input: &str) -> Option<i64> {
-    let s: String = input
-        .trim()
-        .trim_end_matches('€')
-        .trim()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let normalised = if s.contains(',') {
-        s.replace('.', "").replacen(',', ".", 1)
-    } else {
-        s
-    };
+    let s: String = input.trim().trim_end_matches('€').trim().chars().filter(|c| !c.is_whitespace()).collect();
+    let normalised = if s.contains(',') { s.replace('.', "").replacen(',', ".", 1) } else { s };
     let (units, cents) = match normalised.split_once('.') {
         Some((u, c)) if (1..=2).contains(&c.len()) => (u.to_string(), format!("{c:0<2}")),
         Some(_) => return None,
         None => (normalised, "00".to_string()),
     };
-    if units.is_empty()
-        || !units.bytes().all(|c| c.is_ascii_digit())
-        || !cents.bytes().all(|c| c.is_ascii_digit())
-    {
+    if units.is_empty() || !units.bytes().all(|c| c.is_ascii_digit()) || !cents.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    units
-        .parse::<i64>()
-        .ok()?
-        .checked_mul(100)?
-        .checked_add(cents.parse::<i64>().ok()?)
+    units.parse::<i64>().ok()?.checked_mul(100)?.checked_add(cents.parse::<i64>().ok()?)
 }
 
 /// Checks one non-empty value against its field and returns it in canonical form.
 pub fn check_value(field: &FieldSpec, value: &str, today: Date) -> Result<String, Reason> {
     let value = value.trim();
     if value.chars().count() > field.max_length {
-        return Err(Reason::TooLong {
-            max: field.max_length,
-        });
+        return Err(Reason::TooLong { max: field.max_length });
     }
     if has_control_chars(value, matches!(field.kind, FieldKind::LongText)) {
         return Err(Reason::ControlCharacters);
@@ -292,10 +250,7 @@ pub fn check_value(field: &FieldSpec, value: &str, today: Date) -> Result<String
             if let Some(min) = earliest.filter(|min| date < *min) {
                 return Err(Reason::DateTooEarly { min: iso_date(min) });
             }
-            if let Some(max) = rule
-                .max_days_from_today
-                .and_then(|d| today.checked_add(Duration::days(d)))
-            {
+            if let Some(max) = rule.max_days_from_today.and_then(|d| today.checked_add(Duration::days(d))) {
                 if date > max {
                     return Err(Reason::DateTooLate { max: iso_date(max) });
                 }
@@ -312,17 +267,11 @@ pub fn check_value(field: &FieldSpec, value: &str, today: Date) -> Result<String
             check_range(cents, *min, *max, 100)?;
             Ok(format!("{}.{:02}", cents / 100, cents % 100))
         }
-        FieldKind::Choice { options } => options
-            .iter()
-            .find(|o| o.value == value)
-            .map(|o| o.value.clone())
-            .ok_or_else(|| Reason::NotAnOption {
-                options: options
-                    .iter()
-                    .map(|o| o.value.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+        FieldKind::Choice { options } => {
+            options.iter().find(|o| o.value == value).map(|o| o.value.clone()).ok_or_else(|| Reason::NotAnOption {
+                options: options.iter().map(|o| o.value.as_str()).collect::<Vec<_>>().join(", "),
+            })
+        }
     }
 }
 
@@ -339,22 +288,12 @@ fn check_range(n: i64, min: Option<i64>, max: Option<i64>, scale: i64) -> Result
 
 /// Validates every field of a service: unknown fields, required ones, each value's rules and
 /// the links between fields. Returns the data in canonical form (empty values dropped).
-pub fn validate_data(
-    service: &Service,
-    data: &PracticeData,
-    today: Date,
-) -> Result<PracticeData, Vec<FieldError>> {
-    let mut errors: Vec<FieldError> = data
-        .keys()
-        .filter(|k| service.field(k).is_none())
-        .map(|k| FieldError::new(k, Reason::UnknownField))
-        .collect();
+pub fn validate_data(service: &Service, data: &PracticeData, today: Date) -> Result<PracticeData, Vec<FieldError>> {
+    let mut errors: Vec<FieldError> =
+        data.keys().filter(|k| service.field(k).is_none()).map(|k| FieldError::new(k, Reason::UnknownField)).collect();
     let mut clean = PracticeData::new();
     for field in &service.fields {
-        let raw = data
-            .get(&field.spec.id)
-            .map(|v| v.trim())
-            .unwrap_or_default();
+        let raw = data.get(&field.spec.id).map(|v| v.trim()).unwrap_or_default();
         if raw.is_empty() {
             if field.spec.required {
                 errors.push(FieldError::new(&field.spec.id, Reason::Required));
@@ -370,20 +309,12 @@ pub fn validate_data(
     }
     // A person's codice fiscale must encode the birth date given with it.
     for field in &service.fields {
-        if let FieldKind::PersonTaxCode {
-            birth_date_field: Some(link),
-        } = &field.spec.kind
-        {
-            let cf = clean
-                .get(&field.spec.id)
-                .and_then(|v| CodiceFiscale::parse(v).ok());
+        if let FieldKind::PersonTaxCode { birth_date_field: Some(link) } = &field.spec.kind {
+            let cf = clean.get(&field.spec.id).and_then(|v| CodiceFiscale::parse(v).ok());
             let born = clean.get(link).and_then(|v| parse_date(v).ok());
             if let (Some(cf), Some(born)) = (cf, born) {
                 if !cf.matches_birth_date(born) {
-                    errors.push(FieldError::new(
-                        &field.spec.id,
-                        Reason::PersonTaxCodeBirthMismatch,
-                    ));
+                    errors.push(FieldError::new(&field.spec.id, Reason::PersonTaxCodeBirthMismatch));
                 }
             }
         }
@@ -409,9 +340,7 @@ pub fn build_payload(filing: &FilingKind, data: &PracticeData) -> Value {
             if segments.peek().is_none() {
                 node.insert(segment.to_string(), Value::String(value.clone()));
             } else {
-                let child = node
-                    .entry(segment.to_string())
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let child = node.entry(segment.to_string()).or_insert_with(|| Value::Object(Map::new()));
                 match child {
                     Value::Object(map) => node = map,
                     // The catalog check forbids a target that is both a value and a parent.
@@ -465,11 +394,8 @@ pub fn prepare_correction(
     let service = catalog
         .service(&practice.service_id)
         .ok_or_else(|| SubmitError::UnknownService(practice.service_id.clone()))?;
-    let not_at_fault: Vec<FieldError> = corrections
-        .keys()
-        .filter(|k| !at_fault.contains(k))
-        .map(|k| FieldError::new(k, Reason::NotAtFault))
-        .collect();
+    let not_at_fault: Vec<FieldError> =
+        corrections.keys().filter(|k| !at_fault.contains(k)).map(|k| FieldError::new(k, Reason::NotAtFault)).collect();
     if !not_at_fault.is_empty() {
         return Err(SubmitError::Invalid(not_at_fault));
     }
@@ -481,9 +407,7 @@ pub fn prepare_correction(
         .iter()
         .find(|r| r.institution == institution)
         .ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
-    let filing = catalog
-        .filing(recipient)
-        .ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
+    let filing = catalog.filing(recipient).ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
     let payload = build_payload(filing, &data);
     Ok((data, payload))
 }
@@ -498,24 +422,17 @@ pub fn prepare_submission(
     let service = catalog
         .service(&practice.service_id)
         .ok_or_else(|| SubmitError::UnknownService(practice.service_id.clone()))?;
-    let data = validate_data(service, &practice.data, crate::italian_date(now))
-        .map_err(SubmitError::Invalid)?;
+    let data = validate_data(service, &practice.data, crate::italian_date(now)).map_err(SubmitError::Invalid)?;
     let mut filings = Vec::with_capacity(service.recipients.len());
     for recipient in &service.recipients {
-        let filing = catalog
-            .filing(recipient)
-            .ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
+        let filing = catalog.filing(recipient).ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
         filings.push(Filing {
             institution: recipient.institution.clone(),
             filing_kind: recipient.filing.clone(),
             payload: build_payload(filing, &data),
         });
     }
-    Ok(Submission {
-        data,
-        filings,
-        submitted_at: now,
-    })
+    Ok(Submission { data, filings, submitted_at: now })
 }
 
 #[cfg(test)]
@@ -525,22 +442,11 @@ mod tests {
     use time::macros::date;
 
     fn text(s: &str) -> Text {
-        Text {
-            it: s.into(),
-            en: s.into(),
-        }
+        Text { it: s.into(), en: s.into() }
     }
 
     fn spec(id: &str, kind: FieldKind) -> FieldSpec {
-        FieldSpec {
-            id: id.into(),
-            label: text(id),
-            hint: None,
-            help: None,
-            kind,
-            required: true,
-            max_length: 200,
-        }
+        FieldSpec { id: id.into(), label: text(id), hint: None, help: None, kind, required: true, max_length: 200 }
     }
 
     #[test]
@@ -553,30 +459,15 @@ mod tests {
         assert_eq!(S::Completed.apply(E::Resent), Ok(S::InProgress));
         assert!(S::Draft.apply(E::Resent).is_err());
         assert_eq!(S::Completed.apply(E::Archive), Ok(S::Archived));
-        assert_eq!(
-            S::Archived.apply(E::Unarchive {
-                was_submitted: true
-            }),
-            Ok(S::Completed)
-        );
-        assert_eq!(
-            S::Archived.apply(E::Unarchive {
-                was_submitted: false
-            }),
-            Ok(S::Draft)
-        );
+        assert_eq!(S::Archived.apply(E::Unarchive { was_submitted: true }), Ok(S::Completed));
+        assert_eq!(S::Archived.apply(E::Unarchive { was_submitted: false }), Ok(S::Draft));
         for illegal in [
             (S::InProgress, E::Submit),
             (S::Completed, E::Submit),
             (S::Archived, E::Submit),
             (S::Draft, E::AllOutcomesKnown),
             (S::InProgress, E::Archive),
-            (
-                S::Draft,
-                E::Unarchive {
-                    was_submitted: false,
-                },
-            ),
+            (S::Draft, E::Unarchive { was_submitted: false }),
         ] {
             assert!(illegal.0.apply(illegal.1).is_err(), "{illegal:?}");
         }
@@ -584,10 +475,7 @@ mod tests {
 
     #[test]
     fn reference_numbers_round_trip() {
-        let r = ReferenceNumber {
-            year: 2026,
-            sequence: 42,
-        };
+        let r = ReferenceNumber { year: 2026, sequence: 42 };
         assert_eq!(r.to_string(), "SPT-2026-0000042");
         assert_eq!(ReferenceNumber::parse("SPT-2026-0000042"), Some(r));
         assert_eq!(ReferenceNumber::parse("SPT-2026-42"), None);
@@ -596,36 +484,13 @@ mod tests {
     #[test]
     fn values_are_checked_and_normalised() {
         let today = date!(2026 - 11 - 27);
-        let cf = spec(
-            "owner.tax_code",
-            FieldKind::PersonTaxCode {
-                birth_date_field: None,
-            },
-        );
-        assert_eq!(
-            check_value(&cf, " rssmra45c12f205c", today),
-            Ok("RSSMRA45C12F205C".into())
-        );
-        assert_eq!(
-            check_value(&cf, "FOXDRA26C24H872A", today),
-            Err(Reason::PersonTaxCodeCheckCharacter)
-        );
+        let cf = spec("owner.tax_code", FieldKind::PersonTaxCode { birth_date_field: None });
+        assert_eq!(check_value(&cf, " rssmra45c12f205c", today), Ok("RSSMRA45C12F205C".into()));
+        assert_eq!(check_value(&cf, "FOXDRA26C24H872A", today), Err(Reason::PersonTaxCodeCheckCharacter));
 
-        let born = spec(
-            "owner.birth_date",
-            FieldKind::Date(DateRule {
-                not_future: true,
-                ..DateRule::default()
-            }),
-        );
-        assert_eq!(
-            check_value(&born, "28/11/2026", today),
-            Err(Reason::DateInFuture)
-        );
-        assert_eq!(
-            check_value(&born, "12/03/1945", today),
-            Ok("1945-03-12".into())
-        );
+        let born = spec("owner.birth_date", FieldKind::Date(DateRule { not_future: true, ..DateRule::default() }));
+        assert_eq!(check_value(&born, "28/11/2026", today), Err(Reason::DateInFuture));
+        assert_eq!(check_value(&born, "12/03/1945", today), Ok("1945-03-12".into()));
 
         let start = spec(
             "business.start_date",
@@ -635,83 +500,29 @@ mod tests {
                 ..DateRule::default()
             }),
         );
-        assert_eq!(
-            check_value(&start, "2026-10-27", today),
-            Err(Reason::DateTooEarly {
-                min: "2026-10-28".into()
-            })
-        );
-        assert_eq!(
-            check_value(&start, "2027-02-26", today),
-            Err(Reason::DateTooLate {
-                max: "2027-02-25".into()
-            })
-        );
-        assert_eq!(
-            check_value(&start, "2026-12-01", today),
-            Ok("2026-12-01".into())
-        );
+        assert_eq!(check_value(&start, "2026-10-27", today), Err(Reason::DateTooEarly { min: "2026-10-28".into() }));
+        assert_eq!(check_value(&start, "2027-02-26", today), Err(Reason::DateTooLate { max: "2027-02-25".into() }));
+        assert_eq!(check_value(&start, "2026-12-01", today), Ok("2026-12-01".into()));
 
-        let wages = spec(
-            "inail.wages",
-            FieldKind::Amount {
-                min: Some(0),
-                max: Some(1_000_000),
-            },
-        );
+        let wages = spec("inail.wages", FieldKind::Amount { min: Some(0), max: Some(1_000_000) });
         assert_eq!(check_value(&wages, "1.234,5", today), Ok("1234.50".into()));
-        assert_eq!(
-            check_value(&wages, "1234.56 €", today),
-            Ok("1234.56".into())
-        );
-        assert_eq!(
-            check_value(&wages, "1.234", today),
-            Err(Reason::AmountFormat)
-        );
-        assert_eq!(
-            check_value(&wages, "2000000", today),
-            Err(Reason::NumberTooLarge { max: 1_000_000 })
-        );
+        assert_eq!(check_value(&wages, "1234.56 €", today), Ok("1234.56".into()));
+        assert_eq!(check_value(&wages, "1.234", today), Err(Reason::AmountFormat));
+        assert_eq!(check_value(&wages, "2000000", today), Err(Reason::NumberTooLarge { max: 1_000_000 }));
 
-        let employees = spec(
-            "inail.employees",
-            FieldKind::Integer {
-                min: Some(0),
-                max: Some(9999),
-            },
-        );
-        assert_eq!(
-            check_value(&employees, "-1", today),
-            Err(Reason::NumberTooSmall { min: 0 })
-        );
-        assert_eq!(
-            check_value(&employees, "tre", today),
-            Err(Reason::IntegerFormat)
-        );
+        let employees = spec("inail.employees", FieldKind::Integer { min: Some(0), max: Some(9999) });
+        assert_eq!(check_value(&employees, "-1", today), Err(Reason::NumberTooSmall { min: 0 }));
+        assert_eq!(check_value(&employees, "tre", today), Err(Reason::IntegerFormat));
 
         let scheme = spec(
             "inps.scheme",
-            FieldKind::Choice {
-                options: vec![ChoiceOption {
-                    value: "artigiani".into(),
-                    label: text("Artigiani"),
-                }],
-            },
+            FieldKind::Choice { options: vec![ChoiceOption { value: "artigiani".into(), label: text("Artigiani") }] },
         );
-        assert_eq!(
-            check_value(&scheme, "artigiani", today),
-            Ok("artigiani".into())
-        );
-        assert!(matches!(
-            check_value(&scheme, "pirati", today),
-            Err(Reason::NotAnOption { .. })
-        ));
+        assert_eq!(check_value(&scheme, "artigiani", today), Ok("artigiani".into()));
+        assert!(matches!(check_value(&scheme, "pirati", today), Err(Reason::NotAnOption { .. })));
 
         let name = spec("business.name", FieldKind::Text);
-        assert_eq!(
-            check_value(&name, "Bar\u{0007}", today),
-            Err(Reason::ControlCharacters)
-        );
+        assert_eq!(check_value(&name, "Bar\u{0007}", today), Err(Reason::ControlCharacters));
     }
 
     #[test]
@@ -720,24 +531,11 @@ mod tests {
         let service = catalog.service("avvio-ditta-individuale").expect("service");
         let today = date!(2026 - 11 - 27);
         let data = |pairs: &[(&str, &str)]| -> PracticeData {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
+        assert_eq!(check_draft(service, &data(&[("business.name", "Bar Roma")]), today), vec![]);
         assert_eq!(
-            check_draft(service, &data(&[("business.name", "Bar Roma")]), today),
-            vec![]
-        );
-        assert_eq!(
-            check_draft(
-                service,
-                &data(&[
-                    ("owner.tax_code", "FOXDRA26C24H872A"),
-                    ("seat.colour", "blu")
-                ]),
-                today
-            ),
+            check_draft(service, &data(&[("owner.tax_code", "FOXDRA26C24H872A"), ("seat.colour", "blu")]), today),
             vec![
                 FieldError::new("seat.colour", Reason::UnknownField),
                 FieldError::new("owner.tax_code", Reason::PersonTaxCodeCheckCharacter),
@@ -746,16 +544,10 @@ mod tests {
         assert_eq!(
             check_draft(
                 service,
-                &data(&[
-                    ("owner.tax_code", "RSSMRA45C12F205C"),
-                    ("owner.birth_date", "13/03/1945")
-                ]),
+                &data(&[("owner.tax_code", "RSSMRA45C12F205C"), ("owner.birth_date", "13/03/1945")]),
                 today
             ),
-            vec![FieldError::new(
-                "owner.tax_code",
-                Reason::PersonTaxCodeBirthMismatch
-            )]
+            vec![FieldError::new("owner.tax_code", Reason::PersonTaxCodeBirthMismatch)]
         );
     }
 
@@ -776,38 +568,25 @@ mod tests {
             submitted_at: None,
         };
         let submission = prepare_submission(&practice, &catalog, now).expect("valid");
-        let recipients: Vec<&str> = submission
-            .filings
-            .iter()
-            .map(|f| f.institution.as_str())
-            .collect();
+        let recipients: Vec<&str> = submission.filings.iter().map(|f| f.institution.as_str()).collect();
         assert_eq!(recipients, ["registro-imprese", "inps", "inail"]);
         // Typed once, present in every filing; normalised on the way.
         for filing in &submission.filings {
             let text = filing.payload.to_string();
             assert!(text.contains("RSSMRA45C12F205C"), "{text}");
         }
-        assert_eq!(
-            submission.filings[2].payload["lavorazioni"]["retribuzioni_presunte"],
-            "24000.00"
-        );
+        assert_eq!(submission.filings[2].payload["lavorazioni"]["retribuzioni_presunte"], "24000.00");
         assert_eq!(submission.data["seat.province"], "RM");
 
         practice.data.remove("inail.work_processes");
         match prepare_submission(&practice, &catalog, now) {
             Err(SubmitError::Invalid(errors)) => {
-                assert_eq!(
-                    errors,
-                    vec![FieldError::new("inail.work_processes", Reason::Required)]
-                );
+                assert_eq!(errors, vec![FieldError::new("inail.work_processes", Reason::Required)]);
             }
             other => panic!("{other:?}"),
         }
         practice.state = PracticeState::InProgress;
-        assert!(matches!(
-            prepare_submission(&practice, &catalog, now),
-            Err(SubmitError::Illegal(_))
-        ));
+        assert!(matches!(prepare_submission(&practice, &catalog, now), Err(SubmitError::Illegal(_))));
     }
 
     #[test]
@@ -817,25 +596,14 @@ mod tests {
             title: text("x"),
             fields: vec![],
             payload: vec![
-                PayloadMapping {
-                    target: "impresa.denominazione".into(),
-                    source: "business.name".into(),
-                },
-                PayloadMapping {
-                    target: "impresa.sede.cap".into(),
-                    source: "seat.cap".into(),
-                },
-                PayloadMapping {
-                    target: "note".into(),
-                    source: "business.note".into(),
-                },
+                PayloadMapping { target: "impresa.denominazione".into(), source: "business.name".into() },
+                PayloadMapping { target: "impresa.sede.cap".into(), source: "seat.cap".into() },
+                PayloadMapping { target: "note".into(), source: "business.note".into() },
             ],
         };
-        let data: PracticeData = [
-            ("business.name".to_string(), "Bar Roma".to_string()),
-            ("seat.cap".to_string(), "00184".to_string()),
-        ]
-        .into();
+        let data: PracticeData =
+            [("business.name".to_string(), "Bar Roma".to_string()), ("seat.cap".to_string(), "00184".to_string())]
+                .into();
         assert_eq!(
             build_payload(&filing, &data),
             serde_json::json!({"impresa": {"denominazione": "Bar Roma", "sede": {"cap": "00184"}}})

@@ -114,9 +114,6 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, reason: Reason) -> Self {
-        Self {
-            field: field.into(),
-            reason,
-        }
+        Self { field: field.into(), reason }
     }
 }

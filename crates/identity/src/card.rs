@@ -4,9 +4,7 @@ use domain::identifiers::CodiceFiscale;
 use domain::validation::Reason;
 use time::OffsetDateTime;
 use x509_parser::extensions::ParsedExtension;
-use x509_parser::oid_registry::{
-    OID_X509_COMMON_NAME, OID_X509_GIVEN_NAME, OID_X509_SERIALNUMBER, OID_X509_SURNAME,
-};
+use x509_parser::oid_registry::{OID_X509_COMMON_NAME, OID_X509_GIVEN_NAME, OID_X509_SERIALNUMBER, OID_X509_SURNAME};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 /// Certificate policy of the Carta Nazionale dei Servizi.
@@ -87,11 +85,7 @@ impl CardRefusal {
 }
 
 fn first_attribute(name: &X509Name<'_>, oid: &x509_parser::der_parser::Oid<'_>) -> Option<String> {
-    name.iter_by_oid(oid)
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    name.iter_by_oid(oid).next().and_then(|a| a.as_str().ok()).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 /// The codice fiscale a certificate names: the CN's `CF/serial.hash` form first, then
@@ -104,19 +98,12 @@ fn tax_code_text(cert: &X509Certificate<'_>) -> Option<String> {
         }
     }
     let serial = first_attribute(subject, &OID_X509_SERIALNUMBER)?;
-    serial
-        .strip_prefix("TINIT-")
-        .or_else(|| serial.strip_prefix("IT:"))
-        .map(str::to_string)
+    serial.strip_prefix("TINIT-").or_else(|| serial.strip_prefix("IT:")).map(str::to_string)
 }
 
 /// Reads and checks a certificate that the TLS layer already verified against the trusted
 /// certifiers.
-pub fn holder_from_der(
-    der: &[u8],
-    profile: &CardProfile,
-    now: OffsetDateTime,
-) -> Result<Holder, CardRefusal> {
+pub fn holder_from_der(der: &[u8], profile: &CardProfile, now: OffsetDateTime) -> Result<Holder, CardRefusal> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|_| CardRefusal::Unparsable)?;
     let validity = cert.validity();
     if now < validity.not_before.to_datetime() {
@@ -131,12 +118,9 @@ pub fn holder_from_der(
         match ext.parsed_extension() {
             ParsedExtension::ExtendedKeyUsage(eku) => client_auth = eku.client_auth,
             ParsedExtension::CertificatePolicies(policies) => {
-                policy_ok = policies.iter().any(|p| {
-                    profile
-                        .accepted_policies
-                        .iter()
-                        .any(|accepted| p.policy_id.to_id_string() == *accepted)
-                });
+                policy_ok = policies
+                    .iter()
+                    .any(|p| profile.accepted_policies.iter().any(|accepted| p.policy_id.to_id_string() == *accepted));
             }
             _ => {}
         }
@@ -174,9 +158,7 @@ mod tests {
     #[test]
     fn cns_card_names_its_holder() {
         let pki = pki();
-        let card = pki
-            .card(&CardSpec::new("Utente", "DiProva", "RSSMRA45C12F205C"))
-            .expect("card");
+        let card = pki.card(&CardSpec::new("Utente", "DiProva", "RSSMRA45C12F205C")).expect("card");
         let holder = holder_from_der(&card.der, &CardProfile::default(), now()).expect("accepted");
         assert_eq!(holder.tax_code.as_str(), "RSSMRA45C12F205C");
         assert_eq!(holder.display_name(), "Utente DiProva");
@@ -191,8 +173,7 @@ mod tests {
             spec.common_name = Some("Mario Rossi".into());
             spec.serial_number = Some(serial.into());
             let card = pki.card(&spec).expect("card");
-            let holder =
-                holder_from_der(&card.der, &CardProfile::default(), now()).expect("accepted");
+            let holder = holder_from_der(&card.der, &CardProfile::default(), now()).expect("accepted");
             assert_eq!(holder.tax_code.as_str(), "RSSMRA45C12F205C", "{serial}");
         }
     }
@@ -201,14 +182,11 @@ mod tests {
     fn refusals() {
         let pki = pki();
         let profile = CardProfile::default();
-        let check =
-            |spec: CardSpec| holder_from_der(&pki.card(&spec).expect("card").der, &profile, now());
+        let check = |spec: CardSpec| holder_from_der(&pki.card(&spec).expect("card").der, &profile, now());
 
         assert_eq!(
             check(CardSpec::new("A", "B", "FOXDRA26C24H872A")),
-            Err(CardRefusal::InvalidTaxCode(
-                Reason::PersonTaxCodeCheckCharacter
-            ))
+            Err(CardRefusal::InvalidTaxCode(Reason::PersonTaxCodeCheckCharacter))
         );
         let mut no_policy = CardSpec::new("A", "B", "RSSMRA45C12F205C");
         no_policy.policies = vec!["1.2.3.4".into()];
@@ -223,9 +201,6 @@ mod tests {
         expired.not_after = now() - time::Duration::days(1);
         expired.not_before = now() - time::Duration::days(400);
         assert_eq!(check(expired), Err(CardRefusal::Expired));
-        assert_eq!(
-            holder_from_der(b"not a certificate", &profile, now()),
-            Err(CardRefusal::Unparsable)
-        );
+        assert_eq!(holder_from_der(b"not a certificate", &profile, now()), Err(CardRefusal::Unparsable));
     }
 }

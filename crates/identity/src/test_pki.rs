@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -32,27 +32,14 @@ pub struct Issued {
 impl Issued {
     /// The certificate and key as a PKCS#12 file (AES-256, for browsers and OS key stores),
     /// with the CA certificate in the chain.
-    pub fn to_pkcs12(
-        &self,
-        password: &str,
-        ca_der: &[u8],
-        friendly_name: &str,
-    ) -> Result<Vec<u8>, PkiError> {
+    pub fn to_pkcs12(&self, password: &str, ca_der: &[u8], friendly_name: &str) -> Result<Vec<u8>, PkiError> {
         use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
         let err = |e: p12_keystore::error::Error| PkiError::Pkcs12(e.to_string());
         let key = PrivateKey::from_der(&self.key_der).map_err(err)?;
-        let chain = [
-            Certificate::from_der(&self.der).map_err(err)?,
-            Certificate::from_der(ca_der).map_err(err)?,
-        ];
-        let key_id = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der)
-            .as_ref()
-            .to_vec();
+        let chain = [Certificate::from_der(&self.der).map_err(err)?, Certificate::from_der(ca_der).map_err(err)?];
+        let key_id = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der).as_ref().to_vec();
         let mut store = KeyStore::new();
-        store.add_entry(
-            friendly_name,
-            KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(key_id, key, chain)),
-        );
+        store.add_entry(friendly_name, KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(key_id, key, chain)));
         store.writer(password).write().map_err(err)
     }
 }
@@ -98,10 +85,8 @@ impl CardSpec {
         if let Some(cn) = &self.common_name {
             return cn.clone();
         }
-        let digest = ring::digest::digest(
-            &ring::digest::SHA256,
-            format!("{}{}", self.tax_code, self.card_number).as_bytes(),
-        );
+        let digest =
+            ring::digest::digest(&ring::digest::SHA256, format!("{}{}", self.tax_code, self.card_number).as_bytes());
         let hash = base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..20]);
         format!("{}/{}.{}", self.tax_code, self.card_number, hash)
     }
@@ -113,12 +98,7 @@ fn certificate_policies_der(oids: &[String]) -> Result<Vec<u8>, PkiError> {
         if len < 0x80 {
             vec![len as u8]
         } else {
-            let bytes: Vec<u8> = len
-                .to_be_bytes()
-                .iter()
-                .copied()
-                .skip_while(|b| *b == 0)
-                .collect();
+            let bytes: Vec<u8> = len.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
             let mut out = vec![0x80 | bytes.len() as u8];
             out.extend(bytes);
             out
@@ -134,10 +114,7 @@ fn certificate_policies_der(oids: &[String]) -> Result<Vec<u8>, PkiError> {
     for oid in oids {
         let arcs: Vec<u64> = oid
             .split('.')
-            .map(|a| {
-                a.parse::<u64>()
-                    .map_err(|_| PkiError::Parameter(format!("bad OID {oid}")))
-            })
+            .map(|a| a.parse::<u64>().map_err(|_| PkiError::Parameter(format!("bad OID {oid}"))))
             .collect::<Result<_, _>>()?;
         if arcs.len() < 2 || arcs[0] > 2 {
             return Err(PkiError::Parameter(format!("bad OID {oid}")));
@@ -183,18 +160,12 @@ impl TestPki {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CountryName, "IT");
-        dn.push(
-            DnType::OrganizationName,
-            "Sportello demo (not a real certifier)",
-        );
+        dn.push(DnType::OrganizationName, "Sportello demo (not a real certifier)");
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::days(2);
         params.not_after = now + Duration::days(3650);
@@ -205,11 +176,7 @@ impl TestPki {
             der: cert.der().to_vec(),
             key_der: key.serialize_der(),
         };
-        Ok(Self {
-            issuer: Issuer::new(params, key),
-            ca,
-            next_serial: std::cell::Cell::new(1000),
-        })
+        Ok(Self { issuer: Issuer::new(params, key), ca, next_serial: std::cell::Cell::new(1000) })
     }
 
     fn serial(&self) -> SerialNumber {
@@ -233,10 +200,7 @@ impl TestPki {
     pub fn server(&self, names: &[&str]) -> Result<Issued, PkiError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            names.first().copied().unwrap_or("localhost"),
-        );
+        dn.push(DnType::CommonName, names.first().copied().unwrap_or("localhost"));
         params.distinguished_name = dn;
         params.subject_alt_names = names
             .iter()
@@ -254,29 +218,33 @@ impl TestPki {
         self.sign(&params)
     }
 
+    /// A plain TLS client certificate for a service (the portal towards institutions).
+    pub fn client(&self, common_name: &str) -> Result<Issued, PkiError> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Sportello demo");
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(825);
+        params.serial_number = Some(self.serial());
+        self.sign(&params)
+    }
+
     /// A client certificate shaped like a CNS authentication certificate.
     pub fn card(&self, spec: &CardSpec) -> Result<Issued, PkiError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CountryName, "IT");
         dn.push(DnType::OrganizationName, "Sportello demo");
-        dn.push(
-            DnType::OrganizationalUnitName,
-            "Carta Nazionale dei Servizi di prova",
-        );
-        dn.push(
-            DnType::CustomDnType(SURNAME.to_vec()),
-            spec.surname.as_str(),
-        );
-        dn.push(
-            DnType::CustomDnType(GIVEN_NAME.to_vec()),
-            spec.given_name.as_str(),
-        );
+        dn.push(DnType::OrganizationalUnitName, "Carta Nazionale dei Servizi di prova");
+        dn.push(DnType::CustomDnType(SURNAME.to_vec()), spec.surname.as_str());
+        dn.push(DnType::CustomDnType(GIVEN_NAME.to_vec()), spec.given_name.as_str());
         if let Some(serial) = &spec.serial_number {
-            dn.push(
-                DnType::CustomDnType(SERIAL_NUMBER.to_vec()),
-                serial.as_str(),
-            );
+            dn.push(DnType::CustomDnType(SERIAL_NUMBER.to_vec()), serial.as_str());
         }
         dn.push(DnType::CommonName, spec.cn());
         params.distinguished_name = dn;
@@ -287,12 +255,10 @@ impl TestPki {
             vec![ExtendedKeyUsagePurpose::ServerAuth]
         };
         if !spec.policies.is_empty() {
-            params
-                .custom_extensions
-                .push(CustomExtension::from_oid_content(
-                    &CERTIFICATE_POLICIES,
-                    certificate_policies_der(&spec.policies)?,
-                ));
+            params.custom_extensions.push(CustomExtension::from_oid_content(
+                &CERTIFICATE_POLICIES,
+                certificate_policies_der(&spec.policies)?,
+            ));
         }
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
@@ -309,34 +275,20 @@ mod tests {
     fn policies_encode_as_der() {
         // SEQUENCE { SEQUENCE { OID 1.3.76.16.2.1 } }
         let der = certificate_policies_der(&["1.3.76.16.2.1".to_string()]).expect("der");
-        assert_eq!(
-            der,
-            [0x30, 0x09, 0x30, 0x07, 0x06, 0x05, 0x2b, 0x4c, 0x10, 0x02, 0x01]
-        );
+        assert_eq!(der, [0x30, 0x09, 0x30, 0x07, 0x06, 0x05, 0x2b, 0x4c, 0x10, 0x02, 0x01]);
     }
 
     #[test]
     fn pkcs12_opens_with_its_password() {
         let pki = TestPki::generate("t").expect("pki");
-        let card = pki
-            .card(&CardSpec::new("Utente", "DiProva", "RSSMRA45C12F205C"))
-            .expect("card");
-        let p12 = card
-            .to_pkcs12("secret", &pki.ca.der, "diprova")
-            .expect("p12");
-        let store = p12_keystore::KeyStore::from_pkcs12(
-            &p12,
-            "secret",
-            p12_keystore::Pkcs12ImportPolicy::default(),
-        )
-        .expect("opens");
+        let card = pki.card(&CardSpec::new("Utente", "DiProva", "RSSMRA45C12F205C")).expect("card");
+        let p12 = card.to_pkcs12("secret", &pki.ca.der, "diprova").expect("p12");
+        let store = p12_keystore::KeyStore::from_pkcs12(&p12, "secret", p12_keystore::Pkcs12ImportPolicy::default())
+            .expect("opens");
         let (_, chain) = store.private_key_chain().expect("key chain");
         assert_eq!(chain.certs()[0].as_der(), card.der.as_slice());
-        assert!(p12_keystore::KeyStore::from_pkcs12(
-            &p12,
-            "wrong",
-            p12_keystore::Pkcs12ImportPolicy::default()
-        )
-        .is_err());
+        assert!(
+            p12_keystore::KeyStore::from_pkcs12(&p12, "wrong", p12_keystore::Pkcs12ImportPolicy::default()).is_err()
+        );
     }
 }

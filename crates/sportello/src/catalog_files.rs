@@ -21,18 +21,12 @@ impl std::fmt::Display for CatalogProblems {
 impl std::error::Error for CatalogProblems {}
 
 fn problem(path: &Path, message: String) -> CatalogError {
-    CatalogError {
-        file: path.display().to_string(),
-        line: 0,
-        column: 0,
-        message,
-    }
+    CatalogError { file: path.display().to_string(), line: 0, column: 0, message }
 }
 
 /// The `.toml` files directly in `dir`, sorted by name.
 fn toml_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, CatalogError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| problem(dir, format!("cannot read the folder: {e}")))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| problem(dir, format!("cannot read the folder: {e}")))?;
     let mut files: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -46,28 +40,16 @@ fn toml_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, CatalogError> {
 pub fn load_dir(dir: &Path) -> Result<Catalog, CatalogProblems> {
     let mut problems = Vec::new();
     let mut sources = Vec::new();
-    let mut read = |path: &Path, kind: SourceKind, problems: &mut Vec<CatalogError>| {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let shown = path.strip_prefix(dir).unwrap_or(path);
-                sources.push(Source {
-                    path: format!("{}/{}", dir.display(), shown.display()),
-                    kind,
-                    text,
-                });
-            }
-            Err(e) => problems.push(problem(path, format!("cannot read the file: {e}"))),
+    let mut read = |path: &Path, kind: SourceKind, problems: &mut Vec<CatalogError>| match std::fs::read_to_string(path)
+    {
+        Ok(text) => {
+            let shown = path.strip_prefix(dir).unwrap_or(path);
+            sources.push(Source { path: format!("{}/{}", dir.display(), shown.display()), kind, text });
         }
+        Err(e) => problems.push(problem(path, format!("cannot read the file: {e}"))),
     };
-    read(
-        &dir.join("dictionary.toml"),
-        SourceKind::Dictionary,
-        &mut problems,
-    );
-    for (folder, kind) in [
-        ("institutions", SourceKind::Institution),
-        ("services", SourceKind::Services),
-    ] {
+    read(&dir.join("dictionary.toml"), SourceKind::Dictionary, &mut problems);
+    for (folder, kind) in [("institutions", SourceKind::Institution), ("services", SourceKind::Services)] {
         match toml_files(&dir.join(folder)) {
             Ok(files) => files.iter().for_each(|f| read(f, kind, &mut problems)),
             Err(e) => problems.push(e),

@@ -37,6 +37,10 @@ pub const DEMO_CARDS: [DemoCard; 2] = [
     },
 ];
 
+/// The simulated institutions of the demo: catalog id and protocol register code.
+pub const DEMO_INSTITUTIONS: [(&str, &str); 3] =
+    [("registro-imprese", "CCIAA-RM-RI"), ("inps", "INPS-AOO1"), ("inail", "INAIL-AOO1")];
+
 /// Where the demo's files are.
 #[derive(Debug, Clone)]
 pub struct DemoFiles {
@@ -60,13 +64,48 @@ impl DemoFiles {
     pub fn card_p12(&self, card: &DemoCard) -> PathBuf {
         self.cards_dir.join(format!("{}.p12", card.slug))
     }
+    /// The portal's own certificate towards institutions (TLS client and ModI signatures).
+    pub fn portal_cert(&self) -> PathBuf {
+        self.pki_dir().join("portal.pem")
+    }
+    pub fn portal_key(&self) -> PathBuf {
+        self.pki_dir().join("portal-key.pem")
+    }
+    /// A simulated institution's certificate (TLS server and ModI signatures).
+    pub fn institution_cert(&self, id: &str) -> PathBuf {
+        self.pki_dir().join(format!("{id}.pem"))
+    }
+    pub fn institution_key(&self, id: &str) -> PathBuf {
+        self.pki_dir().join(format!("{id}-key.pem"))
+    }
+    fn pki_dir(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+
+    /// Every file the demo needs, to tell a complete folder from an old or partial one.
+    fn expected(&self) -> Vec<PathBuf> {
+        let mut files = vec![
+            self.ca_cert.clone(),
+            self.server_cert.clone(),
+            self.server_key.clone(),
+            self.portal_cert(),
+            self.portal_key(),
+            self.cards_dir.join("password.txt"),
+        ];
+        for (id, _) in DEMO_INSTITUTIONS {
+            files.push(self.institution_cert(id));
+            files.push(self.institution_key(id));
+        }
+        for card in &DEMO_CARDS {
+            files.extend([self.card_cert(card), self.card_key(card), self.card_p12(card)]);
+        }
+        files
+    }
 
     /// The PEM texts the listener needs: the demo CA signed both the server certificate and
     /// the cards.
     pub fn tls_material(&self) -> anyhow::Result<TlsMaterial> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-        };
+        let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
         Ok(TlsMaterial {
             cert_chain_pem: read(&self.server_cert)?,
             key_pem: read(&self.server_key)?,
@@ -90,13 +129,8 @@ fn write(path: &Path, contents: &[u8], secret: bool) -> anyhow::Result<()> {
 fn random_password(random: &dyn Randomness) -> anyhow::Result<String> {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 14];
-    random
-        .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("no randomness for the card password"))?;
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect())
+    random.fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness for the card password"))?;
+    Ok(bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect())
 }
 
 /// Creates the data folder on first run (PKI, cards); reuses it afterwards.
@@ -113,12 +147,12 @@ pub fn prepare(dir: &Path, random: &dyn Randomness) -> anyhow::Result<DemoFiles>
         card_password: String::new(),
     };
     let password_file = cards_dir.join("password.txt");
-    if files.ca_cert.exists() && password_file.exists() {
+    if files.expected().iter().all(|f| f.exists()) {
         let card_password = std::fs::read_to_string(&password_file)?.trim().to_string();
-        return Ok(DemoFiles {
-            card_password,
-            ..files
-        });
+        return Ok(DemoFiles { card_password, ..files });
+    }
+    if files.ca_cert.exists() {
+        tracing::warn!(dir = %dir.display(), "the demo PKI is incomplete (older version?): making it anew");
     }
     std::fs::create_dir_all(&pki_dir).with_context(|| format!("creating {}", pki_dir.display()))?;
     std::fs::create_dir_all(&cards_dir)?;
@@ -128,25 +162,88 @@ pub fn prepare(dir: &Path, random: &dyn Randomness) -> anyhow::Result<DemoFiles>
     let server = pki.server(&["localhost", "127.0.0.1", "::1"])?;
     write(&files.server_cert, server.cert_pem.as_bytes(), false)?;
     write(&files.server_key, server.key_pem.as_bytes(), true)?;
+    let portal = pki.client("sportello")?;
+    write(&files.portal_cert(), portal.cert_pem.as_bytes(), false)?;
+    write(&files.portal_key(), portal.key_pem.as_bytes(), true)?;
+    for (id, _) in DEMO_INSTITUTIONS {
+        let cert = pki.server(&["127.0.0.1", "localhost"])?;
+        write(&files.institution_cert(id), cert.cert_pem.as_bytes(), false)?;
+        write(&files.institution_key(id), cert.key_pem.as_bytes(), true)?;
+    }
     let card_password = random_password(random)?;
     for card in &DEMO_CARDS {
         let issued = pki.card(&CardSpec::new(card.given_name, card.surname, card.tax_code))?;
         write(&files.card_cert(card), issued.cert_pem.as_bytes(), false)?;
         write(&files.card_key(card), issued.key_pem.as_bytes(), true)?;
-        let p12 = issued.to_pkcs12(
-            &card_password,
-            &pki.ca.der,
-            &format!("{} {}", card.given_name, card.surname),
-        )?;
+        let p12 = issued.to_pkcs12(&card_password, &pki.ca.der, &format!("{} {}", card.given_name, card.surname))?;
         write(&files.card_p12(card), &p12, true)?;
     }
-    write(
-        &password_file,
-        format!("{card_password}\n").as_bytes(),
-        true,
-    )?;
-    Ok(DemoFiles {
-        card_password,
-        ..files
-    })
+    write(&password_file, format!("{card_password}\n").as_bytes(), true)?;
+    Ok(DemoFiles { card_password, ..files })
+}
+
+/// Starts the simulated institutions on loopback ports and returns them with the channels
+/// that reach them. The portal's callback address is left for `start` to fill in.
+pub async fn start_simulators(
+    files: &DemoFiles,
+    clock: std::sync::Arc<dyn domain::Clock>,
+    random: std::sync::Arc<dyn Randomness>,
+) -> anyhow::Result<(Vec<simulator::SimHandle>, delivery::channels::Channels)> {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let ca_pem = read(&files.ca_cert)?;
+    let portal_cert_pem = read(&files.portal_cert())?;
+    let mut handles = Vec::new();
+    let mut institutions = BTreeMap::new();
+    for (id, register) in DEMO_INSTITUTIONS {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let mut behaviour = simulator::Behaviour::default();
+        if id == "inail" {
+            behaviour.rules = simulator::inail_rules();
+        }
+        let cert_pem = read(&files.institution_cert(id))?;
+        let handle = simulator::start(
+            listener,
+            simulator::SimSettings {
+                institution: id.to_string(),
+                register: register.to_string(),
+                portal_id: "sportello".into(),
+                portal_cert_pem: portal_cert_pem.clone(),
+                portal_ca_pem: ca_pem.clone(),
+                cert_pem: cert_pem.clone(),
+                key_pem: read(&files.institution_key(id))?,
+                behaviour,
+                clock: clock.clone(),
+                random: random.clone(),
+            },
+        )
+        .await?;
+        institutions.insert(
+            id.to_string(),
+            Arc::new(delivery::channels::Channel {
+                institution: id.to_string(),
+                base_url: format!("https://{}", handle.addr),
+                audience: id.to_string(),
+                ca_pem: ca_pem.clone(),
+                certificate_pem: cert_pem,
+                timeout: std::time::Duration::from_secs(5),
+                retry: domain::delivery::RetryPolicy {
+                    max_attempts: 4,
+                    base_delay: std::time::Duration::from_millis(500),
+                    max_delay: std::time::Duration::from_secs(10),
+                },
+            }),
+        );
+        handles.push(handle);
+    }
+    let channels = delivery::channels::Channels {
+        portal_id: "sportello".into(),
+        callback_base_url: String::new(),
+        certificate_pem: portal_cert_pem,
+        key_pem: read(&files.portal_key())?,
+        institutions,
+    };
+    Ok((handles, channels))
 }

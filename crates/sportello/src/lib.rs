@@ -10,10 +10,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use delivery::channels::Channels;
+use delivery::modi::Verifier;
+use delivery::worker::{Worker, WorkerSettings};
 use domain::Clock;
 use identity::CardProfile;
+use std::collections::BTreeMap;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use web::tls::{PeerCheck, TlsMaterial};
 use web::{AppState, SystemClock, SystemRandomness};
@@ -27,6 +32,13 @@ pub struct Settings {
     pub catalog_dir: PathBuf,
     pub tls: TlsMaterial,
     pub card_profile: CardProfile,
+    /// How to reach the institutions. Without it nothing is delivered (deliveries stay queued)
+    /// and no callback is accepted. An empty `callback_base_url` means this portal's own
+    /// address.
+    pub channels: Option<Channels>,
+    /// Run the delivery worker inside this process.
+    pub run_worker: bool,
+    pub worker: WorkerSettings,
 }
 
 /// A portal that is running.
@@ -36,6 +48,8 @@ pub struct Running {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    worker_stop: watch::Sender<bool>,
+    worker: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -44,7 +58,11 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = self.worker_stop.send(true);
         let _ = (&mut self.task).await;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.await;
+        }
     }
 
     /// Waits until the portal stops by itself (it does not, unless the task fails).
@@ -53,41 +71,87 @@ impl Running {
     }
 }
 
-/// Loads the catalog, opens and migrates the store, binds the listener and starts serving.
+/// Loads the catalog, opens and migrates the store, binds the listener and starts serving
+/// (and delivering, with `run_worker`).
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
-    let catalog = catalog_files::load_dir(&settings.catalog_dir)?;
+    let catalog = Arc::new(catalog_files::load_dir(&settings.catalog_dir)?);
     let store = storage::connect(&settings.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact(&settings.database_url)))?;
     store.migrate().await.context("migrating the database")?;
     let tls = web::tls::server_config(&settings.tls).context("setting up TLS")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let random: Arc<dyn domain::Randomness> = Arc::new(SystemRandomness::default());
+    let listener =
+        TcpListener::bind(settings.listen).await.with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+
+    let mut callbacks = BTreeMap::new();
+    let channels = settings.channels.clone().map(|mut c| {
+        if c.callback_base_url.is_empty() {
+            c.callback_base_url = format!("https://{addr}");
+        }
+        c
+    });
+    if let Some(channels) = &channels {
+        channels.require(catalog.institutions.iter().map(|i| i.id.as_str()))?;
+        for (id, channel) in &channels.institutions {
+            let verifier = Verifier::new(&channels.portal_id, &channel.certificate_pem, clock.clone())
+                .with_context(|| format!("certificate of institution {id}"))?;
+            callbacks.insert(id.clone(), verifier);
+        }
+    } else {
+        tracing::warn!("no delivery channels configured: filings stay queued and callbacks are refused");
+    }
+    let (worker_stop, worker_stopped) = watch::channel(false);
+    let worker = match (&channels, settings.run_worker) {
+        (Some(channels), true) => {
+            let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
+            let worker =
+                Worker::new(queue, catalog.clone(), channels, clock.clone(), random.clone(), settings.worker.clone())?;
+            Some(tokio::spawn(worker.run(worker_stopped)))
+        }
+        _ => None,
+    };
+
     let state = AppState {
         store,
-        catalog: Arc::new(catalog),
+        catalog,
         clock: clock.clone(),
-        random: Arc::new(SystemRandomness::default()),
+        random,
         translations: Arc::new(web::i18n::Translations::load().map_err(anyhow::Error::msg)?),
+        callbacks: Arc::new(callbacks),
     };
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("listening on {}", settings.listen))?;
-    let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let peer_check = PeerCheck {
-        profile: settings.card_profile.clone(),
-        clock,
-    };
+    let peer_check = PeerCheck { profile: settings.card_profile.clone(), clock };
     let app = web::router(state);
     let task = tokio::spawn(web::tls::serve(listener, tls, peer_check, app, async {
         let _ = stopped.await;
     }));
     tracing::info!(%addr, "portal listening");
-    Ok(Running {
-        addr,
-        stop: Some(stop),
-        task,
-    })
+    Ok(Running { addr, stop: Some(stop), task, worker_stop, worker })
+}
+
+/// Runs only the delivery worker (`sportello worker`), until `shutdown` completes.
+pub async fn run_worker(
+    database_url: &str,
+    catalog_dir: &std::path::Path,
+    channels: &Channels,
+    settings: WorkerSettings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let catalog = Arc::new(catalog_files::load_dir(catalog_dir)?);
+    let store = storage::connect(database_url).await?;
+    store.migrate().await?;
+    let queue: Arc<dyn storage::DeliveryQueue> = store;
+    let worker =
+        Worker::new(queue, catalog, channels, Arc::new(SystemClock), Arc::new(SystemRandomness::default()), settings)?;
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(worker.run(stopped));
+    shutdown.await;
+    let _ = stop.send(true);
+    let _ = task.await;
+    Ok(())
 }
 
 /// A database URL without its password, for messages.
@@ -108,14 +172,8 @@ pub fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            super::redact("sportello-data/sportello.db"),
-            "sportello-data/sportello.db"
-        );
+        assert_eq!(super::redact("sportello-data/sportello.db"), "sportello-data/sportello.db");
     }
 }

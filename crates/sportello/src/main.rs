@@ -6,17 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use delivery::channels::Channels;
+use delivery::worker::{CrashPoint, WorkerSettings};
 use identity::CardProfile;
 use sportello::demo::{self, DEMO_CARDS};
 use sportello::{catalog_files, Settings};
 use web::tls::TlsMaterial;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sportello",
-    version,
-    about = "Sportello: one-stop shop for business filings"
-)]
+#[command(name = "sportello", version, about = "Sportello: one-stop shop for business filings")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,6 +52,49 @@ enum Command {
         /// The certifiers whose smart cards are accepted (PEM bundle).
         #[arg(long, env = "SPORTELLO_CLIENT_CA")]
         client_ca: PathBuf,
+        /// Delivery channels to the institutions (TOML). Without it filings stay queued.
+        #[arg(long, env = "SPORTELLO_CHANNELS")]
+        channels: Option<PathBuf>,
+        /// Do not run the delivery worker in this process (run `sportello worker` instead).
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Runs only the delivery worker: sends queued filings and records the answers.
+    Worker {
+        #[arg(long, env = "SPORTELLO_DATABASE_URL")]
+        database_url: String,
+        #[arg(long, env = "SPORTELLO_CATALOG", default_value = "catalog")]
+        catalog: PathBuf,
+        #[arg(long, env = "SPORTELLO_CHANNELS")]
+        channels: PathBuf,
+    },
+    /// Runs one simulated institution (as `demo` does for INPS, INAIL and Registro Imprese).
+    AgencySim {
+        /// The institution's id in the catalog, e.g. `inps`.
+        #[arg(long)]
+        institution: String,
+        /// Code of its protocol register, e.g. `INPS-AOO1`.
+        #[arg(long)]
+        register: String,
+        #[arg(long, default_value = "127.0.0.1:9101")]
+        listen: SocketAddr,
+        /// Its TLS and signing certificate and key (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// The portal's certificate, to check its signatures.
+        #[arg(long)]
+        portal_cert: PathBuf,
+        /// The CA of the portal's server certificate, for callbacks.
+        #[arg(long)]
+        portal_ca: PathBuf,
+        #[arg(long, default_value = "sportello")]
+        portal_id: String,
+        /// Behaviour (JSON): down, failure_rate, delay_ms, protocol_in_answer, callbacks,
+        /// callback_delay_ms, rules.
+        #[arg(long)]
+        behaviour: Option<PathBuf>,
     },
     /// Brings the database schema up to date and exits.
     Migrate {
@@ -79,23 +120,19 @@ enum CatalogCommand {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPORTELLO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
@@ -113,25 +150,31 @@ async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Worker settings, with the crash point tests may ask for (`SPORTELLO_CRASH_AT`).
+fn worker_settings() -> WorkerSettings {
+    let crash_at = std::env::var("SPORTELLO_CRASH_AT").ok().and_then(|v| CrashPoint::parse(&v));
+    WorkerSettings { crash_at, ..WorkerSettings::default() }
+}
+
 fn read(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-async fn demo(
-    data_dir: PathBuf,
-    port: u16,
-    catalog: PathBuf,
-    database_url: Option<String>,
-) -> anyhow::Result<()> {
+async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Option<String>) -> anyhow::Result<()> {
     let files = demo::prepare(&data_dir, &web::SystemRandomness::default())?;
-    let database_url =
-        database_url.unwrap_or_else(|| format!("sqlite://{}", files.database.display()));
+    let database_url = database_url.unwrap_or_else(|| format!("sqlite://{}", files.database.display()));
+    let clock: std::sync::Arc<dyn domain::Clock> = std::sync::Arc::new(web::SystemClock);
+    let random: std::sync::Arc<dyn domain::Randomness> = std::sync::Arc::new(web::SystemRandomness::default());
+    let (simulators, channels) = demo::start_simulators(&files, clock, random).await?;
     let settings = Settings {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         database_url: database_url.clone(),
         catalog_dir: catalog,
         tls: files.tls_material()?,
         card_profile: CardProfile::default(),
+        channels: Some(channels),
+        run_worker: true,
+        worker: worker_settings(),
     };
     let running = sportello::start(&settings).await?;
     let url = format!("https://localhost:{}", running.addr.port());
@@ -140,10 +183,10 @@ async fn demo(
     println!("Sportello demo: {url}");
     println!("  database:         {}", sportello::redact(&database_url));
     println!("  CA certificate:   {}", files.ca_cert.display());
-    println!(
-        "  test smart cards (PKCS#12 password: {}):",
-        files.card_password
-    );
+    for ((id, register), sim) in demo::DEMO_INSTITUTIONS.iter().zip(&simulators) {
+        println!("  simulated {id:<17} https://{} (protocol register {register})", sim.addr);
+    }
+    println!("  test smart cards (PKCS#12 password: {}):", files.card_password);
     for card in &DEMO_CARDS {
         println!(
             "    {} {} ({}), {}: {}  |  {} + {}",
@@ -174,20 +217,8 @@ async fn demo(
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo {
-            data_dir,
-            port,
-            catalog,
-            database_url,
-        } => demo(data_dir, port, catalog, database_url).await?,
-        Command::Serve {
-            listen,
-            database_url,
-            catalog,
-            tls_cert,
-            tls_key,
-            client_ca,
-        } => {
+        Command::Demo { data_dir, port, catalog, database_url } => demo(data_dir, port, catalog, database_url).await?,
+        Command::Serve { listen, database_url, catalog, tls_cert, tls_key, client_ca, channels, no_worker } => {
             let settings = Settings {
                 listen,
                 database_url,
@@ -198,20 +229,59 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     client_ca_pem: read(&client_ca)?,
                 },
                 card_profile: CardProfile::default(),
+                channels: channels.as_deref().map(Channels::load).transpose()?,
+                run_worker: !no_worker,
+                worker: worker_settings(),
             };
             run_until_signal(&settings).await?;
+        }
+        Command::Worker { database_url, catalog, channels } => {
+            let channels = Channels::load(&channels)?;
+            sportello::run_worker(&database_url, &catalog, &channels, worker_settings(), shutdown_signal()).await?;
+        }
+        Command::AgencySim {
+            institution,
+            register,
+            listen,
+            cert,
+            key,
+            portal_cert,
+            portal_ca,
+            portal_id,
+            behaviour,
+        } => {
+            let behaviour = match behaviour {
+                Some(path) => {
+                    serde_json::from_str(&read(&path)?).with_context(|| format!("reading {}", path.display()))?
+                }
+                None => simulator::Behaviour::default(),
+            };
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let handle = simulator::start(
+                listener,
+                simulator::SimSettings {
+                    institution: institution.clone(),
+                    register,
+                    portal_id,
+                    portal_cert_pem: read(&portal_cert)?,
+                    portal_ca_pem: read(&portal_ca)?,
+                    cert_pem: read(&cert)?,
+                    key_pem: read(&key)?,
+                    behaviour,
+                    clock: std::sync::Arc::new(web::SystemClock),
+                    random: std::sync::Arc::new(web::SystemRandomness::default()),
+                },
+            )
+            .await?;
+            println!("simulated {institution} on https://{}", handle.addr);
+            shutdown_signal().await;
         }
         Command::Migrate { database_url } => {
             let store = storage::connect(&database_url).await?;
             store.migrate().await?;
-            println!(
-                "database {} is up to date",
-                sportello::redact(&database_url)
-            );
+            println!("database {} is up to date", sportello::redact(&database_url));
         }
-        Command::Catalog {
-            command: CatalogCommand::Check { dir },
-        } => match catalog_files::load_dir(&dir) {
+        Command::Catalog { command: CatalogCommand::Check { dir } } => match catalog_files::load_dir(&dir) {
             Ok(catalog) => {
                 println!(
                     "the catalog in {} is valid: {} institutions, {} services, {} common fields",

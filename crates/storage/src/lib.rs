@@ -20,9 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::delivery::{apply, Applied, DeliveryEvent, DeliveryState, DeliveryStatus, Rejection};
 use domain::identifiers::CodiceFiscale;
-use domain::practice::{
-    Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission,
-};
+use domain::practice::{Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission};
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -61,11 +59,7 @@ impl PracticeQuery {
     pub const MAX_LIMIT: u32 = 200;
 
     fn bounded_limit(&self) -> i64 {
-        i64::from(if self.limit == 0 {
-            50
-        } else {
-            self.limit.min(Self::MAX_LIMIT)
-        })
+        i64::from(if self.limit == 0 { 50 } else { self.limit.min(Self::MAX_LIMIT) })
     }
 }
 
@@ -79,8 +73,7 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
     async fn create_draft(&self, practice: &Practice) -> Result<(), StoreError>;
 
     /// The practice, if it exists and belongs to `owner`.
-    async fn practice(&self, owner: &CodiceFiscale, id: PracticeId)
-        -> Result<Practice, StoreError>;
+    async fn practice(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Practice, StoreError>;
 
     /// Replaces a draft's data. `WrongState` when the practice is no longer a draft.
     async fn update_draft(
@@ -101,18 +94,10 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Practice, StoreError>;
 
     /// The practice's deliveries, in the order its service lists the recipients.
-    async fn deliveries(
-        &self,
-        owner: &CodiceFiscale,
-        id: PracticeId,
-    ) -> Result<Vec<Delivery>, StoreError>;
+    async fn deliveries(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<Delivery>, StoreError>;
 
     /// The owner's practices, most recently changed first.
-    async fn list(
-        &self,
-        owner: &CodiceFiscale,
-        query: &PracticeQuery,
-    ) -> Result<Vec<Practice>, StoreError>;
+    async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError>;
 }
 
 /// Identifies one delivery: a practice and one of its recipient institutions.
@@ -168,14 +153,7 @@ pub struct DeliveryUpdate {
 
 impl DeliveryUpdate {
     pub fn new(event: DeliveryEvent, at: OffsetDateTime) -> Self {
-        Self {
-            event,
-            at,
-            fence: None,
-            message_id: None,
-            revision: None,
-            retry_at: None,
-        }
+        Self { event, at, fence: None, message_id: None, revision: None, retry_at: None }
     }
 }
 
@@ -206,11 +184,7 @@ pub trait DeliveryQueue: Send + Sync + std::fmt::Debug {
 
     /// Applies an event to a delivery (domain rules decide), logs it in the timeline, and
     /// moves the practice when all its deliveries say so. `NotFound` for an unknown delivery.
-    async fn record(
-        &self,
-        key: &DeliveryKey,
-        update: &DeliveryUpdate,
-    ) -> Result<Recorded, StoreError>;
+    async fn record(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError>;
 
     /// The user sends one delivery again: unchanged if it failed, or with the corrected
     /// practice data and payload if it was rejected. Other deliveries are not touched.
@@ -222,12 +196,11 @@ pub trait DeliveryQueue: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<Delivery, StoreError>;
 
+    /// The service of a practice, whoever owns it (for institution callbacks).
+    async fn service_of(&self, id: PracticeId) -> Result<String, StoreError>;
+
     /// Every recorded event of the owner's practice, oldest first.
-    async fn timeline(
-        &self,
-        owner: &CodiceFiscale,
-        id: PracticeId,
-    ) -> Result<Vec<TimelineEntry>, StoreError>;
+    async fn timeline(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<TimelineEntry>, StoreError>;
 }
 
 /// The whole storage port.
@@ -256,33 +229,18 @@ struct CurrentDelivery {
 
 fn plan_record(current: &CurrentDelivery, update: &DeliveryUpdate) -> RecordPlan {
     if update.fence.is_some_and(|f| f != current.fence) {
-        return RecordPlan {
-            recorded: Recorded::LostLease,
-            status: None,
-            release_lease: false,
-            log: false,
-        };
+        return RecordPlan { recorded: Recorded::LostLease, status: None, release_lease: false, log: false };
     }
     let release_lease = update.fence.is_some();
     let stale = update.revision.is_some_and(|r| r < current.status.revision);
-    let applied = if stale {
-        Ok(Applied::Unchanged)
-    } else {
-        apply(&current.status, &update.event)
-    };
+    let applied = if stale { Ok(Applied::Unchanged) } else { apply(&current.status, &update.event) };
     match applied {
-        Ok(Applied::Changed(status)) => RecordPlan {
-            recorded: Recorded::Applied(status.clone()),
-            status: Some(status),
-            release_lease,
-            log: true,
-        },
-        Ok(Applied::Unchanged) | Err(_) => RecordPlan {
-            recorded: Recorded::Unchanged,
-            status: None,
-            release_lease,
-            log: update.message_id.is_some(),
-        },
+        Ok(Applied::Changed(status)) => {
+            RecordPlan { recorded: Recorded::Applied(status.clone()), status: Some(status), release_lease, log: true }
+        }
+        Ok(Applied::Unchanged) | Err(_) => {
+            RecordPlan { recorded: Recorded::Unchanged, status: None, release_lease, log: update.message_id.is_some() }
+        }
     }
 }
 
@@ -307,11 +265,7 @@ fn event_detail(event: &DeliveryEvent, recorded: &Recorded) -> Value {
         DeliveryEvent::TakenInCharge { protocol_number } => {
             serde_json::json!({ "protocol_number": protocol_number })
         }
-        DeliveryEvent::Outcome {
-            accepted,
-            protocol_number,
-            rejection,
-        } => {
+        DeliveryEvent::Outcome { accepted, protocol_number, rejection } => {
             serde_json::json!({ "accepted": accepted, "protocol_number": protocol_number, "rejection": rejection })
         }
         DeliveryEvent::RejectedOnReceipt(rejection) => {
@@ -329,9 +283,7 @@ fn event_detail(event: &DeliveryEvent, recorded: &Recorded) -> Value {
 }
 
 fn rejection_json(rejection: &Option<Rejection>) -> Option<String> {
-    rejection
-        .as_ref()
-        .and_then(|r| serde_json::to_string(r).ok())
+    rejection.as_ref().and_then(|r| serde_json::to_string(r).ok())
 }
 
 /// Opens the store that `url` names: `postgres://…` or `postgresql://…` for PostgreSQL;
@@ -340,16 +292,11 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresStore::connect(url).await?))
     } else {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if path.is_empty() || path.contains("://") {
             return Err(StoreError::BadUrl(url.to_string()));
         }
-        Ok(Arc::new(
-            sqlite::SqliteStore::open(std::path::Path::new(path)).await?,
-        ))
+        Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path)).await?))
     }
 }
 
@@ -369,17 +316,12 @@ struct PracticeRow {
 
 impl PracticeRow {
     fn into_practice(self) -> Result<Practice, StoreError> {
-        let corrupt = |what: &str, value: &str| {
-            StoreError::Corrupt(format!("practice {}: {what} `{value}`", self.id))
-        };
+        let corrupt = |what: &str, value: &str| StoreError::Corrupt(format!("practice {}: {what} `{value}`", self.id));
         Ok(Practice {
             id: PracticeId::parse(&self.id).ok_or_else(|| corrupt("id", &self.id))?,
-            owner: CodiceFiscale::parse(&self.owner_cf)
-                .map_err(|_| corrupt("owner", &self.owner_cf))?,
-            state: PracticeState::parse(&self.state)
-                .ok_or_else(|| corrupt("state", &self.state))?,
-            data: serde_json::from_str(&self.data)
-                .map_err(|_| corrupt("data", "not a JSON object of strings"))?,
+            owner: CodiceFiscale::parse(&self.owner_cf).map_err(|_| corrupt("owner", &self.owner_cf))?,
+            state: PracticeState::parse(&self.state).ok_or_else(|| corrupt("state", &self.state))?,
+            data: serde_json::from_str(&self.data).map_err(|_| corrupt("data", "not a JSON object of strings"))?,
             reference: match &self.reference {
                 Some(r) => Some(ReferenceNumber::parse(r).ok_or_else(|| corrupt("reference", r))?),
                 None => None,
@@ -414,15 +356,11 @@ impl DeliveryRow {
                 .ok_or_else(|| StoreError::Corrupt(format!("delivery state `{}`", self.state)))?,
             protocol_number: self.protocol_number.clone(),
             rejection: match &self.rejection {
-                Some(r) => Some(
-                    serde_json::from_str(r)
-                        .map_err(|e| StoreError::Corrupt(format!("rejection: {e}")))?,
-                ),
+                Some(r) => Some(serde_json::from_str(r).map_err(|e| StoreError::Corrupt(format!("rejection: {e}")))?),
                 None => None,
             },
             last_error: self.last_error.clone(),
-            revision: u32::try_from(self.revision)
-                .map_err(|_| StoreError::Corrupt("revision".into()))?,
+            revision: u32::try_from(self.revision).map_err(|_| StoreError::Corrupt("revision".into()))?,
         })
     }
 

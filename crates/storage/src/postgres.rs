@@ -13,8 +13,7 @@ use async_trait::async_trait;
 use domain::delivery::{practice_event_for, DeliveryEvent, DeliveryState, DeliveryStatus};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
-    Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber,
-    Submission,
+    Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber, Submission,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -22,26 +21,17 @@ use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json,
-    ClaimedDelivery, CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate,
-    Migrations, PracticeQuery, PracticeRow, PracticeStore, Recorded, StoreError, TimelineEntry,
+    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, ClaimedDelivery, CurrentDelivery,
+    DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PracticeQuery, PracticeRow, PracticeStore,
+    Recorded, StoreError, TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
-    (
-        1,
-        "practices",
-        include_str!("../migrations/postgres/0001_practices.sql"),
-    ),
-    (
-        2,
-        "deliveries",
-        include_str!("../migrations/postgres/0002_deliveries.sql"),
-    ),
+    (1, "practices", include_str!("../migrations/postgres/0001_practices.sql")),
+    (2, "deliveries", include_str!("../migrations/postgres/0002_deliveries.sql")),
 ];
 
-const PRACTICE_COLUMNS: &str =
-    "id::text AS id, owner_cf, service_id, state, data::text AS data, reference, \
+const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, service_id, state, data::text AS data, reference, \
      needs_resend, created_at, updated_at, submitted_at";
 
 const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at, \
@@ -107,21 +97,15 @@ fn delivery_row(r: &PgRow) -> Result<DeliveryRow, sqlx::Error> {
 }
 
 /// Locks the practice row owned by `owner` and returns its state.
-async fn lock_owned(
-    tx: &mut PgConnection,
-    owner: &CodiceFiscale,
-    id: PracticeId,
-) -> Result<PracticeState, StoreError> {
-    let state: Option<String> = sqlx::query_scalar(
-        "SELECT state FROM practices WHERE id = $1 AND owner_cf = $2 FOR UPDATE",
-    )
-    .bind(id.0)
-    .bind(owner.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
+async fn lock_owned(tx: &mut PgConnection, owner: &CodiceFiscale, id: PracticeId) -> Result<PracticeState, StoreError> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM practices WHERE id = $1 AND owner_cf = $2 FOR UPDATE")
+            .bind(id.0)
+            .bind(owner.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
     let state = state.ok_or(StoreError::NotFound)?;
-    PracticeState::parse(&state)
-        .ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
+    PracticeState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
 }
 
 async fn log_event(
@@ -150,40 +134,29 @@ async fn log_event(
 }
 
 /// Moves the practice if its deliveries now call for it (all failed, or all with an outcome).
-async fn follow_deliveries(
-    tx: &mut PgConnection,
-    id: PracticeId,
-    at: OffsetDateTime,
-) -> Result<(), StoreError> {
-    let current: String =
-        sqlx::query_scalar("SELECT state FROM practices WHERE id = $1 FOR UPDATE")
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await?;
-    let states: Vec<String> =
-        sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = $1")
-            .bind(id.0)
-            .fetch_all(&mut *tx)
-            .await?;
-    let states: Vec<DeliveryState> = states
-        .iter()
-        .filter_map(|s| DeliveryState::parse(s))
-        .collect();
+async fn follow_deliveries(tx: &mut PgConnection, id: PracticeId, at: OffsetDateTime) -> Result<(), StoreError> {
+    let current: String = sqlx::query_scalar("SELECT state FROM practices WHERE id = $1 FOR UPDATE")
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = $1")
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await?;
+    let states: Vec<DeliveryState> = states.iter().filter_map(|s| DeliveryState::parse(s)).collect();
     let Some(event) = practice_event_for(&states) else {
         return Ok(());
     };
     let Some(next) = PracticeState::parse(&current).and_then(|s| s.apply(event).ok()) else {
         return Ok(());
     };
-    sqlx::query(
-        "UPDATE practices SET state = $1, needs_resend = $2, updated_at = $3 WHERE id = $4",
-    )
-    .bind(next.as_str())
-    .bind(event == PracticeEvent::NoRecipientReached)
-    .bind(at)
-    .bind(id.0)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("UPDATE practices SET state = $1, needs_resend = $2, updated_at = $3 WHERE id = $4")
+        .bind(next.as_str())
+        .bind(event == PracticeEvent::NoRecipientReached)
+        .bind(at)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -225,21 +198,17 @@ async fn locked_delivery(tx: &mut PgConnection, key: &DeliveryKey) -> Result<PgR
 impl PracticeStore for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
         sqlx::Executor::execute(
             &mut *tx,
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
         )
         .await?;
         for (version, name, sql) in MIGRATIONS {
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
             if done.is_none() {
                 tracing::info!(version, name, "applying PostgreSQL migration");
                 sqlx::Executor::execute(&mut *tx, *sql).await?;
@@ -271,19 +240,13 @@ impl PracticeStore for PostgresStore {
         Ok(())
     }
 
-    async fn practice(
-        &self,
-        owner: &CodiceFiscale,
-        id: PracticeId,
-    ) -> Result<Practice, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1 AND owner_cf = $2"
-        ))
-        .bind(id.0)
-        .bind(owner.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    async fn practice(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Practice, StoreError> {
+        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1 AND owner_cf = $2"))
+            .bind(id.0)
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         practice_row(&row)?.into_practice()
     }
 
@@ -321,10 +284,7 @@ impl PracticeStore for PostgresStore {
             return Err(StoreError::WrongState(state));
         }
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT reference FROM practices WHERE id = $1")
-                .bind(id.0)
-                .fetch_one(&mut *tx)
-                .await?;
+            sqlx::query_scalar("SELECT reference FROM practices WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await?;
         // Sent before and returned to the drafts: keep the reference number.
         let reference = match existing {
             Some(r) => r,
@@ -337,11 +297,7 @@ impl PracticeStore for PostgresStore {
                 .bind(year)
                 .fetch_one(&mut *tx)
                 .await?;
-                ReferenceNumber {
-                    year,
-                    sequence: sequence.unsigned_abs(),
-                }
-                .to_string()
+                ReferenceNumber { year, sequence: sequence.unsigned_abs() }.to_string()
             }
         };
         sqlx::query(
@@ -373,31 +329,16 @@ impl PracticeStore for PostgresStore {
             .bind(submission.submitted_at)
             .execute(&mut *tx)
             .await?;
-            let key = DeliveryKey {
-                practice_id: id,
-                institution: filing.institution.clone(),
-            };
+            let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
             let detail = serde_json::json!({ "reference": reference });
-            log_event(
-                &mut tx,
-                &key,
-                submission.submitted_at,
-                "submitted",
-                DeliveryState::Queued,
-                &detail,
-                None,
-            )
-            .await?;
+            log_event(&mut tx, &key, submission.submitted_at, "submitted", DeliveryState::Queued, &detail, None)
+                .await?;
         }
         tx.commit().await?;
         self.practice(owner, id).await
     }
 
-    async fn deliveries(
-        &self,
-        owner: &CodiceFiscale,
-        id: PracticeId,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    async fn deliveries(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN practices p ON p.id = d.practice_id \
              WHERE p.id = $1 AND p.owner_cf = $2 ORDER BY d.position"
@@ -406,16 +347,10 @@ impl PracticeStore for PostgresStore {
         .bind(owner.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| delivery_row(r)?.into_delivery())
-            .collect()
+        rows.iter().map(|r| delivery_row(r)?.into_delivery()).collect()
     }
 
-    async fn list(
-        &self,
-        owner: &CodiceFiscale,
-        query: &PracticeQuery,
-    ) -> Result<Vec<Practice>, StoreError> {
+    async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {PRACTICE_COLUMNS} FROM practices WHERE owner_cf = $1 AND ($2::text IS NULL OR state = $2) \
              ORDER BY updated_at DESC, id LIMIT $3 OFFSET $4"
@@ -426,9 +361,7 @@ impl PracticeStore for PostgresStore {
         .bind(i64::from(query.offset))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| practice_row(r)?.into_practice())
-            .collect()
+        rows.iter().map(|r| practice_row(r)?.into_practice()).collect()
     }
 }
 
@@ -473,40 +406,28 @@ impl DeliveryQueue for PostgresStore {
                     attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                     revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
                     filing_kind: r.try_get("filing_kind")?,
-                    payload: serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    reference: r
-                        .try_get::<Option<String>, _>("reference")?
-                        .unwrap_or_default(),
-                    owner: CodiceFiscale::parse(&owner)
-                        .map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    reference: r.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
+                    owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
                     service_id: r.try_get("service_id")?,
                 })
             })
             .collect()
     }
 
-    async fn record(
-        &self,
-        key: &DeliveryKey,
-        update: &DeliveryUpdate,
-    ) -> Result<Recorded, StoreError> {
+    async fn record(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = locked_delivery(&mut tx, key).await?;
         if let Some(message_id) = &update.message_id {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = $1")
-                    .bind(message_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             if seen.is_some() {
                 return Ok(Recorded::Duplicate);
             }
         }
-        let current = CurrentDelivery {
-            status: delivery_row(&row)?.status()?,
-            fence: row.try_get("fence")?,
-        };
+        let current = CurrentDelivery { status: delivery_row(&row)?.status()?, fence: row.try_get("fence")? };
         let plan = plan_record(&current, update);
         if let Some(status) = &plan.status {
             write_status(&mut tx, key, status, update.at).await?;
@@ -526,21 +447,10 @@ impl DeliveryQueue for PostgresStore {
             .await?;
         }
         if plan.log {
-            let state = plan
-                .status
-                .as_ref()
-                .map_or(current.status.state, |s| s.state);
+            let state = plan.status.as_ref().map_or(current.status.state, |s| s.state);
             let detail = event_detail(&update.event, &plan.recorded);
-            log_event(
-                &mut tx,
-                key,
-                update.at,
-                event_kind(&update.event),
-                state,
-                &detail,
-                update.message_id.as_deref(),
-            )
-            .await?;
+            log_event(&mut tx, key, update.at, event_kind(&update.event), state, &detail, update.message_id.as_deref())
+                .await?;
         }
         if plan.status.is_some() {
             follow_deliveries(&mut tx, key.practice_id, update.at).await?;
@@ -558,16 +468,11 @@ impl DeliveryQueue for PostgresStore {
     ) -> Result<Delivery, StoreError> {
         let mut tx = self.pool.begin().await?;
         let practice_state = lock_owned(&mut tx, owner, key.practice_id).await?;
-        let practice_next = practice_state
-            .apply(PracticeEvent::Resent)
-            .map_err(|_| StoreError::WrongState(practice_state))?;
+        let practice_next =
+            practice_state.apply(PracticeEvent::Resent).map_err(|_| StoreError::WrongState(practice_state))?;
         let row = locked_delivery(&mut tx, key).await?;
         let status = delivery_row(&row)?.status()?;
-        let event = if correction.is_some() {
-            DeliveryEvent::ResendCorrected
-        } else {
-            DeliveryEvent::Resend
-        };
+        let event = if correction.is_some() { DeliveryEvent::ResendCorrected } else { DeliveryEvent::Resend };
         let next = match domain::delivery::apply(&status, &event) {
             Ok(domain::delivery::Applied::Changed(next)) => next,
             _ => return Err(StoreError::WrongDeliveryState(status.state)),
@@ -594,14 +499,12 @@ impl DeliveryQueue for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
-            "UPDATE practices SET state = $1, needs_resend = FALSE, updated_at = $2 WHERE id = $3",
-        )
-        .bind(practice_next.as_str())
-        .bind(now)
-        .bind(key.practice_id.0)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE practices SET state = $1, needs_resend = FALSE, updated_at = $2 WHERE id = $3")
+            .bind(practice_next.as_str())
+            .bind(now)
+            .bind(key.practice_id.0)
+            .execute(&mut *tx)
+            .await?;
         log_event(
             &mut tx,
             key,
@@ -617,11 +520,15 @@ impl DeliveryQueue for PostgresStore {
         delivery_row(&row)?.into_delivery()
     }
 
-    async fn timeline(
-        &self,
-        owner: &CodiceFiscale,
-        id: PracticeId,
-    ) -> Result<Vec<TimelineEntry>, StoreError> {
+    async fn service_of(&self, id: PracticeId) -> Result<String, StoreError> {
+        let service: Option<String> = sqlx::query_scalar("SELECT service_id FROM practices WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        service.ok_or(StoreError::NotFound)
+    }
+
+    async fn timeline(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<TimelineEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.institution, e.at, e.kind, e.state, e.detail::text AS detail FROM delivery_events e \
              JOIN practices p ON p.id = e.practice_id WHERE p.id = $1 AND p.owner_cf = $2 ORDER BY e.id",
@@ -638,10 +545,8 @@ impl DeliveryQueue for PostgresStore {
                     institution: r.try_get("institution")?,
                     at: r.try_get("at")?,
                     kind: r.try_get("kind")?,
-                    state: DeliveryState::parse(&state)
-                        .ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
-                    detail: serde_json::from_str(&detail)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    state: DeliveryState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
+                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 })
             })
             .collect()

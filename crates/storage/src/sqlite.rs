@@ -13,8 +13,7 @@ use async_trait::async_trait;
 use domain::delivery::{practice_event_for, DeliveryEvent, DeliveryState, DeliveryStatus};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
-    Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber,
-    Submission,
+    Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber, Submission,
 };
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
@@ -22,29 +21,20 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json,
-    ClaimedDelivery, CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate,
-    Migrations, PracticeQuery, PracticeRow, PracticeStore, Recorded, StoreError, TimelineEntry,
+    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, ClaimedDelivery, CurrentDelivery,
+    DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PracticeQuery, PracticeRow, PracticeStore,
+    Recorded, StoreError, TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
-    (
-        1,
-        "practices",
-        include_str!("../migrations/sqlite/0001_practices.sql"),
-    ),
-    (
-        2,
-        "deliveries",
-        include_str!("../migrations/sqlite/0002_deliveries.sql"),
-    ),
+    (1, "practices", include_str!("../migrations/sqlite/0001_practices.sql")),
+    (2, "deliveries", include_str!("../migrations/sqlite/0002_deliveries.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str =
     "id, owner_cf, service_id, state, data, reference, needs_resend, created_at, updated_at, submitted_at";
 
-const DELIVERY_COLUMNS: &str =
-    "d.institution, d.filing_kind, d.state, d.payload, d.updated_at, d.attempts, \
+const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload, d.updated_at, d.attempts, \
      d.revision, d.protocol_number, d.rejection, d.last_error";
 
 #[derive(Debug, Clone)]
@@ -66,10 +56,7 @@ impl SqliteStore {
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         Ok(Self { pool })
     }
 
@@ -119,15 +106,13 @@ async fn owned_state(
     owner: &CodiceFiscale,
     id: PracticeId,
 ) -> Result<PracticeState, StoreError> {
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM practices WHERE id = ? AND owner_cf = ?")
-            .bind(id.to_string())
-            .bind(owner.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM practices WHERE id = ? AND owner_cf = ?")
+        .bind(id.to_string())
+        .bind(owner.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
     let state = state.ok_or(StoreError::NotFound)?;
-    PracticeState::parse(&state)
-        .ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
+    PracticeState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
 }
 
 async fn log_event(
@@ -156,27 +141,17 @@ async fn log_event(
 }
 
 /// Moves the practice if its deliveries now call for it (all failed, or all with an outcome).
-async fn follow_deliveries(
-    tx: &mut SqliteConnection,
-    id: PracticeId,
-    at: OffsetDateTime,
-) -> Result<(), StoreError> {
-    let states: Vec<String> =
-        sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = ?")
-            .bind(id.to_string())
-            .fetch_all(&mut *tx)
-            .await?;
-    let states: Vec<DeliveryState> = states
-        .iter()
-        .filter_map(|s| DeliveryState::parse(s))
-        .collect();
+async fn follow_deliveries(tx: &mut SqliteConnection, id: PracticeId, at: OffsetDateTime) -> Result<(), StoreError> {
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = ?")
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+    let states: Vec<DeliveryState> = states.iter().filter_map(|s| DeliveryState::parse(s)).collect();
     let Some(event) = practice_event_for(&states) else {
         return Ok(());
     };
-    let current: String = sqlx::query_scalar("SELECT state FROM practices WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await?;
+    let current: String =
+        sqlx::query_scalar("SELECT state FROM practices WHERE id = ?").bind(id.to_string()).fetch_one(&mut *tx).await?;
     let Some(next) = PracticeState::parse(&current).and_then(|s| s.apply(event).ok()) else {
         return Ok(());
     };
@@ -223,22 +198,19 @@ impl PracticeStore for SqliteStore {
         )
         .await?;
         for (version, name, sql) in MIGRATIONS {
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
             if done.is_none() {
                 tracing::info!(version, name, "applying SQLite migration");
                 sqlx::Executor::execute(&mut *tx, *sql).await?;
-                sqlx::query(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                )
-                .bind(version)
-                .bind(name)
-                .bind(OffsetDateTime::now_utc())
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                    .bind(version)
+                    .bind(name)
+                    .bind(OffsetDateTime::now_utc())
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
@@ -262,19 +234,13 @@ impl PracticeStore for SqliteStore {
         Ok(())
     }
 
-    async fn practice(
-        &self,
-        owner: &CodiceFiscale,
-        id: PracticeId,
-    ) -> Result<Practice, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ? AND owner_cf = ?"
-        ))
-        .bind(id.to_string())
-        .bind(owner.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    async fn practice(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Practice, StoreError> {
+        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ? AND owner_cf = ?"))
+            .bind(id.to_string())
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         practice_row(&row)?.into_practice()
     }
 
@@ -290,14 +256,12 @@ impl PracticeStore for SqliteStore {
         if !state.is_editable() {
             return Err(StoreError::WrongState(state));
         }
-        sqlx::query(
-            "UPDATE practices SET data = ?, updated_at = ? WHERE id = ? AND state = 'draft'",
-        )
-        .bind(data_json(data))
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE practices SET data = ?, updated_at = ? WHERE id = ? AND state = 'draft'")
+            .bind(data_json(data))
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.practice(owner, id).await
     }
@@ -313,11 +277,10 @@ impl PracticeStore for SqliteStore {
         if state != PracticeState::Draft {
             return Err(StoreError::WrongState(state));
         }
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT reference FROM practices WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
+        let existing: Option<String> = sqlx::query_scalar("SELECT reference FROM practices WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
         // Sent before and returned to the drafts: keep the reference number.
         let reference = match existing {
             Some(r) => r,
@@ -330,11 +293,7 @@ impl PracticeStore for SqliteStore {
                 .bind(year)
                 .fetch_one(&mut *tx)
                 .await?;
-                ReferenceNumber {
-                    year,
-                    sequence: sequence.unsigned_abs(),
-                }
-                .to_string()
+                ReferenceNumber { year, sequence: sequence.unsigned_abs() }.to_string()
             }
         };
         sqlx::query(
@@ -369,31 +328,16 @@ impl PracticeStore for SqliteStore {
             .bind(submission.submitted_at)
             .execute(&mut *tx)
             .await?;
-            let key = DeliveryKey {
-                practice_id: id,
-                institution: filing.institution.clone(),
-            };
+            let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
             let detail = serde_json::json!({ "reference": reference });
-            log_event(
-                &mut tx,
-                &key,
-                submission.submitted_at,
-                "submitted",
-                DeliveryState::Queued,
-                &detail,
-                None,
-            )
-            .await?;
+            log_event(&mut tx, &key, submission.submitted_at, "submitted", DeliveryState::Queued, &detail, None)
+                .await?;
         }
         tx.commit().await?;
         self.practice(owner, id).await
     }
 
-    async fn deliveries(
-        &self,
-        owner: &CodiceFiscale,
-        id: PracticeId,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    async fn deliveries(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN practices p ON p.id = d.practice_id \
              WHERE p.id = ? AND p.owner_cf = ? ORDER BY d.position"
@@ -402,16 +346,10 @@ impl PracticeStore for SqliteStore {
         .bind(owner.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| delivery_row(r)?.into_delivery())
-            .collect()
+        rows.iter().map(|r| delivery_row(r)?.into_delivery()).collect()
     }
 
-    async fn list(
-        &self,
-        owner: &CodiceFiscale,
-        query: &PracticeQuery,
-    ) -> Result<Vec<Practice>, StoreError> {
+    async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {PRACTICE_COLUMNS} FROM practices WHERE owner_cf = ? AND (? IS NULL OR state = ?) \
              ORDER BY updated_at DESC, id LIMIT ? OFFSET ?"
@@ -423,9 +361,7 @@ impl PracticeStore for SqliteStore {
         .bind(i64::from(query.offset))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| practice_row(r)?.into_practice())
-            .collect()
+        rows.iter().map(|r| practice_row(r)?.into_practice()).collect()
     }
 }
 
@@ -456,31 +392,22 @@ impl DeliveryQueue for SqliteStore {
         let mut claimed = Vec::with_capacity(rows.len());
         for r in &rows {
             let practice_id: String = r.try_get("practice_id")?;
-            let id = PracticeId::parse(&practice_id)
-                .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?;
-            let p =
-                sqlx::query("SELECT owner_cf, reference, service_id FROM practices WHERE id = ?")
-                    .bind(&practice_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let id = PracticeId::parse(&practice_id).ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?;
+            let p = sqlx::query("SELECT owner_cf, reference, service_id FROM practices WHERE id = ?")
+                .bind(&practice_id)
+                .fetch_one(&mut *tx)
+                .await?;
             let owner: String = p.try_get("owner_cf")?;
             let payload: String = r.try_get("payload")?;
             claimed.push(ClaimedDelivery {
-                key: DeliveryKey {
-                    practice_id: id,
-                    institution: r.try_get("institution")?,
-                },
+                key: DeliveryKey { practice_id: id, institution: r.try_get("institution")? },
                 fence: r.try_get("fence")?,
                 attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                 revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
                 filing_kind: r.try_get("filing_kind")?,
-                payload: serde_json::from_str(&payload)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                reference: p
-                    .try_get::<Option<String>, _>("reference")?
-                    .unwrap_or_default(),
-                owner: CodiceFiscale::parse(&owner)
-                    .map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+                payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                reference: p.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
+                owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
                 service_id: p.try_get("service_id")?,
             });
         }
@@ -488,11 +415,7 @@ impl DeliveryQueue for SqliteStore {
         Ok(claimed)
     }
 
-    async fn record(
-        &self,
-        key: &DeliveryKey,
-        update: &DeliveryUpdate,
-    ) -> Result<Recorded, StoreError> {
+    async fn record(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS}, d.fence FROM deliveries d WHERE d.practice_id = ? AND d.institution = ?"
@@ -503,19 +426,15 @@ impl DeliveryQueue for SqliteStore {
         .await?
         .ok_or(StoreError::NotFound)?;
         if let Some(message_id) = &update.message_id {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = ?")
-                    .bind(message_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = ?")
+                .bind(message_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             if seen.is_some() {
                 return Ok(Recorded::Duplicate);
             }
         }
-        let current = CurrentDelivery {
-            status: delivery_row(&row)?.status()?,
-            fence: row.try_get("fence")?,
-        };
+        let current = CurrentDelivery { status: delivery_row(&row)?.status()?, fence: row.try_get("fence")? };
         let plan = plan_record(&current, update);
         if let Some(status) = &plan.status {
             write_status(&mut tx, key, status, update.at).await?;
@@ -533,21 +452,10 @@ impl DeliveryQueue for SqliteStore {
                 .await?;
         }
         if plan.log {
-            let state = plan
-                .status
-                .as_ref()
-                .map_or(current.status.state, |s| s.state);
+            let state = plan.status.as_ref().map_or(current.status.state, |s| s.state);
             let detail = event_detail(&update.event, &plan.recorded);
-            log_event(
-                &mut tx,
-                key,
-                update.at,
-                event_kind(&update.event),
-                state,
-                &detail,
-                update.message_id.as_deref(),
-            )
-            .await?;
+            log_event(&mut tx, key, update.at, event_kind(&update.event), state, &detail, update.message_id.as_deref())
+                .await?;
         }
         if plan.status.is_some() {
             follow_deliveries(&mut tx, key.practice_id, update.at).await?;
@@ -565,9 +473,8 @@ impl DeliveryQueue for SqliteStore {
     ) -> Result<Delivery, StoreError> {
         let mut tx = self.begin_write().await?;
         let practice_state = owned_state(&mut tx, owner, key.practice_id).await?;
-        let practice_next = practice_state
-            .apply(PracticeEvent::Resent)
-            .map_err(|_| StoreError::WrongState(practice_state))?;
+        let practice_next =
+            practice_state.apply(PracticeEvent::Resent).map_err(|_| StoreError::WrongState(practice_state))?;
         let row = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.practice_id = ? AND d.institution = ?"
         ))
@@ -577,11 +484,7 @@ impl DeliveryQueue for SqliteStore {
         .await?
         .ok_or(StoreError::NotFound)?;
         let status = delivery_row(&row)?.status()?;
-        let event = if correction.is_some() {
-            DeliveryEvent::ResendCorrected
-        } else {
-            DeliveryEvent::Resend
-        };
+        let event = if correction.is_some() { DeliveryEvent::ResendCorrected } else { DeliveryEvent::Resend };
         let next = match domain::delivery::apply(&status, &event) {
             Ok(domain::delivery::Applied::Changed(next)) => next,
             _ => return Err(StoreError::WrongDeliveryState(status.state)),
@@ -596,28 +499,24 @@ impl DeliveryQueue for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if let Some((data, payload)) = correction {
-            sqlx::query(
-                "UPDATE deliveries SET payload = ? WHERE practice_id = ? AND institution = ?",
-            )
-            .bind(payload.to_string())
-            .bind(key.practice_id.to_string())
-            .bind(&key.institution)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE deliveries SET payload = ? WHERE practice_id = ? AND institution = ?")
+                .bind(payload.to_string())
+                .bind(key.practice_id.to_string())
+                .bind(&key.institution)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("UPDATE practices SET data = ? WHERE id = ?")
                 .bind(data_json(data))
                 .bind(key.practice_id.to_string())
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
-            "UPDATE practices SET state = ?, needs_resend = 0, updated_at = ? WHERE id = ?",
-        )
-        .bind(practice_next.as_str())
-        .bind(now)
-        .bind(key.practice_id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE practices SET state = ?, needs_resend = 0, updated_at = ? WHERE id = ?")
+            .bind(practice_next.as_str())
+            .bind(now)
+            .bind(key.practice_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         log_event(
             &mut tx,
             key,
@@ -639,11 +538,15 @@ impl DeliveryQueue for SqliteStore {
         delivery_row(&row)?.into_delivery()
     }
 
-    async fn timeline(
-        &self,
-        owner: &CodiceFiscale,
-        id: PracticeId,
-    ) -> Result<Vec<TimelineEntry>, StoreError> {
+    async fn service_of(&self, id: PracticeId) -> Result<String, StoreError> {
+        let service: Option<String> = sqlx::query_scalar("SELECT service_id FROM practices WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        service.ok_or(StoreError::NotFound)
+    }
+
+    async fn timeline(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<TimelineEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.institution, e.at, e.kind, e.state, e.detail FROM delivery_events e \
              JOIN practices p ON p.id = e.practice_id WHERE p.id = ? AND p.owner_cf = ? ORDER BY e.id",
@@ -660,10 +563,8 @@ impl DeliveryQueue for SqliteStore {
                     institution: r.try_get("institution")?,
                     at: r.try_get("at")?,
                     kind: r.try_get("kind")?,
-                    state: DeliveryState::parse(&state)
-                        .ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
-                    detail: serde_json::from_str(&detail)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    state: DeliveryState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
+                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 })
             })
             .collect()

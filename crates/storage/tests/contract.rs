@@ -18,9 +18,7 @@ use sqlx::postgres::PgConnectOptions;
 use std::time::Duration;
 use storage::postgres::PostgresStore;
 use storage::sqlite::SqliteStore;
-use storage::{
-    DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeStore, Recorded, Store, StoreError,
-};
+use storage::{DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeStore, Recorded, Store, StoreError};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -38,14 +36,10 @@ impl Drop for Backend {
         if let Some((pool, schema)) = self.cleanup.take() {
             // Best effort: a leftover schema in a test database harms nothing.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
                 if let Ok(rt) = rt {
                     rt.block_on(async {
-                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                            .execute(&pool)
-                            .await;
+                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await;
                     });
                 }
             })
@@ -61,17 +55,11 @@ async fn sqlite() -> Backend {
     store.migrate().await.expect("migrate");
     let other = SqliteStore::open(&path).await.expect("open sqlite again");
     other.migrate().await.expect("migrate again is a no-op");
-    Backend {
-        store: Arc::new(store),
-        other: Arc::new(other),
-        _dir: Some(dir),
-        cleanup: None,
-    }
+    Backend { store: Arc::new(store), other: Arc::new(other), _dir: Some(dir), cleanup: None }
 }
 
 fn postgres_url() -> String {
-    std::env::var("SPORTELLO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("SPORTELLO_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 static SCHEMA_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -95,31 +83,15 @@ async fn postgres() -> Option<Backend> {
         nanos.rem_euclid(1_000_000_000),
         SCHEMA_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    let options = || {
-        url.parse::<PgConnectOptions>()
-            .expect("postgres url")
-            .options([("search_path", schema.as_str())])
-    };
-    let store = PostgresStore::connect_with(options())
-        .await
-        .expect("connect");
-    let other = PostgresStore::connect_with(options())
-        .await
-        .expect("connect again");
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("create schema");
+    let options = || url.parse::<PgConnectOptions>().expect("postgres url").options([("search_path", schema.as_str())]);
+    let store = PostgresStore::connect_with(options()).await.expect("connect");
+    let other = PostgresStore::connect_with(options()).await.expect("connect again");
     // Two processes starting together both migrate; the advisory lock serialises them.
     let (a, b) = tokio::join!(store.migrate(), other.migrate());
     a.expect("migrate");
     b.expect("migrate concurrently");
-    Some(Backend {
-        store: Arc::new(store),
-        other: Arc::new(other),
-        _dir: None,
-        cleanup: Some((admin, schema)),
-    })
+    Some(Backend { store: Arc::new(store), other: Arc::new(other), _dir: None, cleanup: Some((admin, schema)) })
 }
 
 macro_rules! contract {
@@ -170,17 +142,13 @@ fn draft(owner: &CodiceFiscale, data: &[(&str, &str)]) -> Practice {
     let n = ID_COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&n.to_be_bytes());
-    bytes[8..]
-        .copy_from_slice(&(OffsetDateTime::now_utc().unix_timestamp_nanos() as u64).to_be_bytes());
+    bytes[8..].copy_from_slice(&(OffsetDateTime::now_utc().unix_timestamp_nanos() as u64).to_be_bytes());
     Practice {
         id: PracticeId::from_random_bytes(bytes),
         owner: owner.clone(),
         service_id: "avvio-ditta-individuale".into(),
         state: PracticeState::Draft,
-        data: data
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        data: data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         reference: None,
         needs_resend: false,
         created_at: NOW,
@@ -190,10 +158,7 @@ fn draft(owner: &CodiceFiscale, data: &[(&str, &str)]) -> Practice {
 }
 
 fn submission(data: &[(&str, &str)]) -> Submission {
-    let data: PracticeData = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let data: PracticeData = data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Submission {
         filings: ["registro-imprese", "inps", "inail"]
             .into_iter()
@@ -209,74 +174,32 @@ fn submission(data: &[(&str, &str)]) -> Submission {
 }
 
 async fn draft_round_trip(b: Backend) {
-    let p = draft(
-        &holder(),
-        &[("business.name", "Bar Roma"), ("seat.cap", "00184")],
-    );
+    let p = draft(&holder(), &[("business.name", "Bar Roma"), ("seat.cap", "00184")]);
     b.store.create_draft(&p).await.expect("create");
     let read = b.store.practice(&holder(), p.id).await.expect("read");
     assert_eq!(read, p);
     // Another pool sees the committed row.
-    assert_eq!(
-        b.other
-            .practice(&holder(), p.id)
-            .await
-            .expect("read elsewhere"),
-        p
-    );
+    assert_eq!(b.other.practice(&holder(), p.id).await.expect("read elsewhere"), p);
 }
 
 async fn drafts_are_private_to_their_owner(b: Backend) {
     let p = draft(&holder(), &[("business.name", "Bar Roma")]);
     b.store.create_draft(&p).await.expect("create");
-    assert!(matches!(
-        b.store.practice(&stranger(), p.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(b.store.practice(&stranger(), p.id).await, Err(StoreError::NotFound)));
     let data = PracticeData::from([("business.name".to_string(), "Mine now".to_string())]);
-    assert!(matches!(
-        b.store.update_draft(&stranger(), p.id, &data, NOW).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        b.store.submit(&stranger(), p.id, &submission(&[])).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(b
-        .store
-        .deliveries(&stranger(), p.id)
-        .await
-        .expect("deliveries")
-        .is_empty());
-    assert!(b
-        .store
-        .list(&stranger(), &PracticeQuery::default())
-        .await
-        .expect("list")
-        .is_empty());
-    assert_eq!(
-        b.store
-            .practice(&holder(), p.id)
-            .await
-            .expect("unchanged")
-            .data,
-        p.data
-    );
+    assert!(matches!(b.store.update_draft(&stranger(), p.id, &data, NOW).await, Err(StoreError::NotFound)));
+    assert!(matches!(b.store.submit(&stranger(), p.id, &submission(&[])).await, Err(StoreError::NotFound)));
+    assert!(b.store.deliveries(&stranger(), p.id).await.expect("deliveries").is_empty());
+    assert!(b.store.list(&stranger(), &PracticeQuery::default()).await.expect("list").is_empty());
+    assert_eq!(b.store.practice(&holder(), p.id).await.expect("unchanged").data, p.data);
 }
 
 async fn updating_a_draft_replaces_its_data(b: Backend) {
-    let p = draft(
-        &holder(),
-        &[("business.name", "Bar Roma"), ("seat.cap", "00184")],
-    );
+    let p = draft(&holder(), &[("business.name", "Bar Roma"), ("seat.cap", "00184")]);
     b.store.create_draft(&p).await.expect("create");
     let later = NOW + time::Duration::hours(1);
     let data = PracticeData::from([("business.name".to_string(), "Bar Milano".to_string())]);
-    let updated = b
-        .store
-        .update_draft(&holder(), p.id, &data, later)
-        .await
-        .expect("update");
+    let updated = b.store.update_draft(&holder(), p.id, &data, later).await.expect("update");
     assert_eq!(updated.data, data);
     assert_eq!(updated.updated_at, later);
     assert_eq!(updated.created_at, NOW);
@@ -289,74 +212,30 @@ async fn submit_writes_reference_and_deliveries_atomically(b: Backend) {
     let s = submission(&[("business.name", "Bar Roma")]);
     let submitted = b.store.submit(&holder(), p.id, &s).await.expect("submit");
     assert_eq!(submitted.state, PracticeState::InProgress);
-    assert_eq!(
-        submitted.data, s.data,
-        "the canonical data replaces the draft's"
-    );
+    assert_eq!(submitted.data, s.data, "the canonical data replaces the draft's");
     assert_eq!(submitted.submitted_at, Some(s.submitted_at));
     let reference = submitted.reference.expect("reference number");
     assert_eq!(reference.year, 2026);
     assert!(reference.to_string().starts_with("SPT-2026-"));
-    let deliveries = b
-        .store
-        .deliveries(&holder(), p.id)
-        .await
-        .expect("deliveries");
+    let deliveries = b.store.deliveries(&holder(), p.id).await.expect("deliveries");
     let recipients: Vec<&str> = deliveries.iter().map(|d| d.institution.as_str()).collect();
-    assert_eq!(
-        recipients,
-        ["registro-imprese", "inps", "inail"],
-        "in the service's order"
-    );
-    assert!(deliveries
-        .iter()
-        .all(|d| d.state() == DeliveryState::Queued));
-    assert_eq!(
-        deliveries[1].payload,
-        serde_json::json!({"for": "inps", "name": "Bar Roma"})
-    );
+    assert_eq!(recipients, ["registro-imprese", "inps", "inail"], "in the service's order");
+    assert!(deliveries.iter().all(|d| d.state() == DeliveryState::Queued));
+    assert_eq!(deliveries[1].payload, serde_json::json!({"for": "inps", "name": "Bar Roma"}));
 }
 
 async fn submitted_practice_is_frozen(b: Backend) {
     let p = draft(&holder(), &[("business.name", "Bar Roma")]);
     b.store.create_draft(&p).await.expect("create");
-    let first = b
-        .store
-        .submit(
-            &holder(),
-            p.id,
-            &submission(&[("business.name", "Bar Roma")]),
-        )
-        .await
-        .expect("submit");
-    let again = b
-        .store
-        .submit(&holder(), p.id, &submission(&[("business.name", "Other")]))
-        .await;
-    assert!(
-        matches!(
-            again,
-            Err(StoreError::WrongState(PracticeState::InProgress))
-        ),
-        "{again:?}"
-    );
+    let first = b.store.submit(&holder(), p.id, &submission(&[("business.name", "Bar Roma")])).await.expect("submit");
+    let again = b.store.submit(&holder(), p.id, &submission(&[("business.name", "Other")])).await;
+    assert!(matches!(again, Err(StoreError::WrongState(PracticeState::InProgress))), "{again:?}");
     let data = PracticeData::from([("business.name".to_string(), "Changed".to_string())]);
     let edit = b.store.update_draft(&holder(), p.id, &data, NOW).await;
-    assert!(
-        matches!(edit, Err(StoreError::WrongState(PracticeState::InProgress))),
-        "{edit:?}"
-    );
+    assert!(matches!(edit, Err(StoreError::WrongState(PracticeState::InProgress))), "{edit:?}");
     let now = b.store.practice(&holder(), p.id).await.expect("read");
     assert_eq!(now, first, "nothing changed");
-    assert_eq!(
-        b.store
-            .deliveries(&holder(), p.id)
-            .await
-            .expect("deliveries")
-            .len(),
-        3,
-        "no extra deliveries"
-    );
+    assert_eq!(b.store.deliveries(&holder(), p.id).await.expect("deliveries").len(), 3, "no extra deliveries");
 }
 
 async fn concurrent_submissions_get_distinct_references(b: Backend) {
@@ -371,11 +250,7 @@ async fn concurrent_submissions_get_distinct_references(b: Backend) {
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            let store = if i % 2 == 0 {
-                b.store.clone()
-            } else {
-                b.other.clone()
-            };
+            let store = if i % 2 == 0 { b.store.clone() } else { b.other.clone() };
             let id = *id;
             tokio::spawn(async move { store.submit(&holder(), id, &submission(&[])).await })
         })
@@ -385,39 +260,19 @@ async fn concurrent_submissions_get_distinct_references(b: Backend) {
         let practice = t.await.expect("task").expect("submit");
         references.insert(practice.reference.expect("reference").to_string());
     }
-    assert_eq!(
-        references.len(),
-        ids.len(),
-        "every reference is unique: {references:?}"
-    );
+    assert_eq!(references.len(), ids.len(), "every reference is unique: {references:?}");
 }
 
 async fn racing_submits_of_one_practice_have_one_winner(b: Backend) {
     let p = draft(&holder(), &[("business.name", "Bar Roma")]);
     b.store.create_draft(&p).await.expect("create");
     let (owner, s) = (holder(), submission(&[]));
-    let (one, two) = tokio::join!(
-        b.store.submit(&owner, p.id, &s),
-        b.other.submit(&owner, p.id, &s)
-    );
+    let (one, two) = tokio::join!(b.store.submit(&owner, p.id, &s), b.other.submit(&owner, p.id, &s));
     let wins = [one.is_ok(), two.is_ok()].iter().filter(|ok| **ok).count();
     assert_eq!(wins, 1, "{one:?} / {two:?}");
     let loser = if one.is_ok() { two } else { one };
-    assert!(
-        matches!(
-            loser,
-            Err(StoreError::WrongState(PracticeState::InProgress))
-        ),
-        "{loser:?}"
-    );
-    assert_eq!(
-        b.store
-            .deliveries(&holder(), p.id)
-            .await
-            .expect("deliveries")
-            .len(),
-        3
-    );
+    assert!(matches!(loser, Err(StoreError::WrongState(PracticeState::InProgress))), "{loser:?}");
+    assert_eq!(b.store.deliveries(&holder(), p.id).await.expect("deliveries").len(), 3);
 }
 
 async fn listing_filters_by_state_and_pages(b: Backend) {
@@ -428,104 +283,47 @@ async fn listing_filters_by_state_and_pages(b: Backend) {
         b.store.create_draft(&p).await.expect("create");
         ids.push(p.id);
     }
-    b.store
-        .create_draft(&draft(&stranger(), &[]))
-        .await
-        .expect("create other's");
-    b.store
-        .submit(&holder(), ids[0], &submission(&[]))
-        .await
-        .expect("submit");
+    b.store.create_draft(&draft(&stranger(), &[])).await.expect("create other's");
+    b.store.submit(&holder(), ids[0], &submission(&[])).await.expect("submit");
 
-    let all = b
-        .store
-        .list(&holder(), &PracticeQuery::default())
-        .await
-        .expect("list");
+    let all = b.store.list(&holder(), &PracticeQuery::default()).await.expect("list");
     assert_eq!(all.len(), 5);
     let drafts = b
         .store
-        .list(
-            &holder(),
-            &PracticeQuery {
-                state: Some(PracticeState::Draft),
-                ..Default::default()
-            },
-        )
+        .list(&holder(), &PracticeQuery { state: Some(PracticeState::Draft), ..Default::default() })
         .await
         .expect("list drafts");
-    let names: Vec<&str> = drafts
-        .iter()
-        .map(|p| p.data["business.name"].as_str())
-        .collect();
-    assert_eq!(
-        names,
-        ["Bar 4", "Bar 3", "Bar 2", "Bar 1"],
-        "most recently changed first"
-    );
+    let names: Vec<&str> = drafts.iter().map(|p| p.data["business.name"].as_str()).collect();
+    assert_eq!(names, ["Bar 4", "Bar 3", "Bar 2", "Bar 1"], "most recently changed first");
     let in_progress = b
         .store
-        .list(
-            &holder(),
-            &PracticeQuery {
-                state: Some(PracticeState::InProgress),
-                ..Default::default()
-            },
-        )
+        .list(&holder(), &PracticeQuery { state: Some(PracticeState::InProgress), ..Default::default() })
         .await
         .expect("list in progress");
-    assert_eq!(
-        in_progress.iter().map(|p| p.id).collect::<Vec<_>>(),
-        [ids[0]]
-    );
+    assert_eq!(in_progress.iter().map(|p| p.id).collect::<Vec<_>>(), [ids[0]]);
     let page = b
         .store
-        .list(
-            &holder(),
-            &PracticeQuery {
-                state: Some(PracticeState::Draft),
-                limit: 2,
-                offset: 2,
-            },
-        )
+        .list(&holder(), &PracticeQuery { state: Some(PracticeState::Draft), limit: 2, offset: 2 })
         .await
         .expect("page");
-    assert_eq!(
-        page.iter()
-            .map(|p| p.data["business.name"].as_str())
-            .collect::<Vec<_>>(),
-        ["Bar 2", "Bar 1"]
-    );
+    assert_eq!(page.iter().map(|p| p.data["business.name"].as_str()).collect::<Vec<_>>(), ["Bar 2", "Bar 1"]);
 }
 
 /// A submitted practice of `holder()` with three queued deliveries.
 async fn submitted(b: &Backend) -> PracticeId {
     let p = draft(&holder(), &[("business.name", "Bar Roma")]);
     b.store.create_draft(&p).await.expect("create");
-    b.store
-        .submit(
-            &holder(),
-            p.id,
-            &submission(&[("business.name", "Bar Roma")]),
-        )
-        .await
-        .expect("submit");
+    b.store.submit(&holder(), p.id, &submission(&[("business.name", "Bar Roma")])).await.expect("submit");
     p.id
 }
 
 fn key(id: PracticeId, institution: &str) -> DeliveryKey {
-    DeliveryKey {
-        practice_id: id,
-        institution: institution.into(),
-    }
+    DeliveryKey { practice_id: id, institution: institution.into() }
 }
 
 async fn state_of(b: &Backend, id: PracticeId, institution: &str) -> DeliveryState {
     let ds = b.store.deliveries(&holder(), id).await.expect("deliveries");
-    ds.iter()
-        .find(|d| d.institution == institution)
-        .map(|d| d.state())
-        .expect("delivery")
+    ds.iter().find(|d| d.institution == institution).map(|d| d.state()).expect("delivery")
 }
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -534,58 +332,23 @@ async fn claims_are_leased_and_fenced(b: Backend) {
     let id = submitted(&b).await;
     let first = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
     assert_eq!(first.len(), 3);
-    assert!(first
-        .iter()
-        .all(|c| c.attempts == 1 && c.reference.starts_with("SPT-") && c.owner == holder()));
-    assert!(
-        b.store
-            .claim_due(NOW, LEASE, 10)
-            .await
-            .expect("claim")
-            .is_empty(),
-        "leased"
-    );
+    assert!(first.iter().all(|c| c.attempts == 1 && c.reference.starts_with("SPT-") && c.owner == holder()));
+    assert!(b.store.claim_due(NOW, LEASE, 10).await.expect("claim").is_empty(), "leased");
     // The lease runs out (the worker died): another worker claims again, with a new fence.
     let later = NOW + time::Duration::seconds(31);
     let second = b.other.claim_due(later, LEASE, 10).await.expect("claim");
     assert_eq!(second.len(), 3);
-    let old = first
-        .iter()
-        .find(|c| c.key.institution == "inps")
-        .expect("inps");
-    let new = second
-        .iter()
-        .find(|c| c.key.institution == "inps")
-        .expect("inps");
+    let old = first.iter().find(|c| c.key.institution == "inps").expect("inps");
+    let new = second.iter().find(|c| c.key.institution == "inps").expect("inps");
     assert!(new.fence > old.fence);
     assert_eq!(new.attempts, 2);
-    let mut stale = DeliveryUpdate::new(
-        DeliveryEvent::Sent {
-            protocol_number: None,
-        },
-        later,
-    );
+    let mut stale = DeliveryUpdate::new(DeliveryEvent::Sent { protocol_number: None }, later);
     stale.fence = Some(old.fence);
-    assert_eq!(
-        b.store.record(&old.key, &stale).await.expect("record"),
-        Recorded::LostLease
-    );
-    assert_eq!(
-        state_of(&b, id, "inps").await,
-        DeliveryState::Queued,
-        "the old worker changed nothing"
-    );
-    let mut fresh = DeliveryUpdate::new(
-        DeliveryEvent::Sent {
-            protocol_number: Some("INPS-1".into()),
-        },
-        later,
-    );
+    assert_eq!(b.store.record(&old.key, &stale).await.expect("record"), Recorded::LostLease);
+    assert_eq!(state_of(&b, id, "inps").await, DeliveryState::Queued, "the old worker changed nothing");
+    let mut fresh = DeliveryUpdate::new(DeliveryEvent::Sent { protocol_number: Some("INPS-1".into()) }, later);
     fresh.fence = Some(new.fence);
-    assert!(matches!(
-        b.store.record(&new.key, &fresh).await.expect("record"),
-        Recorded::Applied(_)
-    ));
+    assert!(matches!(b.store.record(&new.key, &fresh).await.expect("record"), Recorded::Applied(_)));
     assert_eq!(state_of(&b, id, "inps").await, DeliveryState::TakenInCharge);
 }
 
@@ -595,20 +358,12 @@ async fn concurrent_workers_never_share_a_delivery(b: Backend) {
     }
     let mut tasks = Vec::new();
     for worker in 0..4 {
-        let store = if worker % 2 == 0 {
-            b.store.clone()
-        } else {
-            b.other.clone()
-        };
+        let store = if worker % 2 == 0 { b.store.clone() } else { b.other.clone() };
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             for _ in 0..10 {
                 let claimed = store.claim_due(NOW, LEASE, 3).await.expect("claim");
-                mine.extend(
-                    claimed
-                        .into_iter()
-                        .map(|c| (c.key.practice_id, c.key.institution)),
-                );
+                mine.extend(claimed.into_iter().map(|c| (c.key.practice_id, c.key.institution)));
             }
             mine
         }));
@@ -626,47 +381,15 @@ async fn answers_and_callbacks_in_any_order(b: Backend) {
     let id = submitted(&b).await;
     let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
     // INAIL calls back "taken in charge" before the worker records its answer.
-    let mut callback = DeliveryUpdate::new(
-        DeliveryEvent::TakenInCharge {
-            protocol_number: "INAIL-7".into(),
-        },
-        NOW,
-    );
+    let mut callback = DeliveryUpdate::new(DeliveryEvent::TakenInCharge { protocol_number: "INAIL-7".into() }, NOW);
     callback.message_id = Some("inail-msg-1".into());
-    assert!(matches!(
-        b.store
-            .record(&key(id, "inail"), &callback)
-            .await
-            .expect("callback"),
-        Recorded::Applied(_)
-    ));
-    assert_eq!(
-        b.other
-            .record(&key(id, "inail"), &callback)
-            .await
-            .expect("again"),
-        Recorded::Duplicate
-    );
-    let inail = claimed
-        .iter()
-        .find(|c| c.key.institution == "inail")
-        .expect("inail");
-    let mut answer = DeliveryUpdate::new(
-        DeliveryEvent::Sent {
-            protocol_number: None,
-        },
-        NOW,
-    );
+    assert!(matches!(b.store.record(&key(id, "inail"), &callback).await.expect("callback"), Recorded::Applied(_)));
+    assert_eq!(b.other.record(&key(id, "inail"), &callback).await.expect("again"), Recorded::Duplicate);
+    let inail = claimed.iter().find(|c| c.key.institution == "inail").expect("inail");
+    let mut answer = DeliveryUpdate::new(DeliveryEvent::Sent { protocol_number: None }, NOW);
     answer.fence = Some(inail.fence);
-    assert_eq!(
-        b.store.record(&inail.key, &answer).await.expect("answer"),
-        Recorded::Unchanged
-    );
-    assert_eq!(
-        state_of(&b, id, "inail").await,
-        DeliveryState::TakenInCharge,
-        "not overwritten by the earlier state"
-    );
+    assert_eq!(b.store.record(&inail.key, &answer).await.expect("answer"), Recorded::Unchanged);
+    assert_eq!(state_of(&b, id, "inail").await, DeliveryState::TakenInCharge, "not overwritten by the earlier state");
     // The lease was released all the same: nothing left to claim for INAIL.
     assert!(b
         .store
@@ -679,89 +402,49 @@ async fn answers_and_callbacks_in_any_order(b: Backend) {
     // Outcomes for everyone complete the practice.
     for (n, institution) in ["registro-imprese", "inps", "inail"].iter().enumerate() {
         let mut outcome = DeliveryUpdate::new(
-            DeliveryEvent::Outcome {
-                accepted: true,
-                protocol_number: Some(format!("P-{n}")),
-                rejection: None,
-            },
+            DeliveryEvent::Outcome { accepted: true, protocol_number: Some(format!("P-{n}")), rejection: None },
             NOW,
         );
         outcome.message_id = Some(format!("outcome-{n}-{id}"));
-        b.store
-            .record(&key(id, institution), &outcome)
-            .await
-            .expect("outcome");
+        b.store.record(&key(id, institution), &outcome).await.expect("outcome");
     }
     let practice = b.store.practice(&holder(), id).await.expect("practice");
     assert_eq!(practice.state, PracticeState::Completed);
     let ds = b.store.deliveries(&holder(), id).await.expect("deliveries");
     assert_eq!(
-        ds.iter()
-            .find(|d| d.institution == "inail")
-            .and_then(|d| d.status.protocol_number.clone())
-            .as_deref(),
+        ds.iter().find(|d| d.institution == "inail").and_then(|d| d.status.protocol_number.clone()).as_deref(),
         Some("INAIL-7")
     );
     let timeline = b.store.timeline(&holder(), id).await.expect("timeline");
-    assert!(timeline
-        .iter()
-        .any(|e| e.kind == "taken_in_charge" && e.institution == "inail"));
-    assert!(b
-        .store
-        .timeline(&stranger(), id)
-        .await
-        .expect("timeline")
-        .is_empty());
+    assert!(timeline.iter().any(|e| e.kind == "taken_in_charge" && e.institution == "inail"));
+    assert!(b.store.timeline(&stranger(), id).await.expect("timeline").is_empty());
     let unknown = key(PracticeId::from_random_bytes([9; 16]), "inps");
-    assert!(matches!(
-        b.store.record(&unknown, &callback).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(b.store.record(&unknown, &callback).await, Err(StoreError::NotFound)));
 }
 
 async fn retries_wait_until_due(b: Backend) {
     let id = submitted(&b).await;
     let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
     for c in &claimed {
-        let mut failure = DeliveryUpdate::new(
-            DeliveryEvent::TransientFailure {
-                reason: "connection refused".into(),
-            },
-            NOW,
-        );
+        let mut failure =
+            DeliveryUpdate::new(DeliveryEvent::TransientFailure { reason: "connection refused".into() }, NOW);
         failure.fence = Some(c.fence);
         failure.retry_at = Some(NOW + time::Duration::seconds(60));
         b.store.record(&c.key, &failure).await.expect("record");
     }
-    assert!(b
-        .store
-        .claim_due(NOW + time::Duration::seconds(59), LEASE, 10)
-        .await
-        .expect("claim")
-        .is_empty());
-    let again = b
-        .store
-        .claim_due(NOW + time::Duration::seconds(60), LEASE, 10)
-        .await
-        .expect("claim");
+    assert!(b.store.claim_due(NOW + time::Duration::seconds(59), LEASE, 10).await.expect("claim").is_empty());
+    let again = b.store.claim_due(NOW + time::Duration::seconds(60), LEASE, 10).await.expect("claim");
     assert_eq!(again.len(), 3);
     assert!(again.iter().all(|c| c.attempts == 2));
     let ds = b.store.deliveries(&holder(), id).await.expect("deliveries");
-    assert!(ds
-        .iter()
-        .all(|d| d.status.last_error.as_deref() == Some("connection refused")));
+    assert!(ds.iter().all(|d| d.status.last_error.as_deref() == Some("connection refused")));
 }
 
 async fn no_recipient_reached_returns_to_drafts(b: Backend) {
     let id = submitted(&b).await;
     let reference = b.store.practice(&holder(), id).await.expect("p").reference;
     for c in b.store.claim_due(NOW, LEASE, 10).await.expect("claim") {
-        let mut failed = DeliveryUpdate::new(
-            DeliveryEvent::Failed {
-                reason: "down".into(),
-            },
-            NOW,
-        );
+        let mut failed = DeliveryUpdate::new(DeliveryEvent::Failed { reason: "down".into() }, NOW);
         failed.fence = Some(c.fence);
         b.store.record(&c.key, &failed).await.expect("record");
     }
@@ -769,18 +452,12 @@ async fn no_recipient_reached_returns_to_drafts(b: Backend) {
     assert_eq!(practice.state, PracticeState::Draft);
     assert!(practice.needs_resend, "marked to be sent again");
     // Sent again: same reference, deliveries queued again with the same revision.
-    let again = b
-        .store
-        .submit(&holder(), id, &submission(&[("business.name", "Bar Roma")]))
-        .await
-        .expect("resubmit");
+    let again = b.store.submit(&holder(), id, &submission(&[("business.name", "Bar Roma")])).await.expect("resubmit");
     assert_eq!(again.reference, reference);
     assert!(!again.needs_resend);
     let ds = b.store.deliveries(&holder(), id).await.expect("deliveries");
     assert_eq!(ds.len(), 3);
-    assert!(ds
-        .iter()
-        .all(|d| d.state() == DeliveryState::Queued && d.status.revision == 0 && d.attempts == 0));
+    assert!(ds.iter().all(|d| d.state() == DeliveryState::Queued && d.status.revision == 0 && d.attempts == 0));
 }
 
 async fn resend_touches_one_recipient_only(b: Backend) {
@@ -788,16 +465,12 @@ async fn resend_touches_one_recipient_only(b: Backend) {
     let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
     for c in &claimed {
         let event = match c.key.institution.as_str() {
-            "inps" => DeliveryEvent::Failed {
-                reason: "503".into(),
-            },
+            "inps" => DeliveryEvent::Failed { reason: "503".into() },
             "inail" => DeliveryEvent::RejectedOnReceipt(Rejection {
                 reasons: vec!["descrizione mancante".into()],
                 fields: vec!["inail.work_processes".into()],
             }),
-            _ => DeliveryEvent::Sent {
-                protocol_number: Some("RI-1".into()),
-            },
+            _ => DeliveryEvent::Sent { protocol_number: Some("RI-1".into()) },
         };
         let mut update = DeliveryUpdate::new(event, NOW);
         update.fence = Some(c.fence);
@@ -805,76 +478,31 @@ async fn resend_touches_one_recipient_only(b: Backend) {
     }
     // Only a failed or rejected recipient may be sent again.
     assert!(matches!(
-        b.store
-            .resend(&holder(), &key(id, "registro-imprese"), None, NOW)
-            .await,
+        b.store.resend(&holder(), &key(id, "registro-imprese"), None, NOW).await,
         Err(StoreError::WrongDeliveryState(DeliveryState::TakenInCharge))
     ));
-    assert!(matches!(
-        b.store
-            .resend(&stranger(), &key(id, "inps"), None, NOW)
-            .await,
-        Err(StoreError::NotFound)
-    ));
-    let inps = b
-        .store
-        .resend(&holder(), &key(id, "inps"), None, NOW)
-        .await
-        .expect("resend");
-    assert_eq!(
-        (inps.state(), inps.status.revision, inps.attempts),
-        (DeliveryState::Queued, 0, 0)
-    );
+    assert!(matches!(b.store.resend(&stranger(), &key(id, "inps"), None, NOW).await, Err(StoreError::NotFound)));
+    let inps = b.store.resend(&holder(), &key(id, "inps"), None, NOW).await.expect("resend");
+    assert_eq!((inps.state(), inps.status.revision, inps.attempts), (DeliveryState::Queued, 0, 0));
     let data = PracticeData::from([
         ("business.name".to_string(), "Bar Roma".to_string()),
         ("inail.work_processes".to_string(), "Bar".to_string()),
     ]);
     let payload = serde_json::json!({"lavorazioni": {"descrizione": "Bar"}});
-    let inail = b
-        .store
-        .resend(&holder(), &key(id, "inail"), Some((&data, &payload)), NOW)
-        .await
-        .expect("corrected");
-    assert_eq!(
-        (inail.state(), inail.status.revision),
-        (DeliveryState::Queued, 1)
-    );
+    let inail = b.store.resend(&holder(), &key(id, "inail"), Some((&data, &payload)), NOW).await.expect("corrected");
+    assert_eq!((inail.state(), inail.status.revision), (DeliveryState::Queued, 1));
     assert_eq!(inail.payload, payload);
     assert_eq!(b.store.practice(&holder(), id).await.expect("p").data, data);
     // Only the two resent deliveries are due; the other is untouched.
-    let due: BTreeSet<String> = b
-        .store
-        .claim_due(NOW, LEASE, 10)
-        .await
-        .expect("claim")
-        .into_iter()
-        .map(|c| c.key.institution)
-        .collect();
-    assert_eq!(
-        due,
-        BTreeSet::from(["inps".to_string(), "inail".to_string()])
-    );
-    assert_eq!(
-        state_of(&b, id, "registro-imprese").await,
-        DeliveryState::TakenInCharge
-    );
+    let due: BTreeSet<String> =
+        b.store.claim_due(NOW, LEASE, 10).await.expect("claim").into_iter().map(|c| c.key.institution).collect();
+    assert_eq!(due, BTreeSet::from(["inps".to_string(), "inail".to_string()]));
+    assert_eq!(state_of(&b, id, "registro-imprese").await, DeliveryState::TakenInCharge);
     // A late outcome about the rejected revision changes nothing.
-    let mut late = DeliveryUpdate::new(
-        DeliveryEvent::Outcome {
-            accepted: false,
-            protocol_number: None,
-            rejection: None,
-        },
-        NOW,
-    );
+    let mut late =
+        DeliveryUpdate::new(DeliveryEvent::Outcome { accepted: false, protocol_number: None, rejection: None }, NOW);
     late.revision = Some(0);
     late.message_id = Some(format!("late-{id}"));
-    assert_eq!(
-        b.store
-            .record(&key(id, "inail"), &late)
-            .await
-            .expect("late"),
-        Recorded::Unchanged
-    );
+    assert_eq!(b.store.record(&key(id, "inail"), &late).await.expect("late"), Recorded::Unchanged);
     assert_eq!(state_of(&b, id, "inail").await, DeliveryState::Queued);
 }

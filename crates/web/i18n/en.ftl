@@ -38,6 +38,7 @@ problem-wrong-state = Not allowed in this state
 problem-wrong-state-detail = The practice is «{ $state }»: this operation is not possible.
 problem-unauthenticated = Smart-card authentication required
 problem-unauthenticated-detail = Log in presenting a valid Carta Nazionale dei Servizi.
+problem-bad-signature = Invalid ModI signature
 problem-card-refused = Smart card not accepted
 problem-wrong-delivery-state = Sending not allowed in this state
 problem-wrong-delivery-state-detail = The delivery to this institution is «{ $state }»: only a failed delivery, or a rejected filing once corrected, can be sent again.

@@ -38,6 +38,7 @@ problem-wrong-state = Operazione non consentita in questo stato
 problem-wrong-state-detail = La pratica è nello stato «{ $state }»: questa operazione non è possibile.
 problem-unauthenticated = Autenticazione con smart card necessaria
 problem-unauthenticated-detail = Accedere presentando una Carta Nazionale dei Servizi valida.
+problem-bad-signature = Firma ModI non valida
 problem-card-refused = Smart card non accettata
 problem-wrong-delivery-state = Invio non consentito in questo stato
 problem-wrong-delivery-state-detail = La consegna a questo ente è «{ $state }»: si può inviare di nuovo solo una consegna non riuscita o una pratica respinta e corretta.

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::catalog::{Catalog, FieldKind, Section, Service};
 use domain::practice::{
-    check_draft, prepare_submission, validate_data, Delivery, Practice, PracticeData, PracticeId,
+    check_draft, prepare_correction, prepare_submission, validate_data, Delivery, Practice, PracticeData, PracticeId,
     PracticeState, SubmitError,
 };
 use domain::Lang;
@@ -104,10 +104,7 @@ fn service_view(catalog: &Catalog, service: &Service, lang: Lang, detailed: bool
                 .map(|i| i.name.get(lang).to_string())
                 .unwrap_or_default(),
             filing: r.filing.clone(),
-            filing_title: catalog
-                .filing(r)
-                .map(|f| f.title.get(lang).to_string())
-                .unwrap_or_default(),
+            filing_title: catalog.filing(r).map(|f| f.title.get(lang).to_string()).unwrap_or_default(),
         })
         .collect();
     let fields = detailed.then(|| {
@@ -129,10 +126,7 @@ fn service_view(catalog: &Catalog, service: &Service, lang: Lang, detailed: bool
                 options: match &f.spec.kind {
                     FieldKind::Choice { options } => options
                         .iter()
-                        .map(|o| OptionView {
-                            value: o.value.clone(),
-                            label: o.label.get(lang).to_string(),
-                        })
+                        .map(|o| OptionView { value: o.value.clone(), label: o.label.get(lang).to_string() })
                         .collect(),
                     _ => Vec::new(),
                 },
@@ -157,10 +151,7 @@ pub struct ServiceList {
 }
 
 /// `GET /api/v1/services`: the catalog, grouped by life event in catalog order.
-pub async fn list_services(
-    State(app): State<AppState>,
-    UserLang(lang): UserLang,
-) -> Json<ServiceList> {
+pub async fn list_services(State(app): State<AppState>, UserLang(lang): UserLang) -> Json<ServiceList> {
     let catalog = &app.catalog;
     let mut services = Vec::new();
     for event in &catalog.life_events {
@@ -214,14 +205,12 @@ pub struct PracticeView {
     /// For submitted practices: one delivery per recipient.
     #[serde(skip_serializing_if = "Option::is_none")]
     deliveries: Option<Vec<DeliveryView>>,
+    /// For submitted practices: every event, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<Vec<storage::TimelineEntry>>,
 }
 
-fn practice_view(
-    app: &AppState,
-    practice: Practice,
-    deliveries: Option<Vec<Delivery>>,
-    lang: Lang,
-) -> PracticeView {
+fn practice_view(app: &AppState, practice: Practice, deliveries: Option<Vec<Delivery>>, lang: Lang) -> PracticeView {
     let service = app.catalog.service(&practice.service_id);
     let problems = (practice.state == PracticeState::Draft).then(|| match service {
         Some(service) => {
@@ -260,12 +249,11 @@ fn practice_view(
             .collect()
     });
     PracticeView {
-        service_title: service
-            .map(|s| s.title.get(lang).to_string())
-            .unwrap_or_else(|| practice.service_id.clone()),
+        service_title: service.map(|s| s.title.get(lang).to_string()).unwrap_or_else(|| practice.service_id.clone()),
         practice,
         problems,
         deliveries,
+        timeline: None,
     }
 }
 
@@ -275,24 +263,15 @@ fn parse_id(id: &str) -> Result<PracticeId, ApiError> {
 }
 
 fn service_of<'a>(app: &'a AppState, practice: &Practice) -> Result<&'a Service, ApiError> {
-    app.catalog
-        .service(&practice.service_id)
-        .ok_or_else(|| ApiError::UnknownService(practice.service_id.clone()))
+    app.catalog.service(&practice.service_id).ok_or_else(|| ApiError::UnknownService(practice.service_id.clone()))
 }
 
-fn check_draft_data(
-    app: &AppState,
-    service: &Service,
-    data: &PracticeData,
-) -> Result<(), ApiError> {
+fn check_draft_data(app: &AppState, service: &Service, data: &PracticeData) -> Result<(), ApiError> {
     let errors = check_draft(service, data, domain::italian_date(app.clock.now()));
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::Validation {
-            errors,
-            service: Some(Box::new(service.clone())),
-        })
+        Err(ApiError::Validation { errors, service: Some(Box::new(service.clone())) })
     }
 }
 
@@ -317,15 +296,10 @@ pub async fn create_practice(
     Authenticated(holder): Authenticated,
     ApiJson(body): ApiJson<NewPractice>,
 ) -> Result<Response, ApiError> {
-    let service = app
-        .catalog
-        .service(&body.service)
-        .ok_or_else(|| ApiError::UnknownService(body.service.clone()))?;
+    let service = app.catalog.service(&body.service).ok_or_else(|| ApiError::UnknownService(body.service.clone()))?;
     check_draft_data(&app, service, &body.data)?;
     let mut bytes = [0u8; 16];
-    app.random
-        .fill(&mut bytes)
-        .map_err(|_| ApiError::Internal)?;
+    app.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
     let now = app.clock.now();
     let practice = Practice {
         id: PracticeId::from_random_bytes(bytes),
@@ -343,12 +317,7 @@ pub async fn create_practice(
     tracing::info!(practice = %practice.id, service = %practice.service_id, holder = %holder.tax_code, "draft created");
     let location = format!("/api/v1/practices/{}", practice.id);
     let view = practice_view(&app, practice, None, lang);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(view),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
 }
 
 /// `GET /api/v1/practices/{id}`.
@@ -360,11 +329,13 @@ pub async fn get_practice(
 ) -> Result<Json<PracticeView>, ApiError> {
     let id = parse_id(&id)?;
     let practice = app.store.practice(&holder.tax_code, id).await?;
-    let deliveries = match practice.state {
-        PracticeState::Draft => None,
-        _ => Some(app.store.deliveries(&holder.tax_code, id).await?),
-    };
-    Ok(Json(practice_view(&app, practice, deliveries, lang)))
+    let sent = practice.reference.is_some();
+    let deliveries = if sent { Some(app.store.deliveries(&holder.tax_code, id).await?) } else { None };
+    let mut view = practice_view(&app, practice, deliveries, lang);
+    if sent {
+        view.timeline = Some(app.store.timeline(&holder.tax_code, id).await?);
+    }
+    Ok(Json(view))
 }
 
 /// `PUT /api/v1/practices/{id}`: replaces a draft's data.
@@ -381,10 +352,7 @@ pub async fn put_practice(
         return Err(ApiError::WrongState(practice.state));
     }
     check_draft_data(&app, service_of(&app, &practice)?, &body.data)?;
-    let updated = app
-        .store
-        .update_draft(&holder.tax_code, id, &body.data, app.clock.now())
-        .await?;
+    let updated = app.store.update_draft(&holder.tax_code, id, &body.data, app.clock.now()).await?;
     tracing::info!(practice = %id, holder = %holder.tax_code, "draft saved");
     Ok(Json(practice_view(&app, updated, None, lang)))
 }
@@ -399,19 +367,13 @@ pub async fn submit_practice(
 ) -> Result<Json<PracticeView>, ApiError> {
     let id = parse_id(&id)?;
     let practice = app.store.practice(&holder.tax_code, id).await?;
-    let submission =
-        prepare_submission(&practice, &app.catalog, app.clock.now()).map_err(|e| match e {
-            SubmitError::Illegal(t) => ApiError::WrongState(t.from),
-            SubmitError::Invalid(errors) => ApiError::Validation {
-                errors,
-                service: app
-                    .catalog
-                    .service(&practice.service_id)
-                    .cloned()
-                    .map(Box::new),
-            },
-            SubmitError::UnknownService(s) => ApiError::UnknownService(s),
-        })?;
+    let submission = prepare_submission(&practice, &app.catalog, app.clock.now()).map_err(|e| match e {
+        SubmitError::Illegal(t) => ApiError::WrongState(t.from),
+        SubmitError::Invalid(errors) => {
+            ApiError::Validation { errors, service: app.catalog.service(&practice.service_id).cloned().map(Box::new) }
+        }
+        SubmitError::UnknownService(s) => ApiError::UnknownService(s),
+    })?;
     let submitted = app.store.submit(&holder.tax_code, id, &submission).await?;
     let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
     tracing::info!(
@@ -458,44 +420,20 @@ pub async fn list_practices(
             ))
         })?),
     };
-    let number = |name: &str, v: Option<&str>, default: u32, max: u32| -> Result<u32, ApiError> {
-        match v {
-            None | Some("") => Ok(default),
-            Some(v) => v.parse::<u32>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                ApiError::BadParameter(format!(
-                    "{name}: `{v}` is not a whole number from 0 to {max}"
-                ))
-            }),
-        }
-    };
-    let limit = number(
-        "limit",
-        params.limit.as_deref(),
-        50,
-        PracticeQuery::MAX_LIMIT,
-    )?
-    .max(1);
+    let number =
+        |name: &str, v: Option<&str>, default: u32, max: u32| -> Result<u32, ApiError> {
+            match v {
+                None | Some("") => Ok(default),
+                Some(v) => v.parse::<u32>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                    ApiError::BadParameter(format!("{name}: `{v}` is not a whole number from 0 to {max}"))
+                }),
+            }
+        };
+    let limit = number("limit", params.limit.as_deref(), 50, PracticeQuery::MAX_LIMIT)?.max(1);
     let offset = number("offset", params.offset.as_deref(), 0, 1_000_000)?;
-    let practices = app
-        .store
-        .list(
-            &holder.tax_code,
-            &PracticeQuery {
-                state,
-                limit,
-                offset,
-            },
-        )
-        .await?;
-    let practices = practices
-        .into_iter()
-        .map(|p| practice_view(&app, p, None, lang))
-        .collect();
-    Ok(Json(PracticeList {
-        practices,
-        limit,
-        offset,
-    }))
+    let practices = app.store.list(&holder.tax_code, &PracticeQuery { state, limit, offset }).await?;
+    let practices = practices.into_iter().map(|p| practice_view(&app, p, None, lang)).collect();
+    Ok(Json(PracticeList { practices, limit, offset }))
 }
 
 #[derive(Debug, Serialize)]
@@ -506,8 +444,86 @@ pub struct Me {
 
 /// `GET /api/v1/me`: who the card says you are.
 pub async fn me(Authenticated(holder): Authenticated) -> Json<Me> {
-    Json(Me {
-        name: holder.display_name(),
-        tax_code: holder.tax_code.to_string(),
-    })
+    Json(Me { name: holder.display_name(), tax_code: holder.tax_code.to_string() })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Correction {
+    /// New values for the fields the institution found at fault.
+    #[serde(default)]
+    data: PracticeData,
+}
+
+/// `POST /api/v1/practices/{id}/deliveries/{institution}/resend`: sends one recipient's filing
+/// again, and no other. A failed delivery goes again unchanged; a rejected one goes again with
+/// the corrections given for the fields at fault (body `{"data": {...}}`).
+pub async fn resend_delivery(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    Path((id, institution)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<PracticeView>, ApiError> {
+    let id = parse_id(&id)?;
+    let correction: Correction = if body.is_empty() {
+        Correction::default()
+    } else {
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::WrongShape(e.to_string()),
+            _ => ApiError::MalformedJson(e.to_string()),
+        })?
+    };
+    let practice = app.store.practice(&holder.tax_code, id).await?;
+    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+    let delivery = deliveries.iter().find(|d| d.institution == institution).ok_or(ApiError::NotFound)?;
+    let key = storage::DeliveryKey { practice_id: id, institution: institution.clone() };
+    let now = app.clock.now();
+    match delivery.state() {
+        domain::delivery::DeliveryState::Failed => {
+            if !correction.data.is_empty() {
+                let errors = correction
+                    .data
+                    .keys()
+                    .map(|k| domain::validation::FieldError::new(k, domain::validation::Reason::NotAtFault))
+                    .collect();
+                return Err(ApiError::Validation {
+                    errors,
+                    service: service_of(&app, &practice).ok().cloned().map(Box::new),
+                });
+            }
+            app.store.resend(&holder.tax_code, &key, None, now).await?;
+        }
+        domain::delivery::DeliveryState::Rejected => {
+            let at_fault = delivery.status.rejection.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
+            let today = domain::italian_date(now);
+            let (data, payload) =
+                prepare_correction(&practice, &app.catalog, &institution, &at_fault, &correction.data, today).map_err(
+                    |e| match e {
+                        SubmitError::Invalid(errors) => ApiError::Validation {
+                            errors,
+                            service: app.catalog.service(&practice.service_id).cloned().map(Box::new),
+                        },
+                        SubmitError::Illegal(t) => ApiError::WrongState(t.from),
+                        SubmitError::UnknownService(s) => ApiError::UnknownService(s),
+                    },
+                )?;
+            app.store.resend(&holder.tax_code, &key, Some((&data, &payload)), now).await?;
+        }
+        other => return Err(ApiError::WrongDeliveryState(other)),
+    }
+    tracing::info!(practice = %id, %institution, holder = %holder.tax_code, "delivery sent again");
+    let practice = app.store.practice(&holder.tax_code, id).await?;
+    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+    let mut view = practice_view(&app, practice, Some(deliveries), lang);
+    view.timeline = Some(app.store.timeline(&holder.tax_code, id).await?);
+    Ok(Json(view))
 }

@@ -32,6 +32,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub enum ApiError {
     /// No client certificate was presented.
     Unauthenticated,
+    /// An institution's request whose ModI signature does not hold.
+    BadSignature(String),
     /// A certificate was presented but is not an acceptable smart card.
     CardRefused(identity::CardRefusal),
     NotFound,
@@ -97,12 +99,10 @@ struct Problem {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthenticated | Self::CardRefused(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::CardRefused(_) | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::WrongState(_) | Self::WrongDeliveryState(_) => StatusCode::CONFLICT,
             Self::MalformedJson(_) | Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -117,6 +117,7 @@ impl ApiError {
         match self {
             Self::Unauthenticated => "unauthenticated",
             Self::CardRefused(_) => "card-refused",
+            Self::BadSignature(_) => "bad-signature",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::UnknownService(_) => "unknown-service",
@@ -139,19 +140,16 @@ impl ApiError {
         let detail_id = format!("problem-{slug}-detail");
         let detail = match self {
             Self::CardRefused(refusal) => t.message(lang, &format!("card-{}", refusal.code()), &[]),
-            Self::BadParameter(reason) => reason.clone(),
+            Self::BadParameter(reason) | Self::BadSignature(reason) => reason.clone(),
             Self::WrongState(state) => {
                 let state_name = t.message(lang, &format!("state-{}", state.as_str()), &[]);
                 t.message(lang, &detail_id, &[("state", state_name)])
             }
             Self::WrongDeliveryState(state) => {
-                let state_name =
-                    t.message(lang, &format!("delivery-state-{}", state.as_str()), &[]);
+                let state_name = t.message(lang, &format!("delivery-state-{}", state.as_str()), &[]);
                 t.message(lang, &detail_id, &[("state", state_name)])
             }
-            Self::MalformedJson(e) | Self::WrongShape(e) => {
-                t.message(lang, &detail_id, &[("error", e.clone())])
-            }
+            Self::MalformedJson(e) | Self::WrongShape(e) => t.message(lang, &detail_id, &[("error", e.clone())]),
             Self::TooLarge => t.message(lang, &detail_id, &[("limit", BODY_LIMIT.to_string())]),
             Self::UnknownService(s) => t.message(lang, &detail_id, &[("service", s.clone())]),
             _ => t.message(lang, &detail_id, &[]),
@@ -160,10 +158,7 @@ impl ApiError {
             Self::Validation { errors, service } => errors
                 .iter()
                 .map(|e| {
-                    let label = service
-                        .as_ref()
-                        .and_then(|s| s.field(&e.field))
-                        .map(|f| &f.spec.label);
+                    let label = service.as_ref().and_then(|s| s.field(&e.field)).map(|f| &f.spec.label);
                     ProblemField {
                         field: e.field.clone(),
                         label: label.map(|l| l.get(lang).to_string()),
@@ -185,23 +180,14 @@ impl ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        headers.insert(
-            header::CONTENT_LANGUAGE,
-            HeaderValue::from_static(lang.code()),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if status == StatusCode::UNAUTHORIZED {
             // No HTTP auth scheme applies: the credential is the TLS client certificate.
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("TLS-client-certificate"),
-            );
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("TLS-client-certificate"));
         }
         response
     }

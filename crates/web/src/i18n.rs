@@ -22,13 +22,11 @@ impl std::fmt::Debug for Translations {
 
 fn bundle(tag: &str, source: &'static str) -> Result<FluentBundle<FluentResource>, String> {
     let lang: unic_langid::LanguageIdentifier = tag.parse().map_err(|e| format!("{tag}: {e}"))?;
-    let resource = FluentResource::try_new(source.to_string())
-        .map_err(|(_, errors)| format!("{tag}.ftl: {errors:?}"))?;
+    let resource =
+        FluentResource::try_new(source.to_string()).map_err(|(_, errors)| format!("{tag}.ftl: {errors:?}"))?;
     let mut bundle = FluentBundle::new_concurrent(vec![lang]);
     bundle.set_use_isolating(false);
-    bundle
-        .add_resource(resource)
-        .map_err(|errors| format!("{tag}.ftl: {errors:?}"))?;
+    bundle.add_resource(resource).map_err(|errors| format!("{tag}.ftl: {errors:?}"))?;
     Ok(bundle)
 }
 
@@ -65,18 +63,9 @@ impl Translations {
     }
 
     /// Why a field's value was refused, naming the field by its label.
-    pub fn reason(
-        &self,
-        lang: Lang,
-        label: Option<&Text>,
-        field_id: &str,
-        reason: &Reason,
-    ) -> String {
+    pub fn reason(&self, lang: Lang, label: Option<&Text>, field_id: &str, reason: &Reason) -> String {
         let mut args = reason.args();
-        args.push((
-            "field",
-            label.map_or_else(|| field_id.to_string(), |l| l.get(lang).to_string()),
-        ));
+        args.push(("field", label.map_or_else(|| field_id.to_string(), |l| l.get(lang).to_string())));
         self.message(lang, reason.code(), &args)
     }
 
@@ -115,19 +104,13 @@ mod tests {
             Reason::EmailFormat,
             Reason::DateFormat,
             Reason::DateInFuture,
-            Reason::DateTooEarly {
-                min: "2026-01-01".into(),
-            },
-            Reason::DateTooLate {
-                max: "2026-01-01".into(),
-            },
+            Reason::DateTooEarly { min: "2026-01-01".into() },
+            Reason::DateTooLate { max: "2026-01-01".into() },
             Reason::IntegerFormat,
             Reason::AmountFormat,
             Reason::NumberTooSmall { min: 0 },
             Reason::NumberTooLarge { max: 9 },
-            Reason::NotAnOption {
-                options: "a, b".into(),
-            },
+            Reason::NotAnOption { options: "a, b".into() },
             Reason::ControlCharacters,
             Reason::NotAtFault,
         ];
@@ -168,18 +151,10 @@ mod tests {
     #[test]
     fn every_reason_speaks_both_languages_and_names_the_field() {
         let t = Translations::load().expect("load");
-        let label = Text {
-            it: "Codice fiscale".into(),
-            en: "Tax code".into(),
-        };
+        let label = Text { it: "Codice fiscale".into(), en: "Tax code".into() };
         for reason in all_reasons() {
             for lang in [Lang::It, Lang::En] {
-                assert!(
-                    t.has(lang, reason.code()),
-                    "{} missing in {}",
-                    reason.code(),
-                    lang.code()
-                );
+                assert!(t.has(lang, reason.code()), "{} missing in {}", reason.code(), lang.code());
                 let text = t.reason(lang, Some(&label), "owner.tax_code", &reason);
                 assert!(text.starts_with(label.get(lang)), "{text}");
                 assert!(!text.contains('{'), "unresolved placeholder: {text}");
@@ -198,9 +173,6 @@ mod tests {
             v.sort();
             v
         };
-        assert_eq!(
-            ids(include_str!("../i18n/it.ftl")),
-            ids(include_str!("../i18n/en.ftl"))
-        );
+        assert_eq!(ids(include_str!("../i18n/it.ftl")), ids(include_str!("../i18n/en.ftl")));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`tls`]: the rustls listener that asks every client for a smart-card certificate, reads
 //!   the holder once per connection and hands it to each request;
-//! - [`api`]: the JSON API; [`error`]: how every failure is answered (problem+json);
+//! - [`api`]: the JSON API; [`institutions`]: the callbacks institutions make;
+//! - [`error`]: how every failure is answered (problem+json);
 //! - [`extract`]: language, authenticated holder, JSON bodies; [`i18n`]: Italian and English.
 //!
 //! [`router`] wires it together over an [`AppState`] whose parts are all injected (store,
@@ -12,8 +13,10 @@ pub mod api;
 pub mod error;
 pub mod extract;
 pub mod i18n;
+pub mod institutions;
 pub mod tls;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +39,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
     pub translations: Arc<Translations>,
+    /// Verifiers of institutions' callbacks, by institution id.
+    pub callbacks: Arc<BTreeMap<String, delivery::modi::Verifier>>,
 }
 
 /// The real clock.
@@ -84,32 +89,17 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Headers on every answer: no framing, no sniffing, HTTPS only, nothing cached.
-async fn security_headers(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    h.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
     );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
 }
 
@@ -121,25 +111,18 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(api::me))
         .route("/services", get(api::list_services))
         .route("/services/{id}", get(api::get_service))
-        .route(
-            "/practices",
-            get(api::list_practices).post(api::create_practice),
-        )
-        .route(
-            "/practices/{id}",
-            get(api::get_practice).put(api::put_practice),
-        )
-        .route("/practices/{id}/submit", post(api::submit_practice));
+        .route("/practices", get(api::list_practices).post(api::create_practice))
+        .route("/practices/{id}", get(api::get_practice).put(api::put_practice))
+        .route("/practices/{id}/submit", post(api::submit_practice))
+        .route("/practices/{id}/deliveries/{institution}/resend", post(api::resend_delivery));
     Router::new()
         .nest("/api/v1", api)
+        .route("/institutions/v1/{institution}/events", post(institutions::event))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(
-            translations,
-            error::render_problems,
-        ))
+        .layer(axum::middleware::from_fn_with_state(translations, error::render_problems))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -35,10 +35,7 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
     #[error("reading {what}: {source}")]
-    Pem {
-        what: &'static str,
-        source: std::io::Error,
-    },
+    Pem { what: &'static str, source: std::io::Error },
     #[error("{0} holds no usable item")]
     Empty(&'static str),
     #[error("TLS configuration: {0}")]
@@ -80,10 +77,7 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>
         .build()
         .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
     let key = rustls_pemfile::private_key(&mut BufReader::new(material.key_pem.as_bytes()))
-        .map_err(|source| TlsSetupError::Pem {
-            what: "server key",
-            source,
-        })?
+        .map_err(|source| TlsSetupError::Pem { what: "server key", source })?
         .ok_or(TlsSetupError::Empty("server key"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -160,19 +154,13 @@ pub async fn serve(
                 }
             };
             let identity = peer_check.identify(stream.get_ref().1.peer_certificates(), peer);
-            let service = hyper::service::service_fn(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(identity.clone());
-                    request
-                        .extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    app.clone().call(request)
-                },
-            );
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(identity.clone());
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                app.clone().call(request)
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
+            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -180,10 +168,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within 10 s of shutdown");
     }
 }

@@ -36,25 +36,16 @@ fn catalog_dir() -> PathBuf {
 async fn spawn_app_with(database_url: Option<String>) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = TestPki::generate("API test CA").expect("pki");
-    let server = pki
-        .server(&["localhost", "127.0.0.1"])
-        .expect("server cert");
-    let holder = pki
-        .card(&CardSpec::new("Mario", "Rossi", HOLDER))
-        .expect("card");
-    let other = pki
-        .card(&CardSpec::new("Stefania", "Bianco", OTHER_HOLDER))
-        .expect("card");
-    let bad_tax_code = pki
-        .card(&CardSpec::new("Volpe", "Dora", "FOXDRA26C24H872A"))
-        .expect("card");
+    let server = pki.server(&["localhost", "127.0.0.1"]).expect("server cert");
+    let holder = pki.card(&CardSpec::new("Mario", "Rossi", HOLDER)).expect("card");
+    let other = pki.card(&CardSpec::new("Stefania", "Bianco", OTHER_HOLDER)).expect("card");
+    let bad_tax_code = pki.card(&CardSpec::new("Volpe", "Dora", "FOXDRA26C24H872A")).expect("card");
     let mut spec = CardSpec::new("Mario", "Rossi", HOLDER);
     spec.policies = vec!["1.2.3.4".into()];
     let no_policy = pki.card(&spec).expect("card");
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: database_url
-            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("api.db").display())),
+        database_url: database_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("api.db").display())),
         catalog_dir: catalog_dir(),
         tls: TlsMaterial {
             cert_chain_pem: server.cert_pem.clone(),
@@ -62,6 +53,10 @@ async fn spawn_app_with(database_url: Option<String>) -> TestApp {
             client_ca_pem: pki.ca.cert_pem.clone(),
         },
         card_profile: CardProfile::default(),
+        // No institutions: filings stay queued, which is what these tests look at.
+        channels: None,
+        run_worker: false,
+        worker: Default::default(),
     };
     let running = sportello::start(&settings).await.expect("portal starts");
     TestApp {
@@ -82,9 +77,7 @@ async fn spawn_app() -> TestApp {
 }
 
 fn pem_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("pem certs")
+    rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>().expect("pem certs")
 }
 
 /// An HTTPS client trusting `ca_pem` and presenting `card`, if any; connections to
@@ -101,12 +94,8 @@ fn client_with(ca_pem: &str, card: Option<&Issued>) -> reqwest::Client {
         .with_root_certificates(roots);
     let config = match card {
         Some(card) => {
-            let key = rustls_pemfile::private_key(&mut card.key_pem.as_bytes())
-                .expect("key pem")
-                .expect("a key");
-            builder
-                .with_client_auth_cert(pem_certs(&card.cert_pem), key)
-                .expect("client auth")
+            let key = rustls_pemfile::private_key(&mut card.key_pem.as_bytes()).expect("key pem").expect("a key");
+            builder.with_client_auth_cert(pem_certs(&card.cert_pem), key).expect("client auth")
         }
         None => builder.with_no_client_auth(),
     };
@@ -140,12 +129,7 @@ impl TestApp {
     }
 
     async fn create(&self, client: &reqwest::Client, body: Value) -> (StatusCode, Value) {
-        let r = client
-            .post(self.url("/api/v1/practices"))
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
+        let r = client.post(self.url("/api/v1/practices")).json(&body).send().await.expect("send");
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 }
@@ -198,49 +182,25 @@ fn split_data(full: &Value, keep: &[&str]) -> (Value, Value) {
 /// The whole journey: catalog, draft with partial data, completion, submission, persistence.
 async fn happy_path(app: &mut TestApp) {
     let client = app.client();
-    let services: Value = client
-        .get(app.url("/api/v1/services"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let ids: Vec<&str> = services["services"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|s| s["id"].as_str())
-        .collect();
+    let services: Value =
+        client.get(app.url("/api/v1/services")).send().await.expect("send").json().await.expect("json");
+    let ids: Vec<&str> =
+        services["services"].as_array().expect("list").iter().filter_map(|s| s["id"].as_str()).collect();
     assert!(ids.contains(&"avvio-ditta-individuale"), "{ids:?}");
 
     let full = complete_start_data();
     let (partial, _) = split_data(&full, &["business.name", "owner.tax_code"]);
-    let (status, draft) = app
-        .create(
-            &client,
-            json!({"service": "avvio-ditta-individuale", "data": partial}),
-        )
-        .await;
+    let (status, draft) = app.create(&client, json!({"service": "avvio-ditta-individuale", "data": partial})).await;
     assert_eq!(status, StatusCode::CREATED, "{draft}");
     assert_eq!(draft["state"], "draft");
     assert!(draft["reference"].is_null());
     let problems = draft["problems"].as_array().expect("problems of a draft");
-    assert!(
-        problems
-            .iter()
-            .any(|p| p["field"] == "seat.cap" && p["code"] == "required"),
-        "{problems:?}"
-    );
+    assert!(problems.iter().any(|p| p["field"] == "seat.cap" && p["code"] == "required"), "{problems:?}");
     let id = draft["id"].as_str().expect("id").to_string();
 
     // Complete it.
-    let r = client
-        .put(app.url(&format!("/api/v1/practices/{id}")))
-        .json(&json!({"data": full}))
-        .send()
-        .await
-        .expect("put");
+    let r =
+        client.put(app.url(&format!("/api/v1/practices/{id}"))).json(&json!({"data": full})).send().await.expect("put");
     assert_eq!(r.status(), StatusCode::OK);
     let completed: Value = r.json().await.expect("json");
     assert_eq!(completed["problems"], json!([]), "{completed}");
@@ -248,52 +208,26 @@ async fn happy_path(app: &mut TestApp) {
     // It survives a restart.
     app.restart().await;
     let client = app.client();
-    let read: Value = client
-        .get(app.url(&format!("/api/v1/practices/{id}")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let read: Value =
+        client.get(app.url(&format!("/api/v1/practices/{id}"))).send().await.expect("get").json().await.expect("json");
     assert_eq!(read["data"]["business.name"], "Bar Centrale di Mario Rossi");
 
     // Submit: a reference number and one queued filing per recipient.
-    let r = client
-        .post(app.url(&format!("/api/v1/practices/{id}/submit")))
-        .send()
-        .await
-        .expect("submit");
+    let r = client.post(app.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
     assert_eq!(r.status(), StatusCode::OK);
     let sent: Value = r.json().await.expect("json");
     assert_eq!(sent["state"], "in_progress");
     let reference = sent["reference"].as_str().expect("reference");
-    assert!(
-        reference.starts_with("SPT-") && reference.len() == "SPT-2026-0000001".len(),
-        "{reference}"
-    );
+    assert!(reference.starts_with("SPT-") && reference.len() == "SPT-2026-0000001".len(), "{reference}");
     let deliveries = sent["deliveries"].as_array().expect("deliveries");
-    let recipients: Vec<&str> = deliveries
-        .iter()
-        .filter_map(|d| d["institution"].as_str())
-        .collect();
+    let recipients: Vec<&str> = deliveries.iter().filter_map(|d| d["institution"].as_str()).collect();
     assert_eq!(recipients, ["registro-imprese", "inps", "inail"]);
     assert!(deliveries.iter().all(|d| d["state"] == "queued"));
-    assert_eq!(
-        deliveries[2]["payload"]["lavorazioni"]["retribuzioni_presunte"],
-        "24000.00"
-    );
-    assert_eq!(
-        deliveries[1]["payload"]["titolare"]["codice_fiscale"],
-        HOLDER
-    );
+    assert_eq!(deliveries[2]["payload"]["lavorazioni"]["retribuzioni_presunte"], "24000.00");
+    assert_eq!(deliveries[1]["payload"]["titolare"]["codice_fiscale"], HOLDER);
 
     // Submitting again is refused, and nothing changes.
-    let r = client
-        .post(app.url(&format!("/api/v1/practices/{id}/submit")))
-        .send()
-        .await
-        .expect("submit again");
+    let r = client.post(app.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit again");
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let listed: Value = client
@@ -349,25 +283,16 @@ async fn happy_path_on_postgres() {
         std::process::id(),
         time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_007
     );
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .expect("schema");
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("schema");
     let separator = if url.contains('?') { '&' } else { '?' };
-    let mut app = spawn_app_with(Some(format!(
-        "{url}{separator}options=-c%20search_path%3D{schema}"
-    )))
-    .await;
+    let mut app = spawn_app_with(Some(format!("{url}{separator}options=-c%20search_path%3D{schema}"))).await;
     happy_path(&mut app).await;
     let stored: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.deliveries"))
         .fetch_one(&admin)
         .await
         .expect("count");
     assert_eq!(stored, 3, "the deliveries are in PostgreSQL");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .expect("drop");
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.expect("drop");
 }
 
 #[tokio::test]
@@ -383,10 +308,7 @@ async fn invalid_codice_fiscale_is_refused_naming_the_field_and_nothing_is_store
     assert_eq!(errors[0]["field"], "owner.tax_code");
     assert_eq!(errors[0]["code"], "person-tax-code-check-character");
     let message = errors[0]["message"].as_str().expect("message");
-    assert!(
-        message.starts_with("Codice fiscale:") && message.contains("carattere"),
-        "{message}"
-    );
+    assert!(message.starts_with("Codice fiscale:") && message.contains("carattere"), "{message}");
 
     // The same in English on request.
     let r = client
@@ -398,19 +320,10 @@ async fn invalid_codice_fiscale_is_refused_naming_the_field_and_nothing_is_store
         .expect("send");
     let problem: Value = r.json().await.expect("json");
     let message = problem["errors"][0]["message"].as_str().expect("message");
-    assert!(
-        message.starts_with("Tax code (codice fiscale):") && message.contains("check"),
-        "{message}"
-    );
+    assert!(message.starts_with("Tax code (codice fiscale):") && message.contains("check"), "{message}");
 
-    let listed: Value = client
-        .get(app.url("/api/v1/practices"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed: Value =
+        client.get(app.url("/api/v1/practices")).send().await.expect("list").json().await.expect("json");
     assert_eq!(listed["practices"], json!([]), "nothing stored");
 }
 
@@ -418,38 +331,16 @@ async fn invalid_codice_fiscale_is_refused_naming_the_field_and_nothing_is_store
 async fn submitting_an_incomplete_practice_lists_every_missing_field() {
     let app = spawn_app().await;
     let client = app.client();
-    let (_, draft) = app
-        .create(
-            &client,
-            json!({"service": "collaboratore-familiare", "data": {}}),
-        )
-        .await;
+    let (_, draft) = app.create(&client, json!({"service": "collaboratore-familiare", "data": {}})).await;
     let id = draft["id"].as_str().expect("id");
-    let r = client
-        .post(app.url(&format!("/api/v1/practices/{id}/submit")))
-        .send()
-        .await
-        .expect("submit");
+    let r = client.post(app.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = r.json().await.expect("json");
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .filter_map(|e| e["field"].as_str())
-        .collect();
-    assert!(
-        fields.contains(&"business.name") && fields.contains(&"inps.collaborator_tax_code"),
-        "{fields:?}"
-    );
-    let read: Value = client
-        .get(app.url(&format!("/api/v1/practices/{id}")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let fields: Vec<&str> =
+        problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    assert!(fields.contains(&"business.name") && fields.contains(&"inps.collaborator_tax_code"), "{fields:?}");
+    let read: Value =
+        client.get(app.url(&format!("/api/v1/practices/{id}"))).send().await.expect("get").json().await.expect("json");
     assert_eq!(read["state"], "draft", "still a draft");
     assert!(read["reference"].is_null());
 }
@@ -459,19 +350,10 @@ async fn malformed_and_misshapen_requests_get_problem_answers() {
     let app = spawn_app().await;
     let client = app.client();
     let post = |body: &'static str, content_type: &'static str| {
-        client
-            .post(app.url("/api/v1/practices"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+        client.post(app.url("/api/v1/practices")).header("content-type", content_type).body(body).send()
     };
     let cases: [(&str, &str, StatusCode, &str); 6] = [
-        (
-            "{\"service\": ",
-            "application/json",
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-        ),
+        ("{\"service\": ", "application/json", StatusCode::BAD_REQUEST, "malformed-json"),
         (
             "{\"service\": \"avvio-ditta-individuale\", \"colour\": 1}",
             "application/json",
@@ -490,12 +372,7 @@ async fn malformed_and_misshapen_requests_get_problem_answers() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
         ),
-        (
-            "{\"service\": \"no-such-service\"}",
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown-service",
-        ),
+        ("{\"service\": \"no-such-service\"}", "application/json", StatusCode::UNPROCESSABLE_ENTITY, "unknown-service"),
         (
             "{\"service\": \"avvio-ditta-individuale\", \"data\": {\"seat.colour\": \"blu\"}}",
             "application/json",
@@ -506,59 +383,25 @@ async fn malformed_and_misshapen_requests_get_problem_answers() {
     for (body, content_type, status, kind) in cases {
         let r = post(body, content_type).await.expect("send");
         assert_eq!(r.status(), status, "{body}");
-        assert_eq!(
-            r.headers()["content-type"],
-            "application/problem+json",
-            "{body}"
-        );
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{body}");
         let problem: Value = r.json().await.expect("problem json");
         assert_eq!(problem["type"], format!("/problems/{kind}"), "{body}");
-        assert!(
-            !problem["detail"].as_str().unwrap_or_default().is_empty(),
-            "{body}"
-        );
+        assert!(!problem["detail"].as_str().unwrap_or_default().is_empty(), "{body}");
     }
     let huge = json!({"service": "avvio-ditta-individuale", "data": {"business.name": "x".repeat(100_000)}});
-    let r = client
-        .post(app.url("/api/v1/practices"))
-        .json(&huge)
-        .send()
-        .await
-        .expect("send");
+    let r = client.post(app.url("/api/v1/practices")).json(&huge).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let r = client
-        .get(app.url("/api/v1/practices?state=lost"))
-        .send()
-        .await
-        .expect("send");
+    let r = client.get(app.url("/api/v1/practices?state=lost")).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = client
-        .get(app.url("/api/v1/practices?limit=-1"))
-        .send()
-        .await
-        .expect("send");
+    let r = client.get(app.url("/api/v1/practices?limit=-1")).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = client
-        .delete(app.url("/api/v1/services"))
-        .send()
-        .await
-        .expect("send");
+    let r = client.delete(app.url("/api/v1/services")).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let r = client
-        .get(app.url("/api/v1/nowhere"))
-        .send()
-        .await
-        .expect("send");
+    let r = client.get(app.url("/api/v1/nowhere")).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
-    let listed: Value = client
-        .get(app.url("/api/v1/practices"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed: Value =
+        client.get(app.url("/api/v1/practices")).send().await.expect("list").json().await.expect("json");
     assert_eq!(listed["practices"], json!([]), "nothing stored");
 }
 
@@ -566,67 +409,27 @@ async fn malformed_and_misshapen_requests_get_problem_answers() {
 async fn another_holder_sees_nothing() {
     let app = spawn_app().await;
     let owner = app.client();
-    let (_, draft) = app
-        .create(
-            &owner,
-            json!({"service": "avvio-ditta-individuale", "data": {"business.name": "Mio"}}),
-        )
-        .await;
+    let (_, draft) =
+        app.create(&owner, json!({"service": "avvio-ditta-individuale", "data": {"business.name": "Mio"}})).await;
     let id = draft["id"].as_str().expect("id");
     let stranger = client_with(&app.ca_pem, Some(&app.other));
-    let me: Value = stranger
-        .get(app.url("/api/v1/me"))
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let me: Value = stranger.get(app.url("/api/v1/me")).send().await.expect("me").json().await.expect("json");
     assert_eq!(me["tax_code"], OTHER_HOLDER);
     for r in [
-        stranger
-            .get(app.url(&format!("/api/v1/practices/{id}")))
-            .send()
-            .await
-            .expect("get"),
-        stranger
-            .put(app.url(&format!("/api/v1/practices/{id}")))
-            .json(&json!({"data": {}}))
-            .send()
-            .await
-            .expect("put"),
-        stranger
-            .post(app.url(&format!("/api/v1/practices/{id}/submit")))
-            .send()
-            .await
-            .expect("submit"),
-        stranger
-            .get(app.url("/api/v1/practices/not-a-uuid"))
-            .send()
-            .await
-            .expect("get"),
+        stranger.get(app.url(&format!("/api/v1/practices/{id}"))).send().await.expect("get"),
+        stranger.put(app.url(&format!("/api/v1/practices/{id}"))).json(&json!({"data": {}})).send().await.expect("put"),
+        stranger.post(app.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit"),
+        stranger.get(app.url("/api/v1/practices/not-a-uuid")).send().await.expect("get"),
     ] {
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         let body = r.text().await.expect("body");
         assert!(!body.contains("Mio"), "{body}");
     }
-    let listed: Value = stranger
-        .get(app.url("/api/v1/practices"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed: Value =
+        stranger.get(app.url("/api/v1/practices")).send().await.expect("list").json().await.expect("json");
     assert_eq!(listed["practices"], json!([]));
-    let read: Value = owner
-        .get(app.url(&format!("/api/v1/practices/{id}")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let read: Value =
+        owner.get(app.url(&format!("/api/v1/practices/{id}"))).send().await.expect("get").json().await.expect("json");
     assert_eq!(read["data"], json!({"business.name": "Mio"}), "unchanged");
 }
 
@@ -635,31 +438,16 @@ async fn cards_are_required_and_checked() {
     let app = spawn_app().await;
     // No card: the connection works, the API says who is needed.
     let anonymous = client_with(&app.ca_pem, None);
-    let r = anonymous
-        .get(app.url("/health"))
-        .send()
-        .await
-        .expect("health");
+    let r = anonymous.get(app.url("/health")).send().await.expect("health");
     assert_eq!(r.status(), StatusCode::OK);
-    let r = anonymous
-        .get(app.url("/api/v1/practices"))
-        .send()
-        .await
-        .expect("send");
+    let r = anonymous.get(app.url("/api/v1/practices")).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let problem: Value = r.json().await.expect("json");
     assert_eq!(problem["type"], "/problems/unauthenticated");
 
     // Cards from the trusted certifier that are not acceptable smart cards.
-    for (card, code) in [
-        (&app.bad_tax_code, "invalid-tax-code"),
-        (&app.no_policy, "no-accepted-policy"),
-    ] {
-        let r = client_with(&app.ca_pem, Some(card))
-            .get(app.url("/api/v1/practices"))
-            .send()
-            .await
-            .expect("send");
+    for (card, code) in [(&app.bad_tax_code, "invalid-tax-code"), (&app.no_policy, "no-accepted-policy")] {
+        let r = client_with(&app.ca_pem, Some(card)).get(app.url("/api/v1/practices")).send().await.expect("send");
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{code}");
         let problem: Value = r.json().await.expect("json");
         assert_eq!(problem["type"], "/problems/card-refused", "{code}");
@@ -668,36 +456,17 @@ async fn cards_are_required_and_checked() {
 
     // A card from an untrusted certifier never gets past the handshake.
     let rogue = TestPki::generate("Rogue CA").expect("pki");
-    let rogue_card = rogue
-        .card(&CardSpec::new("Mario", "Rossi", HOLDER))
-        .expect("card");
+    let rogue_card = rogue.card(&CardSpec::new("Mario", "Rossi", HOLDER)).expect("card");
     let client = client_with(&app.ca_pem, Some(&rogue_card));
-    assert!(
-        client
-            .get(app.url("/api/v1/practices"))
-            .send()
-            .await
-            .is_err(),
-        "handshake refused"
-    );
+    assert!(client.get(app.url("/api/v1/practices")).send().await.is_err(), "handshake refused");
 }
 
 #[tokio::test]
 async fn openapi_describes_every_route() {
     let app = spawn_app().await;
-    let spec: Value = app
-        .client()
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        spec["openapi"].as_str().map(|v| v.starts_with("3.1")),
-        Some(true)
-    );
+    let spec: Value =
+        app.client().get(app.url("/api/v1/openapi.json")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(spec["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
     let paths = spec["paths"].as_object().expect("paths");
     for (path, methods) in [
         ("/api/v1/services", &["get"][..]),
@@ -708,10 +477,7 @@ async fn openapi_describes_every_route() {
         ("/api/v1/me", &["get"]),
     ] {
         for m in methods {
-            assert!(
-                paths.get(path).and_then(|p| p.get(m)).is_some(),
-                "{m} {path} is not documented"
-            );
+            assert!(paths.get(path).and_then(|p| p.get(m)).is_some(), "{m} {path} is not documented");
         }
     }
 }

@@ -28,16 +28,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn catalog_check_accepts_the_shipped_catalog() {
-    let out = Command::new(binary())
-        .args(["catalog", "check"])
-        .arg(shipped_catalog())
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(binary()).args(["catalog", "check"]).arg(shipped_catalog()).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("5 services"));
 }
 
@@ -54,35 +46,17 @@ fn catalog_check_reports_file_line_and_reason() {
     );
     assert_ne!(text, broken);
     std::fs::write(&inail, &broken).expect("write");
-    let line = broken
-        .lines()
-        .position(|l| l.contains("staff.employes"))
-        .map(|i| i + 1)
-        .expect("line");
+    let line = broken.lines().position(|l| l.contains("staff.employes")).map(|i| i + 1).expect("line");
     // A second, unrelated mistake in another file is reported in the same run.
     let services = dir.path().join("services/services.toml");
     let text = std::fs::read_to_string(&services).expect("read");
-    std::fs::write(
-        &services,
-        text.replacen("life_event = \"avvio\"", "life_event = \"nascita\"", 1),
-    )
-    .expect("write");
+    std::fs::write(&services, text.replacen("life_event = \"avvio\"", "life_event = \"nascita\"", 1)).expect("write");
 
-    let out = Command::new(binary())
-        .args(["catalog", "check"])
-        .arg(dir.path())
-        .output()
-        .expect("run");
+    let out = Command::new(binary()).args(["catalog", "check"]).arg(dir.path()).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("institutions/inail.toml:{line}:")),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("payload source `staff.employes`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("institutions/inail.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains("payload source `staff.employes`"), "{stderr}");
     assert!(stderr.contains("unknown life event `nascita`"), "{stderr}");
 }
 
@@ -118,45 +92,22 @@ fn demo_creates_its_data_once_and_stops_on_ctrl_c() {
     };
 
     let (mut child, banner) = run();
-    assert!(
-        banner.contains("Sportello demo: https://localhost:"),
-        "{banner}"
-    );
+    assert!(banner.contains("Sportello demo: https://localhost:"), "{banner}");
     assert!(banner.contains("curl --cacert"), "{banner}");
-    for file in [
-        "sportello.db",
-        "pki/ca.pem",
-        "cards/diprova.p12",
-        "cards/diprova.pem",
-        "cards/bianco.p12",
-    ] {
+    for file in ["sportello.db", "pki/ca.pem", "cards/diprova.p12", "cards/diprova.pem", "cards/bianco.p12"] {
         assert!(data.join(file).exists(), "{file} missing");
     }
     let password = std::fs::read_to_string(data.join("cards/password.txt")).expect("password");
-    assert!(
-        banner.contains(password.trim()),
-        "the banner prints the card password"
-    );
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    assert!(banner.contains(password.trim()), "the banner prints the card password");
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
     let exit = child.wait().expect("wait");
     assert!(exit.success(), "Ctrl-C stops cleanly: {exit:?}");
 
     let ca_before = std::fs::read(data.join("pki/ca.pem")).expect("ca");
     let (mut child, banner) = run();
-    assert!(
-        banner.contains(password.trim()),
-        "same cards on the second run"
-    );
-    assert_eq!(
-        std::fs::read(data.join("pki/ca.pem")).expect("ca"),
-        ca_before
-    );
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
+    assert!(banner.contains(password.trim()), "same cards on the second run");
+    assert_eq!(std::fs::read(data.join("pki/ca.pem")).expect("ca"), ca_before);
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     assert!(child.wait().expect("wait").success());
 }

@@ -1,0 +1,143 @@
+//! Per-institution delivery settings ("canali"), from a TOML file:
+//!
+//! ```toml
+//! portal_id = "sportello"                       # iss of every signed request
+//! callback_base_url = "https://localhost:8443"  # where institutions call back
+//! certificate = "pki/portal.pem"                # the portal's certificate (TLS client + ModI)
+//! key = "pki/portal-key.pem"
+//!
+//! [institutions.inps]
+//! base_url = "https://127.0.0.1:9101"
+//! ca = "pki/ca.pem"                 # trusted issuer of the institution's server certificate
+//! certificate = "pki/inps.pem"      # the institution's certificate: checks its callbacks
+//! timeout_ms = 5000
+//! max_attempts = 5
+//! base_delay_ms = 1000
+//! max_delay_ms = 60000
+//! ```
+//!
+//! Relative paths are read from the file's folder. Every institution of the catalog needs a
+//! channel; adding one is a new table here, no code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::delivery::RetryPolicy;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("institution `{0}` is in the catalog but has no delivery channel")]
+    Missing(String),
+    #[error("institution `{0}`: {1}")]
+    Invalid(String, String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannels {
+    portal_id: String,
+    callback_base_url: String,
+    certificate: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    institutions: BTreeMap<String, RawChannel>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    base_url: String,
+    ca: PathBuf,
+    certificate: PathBuf,
+    audience: Option<String>,
+    timeout_ms: Option<u64>,
+    max_attempts: Option<u32>,
+    base_delay_ms: Option<u64>,
+    max_delay_ms: Option<u64>,
+}
+
+/// How to reach one institution.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub institution: String,
+    pub base_url: String,
+    /// The `aud` of requests to it.
+    pub audience: String,
+    pub ca_pem: String,
+    /// The institution's certificate, to verify its callbacks.
+    pub certificate_pem: String,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// All channels and the portal's own identity towards institutions.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    pub portal_id: String,
+    pub callback_base_url: String,
+    pub certificate_pem: String,
+    pub key_pem: String,
+    pub institutions: BTreeMap<String, Arc<Channel>>,
+}
+
+impl Channels {
+    pub fn get(&self, institution: &str) -> Option<&Arc<Channel>> {
+        self.institutions.get(institution)
+    }
+
+    /// Fails unless every institution named is configured.
+    pub fn require<'a>(&self, institutions: impl IntoIterator<Item = &'a str>) -> Result<(), ChannelError> {
+        for id in institutions {
+            if !self.institutions.contains_key(id) {
+                return Err(ChannelError::Missing(id.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the channels file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ChannelError> {
+        let file_error = |p: &Path, message: String| ChannelError::File { path: p.display().to_string(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+        let raw: RawChannels = toml::from_str(&text).map_err(|e| file_error(path, e.to_string()))?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let read = |p: &Path| -> Result<String, ChannelError> {
+            let full = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+            std::fs::read_to_string(&full).map_err(|e| file_error(&full, e.to_string()))
+        };
+        let mut institutions = BTreeMap::new();
+        for (id, c) in raw.institutions {
+            if !(c.base_url.starts_with("https://") || c.base_url.starts_with("http://127.0.0.1")) {
+                return Err(ChannelError::Invalid(id, "base_url must be https:// (or loopback http)".into()));
+            }
+            let defaults = RetryPolicy::default();
+            let retry = RetryPolicy {
+                max_attempts: c.max_attempts.unwrap_or(defaults.max_attempts).max(1),
+                base_delay: c.base_delay_ms.map_or(defaults.base_delay, Duration::from_millis),
+                max_delay: c.max_delay_ms.map_or(defaults.max_delay, Duration::from_millis),
+            };
+            let channel = Channel {
+                institution: id.clone(),
+                base_url: c.base_url.trim_end_matches('/').to_string(),
+                audience: c.audience.unwrap_or_else(|| id.clone()),
+                ca_pem: read(&c.ca)?,
+                certificate_pem: read(&c.certificate)?,
+                timeout: Duration::from_millis(c.timeout_ms.unwrap_or(10_000)),
+                retry,
+            };
+            institutions.insert(id, Arc::new(channel));
+        }
+        Ok(Self {
+            portal_id: raw.portal_id,
+            callback_base_url: raw.callback_base_url.trim_end_matches('/').to_string(),
+            certificate_pem: read(&raw.certificate)?,
+            key_pem: read(&raw.key)?,
+            institutions,
+        })
+    }
+}

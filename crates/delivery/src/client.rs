@@ -1,0 +1,172 @@
+//! One call to an institution, and what its answer means.
+//!
+//! | answer | meaning |
+//! |---|---|
+//! | 2xx | delivered; a protocol number in the body is taken at once |
+//! | 422 with `errors` | rejected on receipt, with the payload paths at fault |
+//! | 408, 409, 425, 429, 5xx, no connection, timeout | transient: retried (same idempotency key) |
+//! | other 4xx | failed: retrying the same request cannot help |
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::channels::Channel;
+use crate::modi::Signer;
+
+/// What the portal sends to an institution for one filing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilingEnvelope {
+    /// `<practice id>.<institution>.<revision>`; also the request's `Idempotency-Key`.
+    pub filing_id: String,
+    /// The portal's reference number, for information.
+    pub reference: String,
+    pub practice_id: String,
+    pub filing_kind: String,
+    /// Codice fiscale of the person who sent the practice.
+    pub declarant: String,
+    /// Where the institution posts "taken in charge" and the outcome.
+    pub callback_url: String,
+    pub payload: Value,
+}
+
+/// Builds and parses filing ids.
+pub fn filing_id(practice_id: &str, institution: &str, revision: u32) -> String {
+    format!("{practice_id}.{institution}.{revision}")
+}
+
+/// `(practice id, institution, revision)` of a filing id.
+pub fn parse_filing_id(id: &str) -> Option<(String, String, u32)> {
+    let mut parts = id.splitn(3, '.');
+    let practice = parts.next()?.to_string();
+    let institution = parts.next()?.to_string();
+    let revision = parts.next()?.parse().ok()?;
+    Some((practice, institution, revision))
+}
+
+/// The institution's answer to a filing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    Sent { protocol_number: Option<String> },
+    Rejected { reasons: Vec<String>, paths: Vec<String> },
+    Permanent(String),
+    Transient(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct Accepted {
+    protocol_number: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProblemError {
+    path: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Problem {
+    title: Option<String>,
+    detail: Option<String>,
+    #[serde(default)]
+    errors: Vec<ProblemError>,
+}
+
+/// An HTTPS client for one institution.
+#[derive(Debug, Clone)]
+pub struct InstitutionClient {
+    channel: Arc<Channel>,
+    http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("client for {institution}: {message}")]
+pub struct ClientError {
+    institution: String,
+    message: String,
+}
+
+fn certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    rustls_pemfile::certs(&mut pem.as_bytes()).filter_map(Result::ok).collect()
+}
+
+impl InstitutionClient {
+    /// TLS trusting only the channel's CA, presenting the portal's certificate.
+    pub fn new(channel: Arc<Channel>, portal_cert_pem: &str, portal_key_pem: &str) -> Result<Self, ClientError> {
+        let err = |message: String| ClientError { institution: channel.institution.clone(), message };
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in certs(&channel.ca_pem) {
+            roots.add(ca).map_err(|e| err(e.to_string()))?;
+        }
+        let key = rustls_pemfile::private_key(&mut portal_key_pem.as_bytes())
+            .map_err(|e| err(e.to_string()))?
+            .ok_or_else(|| err("no portal key".into()))?;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs(portal_cert_pem), key)
+            .map_err(|e| err(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .timeout(channel.timeout)
+            .connect_timeout(channel.timeout)
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Self { channel, http })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Sends a filing, signed, with its idempotency key.
+    pub async fn send(&self, envelope: &FilingEnvelope, signer: &Signer) -> SendResult {
+        let body = match serde_json::to_vec(envelope) {
+            Ok(b) => b,
+            Err(e) => return SendResult::Permanent(format!("cannot encode the filing: {e}")),
+        };
+        let headers = match signer.sign(&self.channel.audience, &body, "application/json", &envelope.declarant) {
+            Ok(h) => h,
+            Err(e) => return SendResult::Transient(format!("cannot sign the request: {e}")),
+        };
+        let mut request = self
+            .http
+            .post(format!("{}/filings", self.channel.base_url))
+            .header("idempotency-key", &envelope.filing_id)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return SendResult::Transient("no answer in time: outcome unknown, will retry with the same key".into())
+            }
+            Err(e) => return SendResult::Transient(format!("cannot reach the institution: {e}")),
+        };
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            let protocol_number = serde_json::from_str::<Accepted>(&text).ok().and_then(|a| a.protocol_number);
+            return SendResult::Sent { protocol_number: protocol_number.filter(|p| !p.trim().is_empty()) };
+        }
+        let problem = serde_json::from_str::<Problem>(&text).ok();
+        let summary = problem
+            .as_ref()
+            .and_then(|p| p.detail.clone().or_else(|| p.title.clone()))
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        match status.as_u16() {
+            422 if problem.as_ref().is_some_and(|p| !p.errors.is_empty()) => {
+                let errors = problem.map(|p| p.errors).unwrap_or_default();
+                SendResult::Rejected {
+                    reasons: errors.iter().filter_map(|e| e.message.clone()).collect(),
+                    paths: errors.iter().filter_map(|e| e.path.clone()).collect(),
+                }
+            }
+            408 | 409 | 425 | 429 | 500..=599 => SendResult::Transient(format!("HTTP {status}: {summary}")),
+            _ => SendResult::Permanent(format!("HTTP {status}: {summary}")),
+        }
+    }
+}

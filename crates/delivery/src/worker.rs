@@ -1,0 +1,243 @@
+//! The outbox worker: claims due deliveries with a lease, sends each to its institution and
+//! records the answer with the claim's fencing token.
+//!
+//! Runs inside `serve`/`demo` and as `sportello worker`; several workers may share one
+//! PostgreSQL (claims use `SKIP LOCKED`). A worker that loses its lease (it was too slow, or
+//! died and came back) cannot overwrite what a newer attempt recorded. A crash between the
+//! commit of a submission and the send, or between the send and the recording of the answer,
+//! leaves the delivery queued with its lease running out; the next claim sends it again with
+//! the same idempotency key, and the institution answers as it did the first time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::catalog::Catalog;
+use domain::delivery::{fields_at_fault, DeliveryEvent, Rejection};
+use domain::{Clock, Randomness};
+use storage::{ClaimedDelivery, DeliveryQueue, DeliveryUpdate, Recorded};
+use tokio::sync::watch;
+
+use crate::channels::Channels;
+use crate::client::{filing_id, FilingEnvelope, InstitutionClient, SendResult};
+use crate::modi::Signer;
+
+/// Where a test may ask the worker to die, to prove crash safety (`SPORTELLO_CRASH_AT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After claiming, before sending.
+    BeforeSend,
+    /// After the institution answered, before recording the answer.
+    AfterSend,
+}
+
+impl CrashPoint {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "before-send" => Some(Self::BeforeSend),
+            "after-send" => Some(Self::AfterSend),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How long a claim lasts; longer than any channel's timeout.
+    pub lease: Duration,
+    /// Deliveries claimed (and sent concurrently) at once.
+    pub batch: u32,
+    /// Pause when nothing is due.
+    pub idle: Duration,
+    pub crash_at: Option<CrashPoint>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { lease: Duration::from_secs(60), batch: 16, idle: Duration::from_millis(250), crash_at: None }
+    }
+}
+
+/// Everything a worker needs.
+#[derive(Clone)]
+pub struct Worker {
+    queue: Arc<dyn DeliveryQueue>,
+    catalog: Arc<Catalog>,
+    clients: Arc<BTreeMap<String, InstitutionClient>>,
+    callback_base_url: String,
+    signer: Arc<Signer>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Randomness>,
+    settings: WorkerSettings,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("institutions", &self.clients.keys()).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerSetupError {
+    #[error(transparent)]
+    Channel(#[from] crate::channels::ChannelError),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    #[error("signing key: {0}")]
+    Signer(#[from] crate::modi::ModiError),
+}
+
+impl Worker {
+    pub fn new(
+        queue: Arc<dyn DeliveryQueue>,
+        catalog: Arc<Catalog>,
+        channels: &Channels,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Randomness>,
+        settings: WorkerSettings,
+    ) -> Result<Self, WorkerSetupError> {
+        channels.require(catalog.institutions.iter().map(|i| i.id.as_str()))?;
+        let mut clients = BTreeMap::new();
+        for (id, channel) in &channels.institutions {
+            clients.insert(
+                id.clone(),
+                InstitutionClient::new(channel.clone(), &channels.certificate_pem, &channels.key_pem)?,
+            );
+        }
+        let signer = Signer::new(
+            &channels.portal_id,
+            &channels.key_pem,
+            &channels.certificate_pem,
+            clock.clone(),
+            random.clone(),
+        )?;
+        Ok(Self {
+            queue,
+            catalog,
+            clients: Arc::new(clients),
+            callback_base_url: channels.callback_base_url.clone(),
+            signer: Arc::new(signer),
+            clock,
+            random,
+            settings,
+        })
+    }
+
+    /// Works until `shutdown` turns true; finishes the batch in hand first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(institutions = self.clients.len(), "delivery worker started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let handled = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery worker could not claim; retrying");
+                    0
+                }
+            };
+            if handled == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        tracing::info!("delivery worker stopped");
+    }
+
+    /// Claims one batch and handles it; returns how many deliveries it handled.
+    pub async fn run_once(&self) -> Result<usize, storage::StoreError> {
+        let claimed = self.queue.claim_due(self.clock.now(), self.settings.lease, self.settings.batch).await?;
+        let count = claimed.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        for delivery in claimed {
+            let worker = self.clone();
+            tasks.spawn(async move { worker.deliver(delivery).await });
+        }
+        while let Some(result) = tasks.join_next().await {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "delivery task failed");
+            }
+        }
+        Ok(count)
+    }
+
+    fn crash_if(&self, point: CrashPoint) {
+        if self.settings.crash_at == Some(point) {
+            tracing::error!(?point, "crashing on purpose (SPORTELLO_CRASH_AT)");
+            std::process::abort();
+        }
+    }
+
+    fn jitter(&self) -> f64 {
+        let mut b = [0u8; 4];
+        match self.random.fill(&mut b) {
+            Ok(()) => f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0),
+            Err(_) => 0.5,
+        }
+    }
+
+    async fn deliver(&self, delivery: ClaimedDelivery) {
+        let institution = delivery.key.institution.clone();
+        let Some(client) = self.clients.get(&institution) else {
+            // Cannot happen after `require`, unless the catalog changed under a running worker.
+            self.record(&delivery, DeliveryEvent::Failed { reason: format!("no channel for {institution}") }, None)
+                .await;
+            return;
+        };
+        let envelope = FilingEnvelope {
+            filing_id: filing_id(&delivery.key.practice_id.to_string(), &institution, delivery.revision),
+            reference: delivery.reference.clone(),
+            practice_id: delivery.key.practice_id.to_string(),
+            filing_kind: delivery.filing_kind.clone(),
+            declarant: delivery.owner.to_string(),
+            callback_url: format!("{}/institutions/v1/{institution}/events", self.callback_base_url),
+            payload: delivery.payload.clone(),
+        };
+        self.crash_if(CrashPoint::BeforeSend);
+        let result = client.send(&envelope, &self.signer).await;
+        self.crash_if(CrashPoint::AfterSend);
+        tracing::info!(filing = %envelope.filing_id, attempt = delivery.attempts, ?result, "filing sent");
+        let (event, retry_at) = match result {
+            SendResult::Sent { protocol_number } => (DeliveryEvent::Sent { protocol_number }, None),
+            SendResult::Rejected { reasons, paths } => {
+                let filing = self
+                    .catalog
+                    .service(&delivery.service_id)
+                    .and_then(|s| s.recipients.iter().find(|r| r.institution == institution))
+                    .and_then(|r| self.catalog.filing(r));
+                let fields = filing.map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
+                (DeliveryEvent::RejectedOnReceipt(Rejection { reasons, fields }), None)
+            }
+            SendResult::Permanent(reason) => (DeliveryEvent::Failed { reason }, None),
+            SendResult::Transient(reason) => {
+                match client.channel().retry.next_delay(delivery.attempts, self.jitter()) {
+                    Some(delay) => (DeliveryEvent::TransientFailure { reason }, Some(self.clock.now() + delay)),
+                    None => (
+                        DeliveryEvent::Failed {
+                            reason: format!("{reason} (gave up after {} attempts)", delivery.attempts),
+                        },
+                        None,
+                    ),
+                }
+            }
+        };
+        self.record(&delivery, event, retry_at).await;
+    }
+
+    async fn record(&self, delivery: &ClaimedDelivery, event: DeliveryEvent, retry_at: Option<time::OffsetDateTime>) {
+        let mut update = DeliveryUpdate::new(event, self.clock.now());
+        update.fence = Some(delivery.fence);
+        update.retry_at = retry_at;
+        match self.queue.record(&delivery.key, &update).await {
+            Ok(Recorded::LostLease) => {
+                tracing::warn!(practice = %delivery.key.practice_id, institution = %delivery.key.institution, "lease lost; result discarded")
+            }
+            Ok(_) => {}
+            // The lease will run out and the delivery will be tried again, same key.
+            Err(e) => tracing::error!(error = %e, "could not record a delivery result"),
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! Simulated institutions, for the demo and the tests: each behaves like the intake service of
+//! INPS, INAIL or a Camera di commercio would.
+//!
+//! - verifies every ModI header of a filing and refuses a bad one with 401;
+//! - deduplicates by `Idempotency-Key`: the same key and body get the first answer again, the
+//!   same key with another body 422, a concurrent duplicate 409;
+//! - assigns protocol numbers as a register does: progressive, 7 digits, restarting each year,
+//!   with the register's code (`INPS-AOO1-2026-0000001`);
+//! - calls the portal back, signed, with "taken in charge" and then the outcome;
+//! - can be slow, fail a share of requests, be "down", and reject filings by field rules;
+//! - records every filing it processed, so tests can count them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use delivery::client::FilingEnvelope;
+use delivery::modi::{Signer, Verifier};
+use domain::{Clock, Randomness};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// A field rule: the filing is rejected when the value at `path` is shorter than `min_length`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub path: String,
+    pub min_length: usize,
+    pub message: String,
+}
+
+/// How the simulated institution behaves; can be changed while it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Behaviour {
+    /// Answer every request with 503.
+    pub down: bool,
+    /// Share of filings answered 503 (0 to 1).
+    pub failure_rate: f64,
+    /// Wait this long before answering a filing.
+    pub delay_ms: u64,
+    /// Give the protocol number in the answer instead of only in the callback.
+    pub protocol_in_answer: bool,
+    /// Call the portal back ("taken in charge", then the outcome).
+    pub callbacks: bool,
+    pub callback_delay_ms: u64,
+    /// Reject on receipt (422) when a rule fails.
+    pub rules: Vec<Rule>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            down: false,
+            failure_rate: 0.0,
+            delay_ms: 0,
+            protocol_in_answer: false,
+            callbacks: true,
+            callback_delay_ms: 200,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// The rules the demo's INAIL applies: a real description of the work processes is needed to
+/// classify the risk.
+pub fn inail_rules() -> Vec<Rule> {
+    vec![Rule {
+        path: "lavorazioni.descrizione".into(),
+        min_length: 20,
+        message: "Descrizione delle lavorazioni insufficiente per classificare il rischio (almeno 20 caratteri)".into(),
+    }]
+}
+
+/// What one simulated institution needs.
+pub struct SimSettings {
+    pub institution: String,
+    /// Code of the protocol register, e.g. `INPS-AOO1`.
+    pub register: String,
+    /// The portal's identity, to verify its ModI signatures.
+    pub portal_id: String,
+    pub portal_cert_pem: String,
+    /// Trust for the portal's server certificate, for callbacks.
+    pub portal_ca_pem: String,
+    /// The institution's own key and certificate: TLS server and ModI signatures.
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub behaviour: Behaviour,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Randomness>,
+}
+
+impl std::fmt::Debug for SimSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimSettings").field("institution", &self.institution).finish_non_exhaustive()
+    }
+}
+
+/// A filing the institution processed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Received {
+    pub filing_id: String,
+    pub filing_kind: String,
+    pub reference: String,
+    pub protocol_number: Option<String>,
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone)]
+enum Intake {
+    /// Being processed by another request.
+    InFlight {
+        digest: String,
+    },
+    Done {
+        digest: String,
+        status: u16,
+        body: Value,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    by_key: HashMap<String, Intake>,
+    processed: Vec<Received>,
+    register_year: i32,
+    register_last: u64,
+}
+
+struct Sim {
+    settings: SimSettings,
+    behaviour: Mutex<Behaviour>,
+    ledger: Mutex<Ledger>,
+    verifier: Verifier,
+    signer: Signer,
+    callback_client: reqwest::Client,
+}
+
+/// A running simulated institution.
+#[derive(Clone)]
+pub struct SimHandle {
+    pub addr: SocketAddr,
+    sim: Arc<Sim>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// Every filing processed (answered 2xx), in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.sim.ledger.lock().map(|l| l.processed.clone()).unwrap_or_default()
+    }
+
+    /// How many times a filing id was processed (1 at most, by idempotency).
+    pub fn count_of(&self, filing_prefix: &str) -> usize {
+        self.received().iter().filter(|r| r.filing_id.starts_with(filing_prefix)).count()
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        if let Ok(mut b) = self.sim.behaviour.lock() {
+            *b = behaviour;
+        }
+    }
+
+    pub fn behaviour(&self) -> Behaviour {
+        self.sim.behaviour.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("simulator setup: {0}")]
+    Setup(String),
+}
+
+fn problem(status: StatusCode, title: &str, errors: Value) -> Response {
+    let body =
+        json!({ "type": "about:blank", "title": title, "status": status.as_u16(), "detail": title, "errors": errors });
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/problem+json"));
+    r
+}
+
+fn json_at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |v, segment| v.get(segment))
+}
+
+impl Sim {
+    fn chance(&self) -> f64 {
+        let mut b = [0u8; 4];
+        match self.settings.random.fill(&mut b) {
+            Ok(()) => f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0),
+            Err(_) => 1.0,
+        }
+    }
+
+    fn next_protocol(&self, ledger: &mut Ledger) -> String {
+        let year = domain::italian_date(self.settings.clock.now()).year();
+        if ledger.register_year != year {
+            ledger.register_year = year;
+            ledger.register_last = 0;
+        }
+        ledger.register_last += 1;
+        format!("{}-{}-{:07}", self.settings.register, year, ledger.register_last)
+    }
+
+    async fn callback(self: Arc<Self>, envelope: FilingEnvelope, protocol: String, accepted: bool) {
+        let delay = Duration::from_millis(self.behaviour.lock().map(|b| b.callback_delay_ms).unwrap_or(200));
+        let events = [
+            json!({ "message_id": format!("{}:taken:{}", self.settings.institution, envelope.filing_id),
+                    "filing_id": envelope.filing_id, "event": "taken_in_charge", "protocol_number": protocol }),
+            json!({ "message_id": format!("{}:outcome:{}", self.settings.institution, envelope.filing_id),
+                    "filing_id": envelope.filing_id, "event": "outcome", "protocol_number": protocol,
+                    "accepted": accepted, "reasons": [], "fields": [] }),
+        ];
+        for event in events {
+            tokio::time::sleep(delay).await;
+            let body = event.to_string().into_bytes();
+            for attempt in 1..=5u32 {
+                let Ok(headers) =
+                    self.signer.sign(&self.settings.portal_id, &body, "application/json", &envelope.declarant)
+                else {
+                    return;
+                };
+                let mut request = self.callback_client.post(&envelope.callback_url).body(body.clone());
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                match request.send().await {
+                    Ok(r) if r.status().is_success() || r.status().is_client_error() => {
+                        tracing::debug!(institution = %self.settings.institution, status = %r.status(), "callback delivered");
+                        break;
+                    }
+                    other => {
+                        tracing::debug!(institution = %self.settings.institution, attempt, ?other, "callback failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn receive_filing(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
+    let behaviour = sim.behaviour.lock().map(|b| b.clone()).unwrap_or_default();
+    if behaviour.down {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([]));
+    }
+    if let Err(e) = sim.verifier.verify(&headers, &body) {
+        tracing::info!(institution = %sim.settings.institution, error = %e, "ModI check failed");
+        return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
+    }
+    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string) else {
+        return problem(StatusCode::BAD_REQUEST, "Idempotency-Key mancante", json!([]));
+    };
+    let Ok(envelope) = serde_json::from_slice::<FilingEnvelope>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "Pratica non leggibile", json!([]));
+    };
+    let digest = delivery::modi::digest_header(&body);
+    {
+        let Ok(mut ledger) = sim.ledger.lock() else {
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, "ledger", json!([]));
+        };
+        if let Some(intake) = ledger.by_key.get(&key) {
+            let (seen_digest, done) = match intake {
+                Intake::Done { digest, status, body } => (digest, Some((*status, body.clone()))),
+                Intake::InFlight { digest } => (digest, None),
+            };
+            if *seen_digest != digest {
+                return problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Idempotency-Key già usata con un'altra pratica",
+                    json!([]),
+                );
+            }
+            return match done {
+                // The same request again: the first answer again.
+                Some((status, body)) => {
+                    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(body)).into_response()
+                }
+                None => problem(StatusCode::CONFLICT, "Pratica già in lavorazione", json!([])),
+            };
+        }
+        ledger.by_key.insert(key.clone(), Intake::InFlight { digest: digest.clone() });
+    }
+    if behaviour.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(behaviour.delay_ms)).await;
+    }
+    if behaviour.failure_rate > 0.0 && sim.chance() < behaviour.failure_rate {
+        if let Ok(mut ledger) = sim.ledger.lock() {
+            ledger.by_key.remove(&key);
+        }
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "Errore temporaneo", json!([]));
+    }
+    let broken: Vec<Value> = behaviour
+        .rules
+        .iter()
+        .filter(|rule| {
+            let len =
+                json_at(&envelope.payload, &rule.path).and_then(Value::as_str).map_or(0, |s| s.trim().chars().count());
+            len < rule.min_length
+        })
+        .map(|rule| json!({ "path": rule.path, "message": rule.message }))
+        .collect();
+    let (status, answer, accepted_protocol) = {
+        let Ok(mut ledger) = sim.ledger.lock() else {
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, "ledger", json!([]));
+        };
+        if broken.is_empty() {
+            let protocol = sim.next_protocol(&mut ledger);
+            ledger.processed.push(Received {
+                filing_id: envelope.filing_id.clone(),
+                filing_kind: envelope.filing_kind.clone(),
+                reference: envelope.reference.clone(),
+                protocol_number: Some(protocol.clone()),
+                payload: envelope.payload.clone(),
+            });
+            let answer = if behaviour.protocol_in_answer {
+                json!({ "status": "received", "protocol_number": protocol })
+            } else {
+                json!({ "status": "received" })
+            };
+            ledger
+                .by_key
+                .insert(key.clone(), Intake::Done { digest: digest.clone(), status: 202, body: answer.clone() });
+            (StatusCode::ACCEPTED, answer, Some(protocol))
+        } else {
+            let answer = json!({ "type": "about:blank", "title": "Pratica respinta", "status": 422,
+                                 "detail": "Pratica respinta in accettazione", "errors": broken });
+            ledger
+                .by_key
+                .insert(key.clone(), Intake::Done { digest: digest.clone(), status: 422, body: answer.clone() });
+            (StatusCode::UNPROCESSABLE_ENTITY, answer, None)
+        }
+    };
+    if let (Some(protocol), true) = (accepted_protocol, behaviour.callbacks) {
+        tokio::spawn(sim.clone().callback(envelope, protocol, true));
+    }
+    let mut response = (status, Json(answer)).into_response();
+    if status == StatusCode::UNPROCESSABLE_ENTITY {
+        response.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/problem+json"));
+    }
+    response
+}
+
+async fn filing_state(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    let found = sim.ledger.lock().ok().and_then(|l| l.processed.iter().find(|r| r.filing_id == id).cloned());
+    match found {
+        Some(r) => {
+            Json(json!({ "filing_id": r.filing_id, "protocol_number": r.protocol_number, "outcome": "accepted" }))
+                .into_response()
+        }
+        None => problem(StatusCode::NOT_FOUND, "Pratica sconosciuta", json!([])),
+    }
+}
+
+async fn list_received(State(sim): State<Arc<Sim>>) -> Response {
+    let received = sim.ledger.lock().map(|l| l.processed.clone()).unwrap_or_default();
+    Json(json!({ "count": received.len(), "filings": received })).into_response()
+}
+
+async fn set_behaviour(State(sim): State<Arc<Sim>>, Json(b): Json<Behaviour>) -> Response {
+    if let Ok(mut current) = sim.behaviour.lock() {
+        *current = b.clone();
+    }
+    Json(b).into_response()
+}
+
+/// Starts a simulated institution on `listener` (HTTPS with `cert_pem`/`key_pem`).
+pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHandle, SimError> {
+    let setup = |e: &dyn std::fmt::Display| SimError::Setup(format!("{}: {e}", settings.institution));
+    let verifier = Verifier::new(&settings.institution, &settings.portal_cert_pem, settings.clock.clone())
+        .map_err(|e| setup(&e))?;
+    let signer = Signer::new(
+        &settings.institution,
+        &settings.key_pem,
+        &settings.cert_pem,
+        settings.clock.clone(),
+        settings.random.clone(),
+    )
+    .map_err(|e| setup(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut settings.portal_ca_pem.as_bytes()).filter_map(Result::ok) {
+        roots.add(c).map_err(|e| setup(&e))?;
+    }
+    let client_tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let callback_client = reqwest::Client::builder()
+        .use_preconfigured_tls(client_tls)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| setup(&e))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut settings.cert_pem.as_bytes()).filter_map(Result::ok).collect();
+    let key = rustls_pemfile::private_key(&mut settings.key_pem.as_bytes())
+        .map_err(|e| setup(&e))?
+        .ok_or_else(|| setup(&"no key"))?;
+    let mut server_tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| setup(&e))?;
+    server_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let addr = listener.local_addr().map_err(|e| setup(&e))?;
+    let sim = Arc::new(Sim {
+        behaviour: Mutex::new(settings.behaviour.clone()),
+        ledger: Mutex::new(Ledger::default()),
+        verifier,
+        signer,
+        callback_client,
+        settings,
+    });
+    let app = Router::new()
+        .route("/filings", post(receive_filing))
+        .route("/filings/{id}", get(filing_state))
+        .route("/_sim/filings", get(list_received))
+        .route("/_sim/behaviour", put(set_behaviour))
+        .with_state(sim.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    tower::ServiceExt::oneshot(app.clone(), request)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(SimHandle { addr, sim })
+}
