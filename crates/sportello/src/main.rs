@@ -123,28 +123,30 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM. Installed before anything starts, so an early signal is not lost.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
+        })
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let running = sportello::start(settings).await?;
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("stopping");
     running.stop().await;
     Ok(())
@@ -161,6 +163,7 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
 }
 
 async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Option<String>) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let files = demo::prepare(&data_dir, &web::SystemRandomness::default())?;
     let database_url = database_url.unwrap_or_else(|| format!("sqlite://{}", files.database.display()));
     let clock: std::sync::Arc<dyn domain::Clock> = std::sync::Arc::new(web::SystemClock);
@@ -209,7 +212,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
     );
     println!("  The API is described at {url}/api/v1/openapi.json. Stop with Ctrl-C.");
     println!();
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("stopping");
     running.stop().await;
     Ok(())
@@ -237,7 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Worker { database_url, catalog, channels } => {
             let channels = Channels::load(&channels)?;
-            sportello::run_worker(&database_url, &catalog, &channels, worker_settings(), shutdown_signal()).await?;
+            sportello::run_worker(&database_url, &catalog, &channels, worker_settings(), shutdown_signal()?).await?;
         }
         Command::AgencySim {
             institution,
@@ -256,6 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => simulator::Behaviour::default(),
             };
+            let shutdown = shutdown_signal()?;
             let listener = tokio::net::TcpListener::bind(listen).await?;
             let handle = simulator::start(
                 listener,
@@ -274,7 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             println!("simulated {institution} on https://{}", handle.addr);
-            shutdown_signal().await;
+            shutdown.await;
         }
         Command::Migrate { database_url } => {
             let store = storage::connect(&database_url).await?;

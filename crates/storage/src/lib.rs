@@ -216,7 +216,7 @@ struct RecordPlan {
     status: Option<DeliveryStatus>,
     /// The worker is done with its claim.
     release_lease: bool,
-    /// Log a timeline entry (changes, and every callback message for dedup).
+    /// Log a timeline entry (changes, every worker result and every institution message).
     log: bool,
 }
 
@@ -239,7 +239,10 @@ fn plan_record(current: &CurrentDelivery, update: &DeliveryUpdate) -> RecordPlan
             RecordPlan { recorded: Recorded::Applied(status.clone()), status: Some(status), release_lease, log: true }
         }
         Ok(Applied::Unchanged) | Err(_) => {
-            RecordPlan { recorded: Recorded::Unchanged, status: None, release_lease, log: update.message_id.is_some() }
+            // Worker results and institution messages are part of the story even when they add
+            // nothing new (an answer overtaken by a callback, a late outcome).
+            let log = update.message_id.is_some() || update.fence.is_some();
+            RecordPlan { recorded: Recorded::Unchanged, status: None, release_lease, log }
         }
     }
 }

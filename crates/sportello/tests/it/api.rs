@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sportello::{Running, Settings};
 use web::tls::TlsMaterial;
 
-const HOLDER: &str = "RSSMRA45C12F205C";
+pub const HOLDER: &str = "RSSMRA45C12F205C";
 const OTHER_HOLDER: &str = "BNCSFN85T58G702W";
 
 /// A running portal and what the tests need to talk to it.
@@ -82,7 +82,7 @@ fn pem_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
 
 /// An HTTPS client trusting `ca_pem` and presenting `card`, if any; connections to
 /// `localhost` go to 127.0.0.1.
-fn client_with(ca_pem: &str, card: Option<&Issued>) -> reqwest::Client {
+pub fn client_with(ca_pem: &str, card: Option<&Issued>) -> reqwest::Client {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in pem_certs(ca_pem) {
@@ -135,7 +135,7 @@ impl TestApp {
 }
 
 /// The data of a complete "avvio-ditta-individuale", as a user types it.
-fn complete_start_data() -> Value {
+pub fn complete_start_data() -> Value {
     json!({
         "business.name": "Bar Centrale di Mario Rossi",
         "business.tax_code": HOLDER,

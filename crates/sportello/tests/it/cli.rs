@@ -88,10 +88,12 @@ fn demo_creates_its_data_once_and_stops_on_ctrl_c() {
                 break;
             }
         }
-        (child, banner)
+        // The reader stays alive with the child: closing the pipe early would make the
+        // demo's next write fail.
+        (child, banner, lines)
     };
 
-    let (mut child, banner) = run();
+    let (mut child, banner, _output) = run();
     assert!(banner.contains("Sportello demo: https://localhost:"), "{banner}");
     assert!(banner.contains("curl --cacert"), "{banner}");
     for file in ["sportello.db", "pki/ca.pem", "cards/diprova.p12", "cards/diprova.pem", "cards/bianco.p12"] {
@@ -105,7 +107,7 @@ fn demo_creates_its_data_once_and_stops_on_ctrl_c() {
     assert!(exit.success(), "Ctrl-C stops cleanly: {exit:?}");
 
     let ca_before = std::fs::read(data.join("pki/ca.pem")).expect("ca");
-    let (mut child, banner) = run();
+    let (mut child, banner, _output) = run();
     assert!(banner.contains(password.trim()), "same cards on the second run");
     assert_eq!(std::fs::read(data.join("pki/ca.pem")).expect("ca"), ca_before);
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();

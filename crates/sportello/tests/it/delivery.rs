@@ -1,0 +1,432 @@
+//! Delivery end to end over real HTTPS: the portal (with its worker) and three simulated
+//! institutions, each on its own loopback port.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use delivery::channels::{Channel, Channels};
+use delivery::modi::Signer;
+use delivery::worker::WorkerSettings;
+use domain::delivery::RetryPolicy;
+use identity::test_pki::{CardSpec, Issued, TestPki};
+use identity::CardProfile;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use simulator::{Behaviour, SimHandle, SimSettings};
+use sportello::{Running, Settings};
+use web::tls::TlsMaterial;
+
+use crate::api::{client_with, complete_start_data, HOLDER};
+
+const INSTITUTIONS: [(&str, &str); 3] =
+    [("registro-imprese", "CCIAA-RM-RI"), ("inps", "INPS-AOO1"), ("inail", "INAIL-AOO1")];
+
+struct World {
+    running: Option<Running>,
+    base: String,
+    ca_pem: String,
+    holder: Issued,
+    portal: Issued,
+    institution_certs: BTreeMap<String, Issued>,
+    sims: BTreeMap<String, SimHandle>,
+    _dir: tempfile::TempDir,
+}
+
+fn quick_behaviour() -> Behaviour {
+    Behaviour { callback_delay_ms: 30, ..Behaviour::default() }
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().expect("temp");
+    let pki = TestPki::generate("Delivery test CA").expect("pki");
+    let server = pki.server(&["localhost", "127.0.0.1"]).expect("server");
+    let holder = pki.card(&CardSpec::new("Mario", "Rossi", HOLDER)).expect("card");
+    let portal = pki.client("sportello").expect("portal cert");
+    let clock: Arc<dyn domain::Clock> = Arc::new(web::SystemClock);
+    let random: Arc<dyn domain::Randomness> = Arc::new(web::SystemRandomness::default());
+    let mut sims = BTreeMap::new();
+    let mut certs = BTreeMap::new();
+    let mut institutions = BTreeMap::new();
+    for (id, register) in INSTITUTIONS {
+        let cert = pki.server(&["127.0.0.1"]).expect("institution cert");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let sim = simulator::start(
+            listener,
+            SimSettings {
+                institution: id.into(),
+                register: register.into(),
+                portal_id: "sportello".into(),
+                portal_cert_pem: portal.cert_pem.clone(),
+                portal_ca_pem: pki.ca.cert_pem.clone(),
+                cert_pem: cert.cert_pem.clone(),
+                key_pem: cert.key_pem.clone(),
+                behaviour: quick_behaviour(),
+                clock: clock.clone(),
+                random: random.clone(),
+            },
+        )
+        .await
+        .expect("simulator");
+        institutions.insert(
+            id.to_string(),
+            Arc::new(Channel {
+                institution: id.into(),
+                base_url: format!("https://{}", sim.addr),
+                audience: id.into(),
+                ca_pem: pki.ca.cert_pem.clone(),
+                certificate_pem: cert.cert_pem.clone(),
+                timeout: Duration::from_secs(5),
+                retry: RetryPolicy {
+                    max_attempts: 3,
+                    base_delay: Duration::from_millis(50),
+                    max_delay: Duration::from_millis(200),
+                },
+            }),
+        );
+        sims.insert(id.to_string(), sim);
+        certs.insert(id.to_string(), cert);
+    }
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: format!("sqlite://{}", dir.path().join("delivery.db").display()),
+        catalog_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../catalog"),
+        tls: TlsMaterial {
+            cert_chain_pem: server.cert_pem.clone(),
+            key_pem: server.key_pem.clone(),
+            client_ca_pem: pki.ca.cert_pem.clone(),
+        },
+        card_profile: CardProfile::default(),
+        channels: Some(Channels {
+            portal_id: "sportello".into(),
+            callback_base_url: String::new(),
+            certificate_pem: portal.cert_pem.clone(),
+            key_pem: portal.key_pem.clone(),
+            institutions,
+        }),
+        run_worker: true,
+        worker: WorkerSettings { idle: Duration::from_millis(20), ..WorkerSettings::default() },
+    };
+    let running = sportello::start(&settings).await.expect("portal");
+    World {
+        base: format!("https://localhost:{}", running.addr.port()),
+        running: Some(running),
+        ca_pem: pki.ca.cert_pem.clone(),
+        holder,
+        portal,
+        institution_certs: certs,
+        sims,
+        _dir: dir,
+    }
+}
+
+impl World {
+    fn client(&self) -> reqwest::Client {
+        client_with(&self.ca_pem, Some(&self.holder))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates and submits a complete "avvio-ditta-individuale"; returns its id.
+    async fn submit(&self, data: Value) -> String {
+        let client = self.client();
+        let r = client
+            .post(self.url("/api/v1/practices"))
+            .json(&json!({"service": "avvio-ditta-individuale", "data": data}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let id = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+        let r = client.post(self.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+        id
+    }
+
+    async fn practice(&self, id: &str) -> Value {
+        self.client()
+            .get(self.url(&format!("/api/v1/practices/{id}")))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Polls the practice until `done` holds (at most 20 s).
+    async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let p = self.practice(id).await;
+            if done(&p) {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {p:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signer_for(&self, institution: &str) -> Signer {
+        let cert = &self.institution_certs[institution];
+        Signer::new(
+            institution,
+            &cert.key_pem,
+            &cert.cert_pem,
+            Arc::new(web::SystemClock),
+            Arc::new(web::SystemRandomness::default()),
+        )
+        .expect("signer")
+    }
+
+    /// Posts an institution event, signed by `signer`.
+    async fn callback(&self, institution: &str, signer: &Signer, event: &Value) -> reqwest::Response {
+        let body = event.to_string().into_bytes();
+        let headers = signer.sign("sportello", &body, "application/json", HOLDER).expect("sign");
+        let mut request =
+            client_with(&self.ca_pem, None).post(self.url(&format!("/institutions/v1/{institution}/events")));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.body(body).send().await.expect("callback")
+    }
+
+    async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+fn states(p: &Value) -> BTreeMap<String, String> {
+    p["deliveries"]
+        .as_array()
+        .map(|ds| {
+            ds.iter()
+                .map(|d| {
+                    (
+                        d["institution"].as_str().unwrap_or_default().to_string(),
+                        d["state"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn all_in(p: &Value, state: &str) -> bool {
+    let s = states(p);
+    s.len() == 3 && s.values().all(|v| v == state)
+}
+
+fn with_long_description() -> Value {
+    let mut data = complete_start_data();
+    data["inail.work_processes"] = json!("Somministrazione di alimenti e bevande al banco");
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_institutions_give_three_protocol_numbers() {
+    let mut w = world().await;
+    let id = w.submit(with_long_description()).await;
+    let p = w.wait_for(&id, "three accepted outcomes", |p| all_in(p, "accepted")).await;
+    assert_eq!(p["state"], "completed");
+    for (institution, register) in INSTITUTIONS {
+        let d = p["deliveries"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["institution"] == institution))
+            .expect("delivery");
+        let protocol = d["protocol_number"].as_str().expect("protocol number");
+        assert!(protocol.starts_with(register), "{protocol}");
+        assert_eq!(protocol.len(), register.len() + "-2026-0000001".len(), "{protocol}");
+        assert_eq!(w.sims[institution].count_of(&id), 1, "{institution} processed it once");
+    }
+    // The timeline tells each recipient's story.
+    let kinds: Vec<&str> =
+        p["timeline"].as_array().expect("timeline").iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in ["submitted", "sent", "taken_in_charge", "outcome"] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+    // Every filing carried the common data typed once.
+    for sim in w.sims.values() {
+        let received = sim.received();
+        assert!(received[0].payload.to_string().contains(HOLDER));
+    }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_institution_down_then_resent_to_it_alone() {
+    let mut w = world().await;
+    w.sims["inps"].set_behaviour(Behaviour { down: true, ..quick_behaviour() });
+    let id = w.submit(with_long_description()).await;
+    let p = w
+        .wait_for(&id, "INPS failed, the others accepted", |p| {
+            let s = states(p);
+            s.get("inps").map(String::as_str) == Some("failed")
+                && s.get("inail").map(String::as_str) == Some("accepted")
+                && s.get("registro-imprese").map(String::as_str) == Some("accepted")
+        })
+        .await;
+    assert_eq!(p["state"], "in_progress", "not every recipient has an outcome");
+    let inps = p["deliveries"].as_array().and_then(|ds| ds.iter().find(|d| d["institution"] == "inps")).expect("inps");
+    assert!(inps["last_error"].as_str().unwrap_or_default().contains("503"), "{inps}");
+    assert_eq!(inps["attempts"], 3);
+
+    w.sims["inps"].set_behaviour(quick_behaviour());
+    let r =
+        w.client().post(w.url(&format!("/api/v1/practices/{id}/deliveries/inps/resend"))).send().await.expect("resend");
+    assert_eq!(r.status(), StatusCode::OK);
+    let p = w.wait_for(&id, "INPS accepted after the resend", |p| all_in(p, "accepted")).await;
+    assert_eq!(p["state"], "completed");
+    assert_eq!(w.sims["inps"].count_of(&id), 1);
+    assert_eq!(w.sims["inail"].count_of(&id), 1, "no extra request to INAIL");
+    assert_eq!(w.sims["registro-imprese"].count_of(&id), 1, "no extra request to the Registro Imprese");
+    // Only a failed or rejected recipient can be sent again.
+    let r = w
+        .client()
+        .post(w.url(&format!("/api/v1/practices/{id}/deliveries/inail/resend")))
+        .send()
+        .await
+        .expect("resend");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_reachable_returns_the_practice_to_the_drafts() {
+    let mut w = world().await;
+    for sim in w.sims.values() {
+        sim.set_behaviour(Behaviour { down: true, ..quick_behaviour() });
+    }
+    let id = w.submit(with_long_description()).await;
+    let p = w.wait_for(&id, "back in the drafts", |p| p["state"] == "draft").await;
+    assert_eq!(p["needs_resend"], true, "marked to be sent again");
+    let reference = p["reference"].as_str().expect("reference kept").to_string();
+    assert!(all_in(&p, "failed"));
+    // Sent again once the institutions are back: same reference, three protocol numbers.
+    for sim in w.sims.values() {
+        sim.set_behaviour(quick_behaviour());
+    }
+    let r = w.client().post(w.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::OK);
+    let p = w.wait_for(&id, "accepted everywhere", |p| all_in(p, "accepted")).await;
+    assert_eq!(p["reference"], reference);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_filing_is_corrected_and_resent_alone() {
+    let mut w = world().await;
+    w.sims["inail"].set_behaviour(Behaviour { rules: simulator::inail_rules(), ..quick_behaviour() });
+    let mut data = complete_start_data();
+    data["inail.work_processes"] = json!("Bar");
+    let id = w.submit(data).await;
+    let p = w
+        .wait_for(&id, "INAIL rejected, others accepted", |p| {
+            let s = states(p);
+            s.get("inail").map(String::as_str) == Some("rejected")
+                && s.values().filter(|v| *v == "accepted").count() == 2
+        })
+        .await;
+    let inail =
+        p["deliveries"].as_array().and_then(|ds| ds.iter().find(|d| d["institution"] == "inail")).expect("inail");
+    assert_eq!(inail["rejection"]["fields"], json!(["inail.work_processes"]), "mapped back to the catalog field");
+    // Only the fields at fault may be corrected.
+    let r = w
+        .client()
+        .post(w.url(&format!("/api/v1/practices/{id}/deliveries/inail/resend")))
+        .json(&json!({"data": {"business.name": "Altro nome"}}))
+        .send()
+        .await
+        .expect("resend");
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = w
+        .client()
+        .post(w.url(&format!("/api/v1/practices/{id}/deliveries/inail/resend")))
+        .json(&json!({"data": {"inail.work_processes": "Somministrazione di alimenti e bevande al banco"}}))
+        .send()
+        .await
+        .expect("resend");
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    let p = w.wait_for(&id, "INAIL accepted", |p| all_in(p, "accepted")).await;
+    assert_eq!(p["data"]["inail.work_processes"], "Somministrazione di alimenti e bevande al banco");
+    let inail =
+        p["deliveries"].as_array().and_then(|ds| ds.iter().find(|d| d["institution"] == "inail")).expect("inail");
+    assert_eq!(inail["revision"], 1);
+    assert_eq!(w.sims["inail"].count_of(&id), 1, "the rejected revision was never processed");
+    assert_eq!(w.sims["inps"].count_of(&id), 1);
+    assert_eq!(w.sims["registro-imprese"].count_of(&id), 1);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_are_authenticated_deduplicated_and_order_safe() {
+    let mut w = world().await;
+    for sim in w.sims.values() {
+        sim.set_behaviour(Behaviour { callbacks: false, ..quick_behaviour() });
+    }
+    let id = w.submit(with_long_description()).await;
+    w.wait_for(&id, "delivered everywhere", |p| all_in(p, "delivered")).await;
+    let filing = format!("{id}.inps.0");
+    let inps = w.signer_for("inps");
+
+    // Forged: signed by INAIL's key on INPS's path.
+    let forged =
+        json!({"message_id": "f1", "filing_id": filing, "event": "taken_in_charge", "protocol_number": "FAKE"});
+    let r = w.callback("inps", &w.signer_for("inail"), &forged).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Out of order: the outcome first, then "taken in charge".
+    let outcome = json!({"message_id": "m2", "filing_id": filing, "event": "outcome", "accepted": true, "protocol_number": "INPS-AOO1-2026-0000042"});
+    let r = w.callback("inps", &inps, &outcome).await;
+    assert_eq!(r.json::<Value>().await.expect("json")["result"], "applied");
+    let taken = json!({"message_id": "m1", "filing_id": filing, "event": "taken_in_charge", "protocol_number": "INPS-AOO1-2026-0000042"});
+    let r = w.callback("inps", &inps, &taken).await;
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["result"],
+        "unchanged",
+        "an earlier state never overwrites a later one"
+    );
+    // Duplicated message.
+    let r = w.callback("inps", &inps, &outcome).await;
+    assert_eq!(r.json::<Value>().await.expect("json")["result"], "duplicate");
+    // Unknown practice.
+    let unknown = json!({"message_id": "m9", "filing_id": "00000000-0000-4000-8000-000000000000.inps.0", "event": "outcome", "accepted": true});
+    let r = w.callback("inps", &inps, &unknown).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Unknown institution path.
+    let r = w.callback("agenzia-entrate", &inps, &taken).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let p = w.practice(&id).await;
+    assert_eq!(states(&p)["inps"], "accepted");
+    assert_eq!(states(&p)["inail"], "delivered", "the others untouched");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_refuses_a_broken_signature() {
+    let mut w = world().await;
+    let portal = Signer::new(
+        "sportello",
+        &w.portal.key_pem,
+        &w.portal.cert_pem,
+        Arc::new(web::SystemClock),
+        Arc::new(web::SystemRandomness::default()),
+    )
+    .expect("signer");
+    let body = br#"{"filing_id":"x"}"#;
+    let headers = portal.sign("inps", body, "application/json", HOLDER).expect("sign");
+    let client = client_with(&w.ca_pem, None);
+    let mut request = client.post(format!("https://{}/filings", w.sims["inps"].addr)).header("idempotency-key", "x");
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    // The body was changed after signing.
+    let r = request.body(&br#"{"filing_id":"y"}"#[..]).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(w.sims["inps"].received().is_empty());
+    w.stop().await;
+}
