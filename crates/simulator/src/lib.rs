@@ -126,12 +126,30 @@ enum Intake {
     },
 }
 
+/// A protocol register ("registro di protocollo"): numbers are progressive, at least seven
+/// digits, and start again from 1 each year (DPR 445/2000 art. 57).
+#[derive(Debug, Default)]
+struct Register {
+    year: i32,
+    last: u64,
+}
+
+impl Register {
+    fn next(&mut self, code: &str, year: i32) -> String {
+        if self.year != year {
+            self.year = year;
+            self.last = 0;
+        }
+        self.last += 1;
+        format!("{code}-{year}-{:07}", self.last)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Ledger {
     by_key: HashMap<String, Intake>,
     processed: Vec<Received>,
-    register_year: i32,
-    register_last: u64,
+    register: Register,
 }
 
 struct Sim {
@@ -206,13 +224,7 @@ impl Sim {
     }
 
     fn next_protocol(&self, ledger: &mut Ledger) -> String {
-        let year = domain::italian_date(self.settings.clock.now()).year();
-        if ledger.register_year != year {
-            ledger.register_year = year;
-            ledger.register_last = 0;
-        }
-        ledger.register_last += 1;
-        format!("{}-{}-{:07}", self.settings.register, year, ledger.register_last)
+        ledger.register.next(&self.settings.register, domain::italian_date(self.settings.clock.now()).year())
     }
 
     async fn callback(self: Arc<Self>, envelope: FilingEnvelope, protocol: String, accepted: bool) {
@@ -294,6 +306,21 @@ async fn receive_filing(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: B
         }
         ledger.by_key.insert(key.clone(), Intake::InFlight { digest: digest.clone() });
     }
+    // Processing goes on even if the portal hangs up: like a real institution, the filing is
+    // taken whether or not the answer reaches the portal. A retry then gets the same answer.
+    match tokio::spawn(process(sim, key, envelope, digest, behaviour)).await {
+        Ok(response) => response,
+        Err(_) => problem(StatusCode::INTERNAL_SERVER_ERROR, "processing failed", json!([])),
+    }
+}
+
+async fn process(
+    sim: Arc<Sim>,
+    key: String,
+    envelope: FilingEnvelope,
+    digest: String,
+    behaviour: Behaviour,
+) -> Response {
     if behaviour.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(behaviour.delay_ms)).await;
     }
@@ -451,4 +478,24 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         }
     });
     Ok(SimHandle { addr, sim })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_numbers_are_progressive_and_restart_each_year() {
+        let mut register = Register::default();
+        assert_eq!(register.next("INPS-AOO1", 2026), "INPS-AOO1-2026-0000001");
+        assert_eq!(register.next("INPS-AOO1", 2026), "INPS-AOO1-2026-0000002");
+        assert_eq!(register.next("INPS-AOO1", 2027), "INPS-AOO1-2027-0000001");
+    }
+
+    #[test]
+    fn rules_read_nested_payload_paths() {
+        let payload = json!({"lavorazioni": {"descrizione": "Bar"}});
+        assert_eq!(json_at(&payload, "lavorazioni.descrizione"), Some(&json!("Bar")));
+        assert_eq!(json_at(&payload, "lavorazioni.addetti"), None);
+    }
 }

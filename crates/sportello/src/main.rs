@@ -152,10 +152,17 @@ async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Worker settings, with the crash point tests may ask for (`SPORTELLO_CRASH_AT`).
+/// Worker settings from the environment: `SPORTELLO_WORKER_LEASE_MS` (how long a claim lasts
+/// before another worker may take the delivery over; default 60 s) and, for crash-safety tests
+/// only, `SPORTELLO_CRASH_AT` (`before-send` or `after-send`: the process aborts there).
 fn worker_settings() -> WorkerSettings {
+    let defaults = WorkerSettings::default();
     let crash_at = std::env::var("SPORTELLO_CRASH_AT").ok().and_then(|v| CrashPoint::parse(&v));
-    WorkerSettings { crash_at, ..WorkerSettings::default() }
+    let lease = std::env::var("SPORTELLO_WORKER_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(defaults.lease, std::time::Duration::from_millis);
+    WorkerSettings { crash_at, lease, ..defaults }
 }
 
 fn read(path: &PathBuf) -> anyhow::Result<String> {
