@@ -14,6 +14,8 @@
 //! max_attempts = 5
 //! base_delay_ms = 1000
 //! max_delay_ms = 60000
+//! poll_interval_ms = 600000        # optional: ask for news at this pace, for institutions
+//!                                  # that do not call back
 //! ```
 //!
 //! Relative paths are read from the file's folder. Every institution of the catalog needs a
@@ -59,6 +61,7 @@ struct RawChannel {
     max_attempts: Option<u32>,
     base_delay_ms: Option<u64>,
     max_delay_ms: Option<u64>,
+    poll_interval_ms: Option<u64>,
 }
 
 /// How to reach one institution.
@@ -73,6 +76,9 @@ pub struct Channel {
     pub certificate_pem: String,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// Ask the institution for news at this pace until the outcome is known; `None` when it
+    /// calls back.
+    pub poll_interval: Option<Duration>,
 }
 
 /// All channels and the portal's own identity towards institutions.
@@ -129,6 +135,7 @@ impl Channels {
                 certificate_pem: read(&c.certificate)?,
                 timeout: Duration::from_millis(c.timeout_ms.unwrap_or(10_000)),
                 retry,
+                poll_interval: c.poll_interval_ms.map(|ms| Duration::from_millis(ms.max(100))),
             };
             institutions.insert(id, Arc::new(channel));
         }

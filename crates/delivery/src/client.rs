@@ -73,6 +73,35 @@ struct Problem {
     errors: Vec<ProblemError>,
 }
 
+/// What an institution says when asked about a filing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollResult {
+    /// Nothing new.
+    Pending,
+    TakenInCharge {
+        protocol_number: String,
+    },
+    Outcome {
+        accepted: bool,
+        protocol_number: Option<String>,
+        reasons: Vec<String>,
+        paths: Vec<String>,
+    },
+    /// The question could not be answered now (network, 5xx, unknown filing); ask again later.
+    Unanswered(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct FilingState {
+    protocol_number: Option<String>,
+    /// `accepted`, `rejected`, or absent while pending.
+    outcome: Option<String>,
+    #[serde(default)]
+    reasons: Vec<String>,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
 /// An HTTPS client for one institution.
 #[derive(Debug, Clone)]
 pub struct InstitutionClient {
@@ -119,6 +148,39 @@ impl InstitutionClient {
 
     pub fn channel(&self) -> &Channel {
         &self.channel
+    }
+
+    /// Asks the institution where a filing stands (`GET /filings/{id}`, signed).
+    pub async fn poll(&self, filing_id: &str, declarant: &str, signer: &Signer) -> PollResult {
+        let headers = match signer.sign(&self.channel.audience, b"", "application/json", declarant) {
+            Ok(h) => h,
+            Err(e) => return PollResult::Unanswered(format!("cannot sign the request: {e}")),
+        };
+        let mut request = self.http.get(format!("{}/filings/{filing_id}", self.channel.base_url));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return PollResult::Unanswered(format!("cannot reach the institution: {e}")),
+        };
+        if !response.status().is_success() {
+            return PollResult::Unanswered(format!("HTTP {}", response.status()));
+        }
+        let Ok(state) = response.json::<FilingState>().await else {
+            return PollResult::Unanswered("unreadable answer".into());
+        };
+        let protocol_number = state.protocol_number.filter(|p| !p.trim().is_empty());
+        match (state.outcome.as_deref(), protocol_number) {
+            (Some(outcome @ ("accepted" | "rejected")), protocol_number) => PollResult::Outcome {
+                accepted: outcome == "accepted",
+                protocol_number,
+                reasons: state.reasons,
+                paths: state.fields,
+            },
+            (_, Some(protocol_number)) => PollResult::TakenInCharge { protocol_number },
+            _ => PollResult::Pending,
+        }
     }
 
     /// Sends a filing, signed, with its idempotency key.

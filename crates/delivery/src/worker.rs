@@ -19,7 +19,7 @@ use storage::{ClaimedDelivery, DeliveryQueue, DeliveryUpdate, Recorded};
 use tokio::sync::watch;
 
 use crate::channels::Channels;
-use crate::client::{filing_id, FilingEnvelope, InstitutionClient, SendResult};
+use crate::client::{filing_id, FilingEnvelope, InstitutionClient, PollResult, SendResult};
 use crate::modi::Signer;
 
 /// Where a test may ask the worker to die, to prove crash safety (`SPORTELLO_CRASH_AT`).
@@ -147,14 +147,25 @@ impl Worker {
         tracing::info!("delivery worker stopped");
     }
 
-    /// Claims one batch and handles it; returns how many deliveries it handled.
+    /// Claims one batch of due deliveries, and of due polls, and handles them; returns how
+    /// many it handled.
     pub async fn run_once(&self) -> Result<usize, storage::StoreError> {
         let claimed = self.queue.claim_due(self.clock.now(), self.settings.lease, self.settings.batch).await?;
-        let count = claimed.len();
+        let mut count = claimed.len();
         let mut tasks = tokio::task::JoinSet::new();
         for delivery in claimed {
             let worker = self.clone();
             tasks.spawn(async move { worker.deliver(delivery).await });
+        }
+        for (institution, client) in self.clients.iter() {
+            let Some(interval) = client.channel().poll_interval else { continue };
+            let due = self.queue.claim_for_poll(institution, self.clock.now(), interval, self.settings.batch).await?;
+            count += due.len();
+            for item in due {
+                let worker = self.clone();
+                let client = client.clone();
+                tasks.spawn(async move { worker.poll(&client, item).await });
+            }
         }
         while let Some(result) = tasks.join_next().await {
             if let Err(e) = result {
@@ -200,15 +211,16 @@ impl Worker {
         let result = client.send(&envelope, &self.signer).await;
         self.crash_if(CrashPoint::AfterSend);
         tracing::info!(filing = %envelope.filing_id, attempt = delivery.attempts, ?result, "filing sent");
-        let (event, retry_at) = match result {
-            SendResult::Sent { protocol_number } => (DeliveryEvent::Sent { protocol_number }, None),
+        let (event, next_at) = match result {
+            SendResult::Sent { protocol_number } => {
+                // An institution that does not call back is asked for news later.
+                let first_poll = client.channel().poll_interval.map(|i| self.clock.now() + i);
+                (DeliveryEvent::Sent { protocol_number }, first_poll)
+            }
             SendResult::Rejected { reasons, paths } => {
-                let filing = self
-                    .catalog
-                    .service(&delivery.service_id)
-                    .and_then(|s| s.recipients.iter().find(|r| r.institution == institution))
-                    .and_then(|r| self.catalog.filing(r));
-                let fields = filing.map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
+                let fields = self
+                    .filing_of(&delivery.service_id, &institution)
+                    .map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
                 (DeliveryEvent::RejectedOnReceipt(Rejection { reasons, fields }), None)
             }
             SendResult::Permanent(reason) => (DeliveryEvent::Failed { reason }, None),
@@ -224,13 +236,47 @@ impl Worker {
                 }
             }
         };
-        self.record(&delivery, event, retry_at).await;
+        self.record(&delivery, event, next_at).await;
     }
 
-    async fn record(&self, delivery: &ClaimedDelivery, event: DeliveryEvent, retry_at: Option<time::OffsetDateTime>) {
+    /// The filing kind a service sends to an institution, to map payload paths back to fields.
+    fn filing_of(&self, service_id: &str, institution: &str) -> Option<&domain::catalog::FilingKind> {
+        let service = self.catalog.service(service_id)?;
+        let recipient = service.recipients.iter().find(|r| r.institution == institution)?;
+        self.catalog.filing(recipient)
+    }
+
+    /// Asks an institution about a filing it has and records what is new.
+    async fn poll(&self, client: &InstitutionClient, item: storage::PollItem) {
+        let id = filing_id(&item.key.practice_id.to_string(), &item.key.institution, item.revision);
+        let event = match client.poll(&id, item.owner.as_str(), &self.signer).await {
+            PollResult::Pending => return,
+            PollResult::Unanswered(reason) => {
+                tracing::info!(filing = %id, %reason, "poll unanswered; asking again later");
+                return;
+            }
+            PollResult::TakenInCharge { protocol_number } => DeliveryEvent::TakenInCharge { protocol_number },
+            PollResult::Outcome { accepted, protocol_number, reasons, paths } => {
+                let rejection = (!accepted).then(|| {
+                    let fields = self
+                        .filing_of(&item.service_id, &item.key.institution)
+                        .map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
+                    Rejection { reasons, fields }
+                });
+                DeliveryEvent::Outcome { accepted, protocol_number, rejection }
+            }
+        };
+        let mut update = DeliveryUpdate::new(event, self.clock.now());
+        update.revision = Some(item.revision);
+        if let Err(e) = self.queue.record(&item.key, &update).await {
+            tracing::error!(error = %e, filing = %id, "could not record a poll answer");
+        }
+    }
+
+    async fn record(&self, delivery: &ClaimedDelivery, event: DeliveryEvent, next_at: Option<time::OffsetDateTime>) {
         let mut update = DeliveryUpdate::new(event, self.clock.now());
         update.fence = Some(delivery.fence);
-        update.retry_at = retry_at;
+        update.next_at = next_at;
         match self.queue.record(&delivery.key, &update).await {
             Ok(Recorded::LostLease) => {
                 tracing::warn!(practice = %delivery.key.practice_id, institution = %delivery.key.institution, "lease lost; result discarded")

@@ -381,13 +381,19 @@ async fn process(
     response
 }
 
-async fn filing_state(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+async fn filing_state(State(sim): State<Arc<Sim>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if sim.behaviour.lock().map(|b| b.down).unwrap_or(false) {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([]));
+    }
+    if let Err(e) = sim.verifier.verify(&headers, b"") {
+        return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
+    }
     let found = sim.ledger.lock().ok().and_then(|l| l.processed.iter().find(|r| r.filing_id == id).cloned());
     match found {
-        Some(r) => {
-            Json(json!({ "filing_id": r.filing_id, "protocol_number": r.protocol_number, "outcome": "accepted" }))
-                .into_response()
-        }
+        // Every filing taken is registered and, in this simulation, accepted.
+        Some(r) => Json(json!({ "filing_id": r.filing_id, "protocol_number": r.protocol_number, "outcome": "accepted",
+                                "reasons": [], "fields": [] }))
+        .into_response(),
         None => problem(StatusCode::NOT_FOUND, "Pratica sconosciuta", json!([])),
     }
 }

@@ -234,6 +234,7 @@ pub async fn start_simulators(
                     base_delay: std::time::Duration::from_millis(500),
                     max_delay: std::time::Duration::from_secs(10),
                 },
+                poll_interval: None,
             }),
         );
         handles.push(handle);

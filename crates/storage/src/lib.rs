@@ -124,6 +124,15 @@ pub struct ClaimedDelivery {
     pub service_id: String,
 }
 
+/// A delivery whose institution is asked for news (it does not call back, or not yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollItem {
+    pub key: DeliveryKey,
+    pub revision: u32,
+    pub owner: CodiceFiscale,
+    pub service_id: String,
+}
+
 /// What recording an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -147,13 +156,14 @@ pub struct DeliveryUpdate {
     pub message_id: Option<String>,
     /// The revision the event is about; an older revision than the current one is stale.
     pub revision: Option<u32>,
-    /// When to try again, for a transient failure.
-    pub retry_at: Option<OffsetDateTime>,
+    /// For worker results: when to look at the delivery again (the retry after a transient
+    /// failure, or the first poll after a successful send to an institution that is polled).
+    pub next_at: Option<OffsetDateTime>,
 }
 
 impl DeliveryUpdate {
     pub fn new(event: DeliveryEvent, at: OffsetDateTime) -> Self {
-        Self { event, at, fence: None, message_id: None, revision: None, retry_at: None }
+        Self { event, at, fence: None, message_id: None, revision: None, next_at: None }
     }
 }
 
@@ -181,6 +191,16 @@ pub trait DeliveryQueue: Send + Sync + std::fmt::Debug {
         lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Deliveries of `institution` waiting for news (delivered or taken in charge) whose next
+    /// check is due; each is rescheduled `interval` later as it is claimed.
+    async fn claim_for_poll(
+        &self,
+        institution: &str,
+        now: OffsetDateTime,
+        interval: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<PollItem>, StoreError>;
 
     /// Applies an event to a delivery (domain rules decide), logs it in the timeline, and
     /// moves the practice when all its deliveries say so. `NotFound` for an unknown delivery.

@@ -22,8 +22,8 @@ use time::OffsetDateTime;
 
 use crate::{
     data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, ClaimedDelivery, CurrentDelivery,
-    DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PracticeQuery, PracticeRow, PracticeStore,
-    Recorded, StoreError, TimelineEntry,
+    DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery, PracticeRow,
+    PracticeStore, Recorded, StoreError, TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
@@ -415,6 +415,48 @@ impl DeliveryQueue for PostgresStore {
             .collect()
     }
 
+    async fn claim_for_poll(
+        &self,
+        institution: &str,
+        now: OffsetDateTime,
+        interval: Duration,
+        limit: u32,
+    ) -> Result<Vec<PollItem>, StoreError> {
+        let rows = sqlx::query(
+            "WITH due AS ( \
+               SELECT practice_id, institution FROM deliveries \
+               WHERE institution = $1 AND state IN ('delivered', 'taken_in_charge') \
+                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $2 \
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE deliveries d SET next_attempt_at = $4 FROM due, practices p \
+             WHERE d.practice_id = due.practice_id AND d.institution = due.institution AND p.id = d.practice_id \
+             RETURNING d.practice_id::text AS practice_id, d.institution, d.revision::bigint AS revision, p.owner_cf, \
+               p.service_id",
+        )
+        .bind(institution)
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(now + interval)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let practice_id: String = r.try_get("practice_id")?;
+                let owner: String = r.try_get("owner_cf")?;
+                Ok(PollItem {
+                    key: DeliveryKey {
+                        practice_id: PracticeId::parse(&practice_id)
+                            .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,
+                        institution: r.try_get("institution")?,
+                    },
+                    revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
+                    owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+                    service_id: r.try_get("service_id")?,
+                })
+            })
+            .collect()
+    }
+
     async fn record(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = locked_delivery(&mut tx, key).await?;
@@ -433,10 +475,7 @@ impl DeliveryQueue for PostgresStore {
             write_status(&mut tx, key, status, update.at).await?;
         }
         if plan.release_lease {
-            let retry = match (&update.event, update.retry_at) {
-                (DeliveryEvent::TransientFailure { .. }, Some(at)) => Some(at),
-                _ => None,
-            };
+            let retry = update.next_at;
             sqlx::query(
                 "UPDATE deliveries SET lease_until = NULL, next_attempt_at = $1 WHERE practice_id = $2 AND institution = $3",
             )

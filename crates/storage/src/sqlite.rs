@@ -22,8 +22,8 @@ use time::OffsetDateTime;
 
 use crate::{
     data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, ClaimedDelivery, CurrentDelivery,
-    DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PracticeQuery, PracticeRow, PracticeStore,
-    Recorded, StoreError, TimelineEntry,
+    DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery, PracticeRow,
+    PracticeStore, Recorded, StoreError, TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
@@ -415,6 +415,51 @@ impl DeliveryQueue for SqliteStore {
         Ok(claimed)
     }
 
+    async fn claim_for_poll(
+        &self,
+        institution: &str,
+        now: OffsetDateTime,
+        interval: Duration,
+        limit: u32,
+    ) -> Result<Vec<PollItem>, StoreError> {
+        let now_ms = millis(now);
+        let next_ms = now_ms.saturating_add(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX));
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE rowid IN (SELECT rowid FROM deliveries \
+               WHERE institution = ? AND state IN ('delivered', 'taken_in_charge') \
+               AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) \
+             RETURNING practice_id, institution, revision",
+        )
+        .bind(next_ms)
+        .bind(institution)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let practice_id: String = r.try_get("practice_id")?;
+            let p = sqlx::query("SELECT owner_cf, service_id FROM practices WHERE id = ?")
+                .bind(&practice_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let owner: String = p.try_get("owner_cf")?;
+            items.push(PollItem {
+                key: DeliveryKey {
+                    practice_id: PracticeId::parse(&practice_id)
+                        .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,
+                    institution: r.try_get("institution")?,
+                },
+                revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
+                owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+                service_id: p.try_get("service_id")?,
+            });
+        }
+        tx.commit().await?;
+        Ok(items)
+    }
+
     async fn record(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
@@ -440,10 +485,7 @@ impl DeliveryQueue for SqliteStore {
             write_status(&mut tx, key, status, update.at).await?;
         }
         if plan.release_lease {
-            let retry = match (&update.event, update.retry_at) {
-                (DeliveryEvent::TransientFailure { .. }, Some(at)) => Some(millis(at)),
-                _ => None,
-            };
+            let retry = update.next_at.map(millis);
             sqlx::query("UPDATE deliveries SET lease_until = NULL, next_attempt_at = ? WHERE practice_id = ? AND institution = ?")
                 .bind(retry)
                 .bind(key.practice_id.to_string())

@@ -124,6 +124,7 @@ contract!(
     retries_wait_until_due,
     no_recipient_reached_returns_to_drafts,
     resend_touches_one_recipient_only,
+    silent_institutions_are_polled_on_schedule,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -429,7 +430,7 @@ async fn retries_wait_until_due(b: Backend) {
         let mut failure =
             DeliveryUpdate::new(DeliveryEvent::TransientFailure { reason: "connection refused".into() }, NOW);
         failure.fence = Some(c.fence);
-        failure.retry_at = Some(NOW + time::Duration::seconds(60));
+        failure.next_at = Some(NOW + time::Duration::seconds(60));
         b.store.record(&c.key, &failure).await.expect("record");
     }
     assert!(b.store.claim_due(NOW + time::Duration::seconds(59), LEASE, 10).await.expect("claim").is_empty());
@@ -505,4 +506,33 @@ async fn resend_touches_one_recipient_only(b: Backend) {
     late.message_id = Some(format!("late-{id}"));
     assert_eq!(b.store.record(&key(id, "inail"), &late).await.expect("late"), Recorded::Unchanged);
     assert_eq!(state_of(&b, id, "inail").await, DeliveryState::Queued);
+}
+
+async fn silent_institutions_are_polled_on_schedule(b: Backend) {
+    let id = submitted(&b).await;
+    let first_poll = NOW + time::Duration::seconds(10);
+    for c in b.store.claim_due(NOW, LEASE, 10).await.expect("claim") {
+        let mut sent = DeliveryUpdate::new(DeliveryEvent::Sent { protocol_number: None }, NOW);
+        sent.fence = Some(c.fence);
+        // INPS is polled; the others call back.
+        sent.next_at = (c.key.institution == "inps").then_some(first_poll);
+        b.store.record(&c.key, &sent).await.expect("record");
+    }
+    let interval = Duration::from_secs(30);
+    assert!(b.store.claim_for_poll("inps", NOW, interval, 10).await.expect("poll").is_empty(), "not yet");
+    let due = b.store.claim_for_poll("inps", first_poll, interval, 10).await.expect("poll");
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].key.practice_id, due[0].revision, &due[0].owner), (id, 0, &holder()));
+    assert!(b.other.claim_for_poll("inps", first_poll, interval, 10).await.expect("poll").is_empty(), "rescheduled");
+    assert!(b.store.claim_for_poll("inail", first_poll, interval, 10).await.expect("poll").is_empty(), "not polled");
+    let later = first_poll + time::Duration::seconds(30);
+    assert_eq!(b.store.claim_for_poll("inps", later, interval, 10).await.expect("poll").len(), 1, "polled again");
+    // Once the outcome is known, polling stops.
+    let outcome = DeliveryUpdate::new(
+        DeliveryEvent::Outcome { accepted: true, protocol_number: Some("P".into()), rejection: None },
+        later,
+    );
+    b.store.record(&key(id, "inps"), &outcome).await.expect("outcome");
+    let much_later = later + time::Duration::hours(1);
+    assert!(b.store.claim_for_poll("inps", much_later, interval, 10).await.expect("poll").is_empty());
 }

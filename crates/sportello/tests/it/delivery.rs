@@ -38,6 +38,11 @@ fn quick_behaviour() -> Behaviour {
 }
 
 async fn world() -> World {
+    world_with(None).await
+}
+
+/// A world whose channels poll the institutions at `poll` (when given).
+async fn world_with(poll: Option<Duration>) -> World {
     let dir = tempfile::tempdir().expect("temp");
     let pki = TestPki::generate("Delivery test CA").expect("pki");
     let server = pki.server(&["localhost", "127.0.0.1"]).expect("server");
@@ -82,6 +87,7 @@ async fn world() -> World {
                     base_delay: Duration::from_millis(50),
                     max_delay: Duration::from_millis(200),
                 },
+                poll_interval: poll,
             }),
         );
         sims.insert(id.to_string(), sim);
@@ -428,5 +434,20 @@ async fn the_simulator_refuses_a_broken_signature() {
     let r = request.body(&br#"{"filing_id":"y"}"#[..]).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(w.sims["inps"].received().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn institutions_that_never_call_back_are_polled() {
+    let mut w = world_with(Some(Duration::from_millis(100))).await;
+    for sim in w.sims.values() {
+        sim.set_behaviour(Behaviour { callbacks: false, ..quick_behaviour() });
+    }
+    let id = w.submit(with_long_description()).await;
+    let p = w.wait_for(&id, "outcomes learnt by polling", |p| all_in(p, "accepted")).await;
+    assert_eq!(p["state"], "completed");
+    let protocols: Vec<&str> =
+        p["deliveries"].as_array().expect("deliveries").iter().filter_map(|d| d["protocol_number"].as_str()).collect();
+    assert_eq!(protocols.len(), 3, "{p:#}");
     w.stop().await;
 }
