@@ -2,6 +2,7 @@
 //! portal. The `sportello` binary is a thin command-line layer over this library, and the
 //! integration tests start the portal through the very same [`start`].
 
+pub mod bench;
 pub mod catalog_files;
 pub mod demo;
 

@@ -101,6 +101,16 @@ enum Command {
         #[arg(long, env = "SPORTELLO_DATABASE_URL")]
         database_url: String,
     },
+    /// Measures intake, delivery throughput and time to protocol numbers on this machine
+    /// (build with --release for meaningful figures).
+    Bench {
+        #[arg(long, default_value_t = 200)]
+        practices: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value = "catalog")]
+        catalog: PathBuf,
+    },
     /// Catalog tools.
     Catalog {
         #[command(subcommand)]
@@ -286,6 +296,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             println!("simulated {institution} on https://{}", handle.addr);
             shutdown.await;
+        }
+        Command::Bench { practices, concurrency, catalog } => {
+            let report =
+                sportello::bench::run(practices.clamp(1, 100_000), concurrency.clamp(1, 256), &catalog).await?;
+            println!("{report}");
         }
         Command::Migrate { database_url } => {
             let store = storage::connect(&database_url).await?;

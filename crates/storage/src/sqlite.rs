@@ -70,6 +70,21 @@ impl SqliteStore {
     }
 }
 
+/// Commits per second on the disk holding `path`: `count` one-row transactions, each
+/// `BEGIN IMMEDIATE … COMMIT` with the store's own settings. The reference figure for what
+/// the portal's intake can reach on that disk (benchmarks only).
+pub async fn measure_commit_rate(path: &Path, count: u32) -> Result<f64, StoreError> {
+    let store = SqliteStore::open(path).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS commit_probe (n INTEGER NOT NULL)").execute(&store.pool).await?;
+    let started = std::time::Instant::now();
+    for n in 0..count {
+        let mut tx = store.begin_write().await?;
+        sqlx::query("INSERT INTO commit_probe (n) VALUES (?)").bind(i64::from(n)).execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    Ok(f64::from(count) / started.elapsed().as_secs_f64().max(f64::EPSILON))
+}
+
 fn practice_row(row: &SqliteRow) -> Result<PracticeRow, sqlx::Error> {
     Ok(PracticeRow {
         id: row.try_get("id")?,

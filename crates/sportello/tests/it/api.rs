@@ -2,7 +2,6 @@
 //! runs) on 127.0.0.1 port 0, and called with test smart cards as TLS client certificates.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use identity::test_pki::{CardSpec, Issued, TestPki};
 use identity::CardProfile;
@@ -76,34 +75,9 @@ async fn spawn_app() -> TestApp {
     spawn_app_with(None).await
 }
 
-fn pem_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>().expect("pem certs")
-}
-
-/// An HTTPS client trusting `ca_pem` and presenting `card`, if any; connections to
-/// `localhost` go to 127.0.0.1.
+/// An HTTPS client trusting `ca_pem` and presenting `card`, if any.
 pub fn client_with(ca_pem: &str, card: Option<&Issued>) -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in pem_certs(ca_pem) {
-        roots.add(c).expect("root");
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
-    let config = match card {
-        Some(card) => {
-            let key = rustls_pemfile::private_key(&mut card.key_pem.as_bytes()).expect("key pem").expect("a key");
-            builder.with_client_auth_cert(pem_certs(&card.cert_pem), key).expect("client auth")
-        }
-        None => builder.with_no_client_auth(),
-    };
-    reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .resolve("localhost", "127.0.0.1:0".parse().expect("addr"))
-        .build()
-        .expect("client")
+    sportello::bench::https_client(ca_pem, card).expect("client")
 }
 
 impl TestApp {
@@ -475,6 +449,8 @@ async fn openapi_describes_every_route() {
         ("/api/v1/practices/{id}", &["get", "put"]),
         ("/api/v1/practices/{id}/submit", &["post"]),
         ("/api/v1/me", &["get"]),
+        ("/api/v1/practices/{id}/deliveries/{institution}/resend", &["post"]),
+        ("/institutions/v1/{institution}/events", &["post"]),
     ] {
         for m in methods {
             assert!(paths.get(path).and_then(|p| p.get(m)).is_some(), "{m} {path} is not documented");
