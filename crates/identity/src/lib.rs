@@ -3,6 +3,7 @@
 //! - [`card`]: who a client certificate names, under the CNS profile: the holder's codice
 //!   fiscale (from the CN `CF/card.hash`, or `serialNumber` `TINIT-CF` / `IT:CF`), names, and the
 //!   profile checks (client-auth usage, an accepted certificate policy, validity dates).
+//! - [`revocation`]: CRL freshness and the stale-CRL policy;
 //! - [`test_pki`]: a throw-away PKI (CA, server certificate, smart-card-like client certificates)
 //!   for the demo and the tests. Never used for real cards.
 //!
@@ -10,6 +11,7 @@
 //! what a verified certificate says.
 
 pub mod card;
+pub mod revocation;
 pub mod test_pki;
 
 pub use card::{CardProfile, CardRefusal, Holder};

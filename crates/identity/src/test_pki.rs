@@ -27,6 +27,8 @@ pub struct Issued {
     pub key_pem: String,
     pub der: Vec<u8>,
     key_der: Vec<u8>,
+    /// The certificate's serial number (big-endian bytes), to list it in a CRL.
+    pub serial: Vec<u8>,
 }
 
 impl Issued {
@@ -175,6 +177,7 @@ impl TestPki {
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
             key_der: key.serialize_der(),
+            serial: Vec::new(),
         };
         Ok(Self { issuer: Issuer::new(params, key), ca, next_serial: std::cell::Cell::new(1000) })
     }
@@ -193,7 +196,54 @@ impl TestPki {
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
             key_der: key.serialize_der(),
+            serial: params.serial_number.as_ref().map(|s| s.to_bytes()).unwrap_or_default(),
         })
+    }
+
+    /// Reloads a CA from its certificate and key (PEM), to issue more or sign CRLs later.
+    pub fn load(ca_cert_pem: &str, ca_key_pem: &str) -> Result<Self, PkiError> {
+        let key = KeyPair::from_pem(ca_key_pem)?;
+        let (_, parsed) = x509_parser::pem::parse_x509_pem(ca_cert_pem.as_bytes())
+            .map_err(|e| PkiError::Parameter(format!("CA certificate: {e}")))?;
+        let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+        let ca = Issued {
+            cert_pem: ca_cert_pem.to_string(),
+            key_pem: ca_key_pem.to_string(),
+            der: parsed.contents,
+            key_der: key.serialize_der(),
+            serial: Vec::new(),
+        };
+        // Serials from the clock, so reissued certificates do not collide with earlier ones.
+        let start = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(1) << 16;
+        Ok(Self { issuer, ca, next_serial: std::cell::Cell::new(start) })
+    }
+
+    /// A CRL (PEM) listing `revoked` serials, valid from `this_update` to `next_update`.
+    pub fn crl(
+        &self,
+        revoked: &[Vec<u8>],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<String, PkiError> {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(
+                u64::try_from(this_update.unix_timestamp()).unwrap_or(1).to_be_bytes().to_vec(),
+            ),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from(serial.clone()),
+                    revocation_time: this_update,
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
     }
 
     /// A TLS server certificate for these DNS names and IP addresses.

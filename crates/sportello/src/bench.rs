@@ -139,6 +139,8 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
             cert_chain_pem: server.cert_pem.clone(),
             key_pem: server.key_pem.clone(),
             client_ca_pem: pki.ca.cert_pem.clone(),
+            crl_pems: Vec::new(),
+            crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
         channels: Some(Channels {
@@ -150,6 +152,8 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
         }),
         run_worker: true,
         worker: WorkerSettings { batch: 32, idle: Duration::from_millis(10), ..WorkerSettings::default() },
+        crl_files: Vec::new(),
+        crl_refresh: Duration::from_secs(300),
     };
     let running = crate::start(&settings).await?;
     let base = format!("https://localhost:{}", running.addr.port());

@@ -17,16 +17,31 @@ pub struct DemoCard {
     pub surname: &'static str,
     pub tax_code: &'static str,
     pub role: &'static str,
+    pub kind: CardKind,
+}
+
+/// What is wrong with a demo card, if anything: the portal must refuse all but `Valid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardKind {
+    Valid,
+    Expired,
+    /// Listed in the demo CRL.
+    Revoked,
+    /// Issued by a certifier the portal does not trust.
+    UntrustedIssuer,
+    /// Without the CNS certificate policy.
+    NoCnsPolicy,
 }
 
 /// The cards of the demo.
-pub const DEMO_CARDS: [DemoCard; 2] = [
+pub const DEMO_CARDS: [DemoCard; 7] = [
     DemoCard {
         slug: "diprova",
         given_name: "Utente",
         surname: "DiProva",
         tax_code: "DPRTNT80A01H501Y",
         role: "titolare d'impresa / business owner",
+        kind: CardKind::Valid,
     },
     DemoCard {
         slug: "bianco",
@@ -34,6 +49,47 @@ pub const DEMO_CARDS: [DemoCard; 2] = [
         surname: "Bianco",
         tax_code: "BNCSFN85T58G702W",
         role: "commercialista / accountant",
+        kind: CardKind::Valid,
+    },
+    DemoCard {
+        slug: "verdi",
+        given_name: "Giuseppe",
+        surname: "Verdi",
+        tax_code: "VRDGPP80A01H501U",
+        role: "abilitato solo presso l'INPS / authorised at INPS only",
+        kind: CardKind::Valid,
+    },
+    DemoCard {
+        slug: "scaduta",
+        given_name: "Elena",
+        surname: "Neri",
+        tax_code: "NRELNE75B41F205A",
+        role: "carta scaduta / expired card",
+        kind: CardKind::Expired,
+    },
+    DemoCard {
+        slug: "revocata",
+        given_name: "Luca",
+        surname: "Galli",
+        tax_code: "GLLLCU70C15L219K",
+        role: "carta revocata / revoked card",
+        kind: CardKind::Revoked,
+    },
+    DemoCard {
+        slug: "altro-certificatore",
+        given_name: "Rosa",
+        surname: "Blu",
+        tax_code: "BLURSO82D10A944E",
+        role: "certificatore non riconosciuto / untrusted issuer",
+        kind: CardKind::UntrustedIssuer,
+    },
+    DemoCard {
+        slug: "non-cns",
+        given_name: "Mario",
+        surname: "Rossi",
+        tax_code: "RSSMRA80A01H501U",
+        role: "certificato senza profilo CNS / not a CNS certificate",
+        kind: CardKind::NoCnsPolicy,
     },
 ];
 
@@ -78,6 +134,10 @@ impl DemoFiles {
     pub fn institution_key(&self, id: &str) -> PathBuf {
         self.pki_dir().join(format!("{id}-key.pem"))
     }
+    /// The demo certifier's revocation list.
+    pub fn crl(&self) -> PathBuf {
+        self.pki_dir().join("crl.pem")
+    }
     fn pki_dir(&self) -> PathBuf {
         self.dir.join("pki")
     }
@@ -86,6 +146,7 @@ impl DemoFiles {
     fn expected(&self) -> Vec<PathBuf> {
         let mut files = vec![
             self.ca_cert.clone(),
+            self.dir.join("pki/ca-key.pem"),
             self.server_cert.clone(),
             self.server_key.clone(),
             self.portal_cert(),
@@ -110,6 +171,8 @@ impl DemoFiles {
             cert_chain_pem: read(&self.server_cert)?,
             key_pem: read(&self.server_key)?,
             client_ca_pem: read(&self.ca_cert)?,
+            crl_pems: Vec::new(),
+            crl_grace: std::time::Duration::from_secs(24 * 3600),
         })
     }
 }
@@ -171,15 +234,44 @@ pub fn prepare(dir: &Path, random: &dyn Randomness) -> anyhow::Result<DemoFiles>
         write(&files.institution_key(id), cert.key_pem.as_bytes(), true)?;
     }
     let card_password = random_password(random)?;
+    let rogue = TestPki::generate("Certificatore non riconosciuto")?;
     for card in &DEMO_CARDS {
-        let issued = pki.card(&CardSpec::new(card.given_name, card.surname, card.tax_code))?;
+        let mut spec = CardSpec::new(card.given_name, card.surname, card.tax_code);
+        let now = time::OffsetDateTime::now_utc();
+        match card.kind {
+            CardKind::Expired => {
+                spec.not_before = now - time::Duration::days(800);
+                spec.not_after = now - time::Duration::days(30);
+            }
+            CardKind::NoCnsPolicy => spec.policies = vec!["1.3.6.1.4.1.99999.1".into()],
+            CardKind::Valid | CardKind::Revoked | CardKind::UntrustedIssuer => {}
+        }
+        let issued = if card.kind == CardKind::UntrustedIssuer { rogue.card(&spec)? } else { pki.card(&spec)? };
         write(&files.card_cert(card), issued.cert_pem.as_bytes(), false)?;
         write(&files.card_key(card), issued.key_pem.as_bytes(), true)?;
         let p12 = issued.to_pkcs12(&card_password, &pki.ca.der, &format!("{} {}", card.given_name, card.surname))?;
         write(&files.card_p12(card), &p12, true)?;
     }
+    refresh_crl(&files)?;
     write(&password_file, format!("{card_password}\n").as_bytes(), true)?;
     Ok(DemoFiles { card_password, ..files })
+}
+
+/// Signs the demo CRL anew (valid for a week), listing the revoked demo card. Run at every
+/// start, so a demo left for weeks does not end with a stale CRL.
+pub fn refresh_crl(files: &DemoFiles) -> anyhow::Result<PathBuf> {
+    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let pki = TestPki::load(&read(&files.ca_cert)?, &read(&files.dir.join("pki/ca-key.pem"))?)?;
+    let revoked: Vec<Vec<u8>> = DEMO_CARDS
+        .iter()
+        .filter(|c| c.kind == CardKind::Revoked)
+        .filter_map(|c| read(&files.card_cert(c)).ok().and_then(|pem| identity::revocation::serial_of_pem(&pem)))
+        .collect();
+    let now = time::OffsetDateTime::now_utc();
+    let crl = pki.crl(&revoked, now - time::Duration::minutes(5), now + time::Duration::days(7))?;
+    let path = files.crl();
+    write(&path, crl.as_bytes(), false)?;
+    Ok(path)
 }
 
 /// Starts the simulated institutions on loopback ports and returns them with the channels

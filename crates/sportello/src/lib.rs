@@ -39,6 +39,10 @@ pub struct Settings {
     pub channels: Option<Channels>,
     /// Run the delivery worker inside this process.
     pub run_worker: bool,
+    /// CRL files (PEM) re-read every `crl_refresh`, replacing `tls.crl_pems`; new connections
+    /// use the new lists at once, without a restart.
+    pub crl_files: Vec<PathBuf>,
+    pub crl_refresh: std::time::Duration,
     pub worker: WorkerSettings,
 }
 
@@ -80,8 +84,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("opening the database {}", redact(&settings.database_url)))?;
     store.migrate().await.context("migrating the database")?;
-    let tls = web::tls::server_config(&settings.tls).context("setting up TLS")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut material = settings.tls.clone();
+    if !settings.crl_files.is_empty() {
+        material.crl_pems = read_all(&settings.crl_files)?;
+    }
+    let tls = web::tls::TlsHandle::new(web::tls::server_config(&material, clock.now()).context("setting up TLS")?);
     let random: Arc<dyn domain::Randomness> = Arc::new(SystemRandomness::default());
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("listening on {}", settings.listen))?;
@@ -105,6 +113,16 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         tracing::warn!("no delivery channels configured: filings stay queued and callbacks are refused");
     }
     let (worker_stop, worker_stopped) = watch::channel(false);
+    if !settings.crl_files.is_empty() {
+        tokio::spawn(reload_crls(
+            tls.clone(),
+            material,
+            settings.crl_files.clone(),
+            settings.crl_refresh,
+            clock.clone(),
+            worker_stopped.clone(),
+        ));
+    }
     let worker = match (&channels, settings.run_worker) {
         (Some(channels), true) => {
             let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
@@ -131,6 +149,40 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     }));
     tracing::info!(%addr, "portal listening");
     Ok(Running { addr, stop: Some(stop), task, worker_stop, worker })
+}
+
+fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    files.iter().map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))).collect()
+}
+
+/// Re-reads the CRL files every `every` and swaps the TLS configuration; a file that cannot be
+/// read or parsed keeps the previous configuration (and is logged), so a bad download never
+/// opens the door to revoked cards.
+async fn reload_crls(
+    tls: Arc<web::tls::TlsHandle>,
+    mut material: TlsMaterial,
+    files: Vec<PathBuf>,
+    every: std::time::Duration,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let rebuilt = read_all(&files).and_then(|pems| {
+            material.crl_pems = pems;
+            Ok(web::tls::server_config(&material, clock.now())?)
+        });
+        match rebuilt {
+            Ok(config) => {
+                tls.replace(config);
+                tracing::info!(files = files.len(), "CRLs reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "CRL reload failed; keeping the previous lists"),
+        }
+    }
 }
 
 /// Runs only the delivery worker (`sportello worker`), until `shutdown` completes.

@@ -58,6 +58,14 @@ enum Command {
         /// Do not run the delivery worker in this process (run `sportello worker` instead).
         #[arg(long)]
         no_worker: bool,
+        /// A certifier's CRL (PEM); repeat for several. Re-read every --crl-refresh-secs.
+        #[arg(long = "crl", env = "SPORTELLO_CRLS", value_delimiter = ',')]
+        crls: Vec<PathBuf>,
+        #[arg(long, default_value_t = 300)]
+        crl_refresh_secs: u64,
+        /// Hours a CRL past its nextUpdate is still used before its certifier's cards are refused.
+        #[arg(long, default_value_t = 24)]
+        crl_grace_hours: u64,
     },
     /// Runs only the delivery worker: sends queued filings and records the answers.
     Worker {
@@ -195,6 +203,8 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         channels: Some(channels),
         run_worker: true,
         worker: worker_settings(),
+        crl_files: vec![demo::refresh_crl(&files)?],
+        crl_refresh: std::time::Duration::from_secs(300),
     };
     let running = sportello::start(&settings).await?;
     let url = format!("https://localhost:{}", running.addr.port());
@@ -238,7 +248,19 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo { data_dir, port, catalog, database_url } => demo(data_dir, port, catalog, database_url).await?,
-        Command::Serve { listen, database_url, catalog, tls_cert, tls_key, client_ca, channels, no_worker } => {
+        Command::Serve {
+            listen,
+            database_url,
+            catalog,
+            tls_cert,
+            tls_key,
+            client_ca,
+            channels,
+            no_worker,
+            crls,
+            crl_refresh_secs,
+            crl_grace_hours,
+        } => {
             let settings = Settings {
                 listen,
                 database_url,
@@ -247,11 +269,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cert_chain_pem: read(&tls_cert)?,
                     key_pem: read(&tls_key)?,
                     client_ca_pem: read(&client_ca)?,
+                    crl_pems: Vec::new(),
+                    crl_grace: std::time::Duration::from_secs(crl_grace_hours.saturating_mul(3600)),
                 },
                 card_profile: CardProfile::default(),
                 channels: channels.as_deref().map(Channels::load).transpose()?,
                 run_worker: !no_worker,
                 worker: worker_settings(),
+                crl_files: crls,
+                crl_refresh: std::time::Duration::from_secs(crl_refresh_secs.max(1)),
             };
             run_until_signal(&settings).await?;
         }

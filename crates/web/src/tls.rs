@@ -17,8 +17,10 @@ use axum::Router;
 use domain::Clock;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use identity::card::holder_from_der;
+use identity::revocation::Freshness;
 use identity::CardProfile;
 use rustls::pki_types::CertificateDer;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio::net::TcpListener;
@@ -62,20 +64,136 @@ pub struct TlsMaterial {
     pub key_pem: String,
     /// The certifiers whose cards are accepted.
     pub client_ca_pem: String,
+    /// Their certificate revocation lists (PEM), if revocation is checked. With CRLs, a card
+    /// from a certifier without one is refused (revocation status unknown).
+    pub crl_pems: Vec<String>,
+    /// How long a CRL past its `nextUpdate` is still used before its certifier's cards are
+    /// refused (see `identity::revocation`).
+    pub crl_grace: Duration,
+}
+
+/// The current TLS configuration, replaced in place when CRLs are reloaded: new connections
+/// use the new one, open connections keep theirs.
+#[derive(Debug)]
+pub struct TlsHandle(std::sync::RwLock<Arc<rustls::ServerConfig>>);
+
+impl TlsHandle {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Arc<Self> {
+        Arc::new(Self(std::sync::RwLock::new(config)))
+    }
+
+    pub fn current(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.0.read().ok().map(|c| c.clone())
+    }
+
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        if let Ok(mut current) = self.0.write() {
+            *current = config;
+        }
+    }
+}
+
+/// Refuses cards whose certifier's CRL is past its grace period, then lets webpki verify
+/// chain, validity, usage and revocation.
+#[derive(Debug)]
+struct StaleCrlGuard {
+    inner: Arc<dyn ClientCertVerifier>,
+    /// Issuer names (DER) whose CRL has expired beyond the grace period.
+    expired_issuers: Vec<Vec<u8>>,
+}
+
+impl ClientCertVerifier for StaleCrlGuard {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Some(issuer) = identity::revocation::issuer_of(end_entity.as_ref()) {
+            if self.expired_issuers.contains(&issuer) {
+                return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredRevocationList));
+            }
+        }
+        self.inner.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Builds the rustls configuration (ring provider, TLS 1.2 and 1.3, client certificates
-/// requested and verified against `client_ca_pem`).
-pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+/// requested and verified against `client_ca_pem` and the CRLs, as of `now`).
+pub fn server_config(
+    material: &TlsMaterial,
+    now: time::OffsetDateTime,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in certs(&material.client_ca_pem, "client CA bundle")? {
         roots.add(ca)?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+    let mut crls = Vec::new();
+    let mut expired_issuers = Vec::new();
+    for pem in &material.crl_pems {
+        let before = crls.len();
+        for crl in rustls_pemfile::crls(&mut BufReader::new(pem.as_bytes())) {
+            let crl = crl.map_err(|source| TlsSetupError::Pem { what: "CRL", source })?;
+            let info = identity::revocation::CrlInfo::from_der(crl.as_ref()).map_err(TlsSetupError::Verifier)?;
+            match info.freshness(now, material.crl_grace) {
+                Freshness::Fresh => {}
+                Freshness::StaleInGrace => {
+                    tracing::warn!(next_update = ?info.next_update, "a CRL is past its nextUpdate; still used within the grace period")
+                }
+                Freshness::Expired => {
+                    tracing::error!(next_update = ?info.next_update, "a CRL expired beyond the grace period: its certifier's cards are refused");
+                    expired_issuers.push(info.issuer.clone());
+                }
+            }
+            crls.push(crl);
+        }
+        // A configured list that holds nothing is a broken download, never "nothing revoked".
+        if crls.len() == before {
+            return Err(TlsSetupError::Empty("CRL file"));
+        }
+    }
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).allow_unauthenticated();
+    if !crls.is_empty() {
+        builder = builder.with_crls(crls);
+    }
+    let inner = builder.build().map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+    let verifier = Arc::new(StaleCrlGuard { inner, expired_issuers });
     let key = rustls_pemfile::private_key(&mut BufReader::new(material.key_pem.as_bytes()))
         .map_err(|source| TlsSetupError::Pem { what: "server key", source })?
         .ok_or(TlsSetupError::Empty("server key"))?;
@@ -116,12 +234,11 @@ impl PeerCheck {
 /// finish (for at most ten seconds).
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<TlsHandle>,
     peer_check: PeerCheck,
     app: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -137,7 +254,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
+        let Some(config) = tls.current() else {
+            tracing::error!("TLS configuration unavailable");
+            continue;
+        };
+        let acceptor = TlsAcceptor::from(config);
         let app = app.clone();
         let peer_check = peer_check.clone();
         let watcher = graceful.watcher();

@@ -2,6 +2,7 @@
 //! runs) on 127.0.0.1 port 0, and called with test smart cards as TLS client certificates.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use identity::test_pki::{CardSpec, Issued, TestPki};
 use identity::CardProfile;
@@ -50,12 +51,16 @@ async fn spawn_app_with(database_url: Option<String>) -> TestApp {
             cert_chain_pem: server.cert_pem.clone(),
             key_pem: server.key_pem.clone(),
             client_ca_pem: pki.ca.cert_pem.clone(),
+            crl_pems: Vec::new(),
+            crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
         // No institutions: filings stay queued, which is what these tests look at.
         channels: None,
         run_worker: false,
         worker: Default::default(),
+        crl_files: Vec::new(),
+        crl_refresh: Duration::from_secs(300),
     };
     let running = sportello::start(&settings).await.expect("portal starts");
     TestApp {

@@ -101,6 +101,8 @@ async fn world_with(poll: Option<Duration>) -> World {
             cert_chain_pem: server.cert_pem.clone(),
             key_pem: server.key_pem.clone(),
             client_ca_pem: pki.ca.cert_pem.clone(),
+            crl_pems: Vec::new(),
+            crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
         channels: Some(Channels {
@@ -112,6 +114,8 @@ async fn world_with(poll: Option<Duration>) -> World {
         }),
         run_worker: true,
         worker: WorkerSettings { idle: Duration::from_millis(20), ..WorkerSettings::default() },
+        crl_files: Vec::new(),
+        crl_refresh: Duration::from_secs(300),
     };
     let running = sportello::start(&settings).await.expect("portal");
     World {

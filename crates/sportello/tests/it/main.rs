@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // Tests may fail loudly.
 
 mod api;
+mod cards;
 mod cli;
 mod crash;
 mod delivery;
