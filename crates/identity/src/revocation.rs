@@ -74,8 +74,9 @@ mod tests {
         let pki = TestPki::generate("t").expect("pki");
         let card = pki.card(&CardSpec::new("A", "B", "RSSMRA45C12F205C")).expect("card");
         let now = OffsetDateTime::now_utc();
-        let pem =
-            pki.crl(&[card.serial.clone()], now - time::Duration::days(1), now + time::Duration::days(1)).expect("crl");
+        let pem = pki
+            .crl(std::slice::from_ref(&card.serial), now - time::Duration::days(1), now + time::Duration::days(1))
+            .expect("crl");
         let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
         let info = CrlInfo::from_der(&parsed.contents).expect("crl");
         assert_eq!(info.revoked, 1);

@@ -68,7 +68,7 @@ async fn the_certificate_matrix() {
     let valid = pki.card(&spec(|_| {})).expect("card");
     let revoked = pki.card(&spec(|_| {})).expect("card");
     let crl = pki
-        .crl(&[revoked.serial.clone()], now - time::Duration::minutes(1), now + time::Duration::days(1))
+        .crl(std::slice::from_ref(&revoked.serial), now - time::Duration::minutes(1), now + time::Duration::days(1))
         .expect("crl");
     let p = portal(&pki, vec![crl], Vec::new(), Duration::from_secs(3600)).await;
 
@@ -162,7 +162,8 @@ async fn crls_are_reloaded_without_a_restart() {
     assert_eq!(p.me(Some(&card)).await.expect("answered").0, StatusCode::OK);
 
     // The certifier revokes the card; the new list is picked up by the running portal.
-    std::fs::write(&crl_file, pki.crl(&[card.serial.clone()], now, now + day).expect("crl")).expect("write");
+    std::fs::write(&crl_file, pki.crl(std::slice::from_ref(&card.serial), now, now + day).expect("crl"))
+        .expect("write");
     let deadline = Instant::now() + Duration::from_secs(10);
     while p.me(Some(&card)).await.is_ok() {
         assert!(Instant::now() < deadline, "the revoked card is still accepted");
