@@ -12,6 +12,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use domain::authorisation::Grant;
+
 use crate::channels::Channel;
 use crate::modi::Signer;
 
@@ -148,6 +150,26 @@ impl InstitutionClient {
 
     pub fn channel(&self) -> &Channel {
         &self.channel
+    }
+
+    /// Asks the institution for which businesses `tax_code` may file there
+    /// (`GET /authorisations/{tax_code}`, signed).
+    pub async fn authorisations(&self, tax_code: &str, signer: &Signer) -> Result<Vec<Grant>, String> {
+        let headers =
+            signer.sign(&self.channel.audience, b"", "application/json", tax_code).map_err(|e| e.to_string())?;
+        let mut request = self.http.get(format!("{}/authorisations/{tax_code}", self.channel.base_url));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| format!("cannot reach the institution: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            businesses: Vec<Grant>,
+        }
+        response.json::<Answer>().await.map(|a| a.businesses).map_err(|e| format!("unreadable answer: {e}"))
     }
 
     /// Asks the institution where a filing stands (`GET /filings/{id}`, signed).

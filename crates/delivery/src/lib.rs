@@ -7,6 +7,7 @@
 //! - [`client`]: one HTTP call to an institution and what its answer means for the delivery;
 //! - [`worker`]: the outbox worker that claims due deliveries, sends them and records answers.
 
+pub mod authorisation;
 pub mod channels;
 pub mod client;
 pub mod modi;

@@ -127,6 +127,8 @@ pub struct FilingKind {
 pub struct Institution {
     pub id: String,
     pub name: Text,
+    /// How to obtain the authorisation to file online there.
+    pub authorisation_help: Text,
     pub filings: Vec<FilingKind>,
 }
 
@@ -289,6 +291,7 @@ struct RawField {
 struct RawInstitution {
     id: Spanned<String>,
     name: Spanned<Text>,
+    authorisation_help: Spanned<Text>,
     #[serde(default)]
     filings: Vec<Spanned<RawFiling>>,
 }
@@ -601,6 +604,7 @@ impl Catalog {
                 );
             }
             r.text(&raw.name, "name");
+            r.text(&raw.authorisation_help, "authorisation_help");
             let mut filings: Vec<FilingKind> = Vec::new();
             for rf in &raw.filings {
                 let f = rf.get_ref();
@@ -669,7 +673,12 @@ impl Catalog {
             if filings.is_empty() {
                 r.at(raw.id.span().start, format!("institution `{id}` has no filing kinds"));
             }
-            institutions.push(Institution { id, name: raw.name.get_ref().clone(), filings });
+            institutions.push(Institution {
+                id,
+                name: raw.name.get_ref().clone(),
+                authorisation_help: raw.authorisation_help.get_ref().clone(),
+                filings,
+            });
         }
 
         // Services.

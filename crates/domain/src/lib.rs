@@ -2,6 +2,7 @@
 //!
 //! - [`identifiers`]: codice fiscale, partita IVA and the other formats, as types that cannot
 //!   hold an invalid value;
+//! - [`authorisation`]: who may file for which business at each institution;
 //! - [`catalog`]: institutions, filing kinds, the common-data dictionary and the integrated
 //!   services, parsed and cross-checked from TOML text;
 //! - [`practice`]: the practice ("pratica") state machine, draft and submission rules, and the
@@ -12,6 +13,7 @@
 //! Time and randomness come from the caller ([`Clock`], [`Randomness`]), so every rule is
 //! testable.
 
+pub mod authorisation;
 pub mod catalog;
 pub mod delivery;
 pub mod identifiers;

@@ -10,7 +10,7 @@
 //! - can be slow, fail a share of requests, be "down", and reject filings by field rules;
 //! - records every filing it processed, so tests can count them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +23,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use delivery::client::FilingEnvelope;
 use delivery::modi::{Signer, Verifier};
+use domain::authorisation::{Grant, Role};
 use domain::{Clock, Randomness};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -40,7 +41,7 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Behaviour {
-    /// Answer every request with 503.
+    /// The filing intake answers 503 (the authorisation service has its own switch).
     pub down: bool,
     /// Share of filings answered 503 (0 to 1).
     pub failure_rate: f64,
@@ -53,6 +54,11 @@ pub struct Behaviour {
     pub callback_delay_ms: u64,
     /// Reject on receipt (422) when a rule fails.
     pub rules: Vec<Rule>,
+    /// Who may file online here, for which businesses: codice fiscale → grants. Anyone else
+    /// may file for no business.
+    pub authorisations: BTreeMap<String, Vec<Grant>>,
+    /// The authorisation service answers 503.
+    pub authorisations_down: bool,
 }
 
 impl Default for Behaviour {
@@ -65,6 +71,8 @@ impl Default for Behaviour {
             callbacks: true,
             callback_delay_ms: 200,
             rules: Vec::new(),
+            authorisations: BTreeMap::new(),
+            authorisations_down: false,
         }
     }
 }
@@ -77,6 +85,14 @@ pub fn inail_rules() -> Vec<Rule> {
         min_length: 20,
         message: "Descrizione delle lavorazioni insufficiente per classificare il rischio (almeno 20 caratteri)".into(),
     }]
+}
+
+/// Grants `tax_code` the right to file for `businesses` as `role` (a helper for set-ups).
+pub fn grant(authorisations: &mut BTreeMap<String, Vec<Grant>>, tax_code: &str, businesses: &[&str], role: Role) {
+    authorisations
+        .entry(tax_code.to_string())
+        .or_default()
+        .extend(businesses.iter().map(|b| Grant { business: (*b).to_string(), role }));
 }
 
 /// What one simulated institution needs.
@@ -398,6 +414,18 @@ async fn filing_state(State(sim): State<Arc<Sim>>, Path(id): Path<String>, heade
     }
 }
 
+async fn authorisations(State(sim): State<Arc<Sim>>, Path(tax_code): Path<String>, headers: HeaderMap) -> Response {
+    let behaviour = sim.behaviour.lock().map(|b| b.clone()).unwrap_or_default();
+    if behaviour.authorisations_down {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio abilitazioni non disponibile", json!([]));
+    }
+    if let Err(e) = sim.verifier.verify(&headers, b"") {
+        return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
+    }
+    let grants = behaviour.authorisations.get(&tax_code.to_ascii_uppercase()).cloned().unwrap_or_default();
+    Json(json!({ "tax_code": tax_code, "businesses": grants })).into_response()
+}
+
 async fn list_received(State(sim): State<Arc<Sim>>) -> Response {
     let received = sim.ledger.lock().map(|l| l.processed.clone()).unwrap_or_default();
     Json(json!({ "count": received.len(), "filings": received })).into_response()
@@ -461,6 +489,7 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
     let app = Router::new()
         .route("/filings", post(receive_filing))
         .route("/filings/{id}", get(filing_state))
+        .route("/authorisations/{tax_code}", get(authorisations))
         .route("/_sim/filings", get(list_received))
         .route("/_sim/behaviour", put(set_behaviour))
         .with_state(sim.clone());

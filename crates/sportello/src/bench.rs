@@ -110,7 +110,12 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
                 portal_ca_pem: pki.ca.cert_pem.clone(),
                 cert_pem: cert.cert_pem.clone(),
                 key_pem: cert.key_pem.clone(),
-                behaviour: simulator::Behaviour { callback_delay_ms: 0, ..simulator::Behaviour::default() },
+                behaviour: {
+                    let mut b = simulator::Behaviour { callback_delay_ms: 0, ..simulator::Behaviour::default() };
+                    let cf = "DPRTNT80A01H501Y";
+                    simulator::grant(&mut b.authorisations, cf, &[cf], domain::authorisation::Role::Owner);
+                    b
+                },
                 clock: clock.clone(),
                 random: random.clone(),
             },

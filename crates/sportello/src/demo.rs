@@ -274,6 +274,25 @@ pub fn refresh_crl(files: &DemoFiles) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A company the demo accountant serves besides Utente DiProva's business.
+pub const DEMO_COMPANY: &str = "00743110157";
+
+/// Who may file at each simulated institution: Utente DiProva for his own business
+/// everywhere; Stefania Bianco as intermediary for that business and a company everywhere;
+/// Giuseppe Verdi for his own business at INPS only.
+fn demo_authorisations(
+    institution: &str,
+    grants: &mut std::collections::BTreeMap<String, Vec<domain::authorisation::Grant>>,
+) {
+    use domain::authorisation::Role;
+    let [owner, accountant, inps_only, ..] = DEMO_CARDS;
+    simulator::grant(grants, owner.tax_code, &[owner.tax_code], Role::Owner);
+    simulator::grant(grants, accountant.tax_code, &[owner.tax_code, DEMO_COMPANY], Role::Intermediary);
+    if institution == "inps" {
+        simulator::grant(grants, inps_only.tax_code, &[inps_only.tax_code], Role::Owner);
+    }
+}
+
 /// Starts the simulated institutions on loopback ports and returns them with the channels
 /// that reach them. The portal's callback address is left for `start` to fill in.
 pub async fn start_simulators(
@@ -295,6 +314,7 @@ pub async fn start_simulators(
         if id == "inail" {
             behaviour.rules = simulator::inail_rules();
         }
+        demo_authorisations(id, &mut behaviour.authorisations);
         let cert_pem = read(&files.institution_cert(id))?;
         let handle = simulator::start(
             listener,

@@ -24,6 +24,9 @@ use tokio::task::JoinHandle;
 use web::tls::{PeerCheck, TlsMaterial};
 use web::{AppState, SystemClock, SystemRandomness};
 
+/// How long an institution's answer about a person's authorisations is reused.
+pub const AUTHORISATION_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -133,7 +136,17 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         _ => None,
     };
 
+    let authorisations = match &channels {
+        Some(channels) => Some(Arc::new(delivery::authorisation::AuthorisationService::new(
+            channels,
+            clock.clone(),
+            random.clone(),
+            AUTHORISATION_TTL,
+        )?)),
+        None => None,
+    };
     let state = AppState {
+        authorisations,
         store,
         catalog,
         clock: clock.clone(),

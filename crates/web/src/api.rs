@@ -4,6 +4,8 @@
 //! Handlers parse input into domain types at the edge, ask the domain what is allowed, and let
 //! the store make it durable. They hold no rules of their own.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -67,6 +69,20 @@ pub struct ServiceView {
     recipients: Vec<RecipientView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<Vec<FieldView>>,
+    /// For a holder with a card: whether the holder may file at every recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorisation: Option<ServiceReadiness>,
+}
+
+/// Whether a holder can complete a service, as far as authorisations go.
+#[derive(Debug, Serialize)]
+pub struct ServiceReadiness {
+    /// `false` when some recipient says no; `null` when some could not be asked.
+    complete: Option<bool>,
+    /// Recipients where the holder may file for no business.
+    missing: Vec<String>,
+    /// Recipients that could not be asked.
+    unknown: Vec<String>,
 }
 
 fn kind_name(kind: &FieldKind) -> &'static str {
@@ -142,6 +158,7 @@ fn service_view(catalog: &Catalog, service: &Service, lang: Lang, detailed: bool
         help: detailed.then(|| service.help.get(lang).to_string()),
         recipients,
         fields,
+        authorisation: None,
     }
 }
 
@@ -150,13 +167,41 @@ pub struct ServiceList {
     services: Vec<ServiceView>,
 }
 
-/// `GET /api/v1/services`: the catalog, grouped by life event in catalog order.
-pub async fn list_services(State(app): State<AppState>, UserLang(lang): UserLang) -> Json<ServiceList> {
+/// `GET /api/v1/services`: the catalog, grouped by life event in catalog order. With a card,
+/// each service says whether the holder can complete it (authorisations at every recipient).
+pub async fn list_services(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    crate::extract::MaybeHolder(holder): crate::extract::MaybeHolder,
+) -> Json<ServiceList> {
     let catalog = &app.catalog;
+    let answers: Option<BTreeMap<String, domain::authorisation::Authorisation>> = match (&app.authorisations, &holder) {
+        (Some(checker), Some(holder)) => {
+            let all: Vec<String> = catalog.institutions.iter().map(|i| i.id.clone()).collect();
+            Some(checker.check_all(&all, holder.tax_code.as_str()).await.into_iter().collect())
+        }
+        _ => None,
+    };
     let mut services = Vec::new();
     for event in &catalog.life_events {
         for s in catalog.services.iter().filter(|s| s.life_event == event.id) {
-            services.push(service_view(catalog, s, lang, false));
+            let mut view = service_view(catalog, s, lang, false);
+            if let Some(answers) = &answers {
+                let allowed = |r: &domain::catalog::Recipient| answers.get(&r.institution).and_then(|a| a.allows_any());
+                let missing: Vec<String> =
+                    s.recipients.iter().filter(|r| allowed(r) == Some(false)).map(|r| r.institution.clone()).collect();
+                let unknown: Vec<String> =
+                    s.recipients.iter().filter(|r| allowed(r).is_none()).map(|r| r.institution.clone()).collect();
+                let complete = if !missing.is_empty() {
+                    Some(false)
+                } else if !unknown.is_empty() {
+                    None
+                } else {
+                    Some(true)
+                };
+                view.authorisation = Some(ServiceReadiness { complete, missing, unknown });
+            }
+            services.push(view);
         }
     }
     Json(ServiceList { services })
@@ -374,6 +419,7 @@ pub async fn submit_practice(
         }
         SubmitError::UnknownService(s) => ApiError::UnknownService(s),
     })?;
+    check_authorised(&app, &holder, &practice.service_id, submission.data.get("business.tax_code"), lang).await?;
     let submitted = app.store.submit(&holder.tax_code, id, &submission).await?;
     let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
     tracing::info!(
@@ -526,4 +572,125 @@ pub async fn resend_delivery(
     let mut view = practice_view(&app, practice, Some(deliveries), lang);
     view.timeline = Some(app.store.timeline(&holder.tax_code, id).await?);
     Ok(Json(view))
+}
+
+// ---- authorisations ------------------------------------------------------------------------
+
+/// One recipient of a service, and whether the holder may file there.
+#[derive(Debug, Serialize)]
+pub struct RecipientAuthorisation {
+    institution: String,
+    institution_name: String,
+    #[serde(flatten)]
+    authorisation: domain::authorisation::Authorisation,
+    /// How to obtain the authorisation where it is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    how_to_obtain: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceAuthorisations {
+    service: String,
+    holder: String,
+    /// `true` when the holder may file for some business at every recipient, `false` when
+    /// some recipient says no, `null` when some recipient could not be asked (or
+    /// authorisations are not checked here).
+    complete: Option<bool>,
+    recipients: Vec<RecipientAuthorisation>,
+}
+
+async fn authorisations_for(
+    app: &AppState,
+    service: &Service,
+    holder: &identity::Holder,
+    lang: Lang,
+) -> ServiceAuthorisations {
+    let institutions: Vec<String> = service.recipients.iter().map(|r| r.institution.clone()).collect();
+    let answers = match &app.authorisations {
+        Some(checker) => checker.check_all(&institutions, holder.tax_code.as_str()).await,
+        None => institutions
+            .iter()
+            .map(|i| {
+                let reason = "authorisations are not checked by this portal".to_string();
+                (i.clone(), domain::authorisation::Authorisation::Unknown { reason })
+            })
+            .collect(),
+    };
+    let mut complete = Some(true);
+    let recipients = answers
+        .into_iter()
+        .map(|(institution, authorisation)| {
+            let allowed = authorisation.allows_any();
+            complete = match (complete, allowed) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (None, _) | (_, None) => None,
+                _ => Some(true),
+            };
+            let known = app.catalog.institution(&institution);
+            RecipientAuthorisation {
+                institution_name: known.map(|i| i.name.get(lang).to_string()).unwrap_or_else(|| institution.clone()),
+                how_to_obtain: (allowed != Some(true))
+                    .then(|| known.map(|i| i.authorisation_help.get(lang).to_string()))
+                    .flatten(),
+                institution,
+                authorisation,
+            }
+        })
+        .collect();
+    ServiceAuthorisations { service: service.id.clone(), holder: holder.tax_code.to_string(), complete, recipients }
+}
+
+/// `GET /api/v1/services/{id}/authorisations`: before anything is typed, whether the holder
+/// may operate online at each institution the service involves, and for which businesses.
+pub async fn service_authorisations(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<ServiceAuthorisations>, ApiError> {
+    let service = app.catalog.service(&id).ok_or(ApiError::NotFound)?;
+    Ok(Json(authorisations_for(&app, service, &holder, lang).await))
+}
+
+/// Refuses a submission unless the holder may file for the practice's business at every
+/// recipient (when authorisations are checked here).
+async fn check_authorised(
+    app: &AppState,
+    holder: &identity::Holder,
+    service_id: &str,
+    business: Option<&String>,
+    lang: Lang,
+) -> Result<(), ApiError> {
+    let (Some(checker), Some(service)) = (&app.authorisations, app.catalog.service(service_id)) else {
+        return Ok(());
+    };
+    let institutions: Vec<String> = service.recipients.iter().map(|r| r.institution.clone()).collect();
+    let answers = checker.check_all(&institutions, holder.tax_code.as_str()).await;
+    let missing: Vec<crate::error::InstitutionProblem> = answers
+        .into_iter()
+        .filter_map(|(institution, answer)| {
+            let allowed = match business {
+                Some(b) => answer.allows(b),
+                None => answer.allows_any(),
+            };
+            let status = match allowed {
+                Some(true) => return None,
+                Some(false) => "not_authorised",
+                None => "unknown",
+            };
+            let known = app.catalog.institution(&institution);
+            Some(crate::error::InstitutionProblem {
+                name: known.map(|i| i.name.get(lang).to_string()).unwrap_or_else(|| institution.clone()),
+                help: known.map(|i| i.authorisation_help.get(lang).to_string()).unwrap_or_default(),
+                institution,
+                status,
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        tracing::info!(holder = %holder.tax_code, business = ?business, refused = missing.len(), "submission refused: authorisation");
+        Err(ApiError::NotAuthorised { business: business.cloned().unwrap_or_default(), institutions: missing })
+    }
 }

@@ -45,6 +45,12 @@ pub enum ApiError {
         service: Option<Box<Service>>,
     },
     WrongState(PracticeState),
+    /// The holder may not file for this business at these institutions (or it cannot be
+    /// known now): nothing was sent.
+    NotAuthorised {
+        business: String,
+        institutions: Vec<InstitutionProblem>,
+    },
     WrongDeliveryState(domain::delivery::DeliveryState),
     MalformedJson(String),
     WrongShape(String),
@@ -77,6 +83,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// One institution that stops a submission.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstitutionProblem {
+    pub institution: String,
+    pub name: String,
+    /// `not_authorised` or `unknown`.
+    pub status: &'static str,
+    /// How to obtain the authorisation, from the catalog.
+    pub help: String,
+}
+
 #[derive(Debug, Serialize)]
 struct ProblemField {
     field: String,
@@ -94,6 +111,8 @@ struct Problem {
     detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<ProblemField>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    institutions: Vec<InstitutionProblem>,
 }
 
 impl ApiError {
@@ -104,6 +123,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::WrongState(_) | Self::WrongDeliveryState(_) => StatusCode::CONFLICT,
+            Self::NotAuthorised { .. } => StatusCode::FORBIDDEN,
             Self::MalformedJson(_) | Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -123,6 +143,7 @@ impl ApiError {
             Self::UnknownService(_) => "unknown-service",
             Self::Validation { .. } => "validation",
             Self::WrongState(_) => "wrong-state",
+            Self::NotAuthorised { .. } => "not-authorised",
             Self::WrongDeliveryState(_) => "wrong-delivery-state",
             Self::MalformedJson(_) => "malformed-json",
             Self::WrongShape(_) => "wrong-shape",
@@ -144,6 +165,10 @@ impl ApiError {
             Self::WrongState(state) => {
                 let state_name = t.message(lang, &format!("state-{}", state.as_str()), &[]);
                 t.message(lang, &detail_id, &[("state", state_name)])
+            }
+            Self::NotAuthorised { business, institutions } => {
+                let names = institutions.iter().map(|i| i.name.clone()).collect::<Vec<_>>().join(", ");
+                t.message(lang, &detail_id, &[("business", business.clone()), ("institutions", names)])
             }
             Self::WrongDeliveryState(state) => {
                 let state_name = t.message(lang, &format!("delivery-state-{}", state.as_str()), &[]);
@@ -176,6 +201,10 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             errors,
+            institutions: match self {
+                Self::NotAuthorised { institutions, .. } => institutions.clone(),
+                _ => Vec::new(),
+            },
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

@@ -103,3 +103,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         })
     }
 }
+
+/// The holder if a valid card was presented, for pages that anyone may see.
+#[derive(Debug, Clone)]
+pub struct MaybeHolder(pub Option<Holder>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeHolder {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(match parts.extensions.get::<PeerIdentity>() {
+            Some(PeerIdentity::Card(holder)) => Some(holder.clone()),
+            _ => None,
+        }))
+    }
+}

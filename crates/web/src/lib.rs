@@ -41,6 +41,9 @@ pub struct AppState {
     pub translations: Arc<Translations>,
     /// Verifiers of institutions' callbacks, by institution id.
     pub callbacks: Arc<BTreeMap<String, delivery::modi::Verifier>>,
+    /// Asks institutions who may file there. `None` without delivery channels: then nothing
+    /// can be sent anyway, and authorisations are not checked.
+    pub authorisations: Option<Arc<delivery::authorisation::AuthorisationService>>,
 }
 
 /// The real clock.
@@ -111,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(api::me))
         .route("/services", get(api::list_services))
         .route("/services/{id}", get(api::get_service))
+        .route("/services/{id}/authorisations", get(api::service_authorisations))
         .route("/practices", get(api::list_practices).post(api::create_practice))
         .route("/practices/{id}", get(api::get_practice).put(api::put_practice))
         .route("/practices/{id}/submit", post(api::submit_practice))

@@ -210,7 +210,10 @@ impl Drop for Stage {
 }
 
 fn quick() -> Behaviour {
-    Behaviour { callback_delay_ms: 50, ..Behaviour::default() }
+    // The test holder may file for the business of the practices (its own).
+    let mut b = Behaviour { callback_delay_ms: 50, ..Behaviour::default() };
+    simulator::grant(&mut b.authorisations, HOLDER, &[HOLDER], domain::authorisation::Role::Owner);
+    b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

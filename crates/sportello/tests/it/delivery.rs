@@ -34,7 +34,10 @@ struct World {
 }
 
 fn quick_behaviour() -> Behaviour {
-    Behaviour { callback_delay_ms: 30, ..Behaviour::default() }
+    // The test holder may file for the business of the practices (its own).
+    let mut b = Behaviour { callback_delay_ms: 30, ..Behaviour::default() };
+    simulator::grant(&mut b.authorisations, HOLDER, &[HOLDER], domain::authorisation::Role::Owner);
+    b
 }
 
 async fn world() -> World {
@@ -453,5 +456,139 @@ async fn institutions_that_never_call_back_are_polled() {
     let protocols: Vec<&str> =
         p["deliveries"].as_array().expect("deliveries").iter().filter_map(|d| d["protocol_number"].as_str()).collect();
     assert_eq!(protocols.len(), 3, "{p:#}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_not_authorised_at_inail_cannot_submit_to_inail() {
+    let mut w = world().await;
+    // INAIL knows nothing of the holder; INPS and the Registro Imprese do.
+    w.sims["inail"].set_behaviour(Behaviour { authorisations: Default::default(), ..quick_behaviour() });
+    let client = w.client();
+    let checklist: Value = client
+        .get(w.url("/api/v1/services/avvio-ditta-individuale/authorisations"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(checklist["complete"], false, "{checklist:#}");
+    let by_institution = |id: &str| {
+        checklist["recipients"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["institution"] == id))
+            .cloned()
+            .expect("recipient")
+    };
+    assert_eq!(by_institution("inps")["status"], "known");
+    assert_eq!(by_institution("inps")["grants"][0]["business"], HOLDER);
+    assert_eq!(by_institution("inail")["grants"], json!([]));
+    assert!(by_institution("inail")["how_to_obtain"].as_str().unwrap_or_default().contains("INAIL"));
+    // The catalog marks what the holder can and cannot complete.
+    let catalog: Value = client.get(w.url("/api/v1/services")).send().await.expect("get").json().await.expect("json");
+    let readiness = |id: &str| {
+        catalog["services"]
+            .as_array()
+            .and_then(|ss| ss.iter().find(|s| s["id"] == id))
+            .map(|s| s["authorisation"].clone())
+    };
+    assert_eq!(readiness("avvio-ditta-individuale").expect("service")["missing"], json!(["inail"]));
+    assert_eq!(readiness("collaboratore-familiare").expect("service")["complete"], true, "INPS only");
+
+    // Submitting is refused, naming INAIL, and nothing is sent anywhere.
+    let created: Value = client
+        .post(w.url("/api/v1/practices"))
+        .json(&json!({"service": "avvio-ditta-individuale", "data": with_long_description()}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id");
+    let r = client.post(w.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let problem: Value = r.json().await.expect("json");
+    assert_eq!(problem["type"], "/problems/not-authorised");
+    assert_eq!(problem["institutions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(problem["institutions"][0]["institution"], "inail");
+    assert_eq!(problem["institutions"][0]["status"], "not_authorised");
+    let p = w.practice(id).await;
+    assert_eq!(p["state"], "draft");
+    assert!(p["reference"].is_null());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(w.sims.values().all(|s| s.count_of(id) == 0), "nothing sent");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorisation_service_down_is_unknown_and_blocks_only_its_institution() {
+    let mut w = world().await;
+    w.sims["inail"].set_behaviour(Behaviour { authorisations_down: true, ..quick_behaviour() });
+    let client = w.client();
+    let checklist: Value = client
+        .get(w.url("/api/v1/services/avvio-ditta-individuale/authorisations"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(checklist["complete"].is_null(), "unknown: {checklist:#}");
+    let statuses: BTreeMap<String, String> = checklist["recipients"]
+        .as_array()
+        .expect("recipients")
+        .iter()
+        .map(|r| {
+            (
+                r["institution"].as_str().unwrap_or_default().to_string(),
+                r["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses["inail"], "unknown");
+    assert_eq!(statuses["inps"], "known");
+    assert_eq!(statuses["registro-imprese"], "known");
+
+    // A practice involving INAIL is refused; one for INPS alone goes through.
+    let created: Value = client
+        .post(w.url("/api/v1/practices"))
+        .json(&json!({"service": "avvio-ditta-individuale", "data": with_long_description()}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let r = client
+        .post(w.url(&format!("/api/v1/practices/{}/submit", created["id"].as_str().expect("id"))))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let problem: Value = r.json().await.expect("json");
+    assert_eq!(problem["institutions"][0]["status"], "unknown");
+
+    let family = json!({
+        "business.name": "Bar Centrale", "business.tax_code": HOLDER, "business.pec": "bar@pec.it",
+        "business.event_date": complete_start_data()["business.start_date"].clone(),
+        "owner.given_name": "Mario", "owner.surname": "Rossi", "owner.tax_code": HOLDER,
+        "inps.collaborator_given_name": "Anna", "inps.collaborator_surname": "Rossi",
+        "inps.collaborator_tax_code": "BNCSFN85T58G702W", "inps.collaborator_relationship": "coniuge"
+    });
+    let created: Value = client
+        .post(w.url("/api/v1/practices"))
+        .json(&json!({"service": "collaboratore-familiare", "data": family}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    let r = client.post(w.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    w.wait_for(&id, "INPS accepted", |p| states(p).get("inps").map(String::as_str) == Some("accepted")).await;
     w.stop().await;
 }
