@@ -5,18 +5,17 @@
 //! Everything runs on loopback in one process (portal, worker, three simulators), with a fresh
 //! SQLite database in a temporary folder; request loops are bounded by the number of practices.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use delivery::channels::{Channel, Channels};
 use delivery::worker::WorkerSettings;
 use identity::test_pki::{CardSpec, Issued, TestPki};
 use identity::CardProfile;
 use serde_json::{json, Value};
 use web::tls::TlsMaterial;
 
+use crate::simulated::{start_simulated, ChannelTuning, PortalIdentity, SimSpec};
 use crate::Settings;
 
 /// An HTTPS client trusting `ca_pem` and presenting `card` (if any); `localhost` is 127.0.0.1.
@@ -95,47 +94,32 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
     let portal = pki.client("sportello")?;
     let clock: Arc<dyn domain::Clock> = Arc::new(web::SystemClock);
     let random: Arc<dyn domain::Randomness> = Arc::new(web::SystemRandomness::default());
-    let mut institutions = BTreeMap::new();
-    let mut sims = Vec::new();
+    let cf = "DPRTNT80A01H501Y";
+    let mut specs = Vec::new();
     for (id, register) in crate::demo::DEMO_INSTITUTIONS {
         let cert = pki.server(&["127.0.0.1"])?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let sim = simulator::start(
-            listener,
-            simulator::SimSettings {
-                institution: id.into(),
-                register: register.into(),
-                portal_id: "sportello".into(),
-                portal_cert_pem: portal.cert_pem.clone(),
-                portal_ca_pem: pki.ca.cert_pem.clone(),
-                cert_pem: cert.cert_pem.clone(),
-                key_pem: cert.key_pem.clone(),
-                behaviour: {
-                    let mut b = simulator::Behaviour { callback_delay_ms: 0, ..simulator::Behaviour::default() };
-                    let cf = "DPRTNT80A01H501Y";
-                    simulator::grant(&mut b.authorisations, cf, &[cf], domain::authorisation::Role::Owner);
-                    b
-                },
-                clock: clock.clone(),
-                random: random.clone(),
-            },
-        )
-        .await?;
-        institutions.insert(
-            id.to_string(),
-            Arc::new(Channel {
-                institution: id.into(),
-                base_url: format!("https://{}", sim.addr),
-                audience: id.into(),
-                ca_pem: pki.ca.cert_pem.clone(),
-                certificate_pem: cert.cert_pem.clone(),
-                timeout: Duration::from_secs(10),
-                retry: domain::delivery::RetryPolicy::default(),
-                poll_interval: None,
-            }),
-        );
-        sims.push(sim);
+        let mut behaviour = simulator::Behaviour { callback_delay_ms: 0, ..simulator::Behaviour::default() };
+        simulator::grant(&mut behaviour.authorisations, cf, &[cf], domain::authorisation::Role::Owner);
+        specs.push(SimSpec {
+            id: id.into(),
+            register: register.into(),
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+            behaviour,
+        });
     }
+    let identity = PortalIdentity {
+        portal_id: "sportello".into(),
+        cert_pem: portal.cert_pem.clone(),
+        key_pem: portal.key_pem.clone(),
+        ca_pem: pki.ca.cert_pem.clone(),
+    };
+    let tuning = ChannelTuning {
+        timeout: Duration::from_secs(10),
+        retry: domain::delivery::RetryPolicy::default(),
+        poll_interval: None,
+    };
+    let (_sims, channels) = start_simulated(specs, &identity, tuning, clock, random).await?;
     let settings = Settings {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
@@ -148,13 +132,7 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
             crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
-        channels: Some(Channels {
-            portal_id: "sportello".into(),
-            callback_base_url: String::new(),
-            certificate_pem: portal.cert_pem.clone(),
-            key_pem: portal.key_pem.clone(),
-            institutions,
-        }),
+        channels: Some(channels),
         run_worker: true,
         worker: WorkerSettings { batch: 32, idle: Duration::from_millis(10), ..WorkerSettings::default() },
         crl_files: Vec::new(),

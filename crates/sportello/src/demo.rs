@@ -294,69 +294,46 @@ fn demo_authorisations(
 }
 
 /// Starts the simulated institutions on loopback ports and returns them with the channels
-/// that reach them. The portal's callback address is left for `start` to fill in.
+/// that reach them.
 pub async fn start_simulators(
     files: &DemoFiles,
     clock: std::sync::Arc<dyn domain::Clock>,
     random: std::sync::Arc<dyn Randomness>,
 ) -> anyhow::Result<(Vec<simulator::SimHandle>, delivery::channels::Channels)> {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
+    use crate::simulated::{start_simulated, ChannelTuning, PortalIdentity, SimSpec};
     let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
-    let ca_pem = read(&files.ca_cert)?;
-    let portal_cert_pem = read(&files.portal_cert())?;
-    let mut handles = Vec::new();
-    let mut institutions = BTreeMap::new();
+    let mut specs = Vec::new();
     for (id, register) in DEMO_INSTITUTIONS {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let mut behaviour = simulator::Behaviour::default();
         if id == "inail" {
             behaviour.rules = simulator::inail_rules();
         }
         demo_authorisations(id, &mut behaviour.authorisations);
-        let cert_pem = read(&files.institution_cert(id))?;
-        let handle = simulator::start(
-            listener,
-            simulator::SimSettings {
-                institution: id.to_string(),
-                register: register.to_string(),
-                portal_id: "sportello".into(),
-                portal_cert_pem: portal_cert_pem.clone(),
-                portal_ca_pem: ca_pem.clone(),
-                cert_pem: cert_pem.clone(),
-                key_pem: read(&files.institution_key(id))?,
-                behaviour,
-                clock: clock.clone(),
-                random: random.clone(),
-            },
-        )
-        .await?;
-        institutions.insert(
-            id.to_string(),
-            Arc::new(delivery::channels::Channel {
-                institution: id.to_string(),
-                base_url: format!("https://{}", handle.addr),
-                audience: id.to_string(),
-                ca_pem: ca_pem.clone(),
-                certificate_pem: cert_pem,
-                timeout: std::time::Duration::from_secs(5),
-                retry: domain::delivery::RetryPolicy {
-                    max_attempts: 4,
-                    base_delay: std::time::Duration::from_millis(500),
-                    max_delay: std::time::Duration::from_secs(10),
-                },
-                poll_interval: None,
-            }),
-        );
-        handles.push(handle);
+        specs.push(SimSpec {
+            id: id.into(),
+            register: register.into(),
+            cert_pem: read(&files.institution_cert(id))?,
+            key_pem: read(&files.institution_key(id))?,
+            behaviour,
+        });
     }
-    let channels = delivery::channels::Channels {
+    let portal = PortalIdentity {
         portal_id: "sportello".into(),
-        callback_base_url: String::new(),
-        certificate_pem: portal_cert_pem,
+        cert_pem: read(&files.portal_cert())?,
         key_pem: read(&files.portal_key())?,
-        institutions,
+        ca_pem: read(&files.ca_cert)?,
     };
-    Ok((handles, channels))
+    let tuning = ChannelTuning {
+        timeout: std::time::Duration::from_secs(5),
+        retry: domain::delivery::RetryPolicy {
+            max_attempts: 4,
+            base_delay: std::time::Duration::from_millis(500),
+            max_delay: std::time::Duration::from_secs(10),
+        },
+        poll_interval: None,
+    };
+    let (handles, channels) = start_simulated(specs, &portal, tuning, clock, random).await?;
+    // In the order of DEMO_INSTITUTIONS, for the banner.
+    let ordered = DEMO_INSTITUTIONS.iter().filter_map(|(id, _)| handles.get(*id).cloned()).collect();
+    Ok((ordered, channels))
 }

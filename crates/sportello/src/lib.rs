@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod catalog_files;
 pub mod demo;
+pub mod simulated;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

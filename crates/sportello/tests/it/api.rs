@@ -450,6 +450,7 @@ async fn openapi_describes_every_route() {
     for (path, methods) in [
         ("/api/v1/services", &["get"][..]),
         ("/api/v1/services/{id}", &["get"]),
+        ("/api/v1/services/{id}/authorisations", &["get"]),
         ("/api/v1/practices", &["get", "post"]),
         ("/api/v1/practices/{id}", &["get", "put"]),
         ("/api/v1/practices/{id}/submit", &["post"]),

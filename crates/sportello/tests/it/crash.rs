@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use identity::test_pki::{CardSpec, Issued, TestPki};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use simulator::{Behaviour, SimHandle, SimSettings};
+use simulator::{Behaviour, SimHandle};
+use sportello::simulated::{start_simulated, ChannelTuning, PortalIdentity, SimSpec};
 
 use crate::api::{client_with, complete_start_data, HOLDER};
 
@@ -58,33 +59,42 @@ async fn stage(behaviour: Behaviour) -> Stage {
     let mut channels = format!(
         "portal_id = \"sportello\"\ncallback_base_url = \"https://127.0.0.1:{port}\"\ncertificate = \"portal.pem\"\nkey = \"portal-key.pem\"\n"
     );
-    let mut sims = BTreeMap::new();
-    for (id, register) in INSTITUTIONS {
-        let cert = pki.server(&["127.0.0.1"]).expect("cert");
-        write(d, &format!("{id}.pem"), &cert.cert_pem);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-        let sim = simulator::start(
-            listener,
-            SimSettings {
-                institution: id.into(),
-                register: register.into(),
-                portal_id: "sportello".into(),
-                portal_cert_pem: portal.cert_pem.clone(),
-                portal_ca_pem: pki.ca.cert_pem.clone(),
-                cert_pem: cert.cert_pem.clone(),
-                key_pem: cert.key_pem.clone(),
+    let specs = INSTITUTIONS
+        .iter()
+        .map(|(id, register)| {
+            let cert = pki.server(&["127.0.0.1"]).expect("cert");
+            SimSpec {
+                id: (*id).into(),
+                register: (*register).into(),
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem,
                 behaviour: behaviour.clone(),
-                clock: Arc::new(web::SystemClock),
-                random: Arc::new(web::SystemRandomness::default()),
-            },
-        )
-        .await
-        .expect("simulator");
+            }
+        })
+        .collect();
+    let identity = PortalIdentity {
+        portal_id: "sportello".into(),
+        cert_pem: portal.cert_pem.clone(),
+        key_pem: portal.key_pem.clone(),
+        ca_pem: pki.ca.cert_pem.clone(),
+    };
+    let tuning = ChannelTuning { timeout: Duration::from_secs(3), retry: Default::default(), poll_interval: None };
+    let (sims, started) = start_simulated(
+        specs,
+        &identity,
+        tuning,
+        Arc::new(web::SystemClock),
+        Arc::new(web::SystemRandomness::default()),
+    )
+    .await
+    .expect("simulators");
+    // The portal runs as another process: its channels go in a file.
+    for (id, channel) in &started.institutions {
+        write(d, &format!("{id}.pem"), &channel.certificate_pem);
         channels.push_str(&format!(
-            "\n[institutions.{id}]\nbase_url = \"https://{}\"\nca = \"ca.pem\"\ncertificate = \"{id}.pem\"\ntimeout_ms = 3000\nmax_attempts = 20\nbase_delay_ms = 100\nmax_delay_ms = 500\n",
-            sim.addr
+            "\n[institutions.{id}]\nbase_url = \"{}\"\nca = \"ca.pem\"\ncertificate = \"{id}.pem\"\ntimeout_ms = 3000\nmax_attempts = 20\nbase_delay_ms = 100\nmax_delay_ms = 500\n",
+            channel.base_url
         ));
-        sims.insert(id.to_string(), sim);
     }
     write(d, "channels.toml", &channels);
     Stage { dir, port, ca_pem: pki.ca.cert_pem.clone(), holder, sims, child: None }

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use delivery::channels::{Channel, Channels};
 use delivery::modi::Signer;
 use delivery::worker::WorkerSettings;
 use domain::delivery::RetryPolicy;
@@ -13,7 +12,8 @@ use identity::test_pki::{CardSpec, Issued, TestPki};
 use identity::CardProfile;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use simulator::{Behaviour, SimHandle, SimSettings};
+use simulator::{Behaviour, SimHandle};
+use sportello::simulated::{start_simulated, ChannelTuning, PortalIdentity, SimSpec};
 use sportello::{Running, Settings};
 use web::tls::TlsMaterial;
 
@@ -51,51 +51,43 @@ async fn world_with(poll: Option<Duration>) -> World {
     let server = pki.server(&["localhost", "127.0.0.1"]).expect("server");
     let holder = pki.card(&CardSpec::new("Mario", "Rossi", HOLDER)).expect("card");
     let portal = pki.client("sportello").expect("portal cert");
-    let clock: Arc<dyn domain::Clock> = Arc::new(web::SystemClock);
-    let random: Arc<dyn domain::Randomness> = Arc::new(web::SystemRandomness::default());
-    let mut sims = BTreeMap::new();
+    let mut specs = Vec::new();
     let mut certs = BTreeMap::new();
-    let mut institutions = BTreeMap::new();
     for (id, register) in INSTITUTIONS {
         let cert = pki.server(&["127.0.0.1"]).expect("institution cert");
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-        let sim = simulator::start(
-            listener,
-            SimSettings {
-                institution: id.into(),
-                register: register.into(),
-                portal_id: "sportello".into(),
-                portal_cert_pem: portal.cert_pem.clone(),
-                portal_ca_pem: pki.ca.cert_pem.clone(),
-                cert_pem: cert.cert_pem.clone(),
-                key_pem: cert.key_pem.clone(),
-                behaviour: quick_behaviour(),
-                clock: clock.clone(),
-                random: random.clone(),
-            },
-        )
-        .await
-        .expect("simulator");
-        institutions.insert(
-            id.to_string(),
-            Arc::new(Channel {
-                institution: id.into(),
-                base_url: format!("https://{}", sim.addr),
-                audience: id.into(),
-                ca_pem: pki.ca.cert_pem.clone(),
-                certificate_pem: cert.cert_pem.clone(),
-                timeout: Duration::from_secs(5),
-                retry: RetryPolicy {
-                    max_attempts: 3,
-                    base_delay: Duration::from_millis(50),
-                    max_delay: Duration::from_millis(200),
-                },
-                poll_interval: poll,
-            }),
-        );
-        sims.insert(id.to_string(), sim);
+        specs.push(SimSpec {
+            id: id.into(),
+            register: register.into(),
+            cert_pem: cert.cert_pem.clone(),
+            key_pem: cert.key_pem.clone(),
+            behaviour: quick_behaviour(),
+        });
         certs.insert(id.to_string(), cert);
     }
+    let identity = PortalIdentity {
+        portal_id: "sportello".into(),
+        cert_pem: portal.cert_pem.clone(),
+        key_pem: portal.key_pem.clone(),
+        ca_pem: pki.ca.cert_pem.clone(),
+    };
+    let tuning = ChannelTuning {
+        timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
+        },
+        poll_interval: poll,
+    };
+    let (sims, channels) = start_simulated(
+        specs,
+        &identity,
+        tuning,
+        Arc::new(web::SystemClock),
+        Arc::new(web::SystemRandomness::default()),
+    )
+    .await
+    .expect("simulators");
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: format!("sqlite://{}", dir.path().join("delivery.db").display()),
@@ -108,13 +100,7 @@ async fn world_with(poll: Option<Duration>) -> World {
             crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
-        channels: Some(Channels {
-            portal_id: "sportello".into(),
-            callback_base_url: String::new(),
-            certificate_pem: portal.cert_pem.clone(),
-            key_pem: portal.key_pem.clone(),
-            institutions,
-        }),
+        channels: Some(channels),
         run_worker: true,
         worker: WorkerSettings { idle: Duration::from_millis(20), ..WorkerSettings::default() },
         crl_files: Vec::new(),
