@@ -55,6 +55,9 @@ impl Holder {
 pub enum CardRefusal {
     #[error("the certificate cannot be parsed")]
     Unparsable,
+    /// A forwarded certificate failed chain, validity or revocation checks.
+    #[error("the certificate did not verify")]
+    NotVerified,
     #[error("the certificate is not valid yet")]
     NotYetValid,
     #[error("the certificate has expired")]
@@ -74,6 +77,7 @@ impl CardRefusal {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unparsable => "unparsable",
+            Self::NotVerified => "not-verified",
             Self::NotYetValid => "not-yet-valid",
             Self::Expired => "expired",
             Self::NoClientAuth => "no-client-auth",

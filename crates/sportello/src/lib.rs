@@ -37,6 +37,8 @@ pub struct Settings {
     pub catalog_dir: PathBuf,
     pub tls: TlsMaterial,
     pub card_profile: CardProfile,
+    /// TLS here (`Direct`), or plain HTTP behind a trusted TLS-terminating proxy.
+    pub front: web::tls::Front,
     /// How to reach the institutions. Without it nothing is delivered (deliveries stay queued)
     /// and no callback is accepted. An empty `callback_base_url` means this portal's own
     /// address.
@@ -158,7 +160,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let (stop, stopped) = oneshot::channel::<()>();
     let peer_check = PeerCheck { profile: settings.card_profile.clone(), clock };
     let app = web::router(state);
-    let task = tokio::spawn(web::tls::serve(listener, tls, peer_check, app, async {
+    let task = tokio::spawn(web::tls::serve(listener, tls, settings.front.clone(), peer_check, app, async {
         let _ = stopped.await;
     }));
     tracing::info!(%addr, "portal listening");

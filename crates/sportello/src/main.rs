@@ -66,6 +66,11 @@ enum Command {
         /// Hours a CRL past its nextUpdate is still used before its certifier's cards are refused.
         #[arg(long, default_value_t = 24)]
         crl_grace_hours: u64,
+        /// Run behind a TLS-terminating proxy at this address (repeat for several): the listener
+        /// speaks plain HTTP, accepts connections only from these addresses, and reads the
+        /// client certificate from X-SSL-Client-Cert (see docs/nginx.md).
+        #[arg(long = "trusted-proxy", value_delimiter = ',')]
+        trusted_proxies: Vec<std::net::IpAddr>,
     },
     /// Runs only the delivery worker: sends queued filings and records the answers.
     Worker {
@@ -135,10 +140,18 @@ enum CatalogCommand {
     },
 }
 
+/// Logs to stderr, filtered by `SPORTELLO_LOG` (default `info`). Timestamps are UTC.
+/// `SPORTELLO_LOG_FORMAT=json` writes one JSON record per line, for log collectors. Records
+/// name holders by codice fiscale and cards by fingerprint, never whole certificates or keys.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPORTELLO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("SPORTELLO_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
 }
 
 /// Ctrl-C or SIGTERM. Installed before anything starts, so an early signal is not lost.
@@ -200,6 +213,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         catalog_dir: catalog,
         tls: files.tls_material()?,
         card_profile: CardProfile::default(),
+        front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,
         worker: worker_settings(),
@@ -260,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crls,
             crl_refresh_secs,
             crl_grace_hours,
+            trusted_proxies,
         } => {
             let settings = Settings {
                 listen,
@@ -273,6 +288,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crl_grace: std::time::Duration::from_secs(crl_grace_hours.saturating_mul(3600)),
                 },
                 card_profile: CardProfile::default(),
+                front: if trusted_proxies.is_empty() {
+                    web::tls::Front::Direct
+                } else {
+                    web::tls::Front::BehindProxy { trusted: trusted_proxies }
+                },
                 channels: channels.as_deref().map(Channels::load).transpose()?,
                 run_worker: !no_worker,
                 worker: worker_settings(),

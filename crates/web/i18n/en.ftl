@@ -38,6 +38,8 @@ problem-wrong-state = Not allowed in this state
 problem-wrong-state-detail = The practice is «{ $state }»: this operation is not possible.
 problem-unauthenticated = Smart-card authentication required
 problem-unauthenticated-detail = Log in presenting a valid Carta Nazionale dei Servizi.
+problem-forged-proxy-header = Header reserved to the proxy
+problem-forged-proxy-header-detail = The request carries the certificate header that only the trusted proxy may send.
 problem-bad-signature = Invalid ModI signature
 problem-card-refused = Smart card not accepted
 problem-not-authorised = Authorisation missing
@@ -69,6 +71,7 @@ state-completed = completed
 state-archived = archived
 
 ## Why a smart card is not accepted.
+card-not-verified = The certificate forwarded by the proxy did not verify (issuer, validity or revocation).
 card-unparsable = The certificate presented cannot be read.
 card-not-yet-valid = The card's certificate is not valid yet.
 card-expired = The card's certificate has expired.

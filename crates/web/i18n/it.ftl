@@ -38,6 +38,8 @@ problem-wrong-state = Operazione non consentita in questo stato
 problem-wrong-state-detail = La pratica è nello stato «{ $state }»: questa operazione non è possibile.
 problem-unauthenticated = Autenticazione con smart card necessaria
 problem-unauthenticated-detail = Accedere presentando una Carta Nazionale dei Servizi valida.
+problem-forged-proxy-header = Intestazione riservata al proxy
+problem-forged-proxy-header-detail = La richiesta contiene l'intestazione del certificato che solo il proxy di fiducia può inviare.
 problem-bad-signature = Firma ModI non valida
 problem-card-refused = Smart card non accettata
 problem-not-authorised = Abilitazione mancante
@@ -69,6 +71,7 @@ state-completed = completata
 state-archived = archiviata
 
 ## Perché una smart card non è accettata.
+card-not-verified = Il certificato inoltrato dal proxy non è stato riconosciuto valido (certificatore, scadenza o revoca).
 card-unparsable = Il certificato presentato non è leggibile.
 card-not-yet-valid = Il certificato della carta non è ancora valido.
 card-expired = Il certificato della carta è scaduto.

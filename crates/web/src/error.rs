@@ -32,6 +32,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub enum ApiError {
     /// No client certificate was presented.
     Unauthenticated,
+    /// A client sent the header only a trusted proxy may send.
+    ForgedProxyHeader,
     /// An institution's request whose ModI signature does not hold.
     BadSignature(String),
     /// A certificate was presented but is not an acceptable smart card.
@@ -119,6 +121,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated | Self::CardRefused(_) | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            Self::ForgedProxyHeader => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -138,6 +141,7 @@ impl ApiError {
             Self::Unauthenticated => "unauthenticated",
             Self::CardRefused(_) => "card-refused",
             Self::BadSignature(_) => "bad-signature",
+            Self::ForgedProxyHeader => "forged-proxy-header",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::UnknownService(_) => "unknown-service",

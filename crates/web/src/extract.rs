@@ -50,6 +50,8 @@ pub enum PeerIdentity {
     Card(Holder),
     /// A certificate that chains to a trusted certifier but is not an acceptable card.
     Refused(CardRefusal),
+    /// A client sent the trusted proxy's certificate header itself.
+    ForgedProxyHeader,
 }
 
 /// The authenticated smart-card holder; handlers that take it refuse anonymous requests.
@@ -63,6 +65,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
         match parts.extensions.get::<PeerIdentity>() {
             Some(PeerIdentity::Card(holder)) => Ok(Self(holder.clone())),
             Some(PeerIdentity::Refused(refusal)) => Err(ApiError::CardRefused(refusal.clone())),
+            Some(PeerIdentity::ForgedProxyHeader) => Err(ApiError::ForgedProxyHeader),
             Some(PeerIdentity::Anonymous) | None => Err(ApiError::Unauthenticated),
         }
     }

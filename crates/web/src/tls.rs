@@ -18,7 +18,7 @@ use domain::Clock;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use identity::card::holder_from_der;
 use identity::revocation::Freshness;
-use identity::CardProfile;
+use identity::{CardProfile, CardRefusal};
 use rustls::pki_types::CertificateDer;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
@@ -72,23 +72,31 @@ pub struct TlsMaterial {
     pub crl_grace: Duration,
 }
 
-/// The current TLS configuration, replaced in place when CRLs are reloaded: new connections
-/// use the new one, open connections keep theirs.
+/// A TLS configuration and the client-certificate verifier inside it (also used to check
+/// certificates forwarded by a trusted proxy).
 #[derive(Debug)]
-pub struct TlsHandle(std::sync::RwLock<Arc<rustls::ServerConfig>>);
+pub struct TlsState {
+    pub config: Arc<rustls::ServerConfig>,
+    pub verifier: Arc<dyn ClientCertVerifier>,
+}
+
+/// The current TLS state, replaced in place when CRLs are reloaded: new connections use the
+/// new one, open connections keep theirs.
+#[derive(Debug)]
+pub struct TlsHandle(std::sync::RwLock<Arc<TlsState>>);
 
 impl TlsHandle {
-    pub fn new(config: Arc<rustls::ServerConfig>) -> Arc<Self> {
-        Arc::new(Self(std::sync::RwLock::new(config)))
+    pub fn new(state: Arc<TlsState>) -> Arc<Self> {
+        Arc::new(Self(std::sync::RwLock::new(state)))
     }
 
-    pub fn current(&self) -> Option<Arc<rustls::ServerConfig>> {
+    pub fn current(&self) -> Option<Arc<TlsState>> {
         self.0.read().ok().map(|c| c.clone())
     }
 
-    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+    pub fn replace(&self, state: Arc<TlsState>) {
         if let Ok(mut current) = self.0.write() {
-            *current = config;
+            *current = state;
         }
     }
 }
@@ -154,10 +162,7 @@ impl ClientCertVerifier for StaleCrlGuard {
 
 /// Builds the rustls configuration (ring provider, TLS 1.2 and 1.3, client certificates
 /// requested and verified against `client_ca_pem` and the CRLs, as of `now`).
-pub fn server_config(
-    material: &TlsMaterial,
-    now: time::OffsetDateTime,
-) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+pub fn server_config(material: &TlsMaterial, now: time::OffsetDateTime) -> Result<Arc<TlsState>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in certs(&material.client_ca_pem, "client CA bundle")? {
@@ -193,16 +198,16 @@ pub fn server_config(
         builder = builder.with_crls(crls);
     }
     let inner = builder.build().map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
-    let verifier = Arc::new(StaleCrlGuard { inner, expired_issuers });
+    let verifier: Arc<dyn ClientCertVerifier> = Arc::new(StaleCrlGuard { inner, expired_issuers });
     let key = rustls_pemfile::private_key(&mut BufReader::new(material.key_pem.as_bytes()))
         .map_err(|source| TlsSetupError::Pem { what: "server key", source })?
         .ok_or(TlsSetupError::Empty("server key"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(certs(&material.cert_chain_pem, "server certificate")?, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Arc::new(TlsState { config: Arc::new(config), verifier }))
 }
 
 /// What each connection needs to identify its client.
@@ -230,11 +235,90 @@ impl PeerCheck {
     }
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` completes, then lets open requests
-/// finish (for at most ten seconds).
+/// The header in which a trusted TLS-terminating proxy forwards the client certificate, as
+/// URL-encoded PEM (nginx: `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;`).
+pub const PROXY_CERT_HEADER: &str = "x-ssl-client-cert";
+
+/// Where the client's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Front {
+    /// This process terminates TLS and asks for the certificate itself.
+    Direct,
+    /// A TLS-terminating proxy at one of these addresses forwards the certificate in
+    /// [`PROXY_CERT_HEADER`]; this listener speaks plain HTTP and drops connections from any
+    /// other address. The forwarded certificate goes through the very same checks (chain,
+    /// CRLs, card profile) as one presented directly.
+    BehindProxy { trusted: Vec<std::net::IpAddr> },
+}
+
+/// Decodes nginx's URL-encoded PEM.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl PeerCheck {
+    /// Identifies the client from a certificate forwarded by the proxy.
+    fn identify_forwarded(&self, header: Option<&str>, tls: &TlsHandle, peer: SocketAddr) -> PeerIdentity {
+        let Some(value) = header else { return PeerIdentity::Anonymous };
+        let der = percent_decode(value)
+            .and_then(|pem| rustls_pemfile::certs(&mut BufReader::new(pem.as_bytes())).next())
+            .and_then(Result::ok);
+        let (Some(der), Some(state)) = (der, tls.current()) else {
+            tracing::warn!(%peer, "forwarded certificate unreadable");
+            return PeerIdentity::Refused(CardRefusal::Unparsable);
+        };
+        if let Err(e) = state.verifier.verify_client_cert(&der, &[], rustls::pki_types::UnixTime::now()) {
+            tracing::warn!(%peer, error = %e, "forwarded certificate refused");
+            return PeerIdentity::Refused(CardRefusal::NotVerified);
+        }
+        self.identify(Some(std::slice::from_ref(&der)), peer)
+    }
+}
+
+/// Serves HTTP/1.1 on one connection, telling the app who the client is.
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    identify: impl Fn(&hyper::Request<hyper::body::Incoming>) -> PeerIdentity + Send + Sync + 'static,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        let identity = identify(&request);
+        request.extensions_mut().insert(identity);
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        app.clone().call(request)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish (for
+/// at most ten seconds). With [`Front::Direct`] every connection is TLS with client
+/// certificates; with [`Front::BehindProxy`] it is plain HTTP from the proxy.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<TlsHandle>,
+    front: Front,
     peer_check: PeerCheck,
     app: Router,
     shutdown: impl Future<Output = ()> + Send,
@@ -254,39 +338,53 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(config) = tls.current() else {
-            tracing::error!("TLS configuration unavailable");
-            continue;
-        };
-        let acceptor = TlsAcceptor::from(config);
-        let app = app.clone();
-        let peer_check = peer_check.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let identity = peer_check.identify(stream.get_ref().1.peer_certificates(), peer);
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(identity.clone());
-                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                app.clone().call(request)
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let (app, peer_check, watcher, tls) = (app.clone(), peer_check.clone(), graceful.watcher(), tls.clone());
+        match &front {
+            Front::Direct => {
+                let Some(state) = tls.current() else {
+                    tracing::error!("TLS configuration unavailable");
+                    continue;
+                };
+                let acceptor = TlsAcceptor::from(state.config.clone());
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let identity = peer_check.identify(stream.get_ref().1.peer_certificates(), peer);
+                    let identify = move |request: &hyper::Request<hyper::body::Incoming>| {
+                        if request.headers().contains_key(PROXY_CERT_HEADER) {
+                            // Only a trusted proxy may vouch for a certificate.
+                            tracing::warn!(%peer, "proxy certificate header from a client refused");
+                            PeerIdentity::ForgedProxyHeader
+                        } else {
+                            identity.clone()
+                        }
+                    };
+                    serve_connection(stream, peer, identify, app, watcher).await;
+                });
             }
-        });
+            Front::BehindProxy { trusted } => {
+                if !trusted.contains(&peer.ip()) {
+                    tracing::warn!(%peer, "connection from an address that is not a trusted proxy dropped");
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let identify = move |request: &hyper::Request<hyper::body::Incoming>| {
+                        let header = request.headers().get(PROXY_CERT_HEADER).and_then(|v| v.to_str().ok());
+                        peer_check.identify_forwarded(header, &tls, peer)
+                    };
+                    serve_connection(tcp, peer, identify, app, watcher).await;
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {

@@ -55,6 +55,7 @@ async fn spawn_app_with(database_url: Option<String>) -> TestApp {
             crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
+        front: web::tls::Front::Direct,
         // No institutions: filings stay queued, which is what these tests look at.
         channels: None,
         run_worker: false,

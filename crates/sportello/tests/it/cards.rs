@@ -22,6 +22,16 @@ struct Portal {
 }
 
 async fn portal(pki: &TestPki, crl_pems: Vec<String>, crl_files: Vec<PathBuf>, grace: Duration) -> Portal {
+    portal_with(pki, crl_pems, crl_files, grace, web::tls::Front::Direct).await
+}
+
+async fn portal_with(
+    pki: &TestPki,
+    crl_pems: Vec<String>,
+    crl_files: Vec<PathBuf>,
+    grace: Duration,
+    front: web::tls::Front,
+) -> Portal {
     let dir = tempfile::tempdir().expect("temp");
     let server = pki.server(&["localhost", "127.0.0.1"]).expect("server");
     let settings = Settings {
@@ -36,6 +46,7 @@ async fn portal(pki: &TestPki, crl_pems: Vec<String>, crl_files: Vec<PathBuf>, g
             crl_grace: grace,
         },
         card_profile: CardProfile::default(),
+        front,
         channels: None,
         run_worker: false,
         worker: Default::default(),
@@ -174,4 +185,65 @@ async fn crls_are_reloaded_without_a_restart() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(p.me(Some(&card)).await.is_err(), "still refused");
     p.running.stop().await;
+}
+
+/// nginx's `$ssl_client_escaped_cert`: the PEM, URL-encoded.
+fn escaped(pem: &str) -> String {
+    pem.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_only_the_proxy_may_vouch_for_a_card() {
+    let pki = TestPki::generate("Proxy CA").expect("pki");
+    let now = OffsetDateTime::now_utc();
+    let valid = pki.card(&spec(|_| {})).expect("card");
+    let revoked = pki.card(&spec(|_| {})).expect("card");
+    let crl = pki
+        .crl(std::slice::from_ref(&revoked.serial), now - time::Duration::minutes(1), now + time::Duration::days(1))
+        .expect("crl");
+    let proxy: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    let p = portal_with(
+        &pki,
+        vec![crl],
+        Vec::new(),
+        Duration::from_secs(3600),
+        web::tls::Front::BehindProxy { trusted: vec![proxy] },
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{}/api/v1/me", p.running.addr.port());
+    let from_proxy = reqwest::Client::builder().local_address(proxy).build().expect("client");
+
+    let r = from_proxy.get(&url).header("x-ssl-client-cert", escaped(&valid.cert_pem)).send().await.expect("answered");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.expect("json")["tax_code"], HOLDER);
+    // The forwarded certificate goes through the same checks: a revoked card is refused.
+    let r =
+        from_proxy.get(&url).header("x-ssl-client-cert", escaped(&revoked.cert_pem)).send().await.expect("answered");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = from_proxy.get(&url).send().await.expect("answered");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no certificate forwarded");
+    // Anyone else cannot even connect.
+    let elsewhere = reqwest::Client::new();
+    assert!(elsewhere.get(&url).header("x-ssl-client-cert", escaped(&valid.cert_pem)).send().await.is_err());
+    p.running.stop().await;
+
+    // On a direct TLS listener, a client sending the proxy's header is refused.
+    let direct = portal(&pki, Vec::new(), Vec::new(), Duration::from_secs(3600)).await;
+    let r = client_with(&direct.ca_pem, Some(&valid))
+        .get(format!("https://localhost:{}/api/v1/me", direct.running.addr.port()))
+        .header("x-ssl-client-cert", escaped(&revoked.cert_pem))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/forged-proxy-header");
+    direct.running.stop().await;
 }
