@@ -136,7 +136,7 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
         channels: Some(channels),
         run_worker: true,
         worker: WorkerSettings { batch: 32, idle: Duration::from_millis(10), ..WorkerSettings::default() },
-        crl_files: Vec::new(),
+        crl_sources: Vec::new(),
         crl_refresh: Duration::from_secs(300),
     };
     let running = crate::start(&settings).await?;

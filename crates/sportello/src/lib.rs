@@ -45,9 +45,10 @@ pub struct Settings {
     pub channels: Option<Channels>,
     /// Run the delivery worker inside this process.
     pub run_worker: bool,
-    /// CRL files (PEM) re-read every `crl_refresh`, replacing `tls.crl_pems`; new connections
-    /// use the new lists at once, without a restart.
-    pub crl_files: Vec<PathBuf>,
+    /// Where the certifiers' CRLs are: file paths or `http(s)://` URLs, PEM or DER. Read at
+    /// start and every `crl_refresh`, replacing `tls.crl_pems`; new connections use the new
+    /// lists at once, without a restart.
+    pub crl_sources: Vec<String>,
     pub crl_refresh: std::time::Duration,
     pub worker: WorkerSettings,
 }
@@ -92,8 +93,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     store.migrate().await.context("migrating the database")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut material = settings.tls.clone();
-    if !settings.crl_files.is_empty() {
-        material.crl_pems = read_all(&settings.crl_files)?;
+    if !settings.crl_sources.is_empty() {
+        material.crl_pems = fetch_crls(&settings.crl_sources).await?;
     }
     let tls = web::tls::TlsHandle::new(web::tls::server_config(&material, clock.now()).context("setting up TLS")?);
     let random: Arc<dyn domain::Randomness> = Arc::new(SystemRandomness::default());
@@ -119,11 +120,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         tracing::warn!("no delivery channels configured: filings stay queued and callbacks are refused");
     }
     let (worker_stop, worker_stopped) = watch::channel(false);
-    if !settings.crl_files.is_empty() {
+    if !settings.crl_sources.is_empty() {
         tokio::spawn(reload_crls(
             tls.clone(),
             material,
-            settings.crl_files.clone(),
+            settings.crl_sources.clone(),
             settings.crl_refresh,
             clock.clone(),
             worker_stopped.clone(),
@@ -167,17 +168,36 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     Ok(Running { addr, stop: Some(stop), task, worker_stop, worker })
 }
 
-fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-    files.iter().map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))).collect()
+/// Reads each CRL source (a file or an `http(s)://` URL); DER lists are turned into PEM.
+async fn fetch_crls(sources: &[String]) -> anyhow::Result<Vec<String>> {
+    use base64::Engine;
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+    let mut pems = Vec::with_capacity(sources.len());
+    for source in sources {
+        let bytes = if source.starts_with("https://") || source.starts_with("http://") {
+            client.get(source).send().await?.error_for_status()?.bytes().await?.to_vec()
+        } else {
+            std::fs::read(source).with_context(|| format!("reading {source}"))?
+        };
+        let pem = if bytes.starts_with(b"-----BEGIN") {
+            String::from_utf8(bytes).with_context(|| format!("{source}: not text"))?
+        } else {
+            let body = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let lines: Vec<&str> = body.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+            format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", lines.join("\n"))
+        };
+        pems.push(pem);
+    }
+    Ok(pems)
 }
 
-/// Re-reads the CRL files every `every` and swaps the TLS configuration; a file that cannot be
+/// Re-reads the CRLs every `every` and swaps the TLS configuration; a source that cannot be
 /// read or parsed keeps the previous configuration (and is logged), so a bad download never
 /// opens the door to revoked cards.
 async fn reload_crls(
     tls: Arc<web::tls::TlsHandle>,
     mut material: TlsMaterial,
-    files: Vec<PathBuf>,
+    sources: Vec<String>,
     every: std::time::Duration,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
@@ -187,14 +207,17 @@ async fn reload_crls(
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let rebuilt = read_all(&files).and_then(|pems| {
-            material.crl_pems = pems;
-            Ok(web::tls::server_config(&material, clock.now())?)
-        });
+        let rebuilt = match fetch_crls(&sources).await {
+            Ok(pems) => {
+                material.crl_pems = pems;
+                web::tls::server_config(&material, clock.now()).map_err(anyhow::Error::from)
+            }
+            Err(e) => Err(e),
+        };
         match rebuilt {
             Ok(config) => {
                 tls.replace(config);
-                tracing::info!(files = files.len(), "CRLs reloaded");
+                tracing::info!(sources = sources.len(), "CRLs reloaded");
             }
             Err(e) => tracing::error!(error = %e, "CRL reload failed; keeping the previous lists"),
         }

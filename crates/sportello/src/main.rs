@@ -58,9 +58,14 @@ enum Command {
         /// Do not run the delivery worker in this process (run `sportello worker` instead).
         #[arg(long)]
         no_worker: bool,
-        /// A certifier's CRL (PEM); repeat for several. Re-read every --crl-refresh-secs.
+        /// A certifier's CRL: file or http(s) URL, PEM or DER; repeat for several. Re-read every
+        /// --crl-refresh-secs.
         #[arg(long = "crl", env = "SPORTELLO_CRLS", value_delimiter = ',')]
-        crls: Vec<PathBuf>,
+        crls: Vec<String>,
+        /// Certificate policy OIDs a card must carry (one of them); default: CNS, CIE and the
+        /// regional service cards.
+        #[arg(long = "card-policy", value_delimiter = ',')]
+        card_policies: Vec<String>,
         #[arg(long, default_value_t = 300)]
         crl_refresh_secs: u64,
         /// Hours a CRL past its nextUpdate is still used before its certifier's cards are refused.
@@ -217,7 +222,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         channels: Some(channels),
         run_worker: true,
         worker: worker_settings(),
-        crl_files: vec![demo::refresh_crl(&files)?],
+        crl_sources: vec![demo::refresh_crl(&files)?.display().to_string()],
         crl_refresh: std::time::Duration::from_secs(300),
     };
     let running = sportello::start(&settings).await?;
@@ -275,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crl_refresh_secs,
             crl_grace_hours,
             trusted_proxies,
+            card_policies,
         } => {
             let settings = Settings {
                 listen,
@@ -287,7 +293,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crl_pems: Vec::new(),
                     crl_grace: std::time::Duration::from_secs(crl_grace_hours.saturating_mul(3600)),
                 },
-                card_profile: CardProfile::default(),
+                card_profile: if card_policies.is_empty() {
+                    CardProfile::default()
+                } else {
+                    CardProfile { accepted_policies: card_policies }
+                },
                 front: if trusted_proxies.is_empty() {
                     web::tls::Front::Direct
                 } else {
@@ -296,7 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 channels: channels.as_deref().map(Channels::load).transpose()?,
                 run_worker: !no_worker,
                 worker: worker_settings(),
-                crl_files: crls,
+                crl_sources: crls,
                 crl_refresh: std::time::Duration::from_secs(crl_refresh_secs.max(1)),
             };
             run_until_signal(&settings).await?;

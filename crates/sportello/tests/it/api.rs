@@ -60,7 +60,7 @@ async fn spawn_app_with(database_url: Option<String>) -> TestApp {
         channels: None,
         run_worker: false,
         worker: Default::default(),
-        crl_files: Vec::new(),
+        crl_sources: Vec::new(),
         crl_refresh: Duration::from_secs(300),
     };
     let running = sportello::start(&settings).await.expect("portal starts");

@@ -21,14 +21,14 @@ struct Portal {
     _dir: tempfile::TempDir,
 }
 
-async fn portal(pki: &TestPki, crl_pems: Vec<String>, crl_files: Vec<PathBuf>, grace: Duration) -> Portal {
-    portal_with(pki, crl_pems, crl_files, grace, web::tls::Front::Direct).await
+async fn portal(pki: &TestPki, crl_pems: Vec<String>, crl_sources: Vec<String>, grace: Duration) -> Portal {
+    portal_with(pki, crl_pems, crl_sources, grace, web::tls::Front::Direct).await
 }
 
 async fn portal_with(
     pki: &TestPki,
     crl_pems: Vec<String>,
-    crl_files: Vec<PathBuf>,
+    crl_sources: Vec<String>,
     grace: Duration,
     front: web::tls::Front,
 ) -> Portal {
@@ -50,7 +50,7 @@ async fn portal_with(
         channels: None,
         run_worker: false,
         worker: Default::default(),
-        crl_files,
+        crl_sources,
         crl_refresh: Duration::from_millis(100),
     };
     Portal { running: sportello::start(&settings).await.expect("start"), ca_pem: pki.ca.cert_pem.clone(), _dir: dir }
@@ -169,7 +169,7 @@ async fn crls_are_reloaded_without_a_restart() {
     let crl_file = dir.path().join("crl.pem");
     let day = time::Duration::days(1);
     std::fs::write(&crl_file, pki.crl(&[], now - day, now + day).expect("crl")).expect("write");
-    let p = portal(&pki, Vec::new(), vec![crl_file.clone()], Duration::from_secs(3600)).await;
+    let p = portal(&pki, Vec::new(), vec![crl_file.display().to_string()], Duration::from_secs(3600)).await;
     assert_eq!(p.me(Some(&card)).await.expect("answered").0, StatusCode::OK);
 
     // The certifier revokes the card; the new list is picked up by the running portal.
@@ -246,4 +246,22 @@ async fn behind_a_trusted_proxy_only_the_proxy_may_vouch_for_a_card() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/forged-proxy-header");
     direct.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crls_are_fetched_from_a_url_in_der() {
+    let pki = TestPki::generate("URL CA").expect("pki");
+    let card = pki.card(&spec(|_| {})).expect("card");
+    let now = OffsetDateTime::now_utc();
+    let pem = pki.crl(std::slice::from_ref(&card.serial), now, now + time::Duration::days(1)).expect("crl");
+    let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+    // The certifier's distribution point, on loopback, serving DER as CAs do.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let url = format!("http://{}/ca.crl", listener.local_addr().expect("addr"));
+    let body = der.contents.clone();
+    let app = axum::Router::new().route("/ca.crl", axum::routing::get(move || async move { body.clone() }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let p = portal(&pki, Vec::new(), vec![url], Duration::from_secs(3600)).await;
+    assert!(p.me(Some(&card)).await.is_err(), "revoked by the downloaded list");
+    p.running.stop().await;
 }

@@ -104,7 +104,7 @@ async fn world_with(poll: Option<Duration>) -> World {
         channels: Some(channels),
         run_worker: true,
         worker: WorkerSettings { idle: Duration::from_millis(20), ..WorkerSettings::default() },
-        crl_files: Vec::new(),
+        crl_sources: Vec::new(),
         crl_refresh: Duration::from_secs(300),
     };
     let running = sportello::start(&settings).await.expect("portal");
