@@ -34,6 +34,8 @@ pub enum ApiError {
     Unauthenticated,
     /// A client sent the header only a trusted proxy may send.
     ForgedProxyHeader,
+    /// A state-changing request a browser says comes from another site.
+    CrossSite,
     /// An institution's request whose ModI signature does not hold.
     BadSignature(String),
     /// A certificate was presented but is not an acceptable smart card.
@@ -121,7 +123,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated | Self::CardRefused(_) | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
-            Self::ForgedProxyHeader => StatusCode::FORBIDDEN,
+            Self::ForgedProxyHeader | Self::CrossSite => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -142,6 +144,7 @@ impl ApiError {
             Self::CardRefused(_) => "card-refused",
             Self::BadSignature(_) => "bad-signature",
             Self::ForgedProxyHeader => "forged-proxy-header",
+            Self::CrossSite => "cross-site",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::UnknownService(_) => "unknown-service",

@@ -106,6 +106,35 @@ async fn security_headers(request: axum::extract::Request, next: axum::middlewar
     response
 }
 
+/// Refuses state-changing requests that a browser marks as coming from another site: a
+/// browser sends the smart card's certificate with any request to the portal, so a page
+/// elsewhere must not be able to make it submit or resend a practice. Clients that are not
+/// browsers (curl, institutions) send neither header and are not affected; institution
+/// callbacks are authenticated by their ModI signature instead.
+async fn cross_site_guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe || request.uri().path().starts_with("/institutions/") {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let cross_site = matches!(fetch_site, Some(site) if site != "same-origin" && site != "none");
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let foreign_origin = match origin {
+        None => false,
+        Some(origin) => {
+            host.is_none_or(|host| origin != format!("https://{host}") && origin != format!("http://{host}"))
+        }
+    };
+    if cross_site || foreign_origin {
+        tracing::warn!(origin = ?origin, fetch_site = ?fetch_site, path = %request.uri().path(), "cross-site request refused");
+        return ApiError::CrossSite.into_response();
+    }
+    next.run(request).await
+}
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let translations = state.translations.clone();
@@ -126,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(cross_site_guard))
         .layer(axum::middleware::from_fn_with_state(translations, error::render_problems))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)

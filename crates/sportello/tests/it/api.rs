@@ -464,3 +464,36 @@ async fn openapi_describes_every_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_cross_site_post_is_refused() {
+    let app = spawn_app().await;
+    let client = app.client();
+    let (_, draft) =
+        app.create(&client, json!({"service": "avvio-ditta-individuale", "data": complete_start_data()})).await;
+    let id = draft["id"].as_str().expect("id");
+    // A page on another site makes the browser (which holds the card) post to the portal.
+    for (name, value) in [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")] {
+        let r = client
+            .post(app.url(&format!("/api/v1/practices/{id}/submit")))
+            .header(name, value)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/cross-site");
+    }
+    let read: Value =
+        client.get(app.url(&format!("/api/v1/practices/{id}"))).send().await.expect("get").json().await.expect("json");
+    assert_eq!(read["state"], "draft", "nothing happened");
+    // The portal's own pages (same origin) and non-browser clients are fine.
+    let origin = format!("https://localhost:{}", app.running.as_ref().map(|r| r.addr.port()).unwrap_or_default());
+    let r = client
+        .post(app.url(&format!("/api/v1/practices/{id}/submit")))
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", origin)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+}
