@@ -22,6 +22,12 @@ use crate::channels::Channels;
 use crate::client::{filing_id, FilingEnvelope, InstitutionClient, PollResult, SendResult};
 use crate::modi::Signer;
 
+fn log_failed(result: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "delivery task failed");
+    }
+}
+
 /// Where a test may ask the worker to die, to prove crash safety (`SPORTELLO_CRASH_AT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
@@ -45,7 +51,7 @@ impl CrashPoint {
 pub struct WorkerSettings {
     /// How long a claim lasts; longer than any channel's timeout.
     pub lease: Duration,
-    /// Deliveries claimed (and sent concurrently) at once.
+    /// Deliveries and polls in flight at most (sent concurrently).
     pub batch: u32,
     /// Pause when nothing is due.
     pub idle: Duration,
@@ -54,7 +60,7 @@ pub struct WorkerSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { lease: Duration::from_secs(60), batch: 16, idle: Duration::from_millis(250), crash_at: None }
+        Self { lease: Duration::from_secs(60), batch: 32, idle: Duration::from_millis(250), crash_at: None }
     }
 }
 
@@ -123,53 +129,73 @@ impl Worker {
         })
     }
 
-    /// Works until `shutdown` turns true; finishes the batch in hand first.
+    /// Works until `shutdown` turns true, keeping up to `batch` deliveries and polls in flight:
+    /// as soon as one finishes, more are claimed. Finishes the ones in hand before returning.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(institutions = self.clients.len(), "delivery worker started");
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            let handled = match self.run_once().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "delivery worker could not claim; retrying");
-                    0
+        let max = self.settings.batch.max(1) as usize;
+        let mut tasks = tokio::task::JoinSet::new();
+        while !*shutdown.borrow() {
+            let free = max.saturating_sub(tasks.len());
+            let started = if free == 0 {
+                0
+            } else {
+                match self.start_due(&mut tasks, free).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "delivery worker could not claim; retrying");
+                        0
+                    }
                 }
             };
-            if handled == 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.settings.idle) => {}
-                    _ = shutdown.changed() => {}
-                }
+            if started > 0 && tasks.len() < max {
+                continue;
             }
+            // Wait for a slot, new work, or the end.
+            tokio::select! {
+                Some(result) = tasks.join_next(), if !tasks.is_empty() => log_failed(result),
+                _ = tokio::time::sleep(self.settings.idle) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        while let Some(result) = tasks.join_next().await {
+            log_failed(result);
         }
         tracing::info!("delivery worker stopped");
     }
 
-    /// Claims one batch of due deliveries, and of due polls, and handles them; returns how
-    /// many it handled.
+    /// Claims one batch of due deliveries and polls, handles them, and waits for them all;
+    /// returns how many it handled.
     pub async fn run_once(&self) -> Result<usize, storage::StoreError> {
-        let claimed = self.queue.claim_due(self.clock.now(), self.settings.lease, self.settings.batch).await?;
-        let mut count = claimed.len();
         let mut tasks = tokio::task::JoinSet::new();
+        let count = self.start_due(&mut tasks, self.settings.batch.max(1) as usize).await?;
+        while let Some(result) = tasks.join_next().await {
+            log_failed(result);
+        }
+        Ok(count)
+    }
+
+    /// Claims up to `room` due deliveries (then due polls) and starts handling them.
+    async fn start_due(&self, tasks: &mut tokio::task::JoinSet<()>, room: usize) -> Result<usize, storage::StoreError> {
+        let limit = u32::try_from(room).unwrap_or(u32::MAX);
+        let claimed = self.queue.claim_due(self.clock.now(), self.settings.lease, limit).await?;
+        let mut count = claimed.len();
         for delivery in claimed {
             let worker = self.clone();
             tasks.spawn(async move { worker.deliver(delivery).await });
         }
         for (institution, client) in self.clients.iter() {
             let Some(interval) = client.channel().poll_interval else { continue };
-            let due = self.queue.claim_for_poll(institution, self.clock.now(), interval, self.settings.batch).await?;
+            let room = u32::try_from(room.saturating_sub(count)).unwrap_or(0);
+            if room == 0 {
+                break;
+            }
+            let due = self.queue.claim_for_poll(institution, self.clock.now(), interval, room).await?;
             count += due.len();
             for item in due {
                 let worker = self.clone();
                 let client = client.clone();
                 tasks.spawn(async move { worker.poll(&client, item).await });
-            }
-        }
-        while let Some(result) = tasks.join_next().await {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "delivery task failed");
             }
         }
         Ok(count)
