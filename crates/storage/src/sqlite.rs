@@ -2,7 +2,8 @@
 //!
 //! WAL journal, `synchronous = FULL` (an accepted practice survives a power cut), a busy
 //! timeout, foreign keys on, and `BEGIN IMMEDIATE` for every write transaction so that a
-//! read-then-write never fails on a lock upgrade. SQLite has one writer at a time, so claiming
+//! read-then-write never fails on a lock upgrade. Within one process all writes go through a
+//! single connection, so writers wait in line rather than in SQLite's busy handler. SQLite has one writer at a time, so claiming
 //! deliveries needs no row locks: the immediate transaction serialises workers.
 
 use std::path::Path;
@@ -39,7 +40,11 @@ const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Readers (WAL lets them run beside the writer).
     pool: SqlitePool,
+    /// One connection for every write: writers of this process queue here instead of
+    /// busy-waiting on SQLite's lock; other processes still meet the busy timeout.
+    writer: SqlitePool,
 }
 
 fn millis(t: OffsetDateTime) -> i64 {
@@ -56,8 +61,9 @@ impl SqliteStore {
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     /// The pool, for tests and tools that need raw SQL.
@@ -66,7 +72,7 @@ impl SqliteStore {
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
@@ -75,7 +81,7 @@ impl SqliteStore {
 /// the portal's intake can reach on that disk (benchmarks only).
 pub async fn measure_commit_rate(path: &Path, count: u32) -> Result<f64, StoreError> {
     let store = SqliteStore::open(path).await?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS commit_probe (n INTEGER NOT NULL)").execute(&store.pool).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS commit_probe (n INTEGER NOT NULL)").execute(&store.writer).await?;
     let started = std::time::Instant::now();
     for n in 0..count {
         let mut tx = store.begin_write().await?;
@@ -244,7 +250,7 @@ impl PracticeStore for SqliteStore {
         .bind(data_json(&p.data))
         .bind(p.created_at)
         .bind(p.updated_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
