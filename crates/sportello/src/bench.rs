@@ -132,6 +132,7 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
             crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
+        sessions: Default::default(),
         front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,

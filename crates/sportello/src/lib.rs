@@ -39,6 +39,8 @@ pub struct Settings {
     pub card_profile: CardProfile,
     /// TLS here (`Direct`), or plain HTTP behind a trusted TLS-terminating proxy.
     pub front: web::tls::Front,
+    /// Browser session timeouts.
+    pub sessions: web::sessions::SessionPolicy,
     /// How to reach the institutions. Without it nothing is delivered (deliveries stay queued)
     /// and no callback is accepted. An empty `callback_base_url` means this portal's own
     /// address.
@@ -150,6 +152,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         None => None,
     };
     let state = AppState {
+        sessions: settings.sessions,
         authorisations,
         store,
         catalog,

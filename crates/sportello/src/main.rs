@@ -218,6 +218,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         catalog_dir: catalog,
         tls: files.tls_material()?,
         card_profile: CardProfile::default(),
+        sessions: Default::default(),
         front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,
@@ -293,6 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crl_pems: Vec::new(),
                     crl_grace: std::time::Duration::from_secs(crl_grace_hours.saturating_mul(3600)),
                 },
+                sessions: Default::default(),
                 card_profile: if card_policies.is_empty() {
                     CardProfile::default()
                 } else {

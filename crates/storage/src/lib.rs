@@ -223,10 +223,36 @@ pub trait DeliveryQueue: Send + Sync + std::fmt::Debug {
     async fn timeline(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<TimelineEntry>, StoreError>;
 }
 
-/// The whole storage port.
-pub trait Store: PracticeStore + DeliveryQueue {}
+/// A browser session as stored: the id itself is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session id, hex.
+    pub id_hash: String,
+    pub holder: CodiceFiscale,
+    /// The card's certificate fingerprint: the session only works with that card.
+    pub fingerprint: String,
+    pub csrf_token: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
 
-impl<T: PracticeStore + DeliveryQueue> Store for T {}
+/// Browser sessions, shared by every portal process on the same database.
+#[async_trait]
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Records activity (for the idle timeout).
+    async fn touch_session(&self, id_hash: &str, now_ms: i64) -> Result<(), StoreError>;
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Removes sessions idle since `idle_before` or created before `created_before`.
+    async fn delete_expired_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError>;
+}
+
+/// The whole storage port.
+pub trait Store: PracticeStore + DeliveryQueue + SessionStore {}
+
+impl<T: PracticeStore + DeliveryQueue + SessionStore> Store for T {}
 
 /// What an adapter writes after deciding on an event (shared by both adapters).
 #[derive(Debug)]
@@ -321,6 +347,24 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         }
         Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path)).await?))
     }
+}
+
+fn session_record(
+    id_hash: String,
+    holder: String,
+    fingerprint: String,
+    csrf_token: String,
+    created_at: i64,
+    last_seen_at: i64,
+) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        holder: CodiceFiscale::parse(&holder).map_err(|_| StoreError::Corrupt(format!("session holder {holder}")))?,
+        id_hash,
+        fingerprint,
+        csrf_token,
+        created_at,
+        last_seen_at,
+    })
 }
 
 /// A practice row as both adapters read it (ids and JSON as text).

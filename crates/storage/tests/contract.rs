@@ -18,7 +18,7 @@ use sqlx::postgres::PgConnectOptions;
 use std::time::Duration;
 use storage::postgres::PostgresStore;
 use storage::sqlite::SqliteStore;
-use storage::{DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeStore, Recorded, Store, StoreError};
+use storage::{DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeStore, Recorded, SessionRecord, Store, StoreError};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -125,6 +125,7 @@ contract!(
     no_recipient_reached_returns_to_drafts,
     resend_touches_one_recipient_only,
     silent_institutions_are_polled_on_schedule,
+    sessions_live_until_they_expire_or_end,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -535,4 +536,27 @@ async fn silent_institutions_are_polled_on_schedule(b: Backend) {
     b.store.record(&key(id, "inps"), &outcome).await.expect("outcome");
     let much_later = later + time::Duration::hours(1);
     assert!(b.store.claim_for_poll("inps", much_later, interval, 10).await.expect("poll").is_empty());
+}
+
+async fn sessions_live_until_they_expire_or_end(b: Backend) {
+    let session = SessionRecord {
+        id_hash: "ab".repeat(32),
+        holder: holder(),
+        fingerprint: "cd".repeat(32),
+        csrf_token: "token".into(),
+        created_at: 1_000,
+        last_seen_at: 1_000,
+    };
+    b.store.create_session(&session).await.expect("create");
+    assert_eq!(b.other.session(&session.id_hash).await.expect("read"), Some(session.clone()), "shared by processes");
+    b.store.touch_session(&session.id_hash, 5_000).await.expect("touch");
+    b.store.touch_session(&session.id_hash, 4_000).await.expect("an older touch");
+    assert_eq!(b.store.session(&session.id_hash).await.expect("read").map(|s| s.last_seen_at), Some(5_000));
+    // Idle since before 5 000? No. Created before 2 000? Yes: gone.
+    assert_eq!(b.store.delete_expired_sessions(4_000, 500).await.expect("sweep"), 0);
+    assert_eq!(b.store.delete_expired_sessions(4_000, 2_000).await.expect("sweep"), 1);
+    assert_eq!(b.store.session(&session.id_hash).await.expect("read"), None);
+    b.store.create_session(&session).await.expect("create again");
+    b.store.delete_session(&session.id_hash).await.expect("logout");
+    assert_eq!(b.store.session(&session.id_hash).await.expect("read"), None);
 }

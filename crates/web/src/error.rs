@@ -36,6 +36,10 @@ pub enum ApiError {
     ForgedProxyHeader,
     /// A state-changing request a browser says comes from another site.
     CrossSite,
+    /// No valid session: never opened, ended, expired, or opened with another card.
+    SessionExpired,
+    /// The session's CSRF token is missing or wrong.
+    CsrfToken,
     /// An institution's request whose ModI signature does not hold.
     BadSignature(String),
     /// A certificate was presented but is not an acceptable smart card.
@@ -123,7 +127,8 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated | Self::CardRefused(_) | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
-            Self::ForgedProxyHeader | Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::ForgedProxyHeader | Self::CrossSite | Self::CsrfToken => StatusCode::FORBIDDEN,
+            Self::SessionExpired => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -145,6 +150,8 @@ impl ApiError {
             Self::BadSignature(_) => "bad-signature",
             Self::ForgedProxyHeader => "forged-proxy-header",
             Self::CrossSite => "cross-site",
+            Self::SessionExpired => "session-expired",
+            Self::CsrfToken => "csrf-token",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::UnknownService(_) => "unknown-service",

@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod i18n;
 pub mod institutions;
+pub mod sessions;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ pub struct AppState {
     /// Asks institutions who may file there. `None` without delivery channels: then nothing
     /// can be sent anyway, and authorisations are not checked.
     pub authorisations: Option<Arc<delivery::authorisation::AuthorisationService>>,
+    pub sessions: sessions::SessionPolicy,
 }
 
 /// The real clock.
@@ -151,6 +153,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/institutions/v1/{institution}/events", post(institutions::event))
+        .route("/session", get(sessions::show).post(sessions::login).delete(sessions::logout))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -34,6 +34,10 @@ fn catalog_dir() -> PathBuf {
 }
 
 async fn spawn_app_with(database_url: Option<String>) -> TestApp {
+    spawn_app_full(database_url, Default::default()).await
+}
+
+async fn spawn_app_full(database_url: Option<String>, sessions: web::sessions::SessionPolicy) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = TestPki::generate("API test CA").expect("pki");
     let server = pki.server(&["localhost", "127.0.0.1"]).expect("server cert");
@@ -55,6 +59,7 @@ async fn spawn_app_with(database_url: Option<String>) -> TestApp {
             crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
+        sessions,
         front: web::tls::Front::Direct,
         // No institutions: filings stay queued, which is what these tests look at.
         channels: None,
@@ -458,6 +463,7 @@ async fn openapi_describes_every_route() {
         ("/api/v1/me", &["get"]),
         ("/api/v1/practices/{id}/deliveries/{institution}/resend", &["post"]),
         ("/institutions/v1/{institution}/events", &["post"]),
+        ("/session", &["get", "post", "delete"]),
     ] {
         for m in methods {
             assert!(paths.get(path).and_then(|p| p.get(m)).is_some(), "{m} {path} is not documented");
@@ -496,4 +502,82 @@ async fn a_cross_site_post_is_refused() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+fn session_cookie(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("__Host-sportello-session="))
+        .map(str::to_string)
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn sessions_resist_fixation_and_end_on_logout() {
+    let app = spawn_app().await;
+    let client = app.client();
+    // A cookie planted before login is worth nothing, and is replaced at login.
+    let planted = "__Host-sportello-session=planted";
+    let r = client.get(app.url("/session")).header("cookie", planted).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = client.post(app.url("/session")).header("cookie", planted).send().await.expect("login");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let set = session_cookie(&r).expect("a session cookie");
+    for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    let cookie = cookie_value(&set);
+    assert_ne!(cookie, planted);
+    let login: Value = r.json().await.expect("json");
+    let csrf = login["csrf_token"].as_str().expect("token").to_string();
+    assert_eq!(csrf.len(), 64);
+    let r = client.get(app.url("/session")).header("cookie", &cookie).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    // Logging in again makes yet another id and ends the previous session.
+    let again = client.post(app.url("/session")).header("cookie", &cookie).send().await.expect("login");
+    let newer = cookie_value(&session_cookie(&again).expect("cookie"));
+    assert_ne!(newer, cookie);
+    let r = client.get(app.url("/session")).header("cookie", &cookie).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the old id is dead");
+    let csrf = again.json::<Value>().await.expect("json")["csrf_token"].as_str().expect("token").to_string();
+    // The session works only with the card it was opened with.
+    let stranger = client_with(&app.ca_pem, Some(&app.other));
+    let r = stranger.get(app.url("/session")).header("cookie", &newer).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Logout needs the CSRF token.
+    let r = client.delete(app.url("/session")).header("cookie", &newer).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = client
+        .delete(app.url("/session"))
+        .header("cookie", &newer)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = client.get(app.url("/session")).header("cookie", &newer).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let policy = web::sessions::SessionPolicy { idle: Duration::from_millis(800), absolute: Duration::from_secs(3600) };
+    let app = spawn_app_full(None, policy).await;
+    let client = app.client();
+    let r = client.post(app.url("/session")).send().await.expect("login");
+    let cookie = cookie_value(&session_cookie(&r).expect("cookie"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        client.get(app.url("/session")).header("cookie", &cookie).send().await.expect("send").status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = client.get(app.url("/session")).header("cookie", &cookie).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/session-expired");
 }

@@ -46,6 +46,7 @@ async fn portal_with(
             crl_grace: grace,
         },
         card_profile: CardProfile::default(),
+        sessions: Default::default(),
         front,
         channels: None,
         run_worker: false,

@@ -100,6 +100,7 @@ async fn world_with(poll: Option<Duration>) -> World {
             crl_grace: Duration::from_secs(3600),
         },
         card_profile: CardProfile::default(),
+        sessions: Default::default(),
         front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,

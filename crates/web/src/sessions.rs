@@ -1,0 +1,191 @@
+//! Browser sessions ("sessione"): after logging in with the card, a browser holds a session
+//! cookie, so that pages can keep state between requests and carry a CSRF token.
+//!
+//! - The id is 256 random bits, sent only as `__Host-sportello-session` (Secure, HttpOnly,
+//!   SameSite=Strict, Path=/); the database keeps its SHA-256 only, so a copy of the database
+//!   opens no session. Sessions are shared by every portal process on the database.
+//! - Logging in always makes a new id (a cookie planted before login is worthless) and ends
+//!   the session the browser held before.
+//! - A session works only with the card it was opened with (certificate fingerprint), and ends
+//!   after `idle` without requests or `absolute` after login, whichever comes first.
+//! - Ending a session (logout) needs its CSRF token in `X-CSRF-Token`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use storage::SessionRecord;
+
+use crate::error::ApiError;
+use crate::extract::Authenticated;
+use crate::AppState;
+
+pub const COOKIE: &str = "__Host-sportello-session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How long sessions last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self { idle: Duration::from_secs(30 * 60), absolute: Duration::from_secs(8 * 3600) }
+    }
+}
+
+fn millis(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn hash(id: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, id.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_hex(app: &AppState) -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    app.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Compares two secrets without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The session id a request carries, if any.
+fn cookie_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+fn set_cookie(value: &str, max_age: Duration) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        max_age.as_secs()
+    ))
+    .ok()
+}
+
+/// What a page learns about its session.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub tax_code: String,
+    pub name: String,
+    pub csrf_token: String,
+    pub idle_timeout_secs: u64,
+    pub absolute_timeout_secs: u64,
+}
+
+/// The valid session of a request: same card, within both timeouts. Records the activity.
+pub async fn current(
+    app: &AppState,
+    headers: &HeaderMap,
+    holder: &identity::Holder,
+) -> Result<SessionRecord, ApiError> {
+    let id = cookie_id(headers).ok_or(ApiError::SessionExpired)?;
+    let id_hash = hash(&id);
+    let session = app.store.session(&id_hash).await?.ok_or(ApiError::SessionExpired)?;
+    if session.fingerprint != holder.fingerprint || session.holder != holder.tax_code {
+        tracing::warn!(holder = %holder.tax_code, "session presented with another card");
+        return Err(ApiError::SessionExpired);
+    }
+    let now = millis(app.clock.now());
+    let idle = i64::try_from(app.sessions.idle.as_millis()).unwrap_or(i64::MAX);
+    let absolute = i64::try_from(app.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
+    if now - session.last_seen_at > idle || now - session.created_at > absolute {
+        app.store.delete_session(&id_hash).await?;
+        tracing::info!(holder = %holder.tax_code, "session expired");
+        return Err(ApiError::SessionExpired);
+    }
+    app.store.touch_session(&id_hash, now).await?;
+    Ok(session)
+}
+
+/// `POST /session`: logs in with the card presented, always with a new session id.
+pub async fn login(
+    State(app): State<AppState>,
+    Authenticated(holder): Authenticated,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // Whatever session the browser held before ends here: no fixation.
+    if let Some(old) = cookie_id(&headers) {
+        app.store.delete_session(&hash(&old)).await?;
+    }
+    let id = random_hex(&app)?;
+    let now = millis(app.clock.now());
+    let record = SessionRecord {
+        id_hash: hash(&id),
+        holder: holder.tax_code.clone(),
+        fingerprint: holder.fingerprint.clone(),
+        csrf_token: random_hex(&app)?,
+        created_at: now,
+        last_seen_at: now,
+    };
+    app.store.create_session(&record).await?;
+    // Sweep expired sessions now and then (cheap: indexed delete).
+    let idle = i64::try_from(app.sessions.idle.as_millis()).unwrap_or(i64::MAX);
+    let absolute = i64::try_from(app.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
+    app.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(absolute)).await?;
+    tracing::info!(holder = %holder.tax_code, fingerprint = %holder.fingerprint, "login");
+    let view = SessionView {
+        tax_code: holder.tax_code.to_string(),
+        name: holder.display_name(),
+        csrf_token: record.csrf_token,
+        idle_timeout_secs: app.sessions.idle.as_secs(),
+        absolute_timeout_secs: app.sessions.absolute.as_secs(),
+    };
+    let mut response = (axum::http::StatusCode::CREATED, Json(view)).into_response();
+    if let Some(cookie) = set_cookie(&id, app.sessions.absolute) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `GET /session`: the current session, if still valid.
+pub async fn show(
+    State(app): State<AppState>,
+    Authenticated(holder): Authenticated,
+    headers: HeaderMap,
+) -> Result<Json<SessionView>, ApiError> {
+    let session = current(&app, &headers, &holder).await?;
+    Ok(Json(SessionView {
+        tax_code: holder.tax_code.to_string(),
+        name: holder.display_name(),
+        csrf_token: session.csrf_token,
+        idle_timeout_secs: app.sessions.idle.as_secs(),
+        absolute_timeout_secs: app.sessions.absolute.as_secs(),
+    }))
+}
+
+/// `DELETE /session`: logs out; needs the session's CSRF token.
+pub async fn logout(
+    State(app): State<AppState>,
+    Authenticated(holder): Authenticated,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = current(&app, &headers, &holder).await?;
+    let token = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    let same = token.is_some_and(|t| constant_time_eq(t.as_bytes(), session.csrf_token.as_bytes()));
+    if !same {
+        return Err(ApiError::CsrfToken);
+    }
+    app.store.delete_session(&session.id_hash).await?;
+    tracing::info!(holder = %holder.tax_code, "logout");
+    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+    if let Some(cookie) = set_cookie("", Duration::ZERO) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
