@@ -148,3 +148,49 @@ impl Channels {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    #[test]
+    fn a_channels_file_loads_with_defaults_and_relative_paths() {
+        let dir = std::env::temp_dir().join(format!("sportello-channels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for f in ["portal.pem", "portal-key.pem", "ca.pem", "inps.pem"] {
+            write(&dir, f, f);
+        }
+        write(
+            &dir,
+            "channels.toml",
+            "portal_id = \"sportello\"\ncallback_base_url = \"https://portal.example/\"\ncertificate = \"portal.pem\"\nkey = \"portal-key.pem\"\n\n[institutions.inps]\nbase_url = \"https://inps.example/\"\nca = \"ca.pem\"\ncertificate = \"inps.pem\"\npoll_interval_ms = 1000\n",
+        );
+        let channels = Channels::load(&dir.join("channels.toml")).expect("loads");
+        let inps = channels.get("inps").expect("inps");
+        assert_eq!(inps.base_url, "https://inps.example");
+        assert_eq!(inps.audience, "inps");
+        assert_eq!(inps.certificate_pem, "inps.pem");
+        assert_eq!(inps.retry, RetryPolicy::default());
+        assert_eq!(inps.poll_interval, Some(Duration::from_secs(1)));
+        assert_eq!(channels.callback_base_url, "https://portal.example");
+        assert!(matches!(channels.require(["inps", "inail"]), Err(ChannelError::Missing(id)) if id == "inail"));
+
+        write(&dir, "bad.toml", "portal_id = \"x\"\ncolour = \"red\"\n");
+        let error = Channels::load(&dir.join("bad.toml")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("bad.toml"), "{error}");
+        write(
+            &dir,
+            "plain.toml",
+            "portal_id = \"s\"\ncallback_base_url = \"x\"\ncertificate = \"portal.pem\"\nkey = \"portal-key.pem\"\n[institutions.inps]\nbase_url = \"http://inps.example\"\nca = \"ca.pem\"\ncertificate = \"inps.pem\"\n",
+        );
+        assert!(
+            matches!(Channels::load(&dir.join("plain.toml")), Err(ChannelError::Invalid(..))),
+            "plain http refused"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
