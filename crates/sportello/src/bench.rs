@@ -133,6 +133,7 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
         },
         card_profile: CardProfile::default(),
         sessions: Default::default(),
+        demo_cards: None,
         front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,

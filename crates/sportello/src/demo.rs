@@ -337,3 +337,18 @@ pub async fn start_simulators(
     let ordered = DEMO_INSTITUTIONS.iter().filter_map(|(id, _)| handles.get(*id).cloned()).collect();
     Ok((ordered, channels))
 }
+
+/// The cards the demo's chooser offers (all of them: the refused ones show why).
+pub fn chooser_cards(files: &DemoFiles) -> anyhow::Result<Vec<web::demo_cards::DemoCard>> {
+    DEMO_CARDS
+        .iter()
+        .map(|card| {
+            let path = files.card_cert(card);
+            Ok(web::demo_cards::DemoCard {
+                slug: card.slug.to_string(),
+                label: format!("{} {} ({}): {}", card.given_name, card.surname, card.tax_code, card.role),
+                cert_pem: std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+            })
+        })
+        .collect()
+}

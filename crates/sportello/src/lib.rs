@@ -41,6 +41,8 @@ pub struct Settings {
     pub front: web::tls::Front,
     /// Browser session timeouts.
     pub sessions: web::sessions::SessionPolicy,
+    /// The demo's card chooser (`sportello demo` only; it answers loopback clients only).
+    pub demo_cards: Option<Vec<web::demo_cards::DemoCard>>,
     /// How to reach the institutions. Without it nothing is delivered (deliveries stay queued)
     /// and no callback is accepted. An empty `callback_base_url` means this portal's own
     /// address.
@@ -151,7 +153,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         )?)),
         None => None,
     };
+    let demo_cards = settings.demo_cards.clone().map(|cards| {
+        Arc::new(web::demo_cards::DemoCards { cards, tls: tls.clone(), profile: settings.card_profile.clone() })
+    });
     let state = AppState {
+        demo_cards,
         sessions: settings.sessions,
         authorisations,
         store,

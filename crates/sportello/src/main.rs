@@ -219,6 +219,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         tls: files.tls_material()?,
         card_profile: CardProfile::default(),
         sessions: Default::default(),
+        demo_cards: Some(demo::chooser_cards(&files)?),
         front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,
@@ -257,6 +258,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         files.card_cert(first).display(),
         files.card_key(first).display()
     );
+    println!("  Without a card in the browser: {url}/demo/cards lets you pick a test card.");
     println!("  The API is described at {url}/api/v1/openapi.json. Stop with Ctrl-C.");
     println!();
     shutdown.await;
@@ -295,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crl_grace: std::time::Duration::from_secs(crl_grace_hours.saturating_mul(3600)),
                 },
                 sessions: Default::default(),
+                demo_cards: None,
                 card_profile: if card_policies.is_empty() {
                     CardProfile::default()
                 } else {

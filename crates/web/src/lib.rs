@@ -10,6 +10,7 @@
 //! catalog, clock, randomness), so tests run the very same router.
 
 pub mod api;
+pub mod demo_cards;
 pub mod error;
 pub mod extract;
 pub mod i18n;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// can be sent anyway, and authorisations are not checked.
     pub authorisations: Option<Arc<delivery::authorisation::AuthorisationService>>,
     pub sessions: sessions::SessionPolicy,
+    /// The demo's card chooser, on in `sportello demo` only.
+    pub demo_cards: Option<Arc<demo_cards::DemoCards>>,
 }
 
 /// The real clock.
@@ -154,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/institutions/v1/{institution}/events", post(institutions::event))
         .route("/session", get(sessions::show).post(sessions::login).delete(sessions::logout))
+        .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

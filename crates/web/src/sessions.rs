@@ -113,23 +113,24 @@ pub async fn current(
     Ok(session)
 }
 
-/// `POST /session`: logs in with the card presented, always with a new session id.
-pub async fn login(
-    State(app): State<AppState>,
-    Authenticated(holder): Authenticated,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+/// Opens a new session for `holder` (ending the one the browser held before); returns the
+/// cookie to set and the stored record.
+pub async fn open(
+    app: &AppState,
+    holder: &identity::Holder,
+    headers: &HeaderMap,
+) -> Result<(HeaderValue, SessionRecord), ApiError> {
     // Whatever session the browser held before ends here: no fixation.
-    if let Some(old) = cookie_id(&headers) {
+    if let Some(old) = cookie_id(headers) {
         app.store.delete_session(&hash(&old)).await?;
     }
-    let id = random_hex(&app)?;
+    let id = random_hex(app)?;
     let now = millis(app.clock.now());
     let record = SessionRecord {
         id_hash: hash(&id),
         holder: holder.tax_code.clone(),
         fingerprint: holder.fingerprint.clone(),
-        csrf_token: random_hex(&app)?,
+        csrf_token: random_hex(app)?,
         created_at: now,
         last_seen_at: now,
     };
@@ -139,6 +140,17 @@ pub async fn login(
     let absolute = i64::try_from(app.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
     app.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(absolute)).await?;
     tracing::info!(holder = %holder.tax_code, fingerprint = %holder.fingerprint, "login");
+    let cookie = set_cookie(&id, app.sessions.absolute).ok_or(ApiError::Internal)?;
+    Ok((cookie, record))
+}
+
+/// `POST /session`: logs in with the card presented, always with a new session id.
+pub async fn login(
+    State(app): State<AppState>,
+    Authenticated(holder): Authenticated,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (cookie, record) = open(&app, &holder, &headers).await?;
     let view = SessionView {
         tax_code: holder.tax_code.to_string(),
         name: holder.display_name(),
@@ -147,10 +159,27 @@ pub async fn login(
         absolute_timeout_secs: app.sessions.absolute.as_secs(),
     };
     let mut response = (axum::http::StatusCode::CREATED, Json(view)).into_response();
-    if let Some(cookie) = set_cookie(&id, app.sessions.absolute) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
+}
+
+/// The holder a demo card-chooser session stands for (no card presented), if still valid.
+pub async fn demo_holder(app: &AppState, headers: &HeaderMap) -> Result<identity::Holder, ApiError> {
+    let id = cookie_id(headers).ok_or(ApiError::Unauthenticated)?;
+    let id_hash = hash(&id);
+    let session = app.store.session(&id_hash).await?.ok_or(ApiError::SessionExpired)?;
+    if !session.fingerprint.starts_with(crate::demo_cards::SESSION_MARK) {
+        return Err(ApiError::Unauthenticated);
+    }
+    let now = millis(app.clock.now());
+    let idle = i64::try_from(app.sessions.idle.as_millis()).unwrap_or(i64::MAX);
+    let absolute = i64::try_from(app.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
+    if now - session.last_seen_at > idle || now - session.created_at > absolute {
+        app.store.delete_session(&id_hash).await?;
+        return Err(ApiError::SessionExpired);
+    }
+    app.store.touch_session(&id_hash, now).await?;
+    Ok(identity::Holder { tax_code: session.holder, given_name: None, surname: None, fingerprint: session.fingerprint })
 }
 
 /// `GET /session`: the current session, if still valid.

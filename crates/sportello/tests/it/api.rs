@@ -34,10 +34,14 @@ fn catalog_dir() -> PathBuf {
 }
 
 async fn spawn_app_with(database_url: Option<String>) -> TestApp {
-    spawn_app_full(database_url, Default::default()).await
+    spawn_app_full(database_url, Default::default(), false).await
 }
 
-async fn spawn_app_full(database_url: Option<String>, sessions: web::sessions::SessionPolicy) -> TestApp {
+async fn spawn_app_full(
+    database_url: Option<String>,
+    sessions: web::sessions::SessionPolicy,
+    with_card_chooser: bool,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = TestPki::generate("API test CA").expect("pki");
     let server = pki.server(&["localhost", "127.0.0.1"]).expect("server cert");
@@ -47,6 +51,10 @@ async fn spawn_app_full(database_url: Option<String>, sessions: web::sessions::S
     let mut spec = CardSpec::new("Mario", "Rossi", HOLDER);
     spec.policies = vec!["1.2.3.4".into()];
     let no_policy = pki.card(&spec).expect("card");
+    let rogue_cert = TestPki::generate("Rogue chooser CA")
+        .and_then(|rogue| rogue.card(&CardSpec::new("Mario", "Rossi", HOLDER)))
+        .expect("rogue card")
+        .cert_pem;
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: database_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("api.db").display())),
@@ -60,6 +68,14 @@ async fn spawn_app_full(database_url: Option<String>, sessions: web::sessions::S
         },
         card_profile: CardProfile::default(),
         sessions,
+        demo_cards: with_card_chooser.then(|| {
+            let card = |slug: &str, cert_pem: &str| web::demo_cards::DemoCard {
+                slug: slug.into(),
+                label: format!("Carta {slug}"),
+                cert_pem: cert_pem.into(),
+            };
+            vec![card("rossi", &holder.cert_pem), card("falsa", &bad_tax_code.cert_pem), card("estranea", &rogue_cert)]
+        }),
         front: web::tls::Front::Direct,
         // No institutions: filings stay queued, which is what these tests look at.
         channels: None,
@@ -567,7 +583,7 @@ async fn sessions_resist_fixation_and_end_on_logout() {
 #[tokio::test]
 async fn idle_sessions_expire() {
     let policy = web::sessions::SessionPolicy { idle: Duration::from_millis(800), absolute: Duration::from_secs(3600) };
-    let app = spawn_app_full(None, policy).await;
+    let app = spawn_app_full(None, policy, false).await;
     let client = app.client();
     let r = client.post(app.url("/session")).send().await.expect("login");
     let cookie = cookie_value(&session_cookie(&r).expect("cookie"));
@@ -580,4 +596,54 @@ async fn idle_sessions_expire() {
     let r = client.get(app.url("/session")).header("cookie", &cookie).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/session-expired");
+}
+
+#[tokio::test]
+async fn the_demo_card_chooser_logs_in_through_the_same_checks() {
+    let app = spawn_app_full(None, Default::default(), true).await;
+    let browser = client_with(&app.ca_pem, None);
+    let page = browser.get(app.url("/demo/cards")).send().await.expect("get");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("lang=\"it\"") && html.contains("Carta rossi"),
+        "{html}"
+    );
+
+    // A card from an untrusted certifier, or one with an invalid codice fiscale, is refused.
+    for slug in ["estranea", "falsa"] {
+        let r = browser.post(app.url("/demo/cards")).form(&[("card", slug)]).send().await.expect("post");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{slug}");
+        assert!(session_cookie(&r).is_none(), "{slug}: no session");
+        assert!(r.text().await.expect("html").contains("role=\"alert\""), "{slug}");
+    }
+    let r = browser.post(app.url("/demo/cards")).form(&[("card", "rossi")]).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = cookie_value(&session_cookie(&r).expect("session"));
+    // The browser, without any card, now acts as the chosen holder.
+    let me: Value = browser
+        .get(app.url("/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["tax_code"], HOLDER);
+    let r = browser
+        .post(app.url("/api/v1/practices"))
+        .header("cookie", &cookie)
+        .json(&json!({"service": "avvio-ditta-individuale", "data": {}}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Without the session, nothing.
+    assert_eq!(browser.get(app.url("/api/v1/me")).send().await.expect("me").status(), StatusCode::UNAUTHORIZED);
+
+    // Outside the demo the chooser does not exist.
+    let plain = spawn_app().await;
+    let r = client_with(&plain.ca_pem, None).get(plain.url("/demo/cards")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -47,6 +47,7 @@ async fn portal_with(
         },
         card_profile: CardProfile::default(),
         sessions: Default::default(),
+        demo_cards: None,
         front,
         channels: None,
         run_worker: false,

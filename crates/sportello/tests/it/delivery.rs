@@ -101,6 +101,7 @@ async fn world_with(poll: Option<Duration>) -> World {
         },
         card_profile: CardProfile::default(),
         sessions: Default::default(),
+        demo_cards: None,
         front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,
