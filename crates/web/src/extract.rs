@@ -68,7 +68,7 @@ impl FromRequestParts<crate::AppState> for Authenticated {
             Some(PeerIdentity::ForgedProxyHeader) => Err(ApiError::ForgedProxyHeader),
             // In the demo only, a browser without a card may stand for the test card it chose.
             Some(PeerIdentity::Anonymous) | None if app.demo_cards.is_some() => {
-                crate::sessions::demo_holder(app, &parts.headers).await.map(Self)
+                crate::sessions::demo_holder(app, &parts.method, &parts.headers).await.map(Self)
             }
             Some(PeerIdentity::Anonymous) | None => Err(ApiError::Unauthenticated),
         }

@@ -58,6 +58,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether the request carries the session's CSRF token.
+fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let token = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()))
+}
+
 /// The session id a request carries, if any.
 fn cookie_id(headers: &HeaderMap) -> Option<String> {
     headers
@@ -163,8 +169,13 @@ pub async fn login(
     Ok(response)
 }
 
-/// The holder a demo card-chooser session stands for (no card presented), if still valid.
-pub async fn demo_holder(app: &AppState, headers: &HeaderMap) -> Result<identity::Holder, ApiError> {
+/// The holder a demo card-chooser session stands for (no card presented), if still valid. A
+/// request that changes something must carry the session's CSRF token in `X-CSRF-Token`.
+pub async fn demo_holder(
+    app: &AppState,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+) -> Result<identity::Holder, ApiError> {
     let id = cookie_id(headers).ok_or(ApiError::Unauthenticated)?;
     let id_hash = hash(&id);
     let session = app.store.session(&id_hash).await?.ok_or(ApiError::SessionExpired)?;
@@ -177,6 +188,10 @@ pub async fn demo_holder(app: &AppState, headers: &HeaderMap) -> Result<identity
     if now - session.last_seen_at > idle || now - session.created_at > absolute {
         app.store.delete_session(&id_hash).await?;
         return Err(ApiError::SessionExpired);
+    }
+    let changes = !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+    if changes && !token_matches(headers, &session.csrf_token) {
+        return Err(ApiError::CsrfToken);
     }
     app.store.touch_session(&id_hash, now).await?;
     Ok(identity::Holder { tax_code: session.holder, given_name: None, surname: None, fingerprint: session.fingerprint })
@@ -205,9 +220,7 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let session = current(&app, &headers, &holder).await?;
-    let token = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-    let same = token.is_some_and(|t| constant_time_eq(t.as_bytes(), session.csrf_token.as_bytes()));
-    if !same {
+    if !token_matches(&headers, &session.csrf_token) {
         return Err(ApiError::CsrfToken);
     }
     app.store.delete_session(&session.id_hash).await?;

@@ -631,13 +631,27 @@ async fn the_demo_card_chooser_logs_in_through_the_same_checks() {
         .await
         .expect("json");
     assert_eq!(me["tax_code"], HOLDER);
-    let r = browser
-        .post(app.url("/api/v1/practices"))
+    // Changes need the session's CSRF token.
+    let create = || {
+        browser
+            .post(app.url("/api/v1/practices"))
+            .header("cookie", &cookie)
+            .json(&json!({"service": "avvio-ditta-individuale", "data": {}}))
+    };
+    let r = create().send().await.expect("create");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/csrf-token");
+    let session: Value = browser
+        .get(app.url("/session"))
         .header("cookie", &cookie)
-        .json(&json!({"service": "avvio-ditta-individuale", "data": {}}))
         .send()
         .await
-        .expect("create");
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let token = session["csrf_token"].as_str().expect("token").to_string();
+    let r = create().header("x-csrf-token", &token).send().await.expect("create");
     assert_eq!(r.status(), StatusCode::CREATED);
     // Without the session, nothing.
     assert_eq!(browser.get(app.url("/api/v1/me")).send().await.expect("me").status(), StatusCode::UNAUTHORIZED);
