@@ -145,8 +145,8 @@ pub async fn choose(
     let body = format!(
         "<h1>Accesso effettuato</h1>\n<p>Questo browser ora agisce come <strong>{}</strong> ({}), \
          come se avesse presentato la sua carta.</p>\n\
-         <ul>\n<li><a href=\"/api/v1/services\">Servizi disponibili</a></li>\n\
-         <li><a href=\"/api/v1/practices\">Le mie pratiche</a></li>\n\
+         <ul>\n<li><a href=\"/\">La mia scrivania</a></li>\n<li><a href=\"/servizi\">Servizi integrati</a></li>\n\
+         <li><a href=\"/api/v1/practices\">Le mie pratiche (JSON)</a></li>\n\
          <li><a href=\"/api/v1/openapi.json\">Descrizione dell'API</a></li>\n</ul>",
         escape(&holder.display_name()),
         escape(holder.tax_code.as_str())

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod i18n;
 pub mod institutions;
+pub mod pages;
 pub mod sessions;
 pub mod tls;
 
@@ -158,6 +159,10 @@ pub fn router(state: AppState) -> Router {
         .route("/institutions/v1/{institution}/events", post(institutions::event))
         .route("/session", get(sessions::show).post(sessions::login).delete(sessions::logout))
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
+        .route("/", get(pages::home))
+        .route("/servizi", get(pages::services))
+        .route("/accessibilita", get(pages::accessibility))
+        .route("/static/sportello.css", get(pages::stylesheet))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

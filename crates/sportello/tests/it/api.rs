@@ -661,3 +661,29 @@ async fn the_demo_card_chooser_logs_in_through_the_same_checks() {
     let r = client_with(&plain.ca_pem, None).get(plain.url("/demo/cards")).send().await.expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn pages_speak_italian_first_and_work_without_javascript() {
+    let app = spawn_app().await;
+    let anonymous = client_with(&app.ca_pem, None);
+    let r = anonymous.get(app.url("/")).send().await.expect("home");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the desk needs a card");
+    let html = r.text().await.expect("html");
+    assert!(html.contains("<html lang=\"it\">") && html.contains("Accedi con la smart card"), "{html}");
+
+    let holder = app.client();
+    let (_, draft) = app.create(&holder, json!({"service": "avvio-ditta-individuale", "data": {}})).await;
+    assert!(draft["id"].is_string());
+    let html = holder.get(app.url("/")).send().await.expect("home").text().await.expect("html");
+    assert_eq!(html.matches("<h1>").count(), 1, "one h1");
+    assert!(html.contains("La mia scrivania") && html.contains("href=\"#contenuto\""), "{html}");
+    assert!(html.contains("<span class=\"count\">1</span> in bozza"), "{html}");
+    assert!(!html.contains("<script"), "no script needed");
+
+    let html = anonymous.get(app.url("/servizi?lang=en")).send().await.expect("services").text().await.expect("html");
+    assert!(html.contains("<html lang=\"en\">") && html.contains("Starting a business"), "{html}");
+    let html = anonymous.get(app.url("/accessibilita")).send().await.expect("statement").text().await.expect("html");
+    assert!(html.contains("Dichiarazione di accessibilità") && html.contains("mailto:"), "{html}");
+    let r = anonymous.get(app.url("/static/sportello.css")).send().await.expect("css");
+    assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
+}

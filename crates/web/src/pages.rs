@@ -1,0 +1,251 @@
+//! Server-rendered pages (askama templates in `crates/web/templates`), Italian by default and
+//! English with `?lang=en`. They work without JavaScript. So far: the desk's home ("la mia
+//! scrivania"), the catalog and the accessibility statement; the desk's other pages follow.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use domain::delivery::DeliveryState;
+use domain::practice::PracticeState;
+use domain::Lang;
+use storage::PracticeQuery;
+
+use crate::error::ApiError;
+use crate::extract::{Authenticated, PeerIdentity, UserLang};
+use crate::i18n::Translations;
+use crate::AppState;
+
+/// Translations as templates use them.
+#[derive(Debug)]
+pub struct Tr<'a> {
+    t: &'a Translations,
+    lang: Lang,
+}
+
+impl Tr<'_> {
+    pub fn msg(&self, id: &str) -> String {
+        self.t.message(self.lang, id, &[])
+    }
+
+    pub fn lang(&self) -> &'static str {
+        self.lang.code()
+    }
+}
+
+fn render(template: &impl Template, status: StatusCode) -> Response {
+    match template.render() {
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            response.headers_mut().insert(header::CONTENT_LANGUAGE, HeaderValue::from_static("it, en"));
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            ApiError::Internal.into_response()
+        }
+    }
+}
+
+/// The stylesheet.
+pub async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../static/sportello.css"),
+    )
+        .into_response()
+}
+
+#[derive(Debug)]
+pub struct ServiceCard {
+    title: String,
+    summary: String,
+    help: String,
+    recipients: String,
+    readiness: Option<String>,
+    readiness_class: &'static str,
+}
+
+#[derive(Debug)]
+pub struct EventGroup {
+    id: String,
+    title: String,
+    services: Vec<ServiceCard>,
+}
+
+#[derive(Template)]
+#[template(path = "services.html")]
+struct ServicesPage<'a> {
+    tr: Tr<'a>,
+    groups: Vec<EventGroup>,
+}
+
+/// `GET /servizi`: the catalog, grouped by life event, with what the holder can complete.
+pub async fn services(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    request: axum::extract::Request,
+) -> Response {
+    let holder = match request.extensions().get::<PeerIdentity>() {
+        Some(PeerIdentity::Card(holder)) => Some(holder.clone()),
+        _ => None,
+    };
+    let tr = Tr { t: &app.translations, lang };
+    let answers = match (&app.authorisations, &holder) {
+        (Some(checker), Some(holder)) => {
+            let all: Vec<String> = app.catalog.institutions.iter().map(|i| i.id.clone()).collect();
+            Some(checker.check_all(&all, holder.tax_code.as_str()).await)
+        }
+        _ => None,
+    };
+    let groups = app
+        .catalog
+        .life_events
+        .iter()
+        .map(|event| EventGroup {
+            id: format!("evento-{}", event.id),
+            title: event.title.get(lang).to_string(),
+            services: app
+                .catalog
+                .services
+                .iter()
+                .filter(|s| s.life_event == event.id)
+                .map(|s| {
+                    let recipients = s
+                        .recipients
+                        .iter()
+                        .filter_map(|r| app.catalog.institution(&r.institution).map(|i| i.name.get(lang).to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let (readiness, readiness_class) = match &answers {
+                        None => (None, ""),
+                        Some(answers) => {
+                            let allowed: Vec<Option<bool>> = s
+                                .recipients
+                                .iter()
+                                .map(|r| {
+                                    answers.iter().find(|(i, _)| *i == r.institution).and_then(|(_, a)| a.allows_any())
+                                })
+                                .collect();
+                            if allowed.contains(&Some(false)) {
+                                (Some(tr.msg("services-missing")), "tag-missing")
+                            } else if allowed.contains(&None) {
+                                (Some(tr.msg("services-unknown")), "tag-unknown")
+                            } else {
+                                (Some(tr.msg("services-ready")), "tag-ok")
+                            }
+                        }
+                    };
+                    ServiceCard {
+                        title: s.title.get(lang).to_string(),
+                        summary: s.summary.get(lang).to_string(),
+                        help: s.help.get(lang).to_string(),
+                        recipients,
+                        readiness,
+                        readiness_class,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    render(&ServicesPage { tr, groups }, StatusCode::OK)
+}
+
+#[derive(Template)]
+#[template(path = "accessibility.html")]
+struct AccessibilityPage<'a> {
+    tr: Tr<'a>,
+}
+
+/// `GET /accessibilita`: the accessibility statement, with the feedback channel.
+pub async fn accessibility(State(app): State<AppState>, UserLang(lang): UserLang) -> Response {
+    render(&AccessibilityPage { tr: Tr { t: &app.translations, lang } }, StatusCode::OK)
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    tr: Tr<'a>,
+    greeting: String,
+    actions: Vec<String>,
+    drafts: usize,
+    in_progress: usize,
+    completed: usize,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    tr: Tr<'a>,
+    refusal: Option<String>,
+    demo: bool,
+}
+
+/// `GET /`: the desk's home for a holder with a card (or a demo session); how to log in for
+/// anyone else.
+pub async fn home(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    authenticated: Result<Authenticated, ApiError>,
+) -> Response {
+    let tr = Tr { t: &app.translations, lang };
+    let holder = match authenticated {
+        Ok(Authenticated(holder)) => holder,
+        Err(error) => {
+            let refusal = match error {
+                ApiError::CardRefused(refusal) => Some(tr.msg(&format!("card-{}", refusal.code()))),
+                ApiError::SessionExpired => Some(tr.msg("problem-session-expired-detail")),
+                _ => None,
+            };
+            let page = LoginPage { refusal, demo: app.demo_cards.is_some(), tr };
+            return render(&page, StatusCode::UNAUTHORIZED);
+        }
+    };
+    let count = |state| {
+        let app = app.clone();
+        let owner = holder.tax_code.clone();
+        async move {
+            let query = PracticeQuery { state: Some(state), limit: PracticeQuery::MAX_LIMIT, offset: 0 };
+            app.store.list(&owner, &query).await
+        }
+    };
+    let (drafts, in_progress, completed) = match (
+        count(PracticeState::Draft).await,
+        count(PracticeState::InProgress).await,
+        count(PracticeState::Completed).await,
+    ) {
+        (Ok(d), Ok(i), Ok(c)) => (d, i, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return ApiError::from(e).into_response(),
+    };
+    let mut actions = Vec::new();
+    for practice in drafts.iter().filter(|p| p.needs_resend) {
+        let reference = practice.reference.as_ref().map(ToString::to_string).unwrap_or_default();
+        actions.push(app.translations.message(lang, "desk-action-resend-all", &[("reference", reference)]));
+    }
+    for practice in in_progress.iter().chain(completed.iter()) {
+        let Ok(deliveries) = app.store.deliveries(&holder.tax_code, practice.id).await else { continue };
+        for d in deliveries.iter().filter(|d| matches!(d.state(), DeliveryState::Failed | DeliveryState::Rejected)) {
+            let institution =
+                app.catalog.institution(&d.institution).map(|i| i.name.get(lang).to_string()).unwrap_or_default();
+            let id = if d.state() == DeliveryState::Failed { "desk-action-failed" } else { "desk-action-rejected" };
+            let reference = practice.reference.as_ref().map(ToString::to_string).unwrap_or_default();
+            actions.push(app.translations.message(lang, id, &[("reference", reference), ("institution", institution)]));
+        }
+    }
+    let greeting = app.translations.message(
+        lang,
+        "desk-greeting",
+        &[("name", holder.display_name()), ("tax_code", holder.tax_code.to_string())],
+    );
+    render(
+        &HomePage {
+            tr,
+            greeting,
+            actions,
+            drafts: drafts.len(),
+            in_progress: in_progress.len(),
+            completed: completed.len(),
+        },
+        StatusCode::OK,
+    )
+}
