@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use delivery::worker::WorkerSettings;
 use identity::test_pki::{CardSpec, Issued, TestPki};
-use identity::CardProfile;
 use serde_json::{json, Value};
 use web::tls::TlsMaterial;
 
@@ -120,26 +119,13 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
         poll_interval: None,
     };
     let (_sims, channels) = start_simulated(specs, &identity, tuning, clock, random).await?;
+    let tls = TlsMaterial::new(server.cert_pem.clone(), server.key_pem.clone(), pki.ca.cert_pem.clone());
+    let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let settings = Settings {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-        catalog_dir: catalog_dir.to_path_buf(),
-        tls: TlsMaterial {
-            cert_chain_pem: server.cert_pem.clone(),
-            key_pem: server.key_pem.clone(),
-            client_ca_pem: pki.ca.cert_pem.clone(),
-            crl_pems: Vec::new(),
-            crl_grace: Duration::from_secs(3600),
-        },
-        card_profile: CardProfile::default(),
-        sessions: Default::default(),
-        demo_cards: None,
-        front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,
         worker: WorkerSettings { batch: 32, idle: Duration::from_millis(10), ..WorkerSettings::default() },
-        crl_sources: Vec::new(),
-        crl_refresh: Duration::from_secs(300),
+        ..Settings::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), database_url, catalog_dir.to_path_buf(), tls)
     };
     let running = crate::start(&settings).await?;
     let base = format!("https://localhost:{}", running.addr.port());

@@ -57,6 +57,29 @@ pub struct Settings {
     pub worker: WorkerSettings,
 }
 
+impl Settings {
+    /// Settings with every option left out: TLS in this process, the default card profile and
+    /// session timeouts, no institutions (nothing is delivered), no CRL sources, no demo
+    /// chooser. Callers set what they need with struct update syntax.
+    pub fn new(listen: SocketAddr, database_url: String, catalog_dir: PathBuf, tls: TlsMaterial) -> Self {
+        Self {
+            listen,
+            database_url,
+            catalog_dir,
+            tls,
+            card_profile: CardProfile::default(),
+            front: web::tls::Front::Direct,
+            sessions: web::sessions::SessionPolicy::default(),
+            demo_cards: None,
+            channels: None,
+            run_worker: false,
+            worker: WorkerSettings::default(),
+            crl_sources: Vec::new(),
+            crl_refresh: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
 /// A portal that is running.
 #[derive(Debug)]
 pub struct Running {

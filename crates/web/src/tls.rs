@@ -72,6 +72,13 @@ pub struct TlsMaterial {
     pub crl_grace: Duration,
 }
 
+impl TlsMaterial {
+    /// Material without CRLs (revocation not checked), with a 24-hour grace for CRLs added later.
+    pub fn new(cert_chain_pem: String, key_pem: String, client_ca_pem: String) -> Self {
+        Self { cert_chain_pem, key_pem, client_ca_pem, crl_pems: Vec::new(), crl_grace: Duration::from_secs(24 * 3600) }
+    }
+}
+
 /// A TLS configuration and the client-certificate verifier inside it (also used to check
 /// certificates forwarded by a trusted proxy).
 #[derive(Debug)]

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use identity::test_pki::{CardSpec, Issued, TestPki};
-use identity::CardProfile;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sportello::{Running, Settings};
@@ -55,18 +54,10 @@ async fn spawn_app_full(
         .and_then(|rogue| rogue.card(&CardSpec::new("Mario", "Rossi", HOLDER)))
         .expect("rogue card")
         .cert_pem;
+    let database_url = database_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("api.db").display()));
+    let tls = TlsMaterial::new(server.cert_pem.clone(), server.key_pem.clone(), pki.ca.cert_pem.clone());
+    // No institutions: filings stay queued, which is what these tests look at.
     let settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: database_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("api.db").display())),
-        catalog_dir: catalog_dir(),
-        tls: TlsMaterial {
-            cert_chain_pem: server.cert_pem.clone(),
-            key_pem: server.key_pem.clone(),
-            client_ca_pem: pki.ca.cert_pem.clone(),
-            crl_pems: Vec::new(),
-            crl_grace: Duration::from_secs(3600),
-        },
-        card_profile: CardProfile::default(),
         sessions,
         demo_cards: with_card_chooser.then(|| {
             let card = |slug: &str, cert_pem: &str| web::demo_cards::DemoCard {
@@ -76,13 +67,7 @@ async fn spawn_app_full(
             };
             vec![card("rossi", &holder.cert_pem), card("falsa", &bad_tax_code.cert_pem), card("estranea", &rogue_cert)]
         }),
-        front: web::tls::Front::Direct,
-        // No institutions: filings stay queued, which is what these tests look at.
-        channels: None,
-        run_worker: false,
-        worker: Default::default(),
-        crl_sources: Vec::new(),
-        crl_refresh: Duration::from_secs(300),
+        ..Settings::new("127.0.0.1:0".parse().expect("addr"), database_url, catalog_dir(), tls)
     };
     let running = sportello::start(&settings).await.expect("portal starts");
     TestApp {

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use identity::test_pki::{CardSpec, Issued, TestPki};
-use identity::CardProfile;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sportello::{Running, Settings};
@@ -34,26 +33,18 @@ async fn portal_with(
 ) -> Portal {
     let dir = tempfile::tempdir().expect("temp");
     let server = pki.server(&["localhost", "127.0.0.1"]).expect("server");
+    let tls = TlsMaterial {
+        crl_pems,
+        crl_grace: grace,
+        ..TlsMaterial::new(server.cert_pem, server.key_pem, pki.ca.cert_pem.clone())
+    };
+    let database_url = format!("sqlite://{}", dir.path().join("cards.db").display());
+    let catalog = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../catalog");
     let settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: format!("sqlite://{}", dir.path().join("cards.db").display()),
-        catalog_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../catalog"),
-        tls: TlsMaterial {
-            cert_chain_pem: server.cert_pem,
-            key_pem: server.key_pem,
-            client_ca_pem: pki.ca.cert_pem.clone(),
-            crl_pems,
-            crl_grace: grace,
-        },
-        card_profile: CardProfile::default(),
-        sessions: Default::default(),
-        demo_cards: None,
         front,
-        channels: None,
-        run_worker: false,
-        worker: Default::default(),
         crl_sources,
         crl_refresh: Duration::from_millis(100),
+        ..Settings::new("127.0.0.1:0".parse().expect("addr"), database_url, catalog, tls)
     };
     Portal { running: sportello::start(&settings).await.expect("start"), ca_pem: pki.ca.cert_pem.clone(), _dir: dir }
 }

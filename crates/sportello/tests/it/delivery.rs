@@ -9,7 +9,6 @@ use delivery::modi::Signer;
 use delivery::worker::WorkerSettings;
 use domain::delivery::RetryPolicy;
 use identity::test_pki::{CardSpec, Issued, TestPki};
-use identity::CardProfile;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use simulator::{Behaviour, SimHandle};
@@ -88,26 +87,14 @@ async fn world_with(poll: Option<Duration>) -> World {
     )
     .await
     .expect("simulators");
+    let tls = TlsMaterial::new(server.cert_pem.clone(), server.key_pem.clone(), pki.ca.cert_pem.clone());
+    let database_url = format!("sqlite://{}", dir.path().join("delivery.db").display());
+    let catalog = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../catalog");
     let settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: format!("sqlite://{}", dir.path().join("delivery.db").display()),
-        catalog_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../catalog"),
-        tls: TlsMaterial {
-            cert_chain_pem: server.cert_pem.clone(),
-            key_pem: server.key_pem.clone(),
-            client_ca_pem: pki.ca.cert_pem.clone(),
-            crl_pems: Vec::new(),
-            crl_grace: Duration::from_secs(3600),
-        },
-        card_profile: CardProfile::default(),
-        sessions: Default::default(),
-        demo_cards: None,
-        front: web::tls::Front::Direct,
         channels: Some(channels),
         run_worker: true,
         worker: WorkerSettings { idle: Duration::from_millis(20), ..WorkerSettings::default() },
-        crl_sources: Vec::new(),
-        crl_refresh: Duration::from_secs(300),
+        ..Settings::new("127.0.0.1:0".parse().expect("addr"), database_url, catalog, tls)
     };
     let running = sportello::start(&settings).await.expect("portal");
     World {
