@@ -20,7 +20,7 @@ pub mod identifiers;
 pub mod practice;
 pub mod validation;
 
-use time::{Date, Duration, OffsetDateTime, UtcOffset, Weekday};
+use time::{Date, OffsetDateTime, UtcOffset, Weekday};
 
 /// The two languages of the interface. Italian first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -80,16 +80,27 @@ fn eu_switch(year: i32, month: time::Month) -> Option<OffsetDateTime> {
     Some(day.with_hms(1, 0, 0).ok()?.assume_utc())
 }
 
-/// The calendar date in Italy (Europe/Rome) at instant `now`: the date users mean when they
-/// say "today".
-pub fn italian_date(now: OffsetDateTime) -> Date {
+/// The instant `now` on Italian clocks (Europe/Rome: UTC+1, UTC+2 in summer time).
+pub fn italian_time(now: OffsetDateTime) -> OffsetDateTime {
     let now = now.to_offset(UtcOffset::UTC);
     let summer = match (eu_switch(now.year(), time::Month::March), eu_switch(now.year(), time::Month::October)) {
         (Some(start), Some(end)) => now >= start && now < end,
         _ => false,
     };
-    let offset = if summer { Duration::hours(2) } else { Duration::hours(1) };
-    (now + offset).date()
+    let hours = if summer { 2 } else { 1 };
+    now.to_offset(UtcOffset::from_hms(hours, 0, 0).unwrap_or(UtcOffset::UTC))
+}
+
+/// The calendar date in Italy (Europe/Rome) at instant `now`: the date users mean when they
+/// say "today".
+pub fn italian_date(now: OffsetDateTime) -> Date {
+    italian_time(now).date()
+}
+
+/// `27/11/2026 14:05`, on Italian clocks: how dates and times are shown to users.
+pub fn italian_display(at: OffsetDateTime) -> String {
+    let t = italian_time(at);
+    format!("{:02}/{:02}/{} {:02}:{:02}", t.day(), u8::from(t.month()), t.year(), t.hour(), t.minute())
 }
 
 #[cfg(test)]
@@ -111,5 +122,7 @@ mod tests {
         assert_eq!(italian_date(datetime!(2026-11-27 22:30 UTC)), date!(2026 - 11 - 27));
         assert_eq!(italian_date(datetime!(2026-07-01 22:30 UTC)), date!(2026 - 07 - 02));
         assert_eq!(italian_date(datetime!(2026-07-01 21:30 UTC)), date!(2026 - 07 - 01));
+        assert_eq!(italian_display(datetime!(2026-07-01 21:30 UTC)), "01/07/2026 23:30");
+        assert_eq!(italian_display(datetime!(2026-11-27 13:05 UTC)), "27/11/2026 14:05");
     }
 }

@@ -161,6 +161,8 @@ pub fn router(state: AppState) -> Router {
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
         .route("/", get(pages::home))
         .route("/servizi", get(pages::services))
+        .route("/pratiche", get(pages::practices))
+        .route("/pratiche/{id}", get(pages::practice))
         .route("/accessibilita", get(pages::accessibility))
         .route("/static/sportello.css", get(pages::stylesheet))
         .route("/health", get(health))

@@ -249,3 +249,207 @@ pub async fn home(
         StatusCode::OK,
     )
 }
+
+#[derive(Debug)]
+pub struct Tab {
+    label: String,
+    href: String,
+    current: bool,
+}
+
+#[derive(Debug)]
+pub struct PracticeRow {
+    href: String,
+    reference: String,
+    service: String,
+    state: String,
+    needs_resend: bool,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "practices.html")]
+struct PracticesPage<'a> {
+    tr: Tr<'a>,
+    title: String,
+    tabs: Vec<Tab>,
+    rows: Vec<PracticeRow>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    stato: Option<String>,
+}
+
+/// `GET /pratiche?stato=draft|in_progress|completed|archived`: the holder's practices in one
+/// state, most recently changed first.
+pub async fn practices(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let tr = Tr { t: &app.translations, lang };
+    let state = query
+        .ok()
+        .and_then(|q| q.0.stato.as_deref().and_then(PracticeState::parse))
+        .unwrap_or(PracticeState::InProgress);
+    let list = app
+        .store
+        .list(&holder.tax_code, &PracticeQuery { state: Some(state), limit: PracticeQuery::MAX_LIMIT, offset: 0 })
+        .await;
+    let list = match list {
+        Ok(list) => list,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let tabs = PracticeState::ALL
+        .iter()
+        .map(|s| Tab {
+            label: tr.msg(&format!("practices-tab-{}", s.as_str())),
+            href: format!("/pratiche?stato={}", s.as_str()),
+            current: *s == state,
+        })
+        .collect();
+    let rows = list
+        .into_iter()
+        .map(|p| PracticeRow {
+            href: format!("/pratiche/{}", p.id),
+            reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
+            service: app
+                .catalog
+                .service(&p.service_id)
+                .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),
+            state: tr.msg(&format!("state-{}", p.state.as_str())),
+            needs_resend: p.needs_resend,
+            updated: domain::italian_display(p.updated_at),
+        })
+        .collect();
+    let title = tr.msg(&format!("practices-tab-{}", state.as_str()));
+    render(&PracticesPage { tr, title, tabs, rows }, StatusCode::OK)
+}
+
+#[derive(Debug)]
+pub struct RecipientRow {
+    institution: String,
+    state: String,
+    class: &'static str,
+    protocol: String,
+    notes: String,
+}
+
+#[derive(Debug)]
+pub struct TimelineRow {
+    at: String,
+    institution: String,
+    what: String,
+}
+
+#[derive(Template)]
+#[template(path = "practice.html")]
+struct PracticePage<'a> {
+    tr: Tr<'a>,
+    service: String,
+    reference: String,
+    state: String,
+    updated: String,
+    problems: Vec<String>,
+    recipients: Vec<RecipientRow>,
+    timeline: Vec<TimelineRow>,
+}
+
+/// `GET /pratiche/{id}`: one practice: what is missing (drafts), each recipient's state,
+/// protocol number and outcome, and the timeline of every event.
+pub async fn practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let tr = Tr { t: &app.translations, lang };
+    let Some(id) = domain::practice::PracticeId::parse(&id) else { return ApiError::NotFound.into_response() };
+    let loaded = async {
+        let practice = app.store.practice(&holder.tax_code, id).await?;
+        let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+        let timeline = app.store.timeline(&holder.tax_code, id).await?;
+        Ok::<_, storage::StoreError>((practice, deliveries, timeline))
+    };
+    let (practice, deliveries, timeline) = match loaded.await {
+        Ok(loaded) => loaded,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let service = app.catalog.service(&practice.service_id);
+    let institution_name =
+        |id: &str| app.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string());
+    let problems = match (practice.state, service) {
+        (PracticeState::Draft, Some(service)) => {
+            domain::practice::validate_data(service, &practice.data, domain::italian_date(app.clock.now()))
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| {
+                    app.translations.reason(lang, service.field(&e.field).map(|f| &f.spec.label), &e.field, &e.reason)
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let recipients = deliveries
+        .iter()
+        .map(|d| {
+            let class = match d.state() {
+                DeliveryState::Accepted | DeliveryState::TakenInCharge => "tag-ok",
+                DeliveryState::Failed | DeliveryState::Rejected => "tag-missing",
+                _ => "tag-unknown",
+            };
+            let mut notes = Vec::new();
+            if let Some(rejection) = &d.status.rejection {
+                notes.extend(rejection.reasons.iter().cloned());
+                let fields: Vec<String> = rejection
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        service
+                            .and_then(|s| s.field(f))
+                            .map_or_else(|| f.clone(), |sf| sf.spec.label.get(lang).to_string())
+                    })
+                    .collect();
+                if !fields.is_empty() {
+                    notes.push(app.translations.message(
+                        lang,
+                        "practice-fields-at-fault",
+                        &[("fields", fields.join(", "))],
+                    ));
+                }
+            }
+            if let Some(error) = &d.status.last_error {
+                notes.push(error.clone());
+            }
+            RecipientRow {
+                institution: institution_name(&d.institution),
+                state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),
+                class,
+                protocol: d.status.protocol_number.clone().unwrap_or_else(|| "—".into()),
+                notes: notes.join(" "),
+            }
+        })
+        .collect();
+    let timeline = timeline
+        .iter()
+        .map(|e| TimelineRow {
+            at: domain::italian_display(e.at),
+            institution: institution_name(&e.institution),
+            what: tr.msg(&format!("event-{}", e.kind)),
+        })
+        .collect();
+    let page = PracticePage {
+        service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),
+        reference: practice.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
+        state: tr.msg(&format!("state-{}", practice.state.as_str())),
+        updated: domain::italian_display(practice.updated_at),
+        problems,
+        recipients,
+        timeline,
+        tr,
+    };
+    render(&page, StatusCode::OK)
+}

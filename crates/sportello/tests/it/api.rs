@@ -672,3 +672,24 @@ async fn pages_speak_italian_first_and_work_without_javascript() {
     let r = anonymous.get(app.url("/static/sportello.css")).send().await.expect("css");
     assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
 }
+
+#[tokio::test]
+async fn practice_pages_list_and_detail_only_the_holders_own() {
+    let app = spawn_app().await;
+    let holder = app.client();
+    let (_, draft) =
+        app.create(&holder, json!({"service": "avvio-ditta-individuale", "data": {"business.name": "Bar Roma"}})).await;
+    let id = draft["id"].as_str().expect("id");
+    let list = holder.get(app.url("/pratiche?stato=draft")).send().await.expect("list").text().await.expect("html");
+    assert!(list.contains(&format!("href=\"/pratiche/{id}\"")) && list.contains("aria-current=\"page\""), "{list}");
+    let r = holder.get(app.url(&format!("/pratiche/{id}"))).send().await.expect("detail");
+    assert_eq!(r.status(), StatusCode::OK);
+    let detail = r.text().await.expect("html");
+    assert!(detail.contains("Da completare prima dell&#39;invio"), "{detail}");
+    assert!(detail.contains("Codice fiscale: campo obbligatorio."), "{detail}");
+    let stranger = client_with(&app.ca_pem, Some(&app.other));
+    let r = stranger.get(app.url(&format!("/pratiche/{id}"))).send().await.expect("detail");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let list = stranger.get(app.url("/pratiche?stato=draft")).send().await.expect("list").text().await.expect("html");
+    assert!(!list.contains(id) && !list.contains("Bar Roma"), "{list}");
+}
