@@ -75,33 +75,27 @@ impl AuthorisationService {
         answer
     }
 
-    /// The answers of several institutions, asked at once.
-    pub async fn check_all(&self, institutions: &[String], tax_code: &str) -> Vec<(String, Authorisation)> {
-        let answers = futures_join_all(institutions.iter().map(|i| self.check(i, tax_code))).await;
-        institutions.iter().cloned().zip(answers).collect()
-    }
-}
-
-/// Runs futures concurrently and returns their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *output = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
+    /// The answers of several institutions, asked at once, in the order given.
+    pub async fn check_all(self: &Arc<Self>, institutions: &[String], tax_code: &str) -> Vec<(String, Authorisation)> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, institution) in institutions.iter().enumerate() {
+            let (service, institution, tax_code) = (self.clone(), institution.clone(), tax_code.to_string());
+            tasks.spawn(async move { (i, service.check(&institution, &tax_code).await) });
+        }
+        let mut answers: Vec<Option<Authorisation>> = vec![None; institutions.len()];
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((i, answer)) = joined {
+                answers[i] = Some(answer);
             }
         }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
+        institutions
+            .iter()
+            .cloned()
+            .zip(answers)
+            .map(|(institution, answer)| {
+                let answer = answer.unwrap_or_else(|| Authorisation::Unknown { reason: "the check failed".into() });
+                (institution, answer)
+            })
+            .collect()
+    }
 }

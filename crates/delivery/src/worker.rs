@@ -164,17 +164,6 @@ impl Worker {
         tracing::info!("delivery worker stopped");
     }
 
-    /// Claims one batch of due deliveries and polls, handles them, and waits for them all;
-    /// returns how many it handled.
-    pub async fn run_once(&self) -> Result<usize, storage::StoreError> {
-        let mut tasks = tokio::task::JoinSet::new();
-        let count = self.start_due(&mut tasks, self.settings.batch.max(1) as usize).await?;
-        while let Some(result) = tasks.join_next().await {
-            log_failed(result);
-        }
-        Ok(count)
-    }
-
     /// Claims up to `room` due deliveries (then due polls) and starts handling them.
     async fn start_due(&self, tasks: &mut tokio::task::JoinSet<()>, room: usize) -> Result<usize, storage::StoreError> {
         let limit = u32::try_from(room).unwrap_or(u32::MAX);

@@ -78,11 +78,42 @@ pub struct ServiceView {
 #[derive(Debug, Serialize)]
 pub struct ServiceReadiness {
     /// `false` when some recipient says no; `null` when some could not be asked.
-    complete: Option<bool>,
+    pub complete: Option<bool>,
     /// Recipients where the holder may file for no business.
     missing: Vec<String>,
     /// Recipients that could not be asked.
     unknown: Vec<String>,
+}
+
+impl ServiceReadiness {
+    /// From the holder's answers, by institution.
+    pub fn of(service: &Service, answers: &BTreeMap<String, domain::authorisation::Authorisation>) -> Self {
+        let allowed = |r: &&domain::catalog::Recipient| answers.get(&r.institution).and_then(|a| a.allows_any());
+        let ids = |keep: &dyn Fn(Option<bool>) -> bool| -> Vec<String> {
+            service.recipients.iter().filter(|r| keep(allowed(r))).map(|r| r.institution.clone()).collect()
+        };
+        let missing = ids(&|a| a == Some(false));
+        let unknown = ids(&|a| a.is_none());
+        let complete = if !missing.is_empty() {
+            Some(false)
+        } else if !unknown.is_empty() {
+            None
+        } else {
+            Some(true)
+        };
+        Self { complete, missing, unknown }
+    }
+}
+
+/// The holder's authorisations at every institution of the catalog (cached), or `None` when
+/// this portal does not check them.
+pub async fn holder_authorisations(
+    app: &AppState,
+    holder: &identity::Holder,
+) -> Option<BTreeMap<String, domain::authorisation::Authorisation>> {
+    let checker = app.authorisations.as_ref()?;
+    let all: Vec<String> = app.catalog.institutions.iter().map(|i| i.id.clone()).collect();
+    Some(checker.check_all(&all, holder.tax_code.as_str()).await.into_iter().collect())
 }
 
 fn kind_name(kind: &FieldKind) -> &'static str {
@@ -175,32 +206,15 @@ pub async fn list_services(
     crate::extract::MaybeHolder(holder): crate::extract::MaybeHolder,
 ) -> Json<ServiceList> {
     let catalog = &app.catalog;
-    let answers: Option<BTreeMap<String, domain::authorisation::Authorisation>> = match (&app.authorisations, &holder) {
-        (Some(checker), Some(holder)) => {
-            let all: Vec<String> = catalog.institutions.iter().map(|i| i.id.clone()).collect();
-            Some(checker.check_all(&all, holder.tax_code.as_str()).await.into_iter().collect())
-        }
-        _ => None,
+    let answers = match &holder {
+        Some(holder) => holder_authorisations(&app, holder).await,
+        None => None,
     };
     let mut services = Vec::new();
     for event in &catalog.life_events {
         for s in catalog.services.iter().filter(|s| s.life_event == event.id) {
             let mut view = service_view(catalog, s, lang, false);
-            if let Some(answers) = &answers {
-                let allowed = |r: &domain::catalog::Recipient| answers.get(&r.institution).and_then(|a| a.allows_any());
-                let missing: Vec<String> =
-                    s.recipients.iter().filter(|r| allowed(r) == Some(false)).map(|r| r.institution.clone()).collect();
-                let unknown: Vec<String> =
-                    s.recipients.iter().filter(|r| allowed(r).is_none()).map(|r| r.institution.clone()).collect();
-                let complete = if !missing.is_empty() {
-                    Some(false)
-                } else if !unknown.is_empty() {
-                    None
-                } else {
-                    Some(true)
-                };
-                view.authorisation = Some(ServiceReadiness { complete, missing, unknown });
-            }
+            view.authorisation = answers.as_ref().map(|answers| ServiceReadiness::of(s, answers));
             services.push(view);
         }
     }
@@ -223,7 +237,26 @@ pub async fn get_service(
 pub struct ProblemView {
     field: String,
     code: &'static str,
-    message: String,
+    pub message: String,
+}
+
+/// What still stops a draft from being sent, said in `lang`.
+pub fn draft_problems(app: &AppState, practice: &Practice, lang: Lang) -> Vec<ProblemView> {
+    let Some(service) = app.catalog.service(&practice.service_id) else { return Vec::new() };
+    let today = domain::italian_date(app.clock.now());
+    validate_data(service, &practice.data, today)
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let label = service.field(&e.field).map(|f| &f.spec.label);
+            ProblemView {
+                message: app.translations.reason(lang, label, &e.field, &e.reason),
+                field: e.field,
+                code: e.reason.code(),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -257,25 +290,7 @@ pub struct PracticeView {
 
 fn practice_view(app: &AppState, practice: Practice, deliveries: Option<Vec<Delivery>>, lang: Lang) -> PracticeView {
     let service = app.catalog.service(&practice.service_id);
-    let problems = (practice.state == PracticeState::Draft).then(|| match service {
-        Some(service) => {
-            let today = domain::italian_date(app.clock.now());
-            validate_data(service, &practice.data, today)
-                .err()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| {
-                    let label = service.field(&e.field).map(|f| &f.spec.label);
-                    ProblemView {
-                        message: app.translations.reason(lang, label, &e.field, &e.reason),
-                        field: e.field,
-                        code: e.reason.code(),
-                    }
-                })
-                .collect()
-        }
-        None => Vec::new(),
-    });
+    let problems = (practice.state == PracticeState::Draft).then(|| draft_problems(app, &practice, lang));
     let deliveries = deliveries.map(|ds| {
         ds.into_iter()
             .map(|d| DeliveryView {
@@ -616,16 +631,11 @@ async fn authorisations_for(
             })
             .collect(),
     };
-    let mut complete = Some(true);
+    let complete = ServiceReadiness::of(service, &answers.iter().cloned().collect()).complete;
     let recipients = answers
         .into_iter()
         .map(|(institution, authorisation)| {
             let allowed = authorisation.allows_any();
-            complete = match (complete, allowed) {
-                (Some(false), _) | (_, Some(false)) => Some(false),
-                (None, _) | (_, None) => None,
-                _ => Some(true),
-            };
             let known = app.catalog.institution(&institution);
             RecipientAuthorisation {
                 institution_name: known.map(|i| i.name.get(lang).to_string()).unwrap_or_else(|| institution.clone()),

@@ -108,6 +108,8 @@ pub async fn show(
 
 #[derive(Debug, Deserialize)]
 pub struct Choice {
+    /// Missing when nothing was chosen: then it is an unknown card, like any other.
+    #[serde(default)]
     card: String,
 }
 

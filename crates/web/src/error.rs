@@ -4,7 +4,8 @@
 //!   `Result<_, ApiError>` and never build error responses themselves. An `ApiError` turned
 //!   into a response only carries itself; the [`render_problems`] middleware, which knows the
 //!   user's language, writes the answer.
-//! - Every error answer is RFC 7807 `application/problem+json` with `type`, `title`, `status`,
+//! - Every error answer is RFC 7807 `application/problem+json` (a page with the same title and
+//!   details for a browser asking for HTML outside the API) with `type`, `title`, `status`,
 //!   `detail` in the user's language, and for validation failures `errors`: one entry per field
 //!   with its id, label, reason code and message.
 //! - Input mistakes are 4xx and change nothing. A database that cannot be reached is 503 with
@@ -170,7 +171,38 @@ impl ApiError {
     }
 
     /// The problem+json answer in `lang`.
+    /// The problem+json answer in `lang`.
     pub fn to_response(&self, t: &Translations, lang: Lang) -> Response {
+        let problem = self.problem(t, lang);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status(), body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        self.finish(response, lang)
+    }
+
+    /// The same answer as a page, for a browser on the portal's pages.
+    pub fn to_page(&self, t: &Translations, lang: Lang) -> Response {
+        let problem = self.problem(t, lang);
+        let messages = problem.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>();
+        let response = crate::pages::error_page(t, lang, self.status(), &problem.title, &problem.detail, messages);
+        self.finish(response, lang)
+    }
+
+    fn finish(&self, mut response: Response, lang: Lang) -> Response {
+        let status = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // No HTTP auth scheme applies: the credential is the TLS client certificate.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("TLS-client-certificate"));
+        }
+        response
+    }
+
+    fn problem(&self, t: &Translations, lang: Lang) -> Problem {
         let slug = self.slug();
         let detail_id = format!("problem-{slug}-detail");
         let detail = match self {
@@ -208,31 +240,17 @@ impl ApiError {
                 .collect(),
             _ => Vec::new(),
         };
-        let status = self.status();
-        let problem = Problem {
+        Problem {
             kind: format!("/problems/{slug}"),
             title: t.message(lang, &format!("problem-{slug}"), &[]),
-            status: status.as_u16(),
+            status: self.status().as_u16(),
             detail,
             errors,
             institutions: match self {
                 Self::NotAuthorised { institutions, .. } => institutions.clone(),
                 _ => Vec::new(),
             },
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
-        if status == StatusCode::UNAUTHORIZED {
-            // No HTTP auth scheme applies: the credential is the TLS client certificate.
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("TLS-client-certificate"));
-        }
-        response
     }
 }
 
@@ -244,16 +262,31 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware: turns a response that carries an [`ApiError`] into its problem+json answer in
-/// the request's language.
+/// Whether a failure should be answered as a page: a browser asking for HTML outside the
+/// machine-facing paths (the API, institution callbacks, sessions).
+fn wants_page<B>(request: &axum::http::Request<B>) -> bool {
+    let path = request.uri().path();
+    let machine = ["/api/", "/institutions/", "/session"].iter().any(|prefix| path.starts_with(prefix));
+    let html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    html && !machine
+}
+
+/// Middleware: turns a response that carries an [`ApiError`] into its answer in the request's
+/// language: problem+json, or a page for a browser on the portal's pages.
 pub async fn render_problems(
     axum::extract::State(translations): axum::extract::State<std::sync::Arc<Translations>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let lang = crate::extract::request_lang(&request);
+    let page = wants_page(&request);
     let response = next.run(request).await;
     match response.extensions().get::<std::sync::Arc<ApiError>>() {
+        Some(error) if page => error.to_page(&translations, lang),
         Some(error) => error.to_response(&translations, lang),
         None => response,
     }

@@ -12,7 +12,7 @@ use domain::Lang;
 use storage::PracticeQuery;
 
 use crate::error::ApiError;
-use crate::extract::{Authenticated, PeerIdentity, UserLang};
+use crate::extract::{Authenticated, MaybeHolder, UserLang};
 use crate::i18n::Translations;
 use crate::AppState;
 
@@ -84,19 +84,12 @@ struct ServicesPage<'a> {
 pub async fn services(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    request: axum::extract::Request,
+    MaybeHolder(holder): MaybeHolder,
 ) -> Response {
-    let holder = match request.extensions().get::<PeerIdentity>() {
-        Some(PeerIdentity::Card(holder)) => Some(holder.clone()),
-        _ => None,
-    };
     let tr = Tr { t: &app.translations, lang };
-    let answers = match (&app.authorisations, &holder) {
-        (Some(checker), Some(holder)) => {
-            let all: Vec<String> = app.catalog.institutions.iter().map(|i| i.id.clone()).collect();
-            Some(checker.check_all(&all, holder.tax_code.as_str()).await)
-        }
-        _ => None,
+    let answers = match &holder {
+        Some(holder) => crate::api::holder_authorisations(&app, holder).await,
+        None => None,
     };
     let groups = app
         .catalog
@@ -117,24 +110,12 @@ pub async fn services(
                         .filter_map(|r| app.catalog.institution(&r.institution).map(|i| i.name.get(lang).to_string()))
                         .collect::<Vec<_>>()
                         .join(", ");
-                    let (readiness, readiness_class) = match &answers {
+                    let readiness = answers.as_ref().map(|a| crate::api::ServiceReadiness::of(s, a).complete);
+                    let (readiness, readiness_class) = match readiness {
                         None => (None, ""),
-                        Some(answers) => {
-                            let allowed: Vec<Option<bool>> = s
-                                .recipients
-                                .iter()
-                                .map(|r| {
-                                    answers.iter().find(|(i, _)| *i == r.institution).and_then(|(_, a)| a.allows_any())
-                                })
-                                .collect();
-                            if allowed.contains(&Some(false)) {
-                                (Some(tr.msg("services-missing")), "tag-missing")
-                            } else if allowed.contains(&None) {
-                                (Some(tr.msg("services-unknown")), "tag-unknown")
-                            } else {
-                                (Some(tr.msg("services-ready")), "tag-ok")
-                            }
-                        }
+                        Some(Some(false)) => (Some(tr.msg("services-missing")), "tag-missing"),
+                        Some(None) => (Some(tr.msg("services-unknown")), "tag-unknown"),
+                        Some(Some(true)) => (Some(tr.msg("services-ready")), "tag-ok"),
                     };
                     ServiceCard {
                         title: s.title.get(lang).to_string(),
@@ -380,16 +361,9 @@ pub async fn practice(
     let service = app.catalog.service(&practice.service_id);
     let institution_name =
         |id: &str| app.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string());
-    let problems = match (practice.state, service) {
-        (PracticeState::Draft, Some(service)) => {
-            domain::practice::validate_data(service, &practice.data, domain::italian_date(app.clock.now()))
-                .err()
-                .unwrap_or_default()
-                .iter()
-                .map(|e| {
-                    app.translations.reason(lang, service.field(&e.field).map(|f| &f.spec.label), &e.field, &e.reason)
-                })
-                .collect()
+    let problems = match practice.state {
+        PracticeState::Draft => {
+            crate::api::draft_problems(&app, &practice, lang).into_iter().map(|p| p.message).collect()
         }
         _ => Vec::new(),
     };
@@ -452,4 +426,25 @@ pub async fn practice(
         tr,
     };
     render(&page, StatusCode::OK)
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    tr: Tr<'a>,
+    title: &'a str,
+    detail: &'a str,
+    messages: Vec<String>,
+}
+
+/// A failure as a page (see `error::ApiError::to_page`).
+pub fn error_page(
+    t: &Translations,
+    lang: Lang,
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    messages: Vec<String>,
+) -> Response {
+    render(&ErrorPage { tr: Tr { t, lang }, title, detail, messages }, status)
 }

@@ -33,6 +33,14 @@ pub struct SessionPolicy {
     pub absolute: Duration,
 }
 
+impl SessionPolicy {
+    /// (idle, absolute) in milliseconds.
+    fn limits_ms(&self) -> (i64, i64) {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        (ms(self.idle), ms(self.absolute))
+    }
+}
+
 impl Default for SessionPolicy {
     fn default() -> Self {
         Self { idle: Duration::from_secs(30 * 60), absolute: Duration::from_secs(8 * 3600) }
@@ -94,28 +102,33 @@ pub struct SessionView {
     pub absolute_timeout_secs: u64,
 }
 
+/// The session a request's cookie names, if it exists and is within both timeouts (an
+/// expired one is deleted); with the current time in milliseconds.
+async fn live_session(app: &AppState, headers: &HeaderMap) -> Result<(SessionRecord, i64), ApiError> {
+    let id = cookie_id(headers).ok_or(ApiError::SessionExpired)?;
+    let session = app.store.session(&hash(&id)).await?.ok_or(ApiError::SessionExpired)?;
+    let now = millis(app.clock.now());
+    let (idle, absolute) = app.sessions.limits_ms();
+    if now - session.last_seen_at > idle || now - session.created_at > absolute {
+        app.store.delete_session(&session.id_hash).await?;
+        tracing::info!(holder = %session.holder, "session expired");
+        return Err(ApiError::SessionExpired);
+    }
+    Ok((session, now))
+}
+
 /// The valid session of a request: same card, within both timeouts. Records the activity.
 pub async fn current(
     app: &AppState,
     headers: &HeaderMap,
     holder: &identity::Holder,
 ) -> Result<SessionRecord, ApiError> {
-    let id = cookie_id(headers).ok_or(ApiError::SessionExpired)?;
-    let id_hash = hash(&id);
-    let session = app.store.session(&id_hash).await?.ok_or(ApiError::SessionExpired)?;
+    let (session, now) = live_session(app, headers).await?;
     if session.fingerprint != holder.fingerprint || session.holder != holder.tax_code {
         tracing::warn!(holder = %holder.tax_code, "session presented with another card");
         return Err(ApiError::SessionExpired);
     }
-    let now = millis(app.clock.now());
-    let idle = i64::try_from(app.sessions.idle.as_millis()).unwrap_or(i64::MAX);
-    let absolute = i64::try_from(app.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
-    if now - session.last_seen_at > idle || now - session.created_at > absolute {
-        app.store.delete_session(&id_hash).await?;
-        tracing::info!(holder = %holder.tax_code, "session expired");
-        return Err(ApiError::SessionExpired);
-    }
-    app.store.touch_session(&id_hash, now).await?;
+    app.store.touch_session(&session.id_hash, now).await?;
     Ok(session)
 }
 
@@ -141,9 +154,8 @@ pub async fn open(
         last_seen_at: now,
     };
     app.store.create_session(&record).await?;
-    // Sweep expired sessions now and then (cheap: indexed delete).
-    let idle = i64::try_from(app.sessions.idle.as_millis()).unwrap_or(i64::MAX);
-    let absolute = i64::try_from(app.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
+    // Sweep expired sessions at each login.
+    let (idle, absolute) = app.sessions.limits_ms();
     app.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(absolute)).await?;
     tracing::info!(holder = %holder.tax_code, fingerprint = %holder.fingerprint, "login");
     let cookie = set_cookie(&id, app.sessions.absolute).ok_or(ApiError::Internal)?;
@@ -176,24 +188,18 @@ pub async fn demo_holder(
     method: &axum::http::Method,
     headers: &HeaderMap,
 ) -> Result<identity::Holder, ApiError> {
-    let id = cookie_id(headers).ok_or(ApiError::Unauthenticated)?;
-    let id_hash = hash(&id);
-    let session = app.store.session(&id_hash).await?.ok_or(ApiError::SessionExpired)?;
-    if !session.fingerprint.starts_with(crate::demo_cards::SESSION_MARK) {
+    if cookie_id(headers).is_none() {
         return Err(ApiError::Unauthenticated);
     }
-    let now = millis(app.clock.now());
-    let idle = i64::try_from(app.sessions.idle.as_millis()).unwrap_or(i64::MAX);
-    let absolute = i64::try_from(app.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
-    if now - session.last_seen_at > idle || now - session.created_at > absolute {
-        app.store.delete_session(&id_hash).await?;
-        return Err(ApiError::SessionExpired);
+    let (session, now) = live_session(app, headers).await?;
+    if !session.fingerprint.starts_with(crate::demo_cards::SESSION_MARK) {
+        return Err(ApiError::Unauthenticated);
     }
     let changes = !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
     if changes && !token_matches(headers, &session.csrf_token) {
         return Err(ApiError::CsrfToken);
     }
-    app.store.touch_session(&id_hash, now).await?;
+    app.store.touch_session(&session.id_hash, now).await?;
     Ok(identity::Holder { tax_code: session.holder, given_name: None, surname: None, fingerprint: session.fingerprint })
 }
 

@@ -602,6 +602,9 @@ async fn the_demo_card_chooser_logs_in_through_the_same_checks() {
         assert!(session_cookie(&r).is_none(), "{slug}: no session");
         assert!(r.text().await.expect("html").contains("role=\"alert\""), "{slug}");
     }
+    let r = browser.post(app.url("/demo/cards")).form(&[("other", "x")]).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "no card chosen: the page again, with the error");
+    assert!(r.text().await.expect("html").contains("role=\"alert\""));
     let r = browser.post(app.url("/demo/cards")).form(&[("card", "rossi")]).send().await.expect("post");
     assert_eq!(r.status(), StatusCode::OK);
     let cookie = cookie_value(&session_cookie(&r).expect("session"));
@@ -690,6 +693,20 @@ async fn practice_pages_list_and_detail_only_the_holders_own() {
     let stranger = client_with(&app.ca_pem, Some(&app.other));
     let r = stranger.get(app.url(&format!("/pratiche/{id}"))).send().await.expect("detail");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A browser gets the failure as a page; the API keeps problem+json.
+    let r =
+        stranger.get(app.url(&format!("/pratiche/{id}"))).header("accept", "text/html").send().await.expect("detail");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let page = r.text().await.expect("html");
+    assert!(page.contains("<h1>Non trovato</h1>") && page.contains("role=\"alert\""), "{page}");
+    let r = stranger
+        .get(app.url(&format!("/api/v1/practices/{id}")))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
     let list = stranger.get(app.url("/pratiche?stato=draft")).send().await.expect("list").text().await.expect("html");
     assert!(!list.contains(id) && !list.contains("Bar Roma"), "{list}");
 }
