@@ -20,7 +20,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::delivery::{apply, Applied, DeliveryEvent, DeliveryState, DeliveryStatus, Rejection};
 use domain::identifiers::CodiceFiscale;
-use domain::practice::{Delivery, Practice, PracticeData, PracticeId, PracticeState, ReferenceNumber, Submission};
+use domain::practice::{
+    Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber, Submission,
+};
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -63,6 +65,100 @@ impl PracticeQuery {
     }
 }
 
+/// How search results are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// Last change (the default).
+    #[default]
+    Updated,
+    /// Date of sending; drafts never sent come last.
+    Submitted,
+    Reference,
+    Service,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 4] = [Self::Updated, Self::Submitted, Self::Reference, Self::Service];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Updated => "updated",
+            Self::Submitted => "submitted",
+            Self::Reference => "reference",
+            Self::Service => "service",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The column it sorts on (the same name in both adapters).
+    fn column(self) -> &'static str {
+        match self {
+            Self::Updated => "updated_at",
+            Self::Submitted => "submitted_at",
+            Self::Reference => "reference",
+            Self::Service => "service_id",
+        }
+    }
+}
+
+/// A search among one owner's practices ("ricerca"). Every filter given must match.
+#[derive(Debug, Clone, Default)]
+pub struct PracticeSearch {
+    /// A reference number, a protocol number, a business codice fiscale (all exact, any
+    /// case), or part of a business name (any case).
+    pub text: Option<String>,
+    pub service: Option<String>,
+    pub state: Option<PracticeState>,
+    /// Sent at or after this instant.
+    pub submitted_from: Option<OffsetDateTime>,
+    /// Sent before this instant.
+    pub submitted_before: Option<OffsetDateTime>,
+    pub sort: SortKey,
+    pub descending: bool,
+    /// At most this many (capped at 200).
+    pub limit: u32,
+    pub offset: u32,
+}
+
+impl PracticeSearch {
+    fn bounded_limit(&self) -> i64 {
+        i64::from(if self.limit == 0 { 20 } else { self.limit.min(PracticeQuery::MAX_LIMIT) })
+    }
+
+    /// `ORDER BY` for the chosen sort: never-sent practices last, then the newest change, then
+    /// the id, so pages never overlap.
+    fn order_by(&self) -> String {
+        let direction = if self.descending { "DESC" } else { "ASC" };
+        let column = self.sort.column();
+        format!("({column} IS NULL), {column} {direction}, updated_at DESC, id")
+    }
+
+    /// The text as typed (trimmed), its upper-case form for the exact codes, and a `LIKE`
+    /// pattern (escaped with a backslash) for the business name.
+    fn text_terms(&self) -> Option<(String, String)> {
+        let text = self.text.as_deref().map(str::trim).filter(|t| !t.is_empty())?;
+        let escaped: String = text
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        Some((text.to_uppercase(), format!("%{escaped}%")))
+    }
+}
+
+/// One page of search results, and how many there are in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub practices: Vec<Practice>,
+    pub total: u64,
+}
+
 /// Persistence of practices and their deliveries.
 #[async_trait]
 pub trait PracticeStore: Send + Sync + std::fmt::Debug {
@@ -98,6 +194,30 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
 
     /// The owner's practices, most recently changed first.
     async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError>;
+
+    /// The owner's practices matching `search`, one page of them, with the total count.
+    async fn search(&self, owner: &CodiceFiscale, search: &PracticeSearch) -> Result<SearchPage, StoreError>;
+
+    /// Archives a draft or a completed practice (`archive`), or brings an archived one back
+    /// (to the drafts if it was never sent, else to the completed). The domain decides what
+    /// is legal; `WrongState` otherwise.
+    async fn set_archived(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+        archive: bool,
+        now: OffsetDateTime,
+    ) -> Result<Practice, StoreError>;
+}
+
+/// The state a practice moves to when archived or brought back, if the domain allows it.
+fn archive_target(practice: &Practice, archive: bool) -> Result<PracticeState, StoreError> {
+    let event = if archive {
+        PracticeEvent::Archive
+    } else {
+        PracticeEvent::Unarchive { was_submitted: practice.reference.is_some() }
+    };
+    practice.state.apply(event).map_err(|_| StoreError::WrongState(practice.state))
 }
 
 /// Identifies one delivery: a practice and one of its recipient institutions.

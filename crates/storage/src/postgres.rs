@@ -23,13 +23,14 @@ use time::OffsetDateTime;
 use crate::{
     data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, ClaimedDelivery, CurrentDelivery,
     DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery, PracticeRow,
-    PracticeStore, Recorded, StoreError, TimelineEntry,
+    PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError, TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
     (1, "practices", include_str!("../migrations/postgres/0001_practices.sql")),
     (2, "deliveries", include_str!("../migrations/postgres/0002_deliveries.sql")),
     (3, "sessions", include_str!("../migrations/postgres/0003_sessions.sql")),
+    (4, "search", include_str!("../migrations/postgres/0004_search.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, service_id, state, data::text AS data, reference, \
@@ -363,6 +364,71 @@ impl PracticeStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| practice_row(r)?.into_practice()).collect()
+    }
+
+    async fn search(&self, owner: &CodiceFiscale, search: &PracticeSearch) -> Result<SearchPage, StoreError> {
+        // One WHERE clause for the page and the count.
+        let filter = "owner_cf = $1 \
+             AND ($2::text IS NULL OR reference = $2 OR business_cf = $2 OR business_name LIKE $3 ESCAPE '\\' \
+                  OR id IN (SELECT practice_id FROM deliveries WHERE protocol_number IN ($2, $4))) \
+             AND ($5::text IS NULL OR service_id = $5) AND ($6::text IS NULL OR state = $6) \
+             AND ($7::timestamptz IS NULL OR submitted_at >= $7) AND ($8::timestamptz IS NULL OR submitted_at < $8)";
+        let terms = search.text_terms();
+        let raw = search.text.as_deref().map(str::trim);
+        macro_rules! bind_filter {
+            ($query:expr) => {
+                $query
+                    .bind(owner.as_str())
+                    .bind(terms.as_ref().map(|t| t.0.clone()))
+                    .bind(terms.as_ref().map(|t| t.1.clone()))
+                    .bind(raw)
+                    .bind(search.service.as_deref())
+                    .bind(search.state.map(PracticeState::as_str))
+                    .bind(search.submitted_from)
+                    .bind(search.submitted_before)
+            };
+        }
+        let total: i64 = bind_filter!(sqlx::query_scalar(&format!("SELECT count(*) FROM practices WHERE {filter}")))
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = bind_filter!(sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE {filter} ORDER BY {} LIMIT $9 OFFSET $10",
+            search.order_by()
+        )))
+        .bind(search.bounded_limit())
+        .bind(i64::from(search.offset))
+        .fetch_all(&self.pool)
+        .await?;
+        let practices = rows.iter().map(|r| practice_row(r)?.into_practice()).collect::<Result<_, _>>()?;
+        Ok(SearchPage { practices, total: total.unsigned_abs() })
+    }
+
+    async fn set_archived(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+        archive: bool,
+        now: OffsetDateTime,
+    ) -> Result<Practice, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1 AND owner_cf = $2 FOR UPDATE"
+        ))
+        .bind(id.0)
+        .bind(owner.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let practice = practice_row(&row)?.into_practice()?;
+        let next = crate::archive_target(&practice, archive)?;
+        sqlx::query("UPDATE practices SET state = $1, updated_at = $2 WHERE id = $3")
+            .bind(next.as_str())
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.practice(owner, id).await
     }
 }
 

@@ -18,7 +18,10 @@ use sqlx::postgres::PgConnectOptions;
 use std::time::Duration;
 use storage::postgres::PostgresStore;
 use storage::sqlite::SqliteStore;
-use storage::{DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeStore, Recorded, SessionRecord, Store, StoreError};
+use storage::{
+    DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeSearch, PracticeStore, Recorded, SessionRecord, SortKey, Store,
+    StoreError,
+};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -126,6 +129,8 @@ contract!(
     resend_touches_one_recipient_only,
     silent_institutions_are_polled_on_schedule,
     sessions_live_until_they_expire_or_end,
+    search_by_every_key_with_pages_and_order,
+    archive_and_bring_back,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -559,4 +564,102 @@ async fn sessions_live_until_they_expire_or_end(b: Backend) {
     b.store.create_session(&session).await.expect("create again");
     b.store.delete_session(&session.id_hash).await.expect("logout");
     assert_eq!(b.store.session(&session.id_hash).await.expect("read"), None);
+}
+
+async fn search_by_every_key_with_pages_and_order(b: Backend) {
+    // Three practices of the holder: two sent (one with a protocol number), one draft.
+    let mut ids = Vec::new();
+    for (i, (name, cf)) in [("Bar Roma", "RSSMRA45C12F205C"), ("Forno 100% Bio", "00743110157"), ("Bar Milano", "")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut p = draft(&holder(), &[("business.name", name), ("business.tax_code", cf)]);
+        p.updated_at = NOW + time::Duration::seconds(i as i64);
+        b.store.create_draft(&p).await.expect("create");
+        ids.push(p.id);
+    }
+    let mut other = draft(&stranger(), &[("business.name", "Bar Roma")]);
+    other.service_id = "chiusura".into();
+    b.store.create_draft(&other).await.expect("create other's");
+    for id in &ids[..2] {
+        let practice = b.store.practice(&holder(), *id).await.expect("read");
+        let data: Vec<(&str, &str)> = practice.data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        b.store.submit(&holder(), *id, &submission(&data)).await.expect("submit");
+    }
+    let sent = DeliveryUpdate::new(DeliveryEvent::Sent { protocol_number: Some("INPS-2026-0000042".into()) }, NOW);
+    b.store.record(&key(ids[1], "inps"), &sent).await.expect("record");
+    let reference = b.store.practice(&holder(), ids[0]).await.expect("read").reference.expect("sent").to_string();
+
+    let find = |search: PracticeSearch| {
+        let store = b.store.clone();
+        async move { store.search(&holder(), &search).await.expect("search") }
+    };
+    let text = |t: &str| PracticeSearch { text: Some(t.into()), ..Default::default() };
+    let ids_of = |page: &storage::SearchPage| page.practices.iter().map(|p| p.id).collect::<Vec<_>>();
+
+    assert_eq!(ids_of(&find(text(&reference)).await), [ids[0]], "by reference");
+    assert_eq!(ids_of(&find(text(&reference.to_lowercase())).await), [ids[0]], "reference in any case");
+    assert_eq!(ids_of(&find(text("INPS-2026-0000042")).await), [ids[1]], "by protocol number");
+    assert_eq!(ids_of(&find(text("rssmra45c12f205c")).await), [ids[0]], "by business codice fiscale");
+    assert_eq!(ids_of(&find(text("00743110157")).await), [ids[1]], "by company code");
+    let bars = find(text(" bar ")).await;
+    assert_eq!(bars.total, 2, "by part of the name, never another owner's");
+    assert_eq!(ids_of(&find(text("100%")).await), [ids[1]], "LIKE wildcards are literal");
+    assert!(find(text("_")).await.practices.is_empty(), "a lone _ matches only an underscore");
+    assert!(find(text("nessuna")).await.practices.is_empty());
+
+    let drafts = find(PracticeSearch { state: Some(PracticeState::Draft), ..Default::default() }).await;
+    assert_eq!(ids_of(&drafts), [ids[2]]);
+    let none = find(PracticeSearch { service: Some("chiusura".into()), ..Default::default() }).await;
+    assert_eq!(none.total, 0, "the other owner's service is not found");
+    let in_range = PracticeSearch {
+        submitted_from: Some(NOW),
+        submitted_before: Some(NOW + time::Duration::hours(1)),
+        ..Default::default()
+    };
+    assert_eq!(find(in_range).await.total, 2, "sent within the range; drafts have no date of sending");
+    let later = PracticeSearch { submitted_from: Some(NOW + time::Duration::hours(1)), ..Default::default() };
+    assert_eq!(find(later).await.total, 0);
+
+    // Pages of one, by reference ascending: the two sent ones in order, the draft last.
+    let mut seen = Vec::new();
+    for offset in 0..3 {
+        let page = find(PracticeSearch { sort: SortKey::Reference, limit: 1, offset, ..Default::default() }).await;
+        assert_eq!(page.total, 3);
+        seen.extend(ids_of(&page));
+    }
+    assert_eq!(seen, [ids[0], ids[1], ids[2]]);
+    let newest = find(PracticeSearch { descending: true, ..Default::default() }).await;
+    assert_eq!(newest.practices.len(), 3);
+    assert!(newest.practices.windows(2).all(|w| w[0].updated_at >= w[1].updated_at));
+}
+
+async fn archive_and_bring_back(b: Backend) {
+    let d = draft(&holder(), &[("business.name", "Bar Roma")]);
+    b.store.create_draft(&d).await.expect("create");
+    let later = NOW + time::Duration::hours(1);
+    let archived = b.store.set_archived(&holder(), d.id, true, later).await.expect("archive draft");
+    assert_eq!((archived.state, archived.updated_at), (PracticeState::Archived, later));
+    assert!(matches!(b.store.set_archived(&stranger(), d.id, false, later).await, Err(StoreError::NotFound)));
+    let back = b.store.set_archived(&holder(), d.id, false, later).await.expect("bring back");
+    assert_eq!(back.state, PracticeState::Draft, "never sent: back to the drafts");
+
+    // In progress: cannot be archived until it is completed.
+    let id = submitted(&b).await;
+    let refused = b.store.set_archived(&holder(), id, true, later).await;
+    assert!(matches!(refused, Err(StoreError::WrongState(PracticeState::InProgress))), "{refused:?}");
+    for institution in ["registro-imprese", "inps", "inail"] {
+        let outcome = DeliveryEvent::Outcome {
+            accepted: true,
+            protocol_number: Some(format!("{institution}-1")),
+            rejection: None,
+        };
+        b.store.record(&key(id, institution), &DeliveryUpdate::new(outcome, NOW)).await.expect("outcome");
+    }
+    assert_eq!(b.store.practice(&holder(), id).await.expect("read").state, PracticeState::Completed);
+    b.store.set_archived(&holder(), id, true, later).await.expect("archive completed");
+    let twice = b.store.set_archived(&holder(), id, true, later).await;
+    assert!(matches!(twice, Err(StoreError::WrongState(PracticeState::Archived))), "{twice:?}");
+    let back = b.store.set_archived(&holder(), id, false, later).await.expect("bring back");
+    assert_eq!(back.state, PracticeState::Completed, "sent: back to the completed");
 }
