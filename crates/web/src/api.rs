@@ -240,6 +240,12 @@ pub struct ProblemView {
     pub message: String,
 }
 
+impl ProblemView {
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+}
+
 /// What still stops a draft from being sent, said in `lang`.
 pub fn draft_problems(app: &AppState, practice: &Practice, lang: Lang) -> Vec<ProblemView> {
     let Some(service) = app.catalog.service(&practice.service_id) else { return Vec::new() };
@@ -349,15 +355,16 @@ pub struct DraftData {
     data: PracticeData,
 }
 
-/// `POST /api/v1/practices`: starts a draft for a service, with whatever data is ready.
-pub async fn create_practice(
-    State(app): State<AppState>,
-    UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
-    ApiJson(body): ApiJson<NewPractice>,
-) -> Result<Response, ApiError> {
-    let service = app.catalog.service(&body.service).ok_or_else(|| ApiError::UnknownService(body.service.clone()))?;
-    check_draft_data(&app, service, &body.data)?;
+/// Starts a draft of `service_id` for `holder` with whatever data is ready (none of it
+/// invalid). Shared by the API and the desk's pages.
+pub async fn start_draft(
+    app: &AppState,
+    holder: &identity::Holder,
+    service_id: &str,
+    data: PracticeData,
+) -> Result<Practice, ApiError> {
+    let service = app.catalog.service(service_id).ok_or_else(|| ApiError::UnknownService(service_id.to_string()))?;
+    check_draft_data(app, service, &data)?;
     let mut bytes = [0u8; 16];
     app.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
     let now = app.clock.now();
@@ -366,7 +373,7 @@ pub async fn create_practice(
         owner: holder.tax_code.clone(),
         service_id: service.id.clone(),
         state: PracticeState::Draft,
-        data: body.data,
+        data,
         reference: None,
         needs_resend: false,
         created_at: now,
@@ -375,6 +382,17 @@ pub async fn create_practice(
     };
     app.store.create_draft(&practice).await?;
     tracing::info!(practice = %practice.id, service = %practice.service_id, holder = %holder.tax_code, "draft created");
+    Ok(practice)
+}
+
+/// `POST /api/v1/practices`: starts a draft for a service, with whatever data is ready.
+pub async fn create_practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    ApiJson(body): ApiJson<NewPractice>,
+) -> Result<Response, ApiError> {
+    let practice = start_draft(&app, &holder, &body.service, body.data).await?;
     let location = format!("/api/v1/practices/{}", practice.id);
     let view = practice_view(&app, practice, None, lang);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
@@ -398,6 +416,23 @@ pub async fn get_practice(
     Ok(Json(view))
 }
 
+/// Replaces a draft's data (none of it invalid). Shared by the API and the desk's pages.
+pub async fn save_draft(
+    app: &AppState,
+    holder: &identity::Holder,
+    id: PracticeId,
+    data: &PracticeData,
+) -> Result<Practice, ApiError> {
+    let practice = app.store.practice(&holder.tax_code, id).await?;
+    if !practice.state.is_editable() {
+        return Err(ApiError::WrongState(practice.state));
+    }
+    check_draft_data(app, service_of(app, &practice)?, data)?;
+    let updated = app.store.update_draft(&holder.tax_code, id, data, app.clock.now()).await?;
+    tracing::info!(practice = %id, holder = %holder.tax_code, "draft saved");
+    Ok(updated)
+}
+
 /// `PUT /api/v1/practices/{id}`: replaces a draft's data.
 pub async fn put_practice(
     State(app): State<AppState>,
@@ -406,15 +441,37 @@ pub async fn put_practice(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DraftData>,
 ) -> Result<Json<PracticeView>, ApiError> {
-    let id = parse_id(&id)?;
-    let practice = app.store.practice(&holder.tax_code, id).await?;
-    if !practice.state.is_editable() {
-        return Err(ApiError::WrongState(practice.state));
-    }
-    check_draft_data(&app, service_of(&app, &practice)?, &body.data)?;
-    let updated = app.store.update_draft(&holder.tax_code, id, &body.data, app.clock.now()).await?;
-    tracing::info!(practice = %id, holder = %holder.tax_code, "draft saved");
+    let updated = save_draft(&app, &holder, parse_id(&id)?, &body.data).await?;
     Ok(Json(practice_view(&app, updated, None, lang)))
+}
+
+/// Validates everything, checks the holder's authorisations at every recipient, then assigns
+/// the reference number and queues one filing per recipient. Shared by the API and the pages.
+pub async fn submit(
+    app: &AppState,
+    holder: &identity::Holder,
+    id: PracticeId,
+    lang: Lang,
+) -> Result<(Practice, Vec<Delivery>), ApiError> {
+    let practice = app.store.practice(&holder.tax_code, id).await?;
+    let submission = prepare_submission(&practice, &app.catalog, app.clock.now()).map_err(|e| match e {
+        SubmitError::Illegal(t) => ApiError::WrongState(t.from),
+        SubmitError::Invalid(errors) => {
+            ApiError::Validation { errors, service: app.catalog.service(&practice.service_id).cloned().map(Box::new) }
+        }
+        SubmitError::UnknownService(s) => ApiError::UnknownService(s),
+    })?;
+    check_authorised(app, holder, &practice.service_id, submission.data.get("business.tax_code"), lang).await?;
+    let submitted = app.store.submit(&holder.tax_code, id, &submission).await?;
+    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+    tracing::info!(
+        practice = %id,
+        reference = ?submitted.reference.as_ref().map(ToString::to_string),
+        recipients = deliveries.len(),
+        holder = %holder.tax_code,
+        "practice submitted"
+    );
+    Ok((submitted, deliveries))
 }
 
 /// `POST /api/v1/practices/{id}/submit`: validates everything, then assigns the reference
@@ -425,25 +482,7 @@ pub async fn submit_practice(
     Authenticated(holder): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<PracticeView>, ApiError> {
-    let id = parse_id(&id)?;
-    let practice = app.store.practice(&holder.tax_code, id).await?;
-    let submission = prepare_submission(&practice, &app.catalog, app.clock.now()).map_err(|e| match e {
-        SubmitError::Illegal(t) => ApiError::WrongState(t.from),
-        SubmitError::Invalid(errors) => {
-            ApiError::Validation { errors, service: app.catalog.service(&practice.service_id).cloned().map(Box::new) }
-        }
-        SubmitError::UnknownService(s) => ApiError::UnknownService(s),
-    })?;
-    check_authorised(&app, &holder, &practice.service_id, submission.data.get("business.tax_code"), lang).await?;
-    let submitted = app.store.submit(&holder.tax_code, id, &submission).await?;
-    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
-    tracing::info!(
-        practice = %id,
-        reference = ?submitted.reference.as_ref().map(ToString::to_string),
-        recipients = deliveries.len(),
-        holder = %holder.tax_code,
-        "practice submitted"
-    );
+    let (submitted, deliveries) = submit(&app, &holder, parse_id(&id)?, lang).await?;
     Ok(Json(practice_view(&app, submitted, Some(deliveries), lang)))
 }
 
@@ -516,6 +555,56 @@ pub struct Correction {
     data: PracticeData,
 }
 
+/// Sends one recipient's filing again: a failed one unchanged (no corrections allowed), a
+/// rejected one with `corrections` to the fields at fault only. Shared by the API and the pages.
+pub async fn resend(
+    app: &AppState,
+    holder: &identity::Holder,
+    id: PracticeId,
+    institution: &str,
+    corrections: &PracticeData,
+) -> Result<(), ApiError> {
+    let practice = app.store.practice(&holder.tax_code, id).await?;
+    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+    let delivery = deliveries.iter().find(|d| d.institution == institution).ok_or(ApiError::NotFound)?;
+    let key = storage::DeliveryKey { practice_id: id, institution: institution.to_string() };
+    let now = app.clock.now();
+    match delivery.state() {
+        domain::delivery::DeliveryState::Failed => {
+            if !corrections.is_empty() {
+                let errors = corrections
+                    .keys()
+                    .map(|k| domain::validation::FieldError::new(k, domain::validation::Reason::NotAtFault))
+                    .collect();
+                return Err(ApiError::Validation {
+                    errors,
+                    service: service_of(app, &practice).ok().cloned().map(Box::new),
+                });
+            }
+            app.store.resend(&holder.tax_code, &key, None, now).await?;
+        }
+        domain::delivery::DeliveryState::Rejected => {
+            let at_fault = delivery.status.rejection.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
+            let today = domain::italian_date(now);
+            let (data, payload) =
+                prepare_correction(&practice, &app.catalog, institution, &at_fault, corrections, today).map_err(
+                    |e| match e {
+                        SubmitError::Invalid(errors) => ApiError::Validation {
+                            errors,
+                            service: app.catalog.service(&practice.service_id).cloned().map(Box::new),
+                        },
+                        SubmitError::Illegal(t) => ApiError::WrongState(t.from),
+                        SubmitError::UnknownService(s) => ApiError::UnknownService(s),
+                    },
+                )?;
+            app.store.resend(&holder.tax_code, &key, Some((&data, &payload)), now).await?;
+        }
+        other => return Err(ApiError::WrongDeliveryState(other)),
+    }
+    tracing::info!(practice = %id, %institution, holder = %holder.tax_code, "delivery sent again");
+    Ok(())
+}
+
 /// `POST /api/v1/practices/{id}/deliveries/{institution}/resend`: sends one recipient's filing
 /// again, and no other. A failed delivery goes again unchanged; a rejected one goes again with
 /// the corrections given for the fields at fault (body `{"data": {...}}`).
@@ -543,45 +632,7 @@ pub async fn resend_delivery(
             _ => ApiError::MalformedJson(e.to_string()),
         })?
     };
-    let practice = app.store.practice(&holder.tax_code, id).await?;
-    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
-    let delivery = deliveries.iter().find(|d| d.institution == institution).ok_or(ApiError::NotFound)?;
-    let key = storage::DeliveryKey { practice_id: id, institution: institution.clone() };
-    let now = app.clock.now();
-    match delivery.state() {
-        domain::delivery::DeliveryState::Failed => {
-            if !correction.data.is_empty() {
-                let errors = correction
-                    .data
-                    .keys()
-                    .map(|k| domain::validation::FieldError::new(k, domain::validation::Reason::NotAtFault))
-                    .collect();
-                return Err(ApiError::Validation {
-                    errors,
-                    service: service_of(&app, &practice).ok().cloned().map(Box::new),
-                });
-            }
-            app.store.resend(&holder.tax_code, &key, None, now).await?;
-        }
-        domain::delivery::DeliveryState::Rejected => {
-            let at_fault = delivery.status.rejection.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
-            let today = domain::italian_date(now);
-            let (data, payload) =
-                prepare_correction(&practice, &app.catalog, &institution, &at_fault, &correction.data, today).map_err(
-                    |e| match e {
-                        SubmitError::Invalid(errors) => ApiError::Validation {
-                            errors,
-                            service: app.catalog.service(&practice.service_id).cloned().map(Box::new),
-                        },
-                        SubmitError::Illegal(t) => ApiError::WrongState(t.from),
-                        SubmitError::UnknownService(s) => ApiError::UnknownService(s),
-                    },
-                )?;
-            app.store.resend(&holder.tax_code, &key, Some((&data, &payload)), now).await?;
-        }
-        other => return Err(ApiError::WrongDeliveryState(other)),
-    }
-    tracing::info!(practice = %id, %institution, holder = %holder.tax_code, "delivery sent again");
+    resend(&app, &holder, id, &institution, &correction.data).await?;
     let practice = app.store.practice(&holder.tax_code, id).await?;
     let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
     let mut view = practice_view(&app, practice, Some(deliveries), lang);
@@ -603,6 +654,24 @@ pub struct RecipientAuthorisation {
     how_to_obtain: Option<String>,
 }
 
+impl RecipientAuthorisation {
+    pub fn institution(&self) -> &str {
+        &self.institution
+    }
+
+    pub fn institution_name(&self) -> &str {
+        &self.institution_name
+    }
+
+    pub fn authorisation(&self) -> &domain::authorisation::Authorisation {
+        &self.authorisation
+    }
+
+    pub fn how_to_obtain(&self) -> Option<&str> {
+        self.how_to_obtain.as_deref()
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ServiceAuthorisations {
     service: String,
@@ -611,10 +680,16 @@ pub struct ServiceAuthorisations {
     /// some recipient says no, `null` when some recipient could not be asked (or
     /// authorisations are not checked here).
     complete: Option<bool>,
-    recipients: Vec<RecipientAuthorisation>,
+    pub recipients: Vec<RecipientAuthorisation>,
 }
 
-async fn authorisations_for(
+impl ServiceAuthorisations {
+    pub fn complete(&self) -> Option<bool> {
+        self.complete
+    }
+}
+
+pub async fn authorisations_for(
     app: &AppState,
     service: &Service,
     holder: &identity::Holder,

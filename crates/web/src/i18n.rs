@@ -41,6 +41,15 @@ impl Translations {
     }
 
     /// The message `id` with `args`, in `lang`; the id itself if the message is missing.
+    /// Whether `id` has a translation (for catalog groups that may lack a title).
+    pub fn has_message(&self, lang: Lang, id: &str) -> bool {
+        let bundle = match lang {
+            Lang::It => &self.it,
+            Lang::En => &self.en,
+        };
+        bundle.has_message(id)
+    }
+
     pub fn message(&self, lang: Lang, id: &str, args: &[(&str, String)]) -> String {
         let bundle = match lang {
             Lang::It => &self.it,

@@ -10,9 +10,11 @@
 //! catalog, clock, randomness), so tests run the very same router.
 
 pub mod api;
+pub mod compile;
 pub mod demo_cards;
 pub mod error;
 pub mod extract;
+pub mod forms;
 pub mod i18n;
 pub mod institutions;
 pub mod pages;
@@ -161,8 +163,14 @@ pub fn router(state: AppState) -> Router {
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
         .route("/", get(pages::home))
         .route("/servizi", get(pages::services))
-        .route("/pratiche", get(pages::practices))
+        .route("/servizi/{id}", get(compile::service))
+        .route("/aiuto/servizi/{id}", get(compile::help))
+        .route("/pratiche", get(pages::practices).post(compile::start))
         .route("/pratiche/{id}", get(pages::practice))
+        .route("/pratiche/{id}/compila", get(compile::tasks))
+        .route("/pratiche/{id}/sezioni/{section}", get(compile::section).post(compile::save_section))
+        .route("/pratiche/{id}/riepilogo", get(compile::review))
+        .route("/pratiche/{id}/invia", post(compile::send))
         .route("/accessibilita", get(pages::accessibility))
         .route("/static/sportello.css", get(pages::stylesheet))
         .route("/health", get(health))

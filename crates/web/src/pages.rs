@@ -23,7 +23,16 @@ pub struct Tr<'a> {
     lang: Lang,
 }
 
-impl Tr<'_> {
+impl<'a> Tr<'a> {
+    pub fn new(t: &'a Translations, lang: Lang) -> Self {
+        Self { t, lang }
+    }
+
+    /// A message with arguments.
+    pub fn fmt(&self, id: &str, args: &[(&str, String)]) -> String {
+        self.t.message(self.lang, id, args)
+    }
+
     pub fn msg(&self, id: &str) -> String {
         self.t.message(self.lang, id, &[])
     }
@@ -33,7 +42,7 @@ impl Tr<'_> {
     }
 }
 
-fn render(template: &impl Template, status: StatusCode) -> Response {
+pub(crate) fn render(template: &impl Template, status: StatusCode) -> Response {
     match template.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();

@@ -181,13 +181,9 @@ pub async fn login(
     Ok(response)
 }
 
-/// The holder a demo card-chooser session stands for (no card presented), if still valid. A
-/// request that changes something must carry the session's CSRF token in `X-CSRF-Token`.
-pub async fn demo_holder(
-    app: &AppState,
-    method: &axum::http::Method,
-    headers: &HeaderMap,
-) -> Result<identity::Holder, ApiError> {
+/// The holder a demo card-chooser session stands for (no card presented), with the session,
+/// if still valid. Records the activity.
+pub async fn demo_session(app: &AppState, headers: &HeaderMap) -> Result<(identity::Holder, SessionRecord), ApiError> {
     if cookie_id(headers).is_none() {
         return Err(ApiError::Unauthenticated);
     }
@@ -195,12 +191,34 @@ pub async fn demo_holder(
     if !session.fingerprint.starts_with(crate::demo_cards::SESSION_MARK) {
         return Err(ApiError::Unauthenticated);
     }
+    app.store.touch_session(&session.id_hash, now).await?;
+    let holder = identity::Holder {
+        tax_code: session.holder.clone(),
+        given_name: None,
+        surname: None,
+        fingerprint: session.fingerprint.clone(),
+    };
+    Ok((holder, session))
+}
+
+/// The holder a demo session stands for, for the API: a request that changes something must
+/// carry the session's CSRF token in `X-CSRF-Token` (pages' forms carry it as a field).
+pub async fn demo_holder(
+    app: &AppState,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+) -> Result<identity::Holder, ApiError> {
+    let (holder, session) = demo_session(app, headers).await?;
     let changes = !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
     if changes && !token_matches(headers, &session.csrf_token) {
         return Err(ApiError::CsrfToken);
     }
-    app.store.touch_session(&session.id_hash, now).await?;
-    Ok(identity::Holder { tax_code: session.holder, given_name: None, surname: None, fingerprint: session.fingerprint })
+    Ok(holder)
+}
+
+/// Whether `token` (from a form) is the session's CSRF token.
+pub fn form_token_matches(token: Option<&str>, session: &SessionRecord) -> bool {
+    token.is_some_and(|t| constant_time_eq(t.as_bytes(), session.csrf_token.as_bytes()))
 }
 
 /// `GET /session`: the current session, if still valid.

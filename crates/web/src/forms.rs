@@ -1,0 +1,133 @@
+//! What the desk's pages need beyond the API: a browser session behind every page that has a
+//! form, and forms that prove they came from it.
+//!
+//! - [`Desk`] (pages, GET): the holder and the session's CSRF token to put in every form. A
+//!   holder with a card who has no live session gets a new one on the spot (the card is the
+//!   authentication; the session only carries the token); a demo browser must have chosen a
+//!   card at `/demo/cards`.
+//! - [`DeskForm`] (forms, POST): the holder, the submitted fields, and a refusal unless the
+//!   form carries the session's token in [`CSRF_FIELD`]. Together with the cross-site guard
+//!   in `lib.rs`, a page elsewhere cannot make a card holder's browser change anything.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use identity::Holder;
+
+use crate::error::ApiError;
+use crate::extract::PeerIdentity;
+use crate::{sessions, AppState};
+
+/// The hidden field every desk form carries.
+pub const CSRF_FIELD: &str = "_csrf";
+
+/// A page's holder, with the session's CSRF token for its forms.
+#[derive(Debug, Clone)]
+pub struct Desk {
+    pub holder: Holder,
+    pub csrf: String,
+    /// Set when the session was opened by this request.
+    cookie: Option<HeaderValue>,
+}
+
+impl Desk {
+    /// The desk of a form's sender, to answer with a page (the session already exists).
+    pub fn from_form(form: &DeskForm) -> Self {
+        Self { holder: form.holder.clone(), csrf: form.csrf.clone(), cookie: None }
+    }
+
+    /// Adds the new session's cookie, if this request opened one.
+    pub fn finish(&self, mut response: Response) -> Response {
+        if let Some(cookie) = &self.cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie.clone());
+        }
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for Desk {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<PeerIdentity>().cloned() {
+            Some(PeerIdentity::Card(holder)) => match sessions::current(app, &parts.headers, &holder).await {
+                Ok(session) => Ok(Self { holder, csrf: session.csrf_token, cookie: None }),
+                Err(ApiError::SessionExpired) => {
+                    let (cookie, session) = sessions::open(app, &holder, &parts.headers).await?;
+                    Ok(Self { holder, csrf: session.csrf_token, cookie: Some(cookie) })
+                }
+                Err(e) => Err(e),
+            },
+            Some(PeerIdentity::Refused(refusal)) => Err(ApiError::CardRefused(refusal)),
+            Some(PeerIdentity::ForgedProxyHeader) => Err(ApiError::ForgedProxyHeader),
+            Some(PeerIdentity::Anonymous) | None if app.demo_cards.is_some() => {
+                let (holder, session) = sessions::demo_session(app, &parts.headers).await?;
+                Ok(Self { holder, csrf: session.csrf_token, cookie: None })
+            }
+            Some(PeerIdentity::Anonymous) | None => Err(ApiError::Unauthenticated),
+        }
+    }
+}
+
+/// A submitted desk form: the holder and its fields, in order (a name may repeat).
+#[derive(Debug, Clone)]
+pub struct DeskForm {
+    pub holder: Holder,
+    pub fields: Vec<(String, String)>,
+    /// The session's token, for the forms of a page rendered in answer.
+    csrf: String,
+}
+
+impl DeskForm {
+    /// The last value given for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value given for `name`.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.fields.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+impl FromRequest<AppState> for DeskForm {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let (holder, session) = match parts.extensions.get::<PeerIdentity>().cloned() {
+            Some(PeerIdentity::Card(holder)) => {
+                // Forms come from pages, which opened the session: without one the page is
+                // stale (or forged), and the user is asked to reload it.
+                let session = sessions::current(app, &parts.headers, &holder).await?;
+                (holder, session)
+            }
+            Some(PeerIdentity::Anonymous) | None if app.demo_cards.is_some() => {
+                sessions::demo_session(app, &parts.headers).await?
+            }
+            _ => {
+                // The same refusals as any page.
+                Desk::from_request_parts(&mut parts, app).await?;
+                return Err(ApiError::Unauthenticated);
+            }
+        };
+        let request = Request::from_parts(parts, body);
+        let axum::Form(fields) =
+            axum::Form::<Vec<(String, String)>>::from_request(request, app).await.map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    ApiError::UnsupportedMediaType
+                } else if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge
+                } else {
+                    ApiError::BadParameter(rejection.body_text())
+                }
+            })?;
+        let form = Self { holder, fields, csrf: session.csrf_token.clone() };
+        if !sessions::form_token_matches(form.get(CSRF_FIELD), &session) {
+            tracing::warn!(holder = %form.holder.tax_code, "form without the session's token refused");
+            return Err(ApiError::CsrfToken);
+        }
+        Ok(form)
+    }
+}
