@@ -97,10 +97,35 @@ pub fn italian_date(now: OffsetDateTime) -> Date {
     italian_time(now).date()
 }
 
+/// The instant an Italian calendar day begins (midnight on Italian clocks), for searches by
+/// date.
+pub fn italian_day_start(date: Date) -> OffsetDateTime {
+    let midnight_utc = date.midnight().assume_utc();
+    [2, 1]
+        .into_iter()
+        .map(|hours| midnight_utc - time::Duration::hours(hours))
+        .find(|t| italian_date(*t) == date && italian_date(*t - time::Duration::seconds(1)) != date)
+        .unwrap_or(midnight_utc - time::Duration::hours(1))
+}
+
 /// `27/11/2026 14:05`, on Italian clocks: how dates and times are shown to users.
 pub fn italian_display(at: OffsetDateTime) -> String {
     let t = italian_time(at);
     format!("{:02}/{:02}/{} {:02}:{:02}", t.day(), u8::from(t.month()), t.year(), t.hour(), t.minute())
+}
+
+#[cfg(test)]
+mod day_start_tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn italian_days_begin_at_italian_midnight() {
+        assert_eq!(italian_day_start(date!(2026 - 11 - 27)), datetime!(2026-11-26 23:00 UTC));
+        assert_eq!(italian_day_start(date!(2026 - 07 - 01)), datetime!(2026-06-30 22:00 UTC));
+        // The day summer time begins starts at winter midnight.
+        assert_eq!(italian_day_start(date!(2026 - 03 - 29)), datetime!(2026-03-28 23:00 UTC));
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //!   with the register's code (`INPS-AOO1-2026-0000001`);
 //! - calls the portal back, signed, with "taken in charge" and then the outcome;
 //! - can be slow, fail a share of requests, be "down", and reject filings by field rules;
-//! - records every filing it processed, so tests can count them.
+//! - records every filing it processed, so tests can count them (`GET /_sim/filings`);
+//! - shows and takes its behaviour while it runs (`GET` and `PUT /_sim/behaviour`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use delivery::client::FilingEnvelope;
 use delivery::modi::{Signer, Verifier};
@@ -431,6 +432,14 @@ async fn list_received(State(sim): State<Arc<Sim>>) -> Response {
     Json(json!({ "count": received.len(), "filings": received })).into_response()
 }
 
+/// The current behaviour, so a test can read it, change it with `PUT` and put it back.
+async fn get_behaviour(State(sim): State<Arc<Sim>>) -> Response {
+    match sim.behaviour.lock() {
+        Ok(b) => Json(b.clone()).into_response(),
+        Err(_) => problem(StatusCode::INTERNAL_SERVER_ERROR, "behaviour", json!([])),
+    }
+}
+
 async fn set_behaviour(State(sim): State<Arc<Sim>>, Json(b): Json<Behaviour>) -> Response {
     if let Ok(mut current) = sim.behaviour.lock() {
         *current = b.clone();
@@ -491,7 +500,7 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         .route("/filings/{id}", get(filing_state))
         .route("/authorisations/{tax_code}", get(authorisations))
         .route("/_sim/filings", get(list_received))
-        .route("/_sim/behaviour", put(set_behaviour))
+        .route("/_sim/behaviour", get(get_behaviour).put(set_behaviour))
         .with_state(sim.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls));
     tokio::spawn(async move {

@@ -484,6 +484,8 @@ struct SectionPage<'a> {
     csrf: String,
     errors: Vec<ErrorLink>,
     fields: Vec<FieldInput>,
+    /// "Saved at {time}", the time filled in by the script.
+    saved_text: String,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -528,6 +530,7 @@ fn section_page(
     let page = SectionPage {
         service: service.title.get(lang).to_string(),
         title: section.title.clone(),
+        saved_text: tr.fmt("form-autosaved", &[("time", "{time}".to_string())]),
         step: tr.fmt("form-step", &[("n", (position + 1).to_string()), ("total", all.len().to_string())]),
         action: format!("/pratiche/{}/sezioni/{}", practice.id, section.id),
         tasks_href: format!("/pratiche/{}/compila", practice.id),

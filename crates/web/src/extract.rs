@@ -11,20 +11,43 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// The language of a request: `?lang=it|en` first, then `Accept-Language`, else Italian.
-pub fn request_lang<B>(request: &axum::http::Request<B>) -> Lang {
-    lang_of(request.uri(), request.headers())
-}
+/// The cookie that remembers the language chosen with the switch.
+pub const LANG_COOKIE: &str = "__Host-sportello-lang";
 
-fn lang_of(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> Lang {
-    let from_query = uri.query().and_then(|q| {
+/// The language a request chooses explicitly with `?lang=it|en`.
+pub fn chosen_lang(uri: &axum::http::Uri) -> Option<Lang> {
+    uri.query().and_then(|q| {
         q.split('&').find_map(|pair| match pair {
             "lang=en" => Some(Lang::En),
             "lang=it" => Some(Lang::It),
             _ => None,
         })
-    });
-    from_query.unwrap_or_else(|| {
+    })
+}
+
+fn remembered_lang(headers: &axum::http::HeaderMap) -> Option<Lang> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == LANG_COOKIE)
+        .and_then(|(_, value)| match value {
+            "en" => Some(Lang::En),
+            "it" => Some(Lang::It),
+            _ => None,
+        })
+}
+
+/// The language of a request: `?lang=it|en` first, then the remembered choice, then
+/// `Accept-Language`, else Italian.
+pub fn request_lang<B>(request: &axum::http::Request<B>) -> Lang {
+    lang_of(request.uri(), request.headers())
+}
+
+fn lang_of(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> Lang {
+    chosen_lang(uri).or_else(|| remembered_lang(headers)).unwrap_or_else(|| {
         headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(Lang::negotiate).unwrap_or_default()
     })
 }

@@ -14,10 +14,12 @@ pub mod compile;
 pub mod demo_cards;
 pub mod error;
 pub mod extract;
+pub mod follow;
 pub mod forms;
 pub mod i18n;
 pub mod institutions;
 pub mod pages;
+pub mod search;
 pub mod sessions;
 pub mod tls;
 
@@ -114,6 +116,20 @@ async fn security_headers(request: axum::extract::Request, next: axum::middlewar
     response
 }
 
+/// Remembers the language chosen with the switch (`?lang=`) for the following pages.
+async fn remember_language(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let chosen = extract::chosen_lang(request.uri());
+    let mut response = next.run(request).await;
+    if let Some(lang) = chosen {
+        let cookie =
+            format!("{}={}; Path=/; Secure; SameSite=Lax; Max-Age=31536000", extract::LANG_COOKIE, lang.code());
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
 /// Refuses state-changing requests that a browser marks as coming from another site: a
 /// browser sends the smart card's certificate with any request to the portal, so a page
 /// elsewhere must not be able to make it submit or resend a practice. Clients that are not
@@ -166,19 +182,28 @@ pub fn router(state: AppState) -> Router {
         .route("/servizi/{id}", get(compile::service))
         .route("/aiuto/servizi/{id}", get(compile::help))
         .route("/pratiche", get(pages::practices).post(compile::start))
-        .route("/pratiche/{id}", get(pages::practice))
+        .route("/pratiche/esporta", get(follow::export))
+        .route("/pratiche/{id}", get(follow::practice))
+        .route("/pratiche/{id}/eventi", get(follow::events))
+        .route("/pratiche/{id}/ricevuta", get(follow::receipt))
+        .route("/pratiche/{id}/archivia", post(follow::archive))
+        .route("/pratiche/{id}/ripristina", post(follow::unarchive))
+        .route("/pratiche/{id}/destinatari/{institution}/reinvia", post(follow::resend))
         .route("/pratiche/{id}/compila", get(compile::tasks))
         .route("/pratiche/{id}/sezioni/{section}", get(compile::section).post(compile::save_section))
         .route("/pratiche/{id}/riepilogo", get(compile::review))
         .route("/pratiche/{id}/invia", post(compile::send))
+        .route("/ricerca", get(search::search))
         .route("/accessibilita", get(pages::accessibility))
         .route("/static/sportello.css", get(pages::stylesheet))
+        .route("/static/sportello.js", get(pages::script))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
         .layer(axum::middleware::from_fn(cross_site_guard))
         .layer(axum::middleware::from_fn_with_state(translations, error::render_problems))
+        .layer(axum::middleware::from_fn(remember_language))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -56,6 +56,15 @@ pub(crate) fn render(template: &impl Template, status: StatusCode) -> Response {
     }
 }
 
+/// The enhancing script (live updates, autosave); pages work without it.
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../static/sportello.js"),
+    )
+        .into_response()
+}
+
 /// The stylesheet.
 pub async fn stylesheet() -> Response {
     (
@@ -67,6 +76,7 @@ pub async fn stylesheet() -> Response {
 
 #[derive(Debug)]
 pub struct ServiceCard {
+    id: String,
     title: String,
     summary: String,
     help: String,
@@ -127,6 +137,7 @@ pub async fn services(
                         Some(Some(true)) => (Some(tr.msg("services-ready")), "tag-ok"),
                     };
                     ServiceCard {
+                        id: s.id.clone(),
                         title: s.title.get(lang).to_string(),
                         summary: s.summary.get(lang).to_string(),
                         help: s.help.get(lang).to_string(),
@@ -249,6 +260,7 @@ pub struct Tab {
 
 #[derive(Debug)]
 pub struct PracticeRow {
+    id: String,
     href: String,
     reference: String,
     service: String,
@@ -303,6 +315,7 @@ pub async fn practices(
     let rows = list
         .into_iter()
         .map(|p| PracticeRow {
+            id: p.id.to_string(),
             href: format!("/pratiche/{}", p.id),
             reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
             service: app
@@ -316,125 +329,6 @@ pub async fn practices(
         .collect();
     let title = tr.msg(&format!("practices-tab-{}", state.as_str()));
     render(&PracticesPage { tr, title, tabs, rows }, StatusCode::OK)
-}
-
-#[derive(Debug)]
-pub struct RecipientRow {
-    institution: String,
-    state: String,
-    class: &'static str,
-    protocol: String,
-    notes: String,
-}
-
-#[derive(Debug)]
-pub struct TimelineRow {
-    at: String,
-    institution: String,
-    what: String,
-}
-
-#[derive(Template)]
-#[template(path = "practice.html")]
-struct PracticePage<'a> {
-    tr: Tr<'a>,
-    service: String,
-    reference: String,
-    state: String,
-    updated: String,
-    problems: Vec<String>,
-    recipients: Vec<RecipientRow>,
-    timeline: Vec<TimelineRow>,
-}
-
-/// `GET /pratiche/{id}`: one practice: what is missing (drafts), each recipient's state,
-/// protocol number and outcome, and the timeline of every event.
-pub async fn practice(
-    State(app): State<AppState>,
-    UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    let tr = Tr { t: &app.translations, lang };
-    let Some(id) = domain::practice::PracticeId::parse(&id) else { return ApiError::NotFound.into_response() };
-    let loaded = async {
-        let practice = app.store.practice(&holder.tax_code, id).await?;
-        let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
-        let timeline = app.store.timeline(&holder.tax_code, id).await?;
-        Ok::<_, storage::StoreError>((practice, deliveries, timeline))
-    };
-    let (practice, deliveries, timeline) = match loaded.await {
-        Ok(loaded) => loaded,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let service = app.catalog.service(&practice.service_id);
-    let institution_name =
-        |id: &str| app.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string());
-    let problems = match practice.state {
-        PracticeState::Draft => {
-            crate::api::draft_problems(&app, &practice, lang).into_iter().map(|p| p.message).collect()
-        }
-        _ => Vec::new(),
-    };
-    let recipients = deliveries
-        .iter()
-        .map(|d| {
-            let class = match d.state() {
-                DeliveryState::Accepted | DeliveryState::TakenInCharge => "tag-ok",
-                DeliveryState::Failed | DeliveryState::Rejected => "tag-missing",
-                _ => "tag-unknown",
-            };
-            let mut notes = Vec::new();
-            if let Some(rejection) = &d.status.rejection {
-                notes.extend(rejection.reasons.iter().cloned());
-                let fields: Vec<String> = rejection
-                    .fields
-                    .iter()
-                    .map(|f| {
-                        service
-                            .and_then(|s| s.field(f))
-                            .map_or_else(|| f.clone(), |sf| sf.spec.label.get(lang).to_string())
-                    })
-                    .collect();
-                if !fields.is_empty() {
-                    notes.push(app.translations.message(
-                        lang,
-                        "practice-fields-at-fault",
-                        &[("fields", fields.join(", "))],
-                    ));
-                }
-            }
-            if let Some(error) = &d.status.last_error {
-                notes.push(error.clone());
-            }
-            RecipientRow {
-                institution: institution_name(&d.institution),
-                state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),
-                class,
-                protocol: d.status.protocol_number.clone().unwrap_or_else(|| "—".into()),
-                notes: notes.join(" "),
-            }
-        })
-        .collect();
-    let timeline = timeline
-        .iter()
-        .map(|e| TimelineRow {
-            at: domain::italian_display(e.at),
-            institution: institution_name(&e.institution),
-            what: tr.msg(&format!("event-{}", e.kind)),
-        })
-        .collect();
-    let page = PracticePage {
-        service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),
-        reference: practice.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
-        state: tr.msg(&format!("state-{}", practice.state.as_str())),
-        updated: domain::italian_display(practice.updated_at),
-        problems,
-        recipients,
-        timeline,
-        tr,
-    };
-    render(&page, StatusCode::OK)
 }
 
 #[derive(Template)]

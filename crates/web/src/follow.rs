@@ -1,0 +1,553 @@
+//! Following a practice after sending it ("pratiche in corso"): its page, what the user can do
+//! there, the receipt, live updates and the export for the office's own records.
+//!
+//! - `GET /pratiche/{id}`: each recipient's state, protocol number and outcome; a failed
+//!   recipient highlighted with "send again to this institution"; a rejection with the fields
+//!   at fault, editable, resent to that institution alone; the timeline; archive/bring back.
+//! - `POST /pratiche/{id}/destinatari/{institution}/reinvia`, `POST /pratiche/{id}/archivia`,
+//!   `POST /pratiche/{id}/ripristina`: the actions, as forms with the session's token.
+//! - `GET /pratiche/{id}/eventi`: server-sent events, one whenever a recipient's state
+//!   changes; `static/sportello.js` then refreshes the page's regions in place. Without
+//!   JavaScript a reload shows the same.
+//! - `GET /pratiche/{id}/ricevuta`: the printable receipt, with the SHA-256 digest of the data
+//!   sent and of each filing.
+//! - `GET /pratiche/esporta?pratica=…`: chosen practices (data, deliveries, receipt, timeline)
+//!   as one JSON file.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use domain::catalog::Service;
+use domain::delivery::DeliveryState;
+use domain::practice::{Delivery, Practice, PracticeData, PracticeId, PracticeState};
+use domain::validation::FieldError;
+use domain::Lang;
+use serde::Serialize;
+
+use crate::compile::{ErrorLink, FieldInput};
+use crate::error::ApiError;
+use crate::extract::{Authenticated, UserLang};
+use crate::forms::{Desk, DeskForm};
+use crate::pages::{render, Tr};
+use crate::AppState;
+
+/// Hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The digest of a practice's data: SHA-256 of its JSON with keys in order (the data is a
+/// sorted map, so the same data always gives the same digest).
+pub fn data_digest(data: &PracticeData) -> String {
+    sha256_hex(serde_json::to_string(data).unwrap_or_default().as_bytes())
+}
+
+/// The digest of one filing's payload, as queued for the institution.
+pub fn payload_digest(payload: &serde_json::Value) -> String {
+    sha256_hex(payload.to_string().as_bytes())
+}
+
+fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
+    app.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
+}
+
+fn state_class(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Accepted | DeliveryState::TakenInCharge => "tag-ok",
+        DeliveryState::Failed | DeliveryState::Rejected => "tag-missing",
+        _ => "tag-unknown",
+    }
+}
+
+/// A correction form for a rejected recipient: its fields at fault.
+#[derive(Debug)]
+pub struct CorrectionForm {
+    action: String,
+    button: String,
+    errors: Vec<ErrorLink>,
+    fields: Vec<FieldInput>,
+}
+
+#[derive(Debug)]
+pub struct RecipientRow {
+    id: String,
+    institution: String,
+    state: String,
+    class: &'static str,
+    protocol: String,
+    notes: Vec<String>,
+    /// "Send again to this institution" (failed).
+    resend: Option<(String, String)>,
+    /// The fields at fault, editable (rejected).
+    correction: Option<CorrectionForm>,
+}
+
+#[derive(Debug)]
+pub struct TimelineRow {
+    at: String,
+    institution: String,
+    what: String,
+}
+
+#[derive(Template)]
+#[template(path = "practice.html")]
+struct PracticePage<'a> {
+    tr: Tr<'a>,
+    id: String,
+    csrf: String,
+    service: String,
+    reference: Option<String>,
+    state: String,
+    updated: String,
+    submitted: Option<String>,
+    notice: Option<String>,
+    draft: bool,
+    needs_resend: bool,
+    problems: Vec<String>,
+    recipients: Vec<RecipientRow>,
+    timeline: Vec<TimelineRow>,
+    live: bool,
+    /// `archivia` or `ripristina`, when allowed.
+    archive_action: Option<(String, String)>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PracticeQuery {
+    inviata: Option<String>,
+    reinviata: Option<String>,
+}
+
+/// Errors to show in one recipient's correction form after a refused resend.
+struct Refused<'e> {
+    institution: &'e str,
+    errors: &'e [FieldError],
+}
+
+async fn load(app: &AppState, desk: &Desk, id: &str) -> Result<(Practice, Vec<Delivery>), ApiError> {
+    let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
+    let practice = app.store.practice(&desk.holder.tax_code, id).await?;
+    let deliveries = app.store.deliveries(&desk.holder.tax_code, id).await?;
+    Ok((practice, deliveries))
+}
+
+async fn practice_page(
+    app: &AppState,
+    desk: &Desk,
+    lang: Lang,
+    (practice, deliveries): (Practice, Vec<Delivery>),
+    notice: Option<String>,
+    refused: Option<Refused<'_>>,
+) -> Result<Response, ApiError> {
+    let tr = Tr::new(&app.translations, lang);
+    let service: Option<&Service> = app.catalog.service(&practice.service_id);
+    let timeline = app.store.timeline(&desk.holder.tax_code, practice.id).await?;
+    let problems = match practice.state {
+        PracticeState::Draft => {
+            crate::api::draft_problems(app, &practice, lang).into_iter().map(|p| p.message).collect()
+        }
+        _ => Vec::new(),
+    };
+    let recipients = deliveries
+        .iter()
+        .map(|d| {
+            let name = institution_name(app, &d.institution, lang);
+            let mut notes = Vec::new();
+            let mut correction = None;
+            if let Some(rejection) = d.status.rejection.as_ref().filter(|_| d.state() == DeliveryState::Rejected) {
+                notes.extend(rejection.reasons.iter().cloned());
+                let errors = refused.as_ref().filter(|r| r.institution == d.institution).map_or(&[][..], |r| r.errors);
+                let mut links = Vec::new();
+                let fields = rejection
+                    .fields
+                    .iter()
+                    .filter_map(|f| service.and_then(|s| s.field(f).map(|sf| (s, sf))))
+                    .map(|(s, sf)| {
+                        let value = practice.data.get(&sf.spec.id).map_or("", String::as_str);
+                        let mut input = FieldInput::new(app, s, sf, value, lang);
+                        input.html_id = format!("{}-{}", input.html_id, d.institution);
+                        if let Some(e) = errors.iter().find(|e| e.field == sf.spec.id) {
+                            let message = app.translations.reason(lang, Some(&sf.spec.label), &e.field, &e.reason);
+                            links.push(ErrorLink { href: format!("#{}", input.html_id), message: message.clone() });
+                            input.error = Some(message);
+                        }
+                        input
+                    })
+                    .collect::<Vec<_>>();
+                for e in errors.iter().filter(|e| !rejection.fields.contains(&e.field)) {
+                    let label = service.and_then(|s| s.field(&e.field)).map(|f| &f.spec.label);
+                    links.push(ErrorLink {
+                        href: format!("#destinatario-{}", d.institution),
+                        message: app.translations.reason(lang, label, &e.field, &e.reason),
+                    });
+                }
+                if !fields.is_empty() {
+                    correction = Some(CorrectionForm {
+                        action: format!("/pratiche/{}/destinatari/{}/reinvia", practice.id, d.institution),
+                        button: tr.fmt("practice-correct-resend", &[("institution", name.clone())]),
+                        errors: links,
+                        fields,
+                    });
+                }
+            }
+            if let Some(error) = &d.status.last_error {
+                notes.push(error.clone());
+            }
+            let resend = (d.state() == DeliveryState::Failed).then(|| {
+                (
+                    format!("/pratiche/{}/destinatari/{}/reinvia", practice.id, d.institution),
+                    tr.fmt("practice-resend", &[("institution", name.clone())]),
+                )
+            });
+            RecipientRow {
+                id: d.institution.clone(),
+                institution: name,
+                state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),
+                class: state_class(d.state()),
+                protocol: d.status.protocol_number.clone().unwrap_or_else(|| tr.msg("practice-protocol-waiting")),
+                notes,
+                resend,
+                correction,
+            }
+        })
+        .collect();
+    let timeline = timeline
+        .iter()
+        .map(|e| TimelineRow {
+            at: domain::italian_display(e.at),
+            institution: institution_name(app, &e.institution, lang),
+            what: tr.msg(&format!("event-{}", e.kind)),
+        })
+        .collect();
+    let archive_action = match practice.state {
+        PracticeState::Draft | PracticeState::Completed => Some(("archivia".to_string(), tr.msg("practice-archive"))),
+        PracticeState::Archived => Some(("ripristina".to_string(), tr.msg("practice-unarchive"))),
+        PracticeState::InProgress => None,
+    };
+    let page = PracticePage {
+        id: practice.id.to_string(),
+        csrf: desk.csrf.clone(),
+        service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),
+        reference: practice.reference.as_ref().map(ToString::to_string),
+        state: tr.msg(&format!("state-{}", practice.state.as_str())),
+        updated: domain::italian_display(practice.updated_at),
+        submitted: practice.submitted_at.map(domain::italian_display),
+        notice,
+        draft: practice.state == PracticeState::Draft,
+        needs_resend: practice.needs_resend,
+        problems,
+        recipients,
+        timeline,
+        live: practice.state == PracticeState::InProgress,
+        archive_action,
+        tr,
+    };
+    let status = if refused.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(desk.finish(render(&page, status)))
+}
+
+/// `GET /pratiche/{id}`: one practice.
+pub async fn practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    desk: Desk,
+    Path(id): Path<String>,
+    query: Result<Query<PracticeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let loaded = load(&app, &desk, &id).await?;
+    let tr = Tr::new(&app.translations, lang);
+    let notice = match query {
+        Ok(Query(PracticeQuery { inviata: Some(_), .. })) => {
+            loaded.0.reference.as_ref().map(|r| tr.fmt("practice-notice-sent", &[("reference", r.to_string())]))
+        }
+        Ok(Query(PracticeQuery { reinviata: Some(institution), .. })) => {
+            loaded.1.iter().any(|d| d.institution == institution).then(|| {
+                tr.fmt("practice-notice-resent", &[("institution", institution_name(&app, &institution, lang))])
+            })
+        }
+        _ => None,
+    };
+    practice_page(&app, &desk, lang, loaded, notice, None).await
+}
+
+/// `POST /pratiche/{id}/destinatari/{institution}/reinvia`: a failed recipient sent again
+/// unchanged, or a rejected one with the corrected fields at fault; no other recipient moves.
+pub async fn resend(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Path((id, institution)): Path<(String, String)>,
+    form: DeskForm,
+) -> Result<Response, ApiError> {
+    let desk = Desk::from_form(&form);
+    let (practice, deliveries) = load(&app, &desk, &id).await?;
+    let service = app.catalog.service(&practice.service_id);
+    // Only the service's fields are corrections; the token and buttons are not.
+    let corrections: PracticeData = form
+        .fields
+        .iter()
+        .filter(|(k, _)| service.is_some_and(|s| s.field(k).is_some()))
+        .map(|(k, v)| (k.clone(), v.trim().to_string()))
+        .collect();
+    match crate::api::resend(&app, &form.holder, practice.id, &institution, &corrections).await {
+        Ok(()) => Ok(Redirect::to(&format!("/pratiche/{}?reinviata={institution}", practice.id)).into_response()),
+        Err(ApiError::Validation { errors, .. }) => {
+            let refused = Refused { institution: &institution, errors: &errors };
+            practice_page(&app, &desk, lang, (practice, deliveries), None, Some(refused)).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn set_archived(app: &AppState, form: &DeskForm, id: &str, archive: bool) -> Result<Response, ApiError> {
+    let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
+    let practice = app.store.set_archived(&form.holder.tax_code, id, archive, app.clock.now()).await?;
+    tracing::info!(practice = %id, holder = %form.holder.tax_code, archive, "archive changed");
+    Ok(Redirect::to(&format!("/pratiche/{}", practice.id)).into_response())
+}
+
+/// `POST /pratiche/{id}/archivia`: archives a draft or a completed practice.
+pub async fn archive(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: DeskForm,
+) -> Result<Response, ApiError> {
+    set_archived(&app, &form, &id, true).await
+}
+
+/// `POST /pratiche/{id}/ripristina`: brings an archived practice back.
+pub async fn unarchive(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: DeskForm,
+) -> Result<Response, ApiError> {
+    set_archived(&app, &form, &id, false).await
+}
+
+// ---- live updates -------------------------------------------------------------------------
+
+/// What the live page follows: the practice's state and each recipient's.
+#[derive(Debug, PartialEq, Serialize)]
+struct LiveState {
+    state: PracticeState,
+    recipients: Vec<(String, DeliveryState, Option<String>, u32)>,
+}
+
+async fn live_state(app: &AppState, holder: &identity::Holder, id: PracticeId) -> Option<LiveState> {
+    let practice = app.store.practice(&holder.tax_code, id).await.ok()?;
+    let deliveries = app.store.deliveries(&holder.tax_code, id).await.ok()?;
+    Some(LiveState {
+        state: practice.state,
+        recipients: deliveries
+            .into_iter()
+            .map(|d| (d.institution, d.status.state, d.status.protocol_number, d.status.revision))
+            .collect(),
+    })
+}
+
+/// How often the stream looks at the store, and for how long one stream lasts (the browser's
+/// EventSource reconnects by itself).
+const LIVE_TICK: Duration = Duration::from_secs(1);
+const LIVE_TICKS: u32 = 30 * 60;
+
+/// `GET /pratiche/{id}/eventi`: an `update` event now and whenever a recipient's state changes.
+pub async fn events(
+    State(app): State<AppState>,
+    Authenticated(holder): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = PracticeId::parse(&id).ok_or(ApiError::NotFound)?;
+    app.store.practice(&holder.tax_code, id).await?;
+    let stream = futures_util::stream::unfold(
+        (app, holder, None::<LiveState>, 0u32),
+        move |(app, holder, last, mut ticks)| async move {
+            loop {
+                if ticks > 0 {
+                    tokio::time::sleep(LIVE_TICK).await;
+                }
+                ticks += 1;
+                if ticks > LIVE_TICKS {
+                    return None;
+                }
+                let now = live_state(&app, &holder, id).await?;
+                if last.as_ref() != Some(&now) {
+                    let data = serde_json::to_string(&now).unwrap_or_default();
+                    let event: Result<Event, Infallible> = Ok(Event::default().event("update").data(data));
+                    return Some((event, (app, holder, Some(now), ticks)));
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+// ---- receipt ------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct ReceiptRow {
+    institution: String,
+    filing: String,
+    protocol: String,
+    state: String,
+    digest: String,
+}
+
+#[derive(Template)]
+#[template(path = "receipt.html")]
+struct ReceiptPage<'a> {
+    tr: Tr<'a>,
+    id: String,
+    service: String,
+    reference: String,
+    submitted: String,
+    declarant: String,
+    business: String,
+    digest: String,
+    rows: Vec<ReceiptRow>,
+}
+
+/// `GET /pratiche/{id}/ricevuta`: the receipt of a sent practice, for printing.
+pub async fn receipt(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    desk: Desk,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (practice, deliveries) = load(&app, &desk, &id).await?;
+    let (Some(reference), Some(submitted)) = (&practice.reference, practice.submitted_at) else {
+        // A practice never sent has no receipt.
+        return Err(ApiError::NotFound);
+    };
+    let tr = Tr::new(&app.translations, lang);
+    let service = app.catalog.service(&practice.service_id);
+    let rows = deliveries
+        .iter()
+        .map(|d| ReceiptRow {
+            institution: institution_name(&app, &d.institution, lang),
+            filing: service
+                .and_then(|s| s.recipients.iter().find(|r| r.institution == d.institution))
+                .and_then(|r| app.catalog.filing(r))
+                .map_or_else(|| d.filing_kind.clone(), |f| f.title.get(lang).to_string()),
+            protocol: d.status.protocol_number.clone().unwrap_or_else(|| tr.msg("practice-protocol-waiting")),
+            state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),
+            digest: payload_digest(&d.payload),
+        })
+        .collect();
+    let business = match (practice.data.get("business.name"), practice.data.get("business.tax_code")) {
+        (Some(name), Some(code)) => format!("{name} ({code})"),
+        (Some(name), None) => name.clone(),
+        (None, Some(code)) => code.clone(),
+        (None, None) => String::new(),
+    };
+    let page = ReceiptPage {
+        id: practice.id.to_string(),
+        service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),
+        reference: reference.to_string(),
+        submitted: domain::italian_display(submitted),
+        declarant: format!("{} ({})", desk.holder.display_name(), desk.holder.tax_code),
+        business,
+        digest: data_digest(&practice.data),
+        rows,
+        tr,
+    };
+    Ok(desk.finish(render(&page, StatusCode::OK)))
+}
+
+// ---- export -------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+struct ExportedDelivery {
+    institution: String,
+    filing: String,
+    state: DeliveryState,
+    protocol_number: Option<String>,
+    payload_sha256: String,
+    payload: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+struct ExportedPractice {
+    reference: Option<String>,
+    service: String,
+    state: PracticeState,
+    #[serde(with = "time::serde::rfc3339::option")]
+    submitted_at: Option<time::OffsetDateTime>,
+    data: PracticeData,
+    data_sha256: String,
+    deliveries: Vec<ExportedDelivery>,
+    timeline: Vec<storage::TimelineEntry>,
+}
+
+#[derive(Debug, Serialize)]
+struct Export {
+    note: String,
+    #[serde(with = "time::serde::rfc3339")]
+    exported_at: time::OffsetDateTime,
+    holder: String,
+    practices: Vec<ExportedPractice>,
+}
+
+/// At most this many practices in one export.
+const EXPORT_MAX: usize = 200;
+
+/// `GET /pratiche/esporta?pratica=ID&pratica=ID…`: the chosen practices, with their data,
+/// filings, protocol numbers, digests and timeline, as a JSON file to keep.
+pub async fn export(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Authenticated(holder): Authenticated,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let ids: Vec<&str> = pairs.iter().filter(|(k, _)| k == "pratica").map(|(_, v)| v.as_str()).collect();
+    if ids.is_empty() {
+        return Err(ApiError::BadParameter(app.translations.message(lang, "export-none-chosen", &[])));
+    }
+    if ids.len() > EXPORT_MAX {
+        return Err(ApiError::BadParameter(format!("pratica: at most {EXPORT_MAX} practices at a time")));
+    }
+    let mut practices = Vec::new();
+    for id in ids {
+        let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
+        let practice = app.store.practice(&holder.tax_code, id).await?;
+        let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+        let timeline = app.store.timeline(&holder.tax_code, id).await?;
+        practices.push(ExportedPractice {
+            reference: practice.reference.as_ref().map(ToString::to_string),
+            service: practice.service_id.clone(),
+            state: practice.state,
+            submitted_at: practice.submitted_at,
+            data_sha256: data_digest(&practice.data),
+            data: practice.data,
+            deliveries: deliveries
+                .into_iter()
+                .map(|d| ExportedDelivery {
+                    payload_sha256: payload_digest(&d.payload),
+                    state: d.status.state,
+                    protocol_number: d.status.protocol_number,
+                    institution: d.institution,
+                    filing: d.filing_kind,
+                    payload: d.payload,
+                })
+                .collect(),
+            timeline,
+        });
+    }
+    let now = app.clock.now();
+    let export = Export {
+        note: app.translations.message(lang, "export-note", &[]),
+        exported_at: now,
+        holder: holder.tax_code.to_string(),
+        practices,
+    };
+    tracing::info!(holder = %holder.tax_code, count = export.practices.len(), "practices exported");
+    let body = serde_json::to_vec_pretty(&export).map_err(|_| ApiError::Internal)?;
+    let filename = format!("sportello-pratiche-{}.json", domain::italian_date(now));
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,293 @@
+//! Search among the holder's practices ("ricerca"): by reference, protocol number, business
+//! codice fiscale or name, service, state and date of sending; sorted by any column, 20 to a
+//! page. The store does the work with indexes (see docs/PERFORMANCE.md); this page parses
+//! the query string into a [`storage::PracticeSearch`], saying in the user's language what it
+//! could not understand, and lets the user export the practices found.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use domain::practice::PracticeState;
+use domain::Lang;
+use storage::{PracticeSearch, SortKey};
+
+use crate::compile::ErrorLink;
+use crate::error::ApiError;
+use crate::extract::UserLang;
+use crate::forms::Desk;
+use crate::pages::{render, Tr};
+use crate::AppState;
+
+/// Results on one page.
+pub const PAGE_SIZE: u32 = 20;
+
+#[derive(Debug)]
+pub struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+#[derive(Debug)]
+pub struct Column {
+    label: String,
+    href: Option<String>,
+    /// `ascending`/`descending` on the column results are sorted by.
+    aria_sort: Option<&'static str>,
+}
+
+#[derive(Debug)]
+pub struct ResultRow {
+    id: String,
+    reference: String,
+    service: String,
+    business: String,
+    state: String,
+    submitted: String,
+    updated: String,
+}
+
+#[derive(Debug)]
+pub struct PageLink {
+    label: String,
+    /// `None` for the current page.
+    href: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage<'a> {
+    tr: Tr<'a>,
+    text: String,
+    from: String,
+    until: String,
+    services: Vec<Choice>,
+    states: Vec<Choice>,
+    errors: Vec<ErrorLink>,
+    from_error: Option<String>,
+    until_error: Option<String>,
+    searched: bool,
+    summary: String,
+    columns: Vec<Column>,
+    rows: Vec<ResultRow>,
+    pages: Vec<PageLink>,
+}
+
+/// The query string, as typed: nothing here is trusted.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SearchQuery {
+    testo: Option<String>,
+    servizio: Option<String>,
+    stato: Option<String>,
+    dal: Option<String>,
+    al: Option<String>,
+    ordina: Option<String>,
+    verso: Option<String>,
+    pagina: Option<String>,
+}
+
+impl SearchQuery {
+    fn is_empty(&self) -> bool {
+        [&self.testo, &self.servizio, &self.stato, &self.dal, &self.al]
+            .iter()
+            .all(|v| v.as_deref().is_none_or(|v| v.trim().is_empty()))
+    }
+
+    /// The query string for the same search with another sort or page.
+    fn href(&self, sort: SortKey, descending: bool, page: u32) -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        for (name, value) in [
+            ("testo", &self.testo),
+            ("servizio", &self.servizio),
+            ("stato", &self.stato),
+            ("dal", &self.dal),
+            ("al", &self.al),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+                pairs.push((name, v.to_string()));
+            }
+        }
+        pairs.push(("ordina", sort.as_str().to_string()));
+        pairs.push(("verso", if descending { "desc" } else { "asc" }.to_string()));
+        pairs.push(("pagina", page.to_string()));
+        let encoded: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+        format!("/ricerca?{}", encoded.join("&"))
+    }
+}
+
+/// Percent-encoding for a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A date typed in the form (`gg/mm/aaaa` or ISO), or a message saying why not.
+fn parse_day(app: &AppState, lang: Lang, label: &str, value: Option<&str>) -> Result<Option<time::Date>, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => domain::identifiers::parse_date(v)
+            .map(Some)
+            .map_err(|_| app.translations.message(lang, "search-bad-date", &[("field", label.to_string())])),
+    }
+}
+
+/// `GET /ricerca`: the search form, and with any filter the practices found.
+pub async fn search(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    desk: Desk,
+    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = query.map(|q| q.0).unwrap_or_default();
+    let tr = Tr::new(&app.translations, lang);
+    let mut errors = Vec::new();
+    let from = parse_day(&app, lang, &tr.msg("search-from"), query.dal.as_deref());
+    let until = parse_day(&app, lang, &tr.msg("search-until"), query.al.as_deref());
+    let (from_error, until_error) = (from.clone().err(), until.clone().err());
+    for (error, anchor) in [(&from_error, "#ricerca-dal"), (&until_error, "#ricerca-al")] {
+        if let Some(message) = error {
+            errors.push(ErrorLink { href: anchor.to_string(), message: message.clone() });
+        }
+    }
+    let service = query.servizio.as_deref().filter(|s| !s.is_empty());
+    if let Some(s) = service.filter(|s| app.catalog.service(s).is_none()) {
+        errors.push(ErrorLink {
+            href: "#ricerca-servizio".into(),
+            message: tr.fmt("search-bad-choice", &[("field", tr.msg("practices-service")), ("value", s.to_string())]),
+        });
+    }
+    let state = query.stato.as_deref().filter(|s| !s.is_empty());
+    if let Some(s) = state.filter(|s| PracticeState::parse(s).is_none()) {
+        errors.push(ErrorLink {
+            href: "#ricerca-stato".into(),
+            message: tr.fmt("search-bad-choice", &[("field", tr.msg("practices-state")), ("value", s.to_string())]),
+        });
+    }
+    let sort = query.ordina.as_deref().and_then(SortKey::parse).unwrap_or_default();
+    let descending =
+        query.verso.as_deref().map_or(sort == SortKey::Updated || sort == SortKey::Submitted, |v| v != "asc");
+    let page = query.pagina.as_deref().and_then(|p| p.parse::<u32>().ok()).filter(|p| *p >= 1).unwrap_or(1);
+    let (from, until) = (from.ok().flatten(), until.ok().flatten());
+
+    let searched = !query.is_empty() && errors.is_empty();
+    let mut rows = Vec::new();
+    let mut pages = Vec::new();
+    let mut summary = String::new();
+    let mut columns = Vec::new();
+    if searched {
+        let search = PracticeSearch {
+            text: query.testo.clone(),
+            service: service.map(str::to_string),
+            state: state.and_then(PracticeState::parse),
+            submitted_from: from.map(domain::italian_day_start),
+            submitted_before: until.and_then(|d| d.next_day()).map(domain::italian_day_start),
+            sort,
+            descending,
+            limit: PAGE_SIZE,
+            offset: (page - 1).saturating_mul(PAGE_SIZE),
+        };
+        let found = app.store.search(&desk.holder.tax_code, &search).await?;
+        let last_page = u32::try_from(found.total.div_ceil(u64::from(PAGE_SIZE))).unwrap_or(u32::MAX).max(1);
+        summary = tr.fmt(
+            "search-summary",
+            &[("total", found.total.to_string()), ("page", page.to_string()), ("pages", last_page.to_string())],
+        );
+        rows = found
+            .practices
+            .iter()
+            .map(|p| ResultRow {
+                id: p.id.to_string(),
+                reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
+                service: app
+                    .catalog
+                    .service(&p.service_id)
+                    .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),
+                business: match (p.data.get("business.name"), p.data.get("business.tax_code")) {
+                    (Some(n), Some(c)) => format!("{n} ({c})"),
+                    (Some(n), None) => n.clone(),
+                    (None, Some(c)) => c.clone(),
+                    (None, None) => String::new(),
+                },
+                state: tr.msg(&format!("state-{}", p.state.as_str())),
+                submitted: p.submitted_at.map(domain::italian_display).unwrap_or_default(),
+                updated: domain::italian_display(p.updated_at),
+            })
+            .collect();
+        let sortable = |key: SortKey, label: &str| {
+            let current = key == sort;
+            Column {
+                label: label.to_string(),
+                href: Some(query.href(
+                    key,
+                    if current { !descending } else { key != SortKey::Reference && key != SortKey::Service },
+                    1,
+                )),
+                aria_sort: current.then_some(if descending { "descending" } else { "ascending" }),
+            }
+        };
+        columns = vec![
+            sortable(SortKey::Reference, &tr.msg("practices-reference")),
+            sortable(SortKey::Service, &tr.msg("practices-service")),
+            Column { label: tr.msg("receipt-business"), href: None, aria_sort: None },
+            Column { label: tr.msg("practices-state"), href: None, aria_sort: None },
+            sortable(SortKey::Submitted, &tr.msg("practice-submitted")),
+            sortable(SortKey::Updated, &tr.msg("practices-updated")),
+        ];
+        if last_page > 1 {
+            let link =
+                |n: u32, label: String| PageLink { label, href: (n != page).then(|| query.href(sort, descending, n)) };
+            if page > 1 {
+                pages.push(link(page - 1, tr.msg("search-previous")));
+            }
+            let window = page.saturating_sub(2).max(1)..=(page + 2).min(last_page);
+            for n in window {
+                pages.push(link(n, n.to_string()));
+            }
+            if page < last_page {
+                pages.push(link(page + 1, tr.msg("search-next")));
+            }
+        }
+    }
+    let services = app
+        .catalog
+        .services
+        .iter()
+        .map(|s| Choice {
+            selected: Some(s.id.as_str()) == service,
+            value: s.id.clone(),
+            label: s.title.get(lang).to_string(),
+        })
+        .collect();
+    let states = PracticeState::ALL
+        .iter()
+        .map(|s| Choice {
+            selected: Some(s.as_str()) == state,
+            value: s.as_str().to_string(),
+            label: tr.msg(&format!("state-{}", s.as_str())),
+        })
+        .collect();
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let page = SearchPage {
+        text: query.testo.clone().unwrap_or_default(),
+        from: query.dal.clone().unwrap_or_default(),
+        until: query.al.clone().unwrap_or_default(),
+        services,
+        states,
+        errors,
+        from_error,
+        until_error,
+        searched,
+        summary,
+        columns,
+        rows,
+        pages,
+        tr,
+    };
+    Ok(desk.finish(render(&page, status)))
+}
