@@ -7,3 +7,4 @@ mod cards;
 mod cli;
 mod crash;
 mod delivery;
+mod desk;

@@ -1,0 +1,227 @@
+//! The desk's pages as a browser without JavaScript uses them: forms posted with the session's
+//! token, answers read as HTML. (The browser suite in `tests/browser` drives a real Chromium
+//! through the same journeys with institutions answering.)
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::api::{complete_start_data, spawn_app, TestApp};
+
+/// A browser: the holder's card, plus the session cookie the portal sets.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self { app, client: app.client(), cookie: None }
+    }
+
+    fn keep_cookie(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let v = v.to_str().expect("ascii");
+            if v.starts_with("__Host-sportello-session=") {
+                self.cookie = v.split(';').next().map(str::to_string);
+            }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+        let mut request = self.client.get(self.app.url(path)).header("accept", "text/html");
+        if let Some(c) = &self.cookie {
+            request = request.header("cookie", c);
+        }
+        let r = request.send().await.expect("get");
+        self.keep_cookie(&r);
+        (
+            r.status(),
+            r.url().path().to_string() + &r.url().query().map(|q| format!("?{q}")).unwrap_or_default(),
+            r.text().await.expect("html"),
+        )
+    }
+
+    /// Posts a form; redirects are followed, so this answers with the page reached.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let mut request = self.client.post(self.app.url(path)).header("accept", "text/html").form(fields);
+        if let Some(c) = &self.cookie {
+            request = request.header("cookie", c);
+        }
+        let r = request.send().await.expect("post");
+        self.keep_cookie(&r);
+        (
+            r.status(),
+            r.url().path().to_string() + &r.url().query().map(|q| format!("?{q}")).unwrap_or_default(),
+            r.text().await.expect("html"),
+        )
+    }
+}
+
+/// The session's token, as the page's forms carry it.
+fn csrf(html: &str) -> String {
+    let start = html.find("name=\"_csrf\" value=\"").expect("a form with the token") + 20;
+    html[start..start + 64].to_string()
+}
+
+async fn api_practice(app: &TestApp, id: &str) -> Value {
+    app.client().get(app.url(&format!("/api/v1/practices/{id}"))).send().await.expect("get").json().await.expect("json")
+}
+
+#[tokio::test]
+async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let (status, _, page) = browser.get("/servizi/avvio-ditta-individuale").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(browser.cookie.is_some(), "a page with forms opens a session for the card");
+    let token = csrf(&page);
+
+    // Without the session's token nothing starts.
+    let (status, _, _) = browser.post("/pratiche", &[("servizio", "avvio-ditta-individuale")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let list: Value =
+        app.client().get(app.url("/api/v1/practices")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(list["practices"].as_array().expect("list").len(), 0, "nothing was created");
+
+    let (status, at, page) =
+        browser.post("/pratiche", &[("_csrf", &token), ("servizio", "avvio-ditta-individuale"), ("impresa", "")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(at.ends_with("/compila"), "{at}");
+    let id = at.trim_start_matches("/pratiche/").trim_end_matches("/compila").to_string();
+    assert!(page.contains("Controlla e invia") && page.contains("Da completare"), "{page}");
+
+    // An invalid value: the summary links to the field, the message sits beside it, the typed
+    // values come back, and nothing is saved.
+    let section = format!("/pratiche/{id}/sezioni/seat");
+    let (status, _, page) = browser
+        .post(
+            &section,
+            &[("_csrf", &token), ("seat.street", "Via Nazionale"), ("seat.cap", "123"), ("azione", "continua")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("<a href=\"#campo-seat-cap\">CAP: il CAP deve avere 5 cifre.</a>"), "{page}");
+    assert!(page.contains("id=\"campo-seat-cap-errore\"") && page.contains("aria-invalid=\"true\""), "{page}");
+    assert!(page.contains("value=\"Via Nazionale\""), "{page}");
+    assert!(api_practice(&app, &id).await["data"].get("seat.street").is_none(), "nothing saved");
+
+    // Autosave (the script's request) saves valid values and refuses invalid ones silently.
+    let (status, _, _) =
+        browser.post(&section, &[("_csrf", &token), ("seat.cap", "12"), ("azione", "autosalva")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _, _) =
+        browser.post(&section, &[("_csrf", &token), ("seat.street", "Via Nazionale"), ("azione", "autosalva")]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(api_practice(&app, &id).await["data"]["seat.street"], "Via Nazionale");
+
+    // "Save as draft" leaves for the task list, which says so.
+    let (_, at, page) = browser.post(&section, &[("_csrf", &token), ("seat.cap", "00184"), ("azione", "bozza")]).await;
+    assert!(at.ends_with("/compila?salvata=1") && page.contains("Bozza salvata"), "{at}");
+
+    // Every section in turn; the last one leads to "check your answers".
+    let data = complete_start_data();
+    let data = data.as_object().expect("object");
+    for group in ["business", "owner", "seat", "staff", "registro-imprese", "inps", "inail"] {
+        let mut fields: Vec<(&str, &str)> = vec![("_csrf", &token), ("azione", "continua")];
+        fields.extend(
+            data.iter()
+                .filter(|(k, _)| k.starts_with(&format!("{group}.")))
+                .map(|(k, v)| (k.as_str(), v.as_str().expect("text"))),
+        );
+        let (status, at, page) = browser.post(&format!("/pratiche/{id}/sezioni/{group}"), &fields).await;
+        assert_eq!(status, StatusCode::OK, "{group}: {page}");
+        if group == "inail" {
+            assert!(at.ends_with("/riepilogo"), "{at}");
+            assert!(!page.contains("error-summary") && page.contains("Bar Centrale di Mario Rossi"), "{page}");
+            assert!(page.contains("Commercianti") || page.contains("commercianti"), "choices by their label");
+        }
+    }
+
+    let (status, at, page) = browser.post(&format!("/pratiche/{id}/invia"), &[("_csrf", &token)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(at.ends_with("?inviata=1"), "{at}");
+    let practice = api_practice(&app, &id).await;
+    let reference = practice["reference"].as_str().expect("sent").to_string();
+    assert!(page.contains(&format!("Il numero di riferimento è {reference}")), "{page}");
+    assert_eq!(page.matches("class=\"protocol\">in attesa").count(), 3, "three recipients waiting: {page}");
+    assert!(page.contains(&format!("data-events=\"/pratiche/{id}/eventi\"")), "live updates offered");
+
+    // The receipt carries the digest of the data sent.
+    let (status, _, receipt) = browser.get(&format!("/pratiche/{id}/ricevuta")).await;
+    assert_eq!(status, StatusCode::OK);
+    let canonical = serde_json::to_string(&practice["data"]).expect("json");
+    let digest: String = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(receipt.contains(&digest) && receipt.contains(&reference), "{receipt}");
+
+    // Search by reference, by part of the name; a bad date is named, not guessed.
+    let (_, _, found) = browser.get(&format!("/ricerca?testo={}", reference.to_lowercase())).await;
+    assert!(found.contains("Pratiche trovate: 1") && found.contains(&format!("href=\"/pratiche/{id}\"")), "{found}");
+    let (_, _, found) = browser.get("/ricerca?testo=centrale&ordina=reference&verso=asc").await;
+    assert!(found.contains("Pratiche trovate: 1") && found.contains("aria-sort=\"ascending\""), "{found}");
+    let (status, _, page) = browser.get("/ricerca?dal=31/02/2026").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Inviata dal: la data non è valida"), "{page}");
+
+    // The export holds the data and the receipt's digest, with the note about records.
+    let export: Value = app
+        .client()
+        .get(app.url(&format!("/pratiche/esporta?pratica={id}")))
+        .send()
+        .await
+        .expect("export")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(export["practices"][0]["reference"], reference.as_str());
+    assert_eq!(export["practices"][0]["data_sha256"], digest.as_str());
+    assert!(export["note"].as_str().expect("note").contains("non sostituisce"));
+
+    // A practice in progress cannot be archived.
+    let (status, _, _) = browser.post(&format!("/pratiche/{id}/archivia"), &[("_csrf", &token)]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_new_practice_is_prefilled_from_the_business_last_one_and_drafts_can_be_archived() {
+    let app = spawn_app().await;
+    let holder = app.client();
+    let mut data = complete_start_data();
+    data["business.tax_code"] = Value::from("00743110157");
+    let (_, first) = app.create(&holder, serde_json::json!({"service": "avvio-ditta-individuale", "data": data})).await;
+    let first_id = first["id"].as_str().expect("id");
+    let r = holder.post(app.url(&format!("/api/v1/practices/{first_id}/submit"))).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let mut browser = Browser::new(&app);
+    let (_, _, page) = browser.get("/servizi/variazione-sede-attivita").await;
+    assert!(
+        page.contains("<option value=\"00743110157\">Bar Centrale di Mario Rossi (00743110157)</option>"),
+        "{page}"
+    );
+    let token = csrf(&page);
+    // Only the holder's own businesses may be chosen.
+    let (status, _, _) = browser
+        .post("/pratiche", &[("_csrf", &token), ("servizio", "variazione-sede-attivita"), ("impresa", "01879020517")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, at, _) = browser
+        .post("/pratiche", &[("_csrf", &token), ("servizio", "variazione-sede-attivita"), ("impresa", "00743110157")])
+        .await;
+    let id = at.trim_start_matches("/pratiche/").trim_end_matches("/compila").to_string();
+    let draft = api_practice(&app, &id).await;
+    assert_eq!(draft["data"]["business.name"], "Bar Centrale di Mario Rossi", "common data carried over");
+    assert_eq!(draft["data"]["business.tax_code"], "00743110157");
+    assert!(draft["data"].get("business.start_date").is_none(), "the event's date is not carried over");
+    assert!(draft["data"].get("inail.work_processes").is_none(), "recipients' own data is not carried over");
+
+    let (_, _, page) = browser.post(&format!("/pratiche/{id}/archivia"), &[("_csrf", &token)]).await;
+    assert!(page.contains("<span class=\"tag\">archiviata"), "{page}");
+    let (_, _, page) = browser.post(&format!("/pratiche/{id}/ripristina"), &[("_csrf", &token)]).await;
+    assert!(page.contains("<span class=\"tag\">in bozza") || page.contains("Continua la compilazione"), "{page}");
+    assert_eq!(api_practice(&app, &id).await["state"], "draft");
+}
