@@ -129,6 +129,13 @@ enum Command {
         #[arg(long, default_value = "catalog")]
         catalog: PathBuf,
     },
+    /// Times the desk's searches on a fresh SQLite store filled with many practices.
+    BenchSearch {
+        #[arg(long, default_value_t = 1_000_000)]
+        practices: usize,
+        #[arg(long, default_value_t = 21)]
+        rounds: usize,
+    },
     /// Catalog tools.
     Catalog {
         #[command(subcommand)]
@@ -361,6 +368,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { practices, concurrency, catalog } => {
             let report =
                 sportello::bench::run(practices.clamp(1, 100_000), concurrency.clamp(1, 256), &catalog).await?;
+            println!("{report}");
+        }
+        Command::BenchSearch { practices, rounds } => {
+            let report = sportello::bench::search(practices.clamp(100, 5_000_000), rounds.clamp(1, 1000)).await?;
             println!("{report}");
         }
         Command::Migrate { database_url } => {
