@@ -114,6 +114,11 @@ enum Command {
         #[arg(long)]
         behaviour: Option<PathBuf>,
     },
+    /// The audit trail: verify the hash chain, or export it.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Brings the database schema up to date and exits.
     Migrate {
         #[arg(long, env = "SPORTELLO_DATABASE_URL")]
@@ -140,6 +145,20 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks the whole chain; names the first record that does not hold (exit status 1).
+    Verify {
+        #[arg(long, env = "SPORTELLO_DATABASE_URL", default_value = "sqlite://sportello-data/sportello.db")]
+        database_url: String,
+    },
+    /// Writes every record as one JSON object per line to standard output.
+    Export {
+        #[arg(long, env = "SPORTELLO_DATABASE_URL", default_value = "sqlite://sportello-data/sportello.db")]
+        database_url: String,
     },
 }
 
@@ -373,6 +392,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BenchSearch { practices, rounds } => {
             let report = sportello::bench::search(practices.clamp(100, 5_000_000), rounds.clamp(1, 1000)).await?;
             println!("{report}");
+        }
+        Command::Audit { command: AuditCommand::Verify { database_url } } => {
+            let store = storage::connect(&database_url).await?;
+            store.migrate().await?;
+            match storage::audit::verify(store.as_ref()).await? {
+                Ok(count) => println!("audit trail intact: {count} records"),
+                Err(broken) => {
+                    eprintln!("audit trail broken at record {}: {broken}", broken.seq());
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Audit { command: AuditCommand::Export { database_url } } => {
+            use std::io::Write;
+            let store = storage::connect(&database_url).await?;
+            store.migrate().await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut after = 0;
+            loop {
+                let page = store.audit_page(after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for record in &page {
+                    serde_json::to_writer(&mut out, record)?;
+                    writeln!(out)?;
+                }
+            }
+            out.flush()?;
         }
         Command::Migrate { database_url } => {
             let store = storage::connect(&database_url).await?;

@@ -12,6 +12,7 @@
 //! - a submission writes the canonical data, a fresh reference number and one delivery per
 //!   recipient in a single transaction.
 
+pub mod audit;
 pub mod postgres;
 pub mod sqlite;
 
@@ -370,9 +371,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 }
 
 /// The whole storage port.
-pub trait Store: PracticeStore + DeliveryQueue + SessionStore {}
+pub trait Store: PracticeStore + DeliveryQueue + SessionStore + audit::AuditLog {}
 
-impl<T: PracticeStore + DeliveryQueue + SessionStore> Store for T {}
+impl<T: PracticeStore + DeliveryQueue + SessionStore + audit::AuditLog> Store for T {}
 
 /// What an adapter writes after deciding on an event (shared by both adapters).
 #[derive(Debug)]

@@ -28,10 +28,28 @@ use time::OffsetDateTime;
 /// A store under test, and what must outlive it.
 struct Backend {
     store: Arc<dyn Store>,
+    /// Raw SQL on the same database, for tampering tests.
+    raw: Raw,
     /// A second, independent connection pool on the same database (another "process").
     other: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
     cleanup: Option<(sqlx::PgPool, String)>,
+}
+
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Backend {
+    /// Runs SQL behind the store's back (the same text on both backends).
+    async fn tamper(&self, sql: &str) {
+        match &self.raw {
+            Raw::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Raw::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
+        .expect(sql);
+    }
 }
 
 impl Drop for Backend {
@@ -58,7 +76,8 @@ async fn sqlite() -> Backend {
     store.migrate().await.expect("migrate");
     let other = SqliteStore::open(&path).await.expect("open sqlite again");
     other.migrate().await.expect("migrate again is a no-op");
-    Backend { store: Arc::new(store), other: Arc::new(other), _dir: Some(dir), cleanup: None }
+    let raw = Raw::Sqlite(store.pool().clone());
+    Backend { store: Arc::new(store), other: Arc::new(other), raw, _dir: Some(dir), cleanup: None }
 }
 
 fn postgres_url() -> String {
@@ -94,7 +113,8 @@ async fn postgres() -> Option<Backend> {
     let (a, b) = tokio::join!(store.migrate(), other.migrate());
     a.expect("migrate");
     b.expect("migrate concurrently");
-    Some(Backend { store: Arc::new(store), other: Arc::new(other), _dir: None, cleanup: Some((admin, schema)) })
+    let raw = Raw::Postgres(store.pool().clone());
+    Some(Backend { store: Arc::new(store), other: Arc::new(other), raw, _dir: None, cleanup: Some((admin, schema)) })
 }
 
 macro_rules! contract {
@@ -131,6 +151,7 @@ contract!(
     sessions_live_until_they_expire_or_end,
     search_by_every_key_with_pages_and_order,
     archive_and_bring_back,
+    audit_chain_detects_every_tampering,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -662,4 +683,53 @@ async fn archive_and_bring_back(b: Backend) {
     assert!(matches!(twice, Err(StoreError::WrongState(PracticeState::Archived))), "{twice:?}");
     let back = b.store.set_archived(&holder(), id, false, later).await.expect("bring back");
     assert_eq!(back.state, PracticeState::Completed, "sent: back to the completed");
+}
+
+async fn audit_chain_detects_every_tampering(b: Backend) {
+    use storage::audit::{verify, Broken, NewAuditRecord};
+    assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Ok(0), "an empty log holds");
+    let act = |n: i64| NewAuditRecord {
+        at: NOW + time::Duration::seconds(n),
+        actor: "BNCSFN85T58G702W".into(),
+        responsible: "RSSMRA45C12F205C".into(),
+        action: "draft_saved".into(),
+        detail: serde_json::json!({ "n": n, "text": "caffè «Roma»" }),
+    };
+    // Appends from two pools at once still make one chain.
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let store = if n % 2 == 0 { b.store.clone() } else { b.other.clone() };
+            let record = act(n);
+            tokio::spawn(async move { store.append_audit(&record).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("append");
+    }
+    b.store.append_audit(&act(20)).await.expect("append");
+    assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Ok(9));
+    let mine = b.store.audit_for("RSSMRA45C12F205C", 3).await.expect("for");
+    assert_eq!(mine.iter().map(|r| r.seq).collect::<Vec<_>>(), [9, 8, 7], "newest first");
+
+    // Edited in place.
+    b.tamper("UPDATE audit_log SET actor = 'XXXXXX00X00X000X' WHERE seq = 4").await;
+    assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Err(Broken::Edited { seq: 4 }));
+    b.tamper("UPDATE audit_log SET actor = 'BNCSFN85T58G702W' WHERE seq = 4").await;
+    assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Ok(9), "restored");
+
+    // Reordered: two records swap places.
+    b.tamper("UPDATE audit_log SET seq = -2 WHERE seq = 2").await;
+    b.tamper("UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
+    b.tamper("UPDATE audit_log SET seq = 3 WHERE seq = -2").await;
+    assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Err(Broken::Edited { seq: 2 }));
+    b.tamper("UPDATE audit_log SET seq = -2 WHERE seq = 2").await;
+    b.tamper("UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
+    b.tamper("UPDATE audit_log SET seq = 3 WHERE seq = -2").await;
+    assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Ok(9), "restored");
+
+    // Deleted in the middle, and at the end.
+    b.tamper("DELETE FROM audit_log WHERE seq = 9").await;
+    assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Err(Broken::Head { last: 8, head: 9 }));
+    b.tamper("DELETE FROM audit_log WHERE seq = 5").await;
+    assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Err(Broken::Gap { seq: 6, expected: 5 }));
 }

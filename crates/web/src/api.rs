@@ -382,6 +382,8 @@ pub async fn start_draft(
     };
     app.store.create_draft(&practice).await?;
     tracing::info!(practice = %practice.id, service = %practice.service_id, holder = %holder.tax_code, "draft created");
+    let detail = serde_json::json!({ "practice": practice.id.to_string(), "service": practice.service_id });
+    crate::audit::holder_act(app, holder, "draft_created", detail).await;
     Ok(practice)
 }
 
@@ -430,6 +432,8 @@ pub async fn save_draft(
     check_draft_data(app, service_of(app, &practice)?, data)?;
     let updated = app.store.update_draft(&holder.tax_code, id, data, app.clock.now()).await?;
     tracing::info!(practice = %id, holder = %holder.tax_code, "draft saved");
+    let detail = serde_json::json!({ "practice": id.to_string(), "fields": data.len() });
+    crate::audit::holder_act(app, holder, "draft_saved", detail).await;
     Ok(updated)
 }
 
@@ -471,6 +475,13 @@ pub async fn submit(
         holder = %holder.tax_code,
         "practice submitted"
     );
+    let detail = serde_json::json!({
+        "practice": id.to_string(),
+        "reference": submitted.reference.as_ref().map(ToString::to_string),
+        "recipients": deliveries.iter().map(|d| d.institution.clone()).collect::<Vec<_>>(),
+        "data_sha256": crate::follow::data_digest(&submitted.data),
+    });
+    crate::audit::holder_act(app, holder, "submitted", detail).await;
     Ok((submitted, deliveries))
 }
 
@@ -602,6 +613,12 @@ pub async fn resend(
         other => return Err(ApiError::WrongDeliveryState(other)),
     }
     tracing::info!(practice = %id, %institution, holder = %holder.tax_code, "delivery sent again");
+    let detail = serde_json::json!({
+        "practice": id.to_string(),
+        "institution": institution,
+        "corrected_fields": corrections.keys().collect::<Vec<_>>(),
+    });
+    crate::audit::holder_act(app, holder, "resent", detail).await;
     Ok(())
 }
 

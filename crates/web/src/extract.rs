@@ -87,7 +87,10 @@ impl FromRequestParts<crate::AppState> for Authenticated {
     async fn from_request_parts(parts: &mut Parts, app: &crate::AppState) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<PeerIdentity>() {
             Some(PeerIdentity::Card(holder)) => Ok(Self(holder.clone())),
-            Some(PeerIdentity::Refused(refusal)) => Err(ApiError::CardRefused(refusal.clone())),
+            Some(PeerIdentity::Refused(refusal)) => {
+                refused(app, refusal).await;
+                Err(ApiError::CardRefused(refusal.clone()))
+            }
             Some(PeerIdentity::ForgedProxyHeader) => Err(ApiError::ForgedProxyHeader),
             // In the demo only, a browser without a card may stand for the test card it chose.
             Some(PeerIdentity::Anonymous) | None if app.demo_cards.is_some() => {
@@ -96,6 +99,13 @@ impl FromRequestParts<crate::AppState> for Authenticated {
             Some(PeerIdentity::Anonymous) | None => Err(ApiError::Unauthenticated),
         }
     }
+}
+
+/// Records a refused card in the audit trail (by reason and fingerprint: a refused card has
+/// no trusted identity).
+pub async fn refused(app: &crate::AppState, refusal: &CardRefusal) {
+    let detail = serde_json::json!({ "reason": refusal.code() });
+    crate::audit::record(app, "unidentified", "unidentified", "login_refused", detail).await;
 }
 
 /// A JSON body of type `T`. Wrong content type → 415; over the body limit → 413; not JSON →

@@ -306,6 +306,8 @@ async fn set_archived(app: &AppState, form: &DeskForm, id: &str, archive: bool) 
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
     let practice = app.store.set_archived(&form.holder.tax_code, id, archive, app.clock.now()).await?;
     tracing::info!(practice = %id, holder = %form.holder.tax_code, archive, "archive changed");
+    let action = if archive { "archived" } else { "unarchived" };
+    crate::audit::holder_act(app, &form.holder, action, serde_json::json!({ "practice": id.to_string() })).await;
     Ok(Redirect::to(&format!("/pratiche/{}", practice.id)).into_response())
 }
 
@@ -543,6 +545,8 @@ pub async fn export(
         practices,
     };
     tracing::info!(holder = %holder.tax_code, count = export.practices.len(), "practices exported");
+    let references: Vec<_> = export.practices.iter().map(|p| p.reference.clone()).collect();
+    crate::audit::holder_act(&app, &holder, "exported", serde_json::json!({ "references": references })).await;
     let body = serde_json::to_vec_pretty(&export).map_err(|_| ApiError::Internal)?;
     let filename = format!("sportello-pratiche-{}.json", domain::italian_date(now));
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();

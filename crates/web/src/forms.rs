@@ -59,7 +59,10 @@ impl FromRequestParts<AppState> for Desk {
                 }
                 Err(e) => Err(e),
             },
-            Some(PeerIdentity::Refused(refusal)) => Err(ApiError::CardRefused(refusal)),
+            Some(PeerIdentity::Refused(refusal)) => {
+                crate::extract::refused(app, &refusal).await;
+                Err(ApiError::CardRefused(refusal))
+            }
             Some(PeerIdentity::ForgedProxyHeader) => Err(ApiError::ForgedProxyHeader),
             Some(PeerIdentity::Anonymous) | None if app.demo_cards.is_some() => {
                 let (holder, session) = sessions::demo_session(app, &parts.headers).await?;

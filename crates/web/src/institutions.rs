@@ -100,5 +100,13 @@ pub async fn event(
         Recorded::Duplicate => "duplicate",
     };
     tracing::info!(%institution, practice = %practice_id, message = %message.message_id, result, "institution event");
+    let actor = format!("institution:{institution}");
+    let detail = serde_json::json!({
+        "practice": practice_id.to_string(),
+        "event": message.event,
+        "message_id": message.message_id,
+        "result": result,
+    });
+    crate::audit::record(&app, &actor, &actor, "callback", detail).await;
     Ok(Json(EventAnswer { result }))
 }

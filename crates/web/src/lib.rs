@@ -10,6 +10,7 @@
 //! catalog, clock, randomness), so tests run the very same router.
 
 pub mod api;
+pub mod audit;
 pub mod compile;
 pub mod demo_cards;
 pub mod error;

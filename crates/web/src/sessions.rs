@@ -158,6 +158,7 @@ pub async fn open(
     let (idle, absolute) = app.sessions.limits_ms();
     app.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(absolute)).await?;
     tracing::info!(holder = %holder.tax_code, fingerprint = %holder.fingerprint, "login");
+    crate::audit::holder_act(app, holder, "login", serde_json::json!({ "card": holder.fingerprint })).await;
     let cookie = set_cookie(&id, app.sessions.absolute).ok_or(ApiError::Internal)?;
     Ok((cookie, record))
 }

@@ -24,7 +24,7 @@ pub(crate) struct TestApp {
     bad_tax_code: Issued,
     /// Trusted issuer, no smart-card certificate policy.
     no_policy: Issued,
-    settings: Settings,
+    pub(crate) settings: Settings,
     _dir: tempfile::TempDir,
 }
 

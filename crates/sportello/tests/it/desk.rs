@@ -225,3 +225,47 @@ async fn a_new_practice_is_prefilled_from_the_business_last_one_and_drafts_can_b
     assert!(page.contains("<span class=\"tag\">in bozza") || page.contains("Continua la compilazione"), "{page}");
     assert_eq!(api_practice(&app, &id).await["state"], "draft");
 }
+
+#[tokio::test]
+async fn acts_are_audited_and_audit_verify_names_a_tampered_record() {
+    let app = spawn_app().await;
+    let holder = app.client();
+    let (_, draft) = app
+        .create(&holder, serde_json::json!({"service": "avvio-ditta-individuale", "data": complete_start_data()}))
+        .await;
+    let id = draft["id"].as_str().expect("id");
+    let r = holder.post(app.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut browser = Browser::new(&app);
+    browser.get("/ricerca").await; // opens a session: a login
+
+    let url = app.settings.database_url.clone();
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sportello"))
+            .args(["audit", "verify", "--database-url", &url])
+            .output()
+            .expect("run")
+    };
+    let out = verify();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit trail intact: 3 records"), "{out:?}");
+
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_sportello"))
+        .args(["audit", "export", "--database-url", &url])
+        .output()
+        .expect("run");
+    let lines: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+        .collect();
+    let actions: Vec<&str> = lines.iter().filter_map(|r| r["action"].as_str()).collect();
+    assert_eq!(actions, ["draft_created", "submitted", "login"]);
+    assert_eq!(lines[1]["actor"], crate::api::HOLDER);
+
+    let path = url.trim_start_matches("sqlite://");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{path}")).await.expect("open");
+    sqlx::query("UPDATE audit_log SET detail = '{}' WHERE seq = 2").execute(&pool).await.expect("tamper");
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken at record 2"), "{out:?}");
+}
