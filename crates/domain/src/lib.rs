@@ -7,6 +7,7 @@
 //!   services, parsed and cross-checked from TOML text;
 //! - [`practice`]: the practice ("pratica") state machine, draft and submission rules, and the
 //!   construction of one filing per recipient;
+//! - [`delegation`]: sub-delegation to collaborators, its scope and its checks;
 //! - [`delivery`]: one recipient's filing from queued to the institution's outcome;
 //! - [`validation`]: why a value was refused, as data the edge translates.
 //!
@@ -15,6 +16,7 @@
 
 pub mod authorisation;
 pub mod catalog;
+pub mod delegation;
 pub mod delivery;
 pub mod identifiers;
 pub mod practice;
