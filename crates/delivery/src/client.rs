@@ -28,6 +28,10 @@ pub struct FilingEnvelope {
     pub filing_kind: String,
     /// Codice fiscale of the person who sent the practice.
     pub declarant: String,
+    /// The person responsible, when the declarant acted for him or her under a
+    /// sub-delegation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     /// Where the institution posts "taken in charge" and the outcome.
     pub callback_url: String,
     pub payload: Value,
@@ -211,7 +215,14 @@ impl InstitutionClient {
             Ok(b) => b,
             Err(e) => return SendResult::Permanent(format!("cannot encode the filing: {e}")),
         };
-        let headers = match signer.sign(&self.channel.audience, &body, "application/json", &envelope.declarant) {
+        let on_behalf_of = envelope.on_behalf_of.as_deref();
+        let headers = match signer.sign_on_behalf(
+            &self.channel.audience,
+            &body,
+            "application/json",
+            &envelope.declarant,
+            on_behalf_of,
+        ) {
             Ok(h) => h,
             Err(e) => return SendResult::Transient(format!("cannot sign the request: {e}")),
         };

@@ -86,6 +86,9 @@ struct TrackingClaims {
     userID: String,
     userLocation: String,
     LoA: String,
+    /// The person responsible when `userID` acts under a sub-delegation (the grantor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    onBehalfOf: Option<String>,
 }
 
 /// Who a verified request was made by, and for whom.
@@ -93,6 +96,8 @@ struct TrackingClaims {
 pub struct Verified {
     pub issuer: String,
     pub user_id: String,
+    /// Who the user acted for, under a sub-delegation.
+    pub on_behalf_of: Option<String>,
 }
 
 /// The DER of the first certificate in a PEM text.
@@ -159,6 +164,19 @@ impl Signer {
         content_type: &str,
         user_id: &str,
     ) -> Result<Vec<(&'static str, String)>, ModiError> {
+        self.sign_on_behalf(audience, body, content_type, user_id, None)
+    }
+
+    /// Signs for `user_id` acting on behalf of `on_behalf_of` (a sub-delegation's grantor):
+    /// the tracking evidence names both.
+    pub fn sign_on_behalf(
+        &self,
+        audience: &str,
+        body: &[u8],
+        content_type: &str,
+        user_id: &str,
+        on_behalf_of: Option<&str>,
+    ) -> Result<Vec<(&'static str, String)>, ModiError> {
         let now = self.clock.now().unix_timestamp();
         let exp = now + VALIDITY_SECS;
         let digest = digest_header(body);
@@ -193,6 +211,7 @@ impl Signer {
             userID: user_id.into(),
             userLocation: self.issuer.clone(),
             LoA: "LoA3".into(),
+            onBehalfOf: on_behalf_of.map(str::to_string),
         };
         Ok(vec![
             ("authorization", format!("Bearer {}", self.jws(&auth)?)),
@@ -299,7 +318,7 @@ impl Verifier {
         if header(DIGEST)? != digest_header(body) {
             return Err(ModiError::Digest);
         }
-        Ok(Verified { issuer: auth.iss, user_id: tracking.userID })
+        Ok(Verified { issuer: auth.iss, user_id: tracking.userID, on_behalf_of: tracking.onBehalfOf })
     }
 }
 
@@ -352,7 +371,10 @@ mod tests {
         let body = br#"{"a":1}"#;
         let h = headers(&signer.sign("inps", body, "application/json", "RSSMRA45C12F205C").expect("sign"));
         let verified = verifier.verify(&h, body).expect("valid");
-        assert_eq!(verified, Verified { issuer: "sportello".into(), user_id: "RSSMRA45C12F205C".into() });
+        assert_eq!(
+            verified,
+            Verified { issuer: "sportello".into(), user_id: "RSSMRA45C12F205C".into(), on_behalf_of: None }
+        );
         assert_eq!(verifier.verify(&h, body), Err(ModiError::Replay("authorization")));
     }
 

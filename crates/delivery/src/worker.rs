@@ -218,7 +218,8 @@ impl Worker {
             reference: delivery.reference.clone(),
             practice_id: delivery.key.practice_id.to_string(),
             filing_kind: delivery.filing_kind.clone(),
-            declarant: delivery.owner.to_string(),
+            declarant: delivery.actor.to_string(),
+            on_behalf_of: (delivery.actor != delivery.owner).then(|| delivery.owner.to_string()),
             callback_url: format!("{}/institutions/v1/{institution}/events", self.callback_base_url),
             payload: delivery.payload.clone(),
         };

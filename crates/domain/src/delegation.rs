@@ -325,18 +325,7 @@ mod tests {
     use time::macros::{date, datetime};
 
     fn catalog() -> Catalog {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../catalog");
-        let read = |p: &str| std::fs::read_to_string(dir.join(p)).expect("catalog file");
-        use crate::catalog::{Source, SourceKind};
-        let source = |path: &str, kind| Source { path: path.into(), kind, text: read(path) };
-        let sources = vec![
-            source("dictionary.toml", SourceKind::Dictionary),
-            source("institutions/inps.toml", SourceKind::Institution),
-            source("institutions/inail.toml", SourceKind::Institution),
-            source("institutions/registro-imprese.toml", SourceKind::Institution),
-            source("services/services.toml", SourceKind::Services),
-        ];
-        Catalog::from_sources(&sources).expect("the shipped catalog")
+        crate::catalog::tests::shipped()
     }
 
     const BUSINESS: &str = "00743110157";

@@ -154,8 +154,10 @@ pub type PracticeData = BTreeMap<String, String>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Practice {
     pub id: PracticeId,
-    /// The smart-card holder who owns the practice.
+    /// The smart-card holder who owns the practice and answers for it.
     pub owner: CodiceFiscale,
+    /// Who last acted on it: the owner, or a collaborator acting under a sub-delegation.
+    pub actor: CodiceFiscale,
     pub service_id: String,
     pub state: PracticeState,
     pub data: PracticeData,
@@ -367,6 +369,8 @@ pub struct Submission {
     pub data: PracticeData,
     pub filings: Vec<Filing>,
     pub submitted_at: OffsetDateTime,
+    /// Who sends it: the owner unless a collaborator acts on the owner's behalf.
+    pub actor: CodiceFiscale,
 }
 
 /// Why a practice cannot be submitted.
@@ -432,7 +436,7 @@ pub fn prepare_submission(
             payload: build_payload(filing, &data),
         });
     }
-    Ok(Submission { data, filings, submitted_at: now })
+    Ok(Submission { data, filings, submitted_at: now, actor: practice.owner.clone() })
 }
 
 #[cfg(test)]
@@ -558,6 +562,7 @@ mod tests {
         let mut practice = Practice {
             id: PracticeId::from_random_bytes([7; 16]),
             owner: CodiceFiscale::parse("RSSMRA45C12F205C").expect("cf"),
+            actor: CodiceFiscale::parse("RSSMRA45C12F205C").expect("cf"),
             service_id: "avvio-ditta-individuale".into(),
             state: PracticeState::Draft,
             data: crate::catalog::tests::complete_start_data(),

@@ -124,6 +124,9 @@ impl std::fmt::Debug for SimSettings {
 #[derive(Debug, Clone, Serialize)]
 pub struct Received {
     pub filing_id: String,
+    /// Who sent it, and for whom (from the filing, checked against the ModI tracking token).
+    pub declarant: String,
+    pub on_behalf_of: Option<String>,
     pub filing_kind: String,
     pub reference: String,
     pub protocol_number: Option<String>,
@@ -286,16 +289,26 @@ async fn receive_filing(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: B
     if behaviour.down {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([]));
     }
-    if let Err(e) = sim.verifier.verify(&headers, &body) {
-        tracing::info!(institution = %sim.settings.institution, error = %e, "ModI check failed");
-        return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
-    }
+    let verified = match sim.verifier.verify(&headers, &body) {
+        Ok(verified) => verified,
+        Err(e) => {
+            tracing::info!(institution = %sim.settings.institution, error = %e, "ModI check failed");
+            return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
+        }
+    };
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string) else {
         return problem(StatusCode::BAD_REQUEST, "Idempotency-Key mancante", json!([]));
     };
     let Ok(envelope) = serde_json::from_slice::<FilingEnvelope>(&body) else {
         return problem(StatusCode::BAD_REQUEST, "Pratica non leggibile", json!([]));
     };
+    if verified.user_id != envelope.declarant || verified.on_behalf_of != envelope.on_behalf_of {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "ModI: la traccia (AUDIT_REST_01) non indica il dichiarante della pratica",
+            json!([]),
+        );
+    }
     let digest = delivery::modi::digest_header(&body);
     {
         let Ok(mut ledger) = sim.ledger.lock() else {
@@ -364,6 +377,8 @@ async fn process(
         if broken.is_empty() {
             let protocol = sim.next_protocol(&mut ledger);
             ledger.processed.push(Received {
+                declarant: envelope.declarant.clone(),
+                on_behalf_of: envelope.on_behalf_of.clone(),
                 filing_id: envelope.filing_id.clone(),
                 filing_kind: envelope.filing_kind.clone(),
                 reference: envelope.reference.clone(),

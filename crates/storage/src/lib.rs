@@ -240,8 +240,10 @@ pub struct ClaimedDelivery {
     pub filing_kind: String,
     pub payload: Value,
     pub reference: String,
-    /// The holder who sent the practice (the declarant).
+    /// The holder who answers for the practice.
     pub owner: CodiceFiscale,
+    /// Who sent it: the owner, or a collaborator acting on the owner's behalf.
+    pub actor: CodiceFiscale,
     pub service_id: String,
 }
 
@@ -492,6 +494,7 @@ fn session_record(
 struct PracticeRow {
     id: String,
     owner_cf: String,
+    actor_cf: String,
     service_id: String,
     state: String,
     data: String,
@@ -508,6 +511,7 @@ impl PracticeRow {
         Ok(Practice {
             id: PracticeId::parse(&self.id).ok_or_else(|| corrupt("id", &self.id))?,
             owner: CodiceFiscale::parse(&self.owner_cf).map_err(|_| corrupt("owner", &self.owner_cf))?,
+            actor: CodiceFiscale::parse(&self.actor_cf).map_err(|_| corrupt("actor", &self.actor_cf))?,
             state: PracticeState::parse(&self.state).ok_or_else(|| corrupt("state", &self.state))?,
             data: serde_json::from_str(&self.data).map_err(|_| corrupt("data", "not a JSON object of strings"))?,
             reference: match &self.reference {

@@ -32,9 +32,10 @@ const MIGRATIONS: Migrations = &[
     (3, "sessions", include_str!("../migrations/postgres/0003_sessions.sql")),
     (4, "search", include_str!("../migrations/postgres/0004_search.sql")),
     (5, "audit", include_str!("../migrations/postgres/0005_audit.sql")),
+    (6, "delegations", include_str!("../migrations/postgres/0006_delegations.sql")),
 ];
 
-const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, service_id, state, data::text AS data, reference, \
+const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data::text AS data, reference, \
      needs_resend, created_at, updated_at, submitted_at";
 
 const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at, \
@@ -73,6 +74,7 @@ fn practice_row(row: &PgRow) -> Result<PracticeRow, sqlx::Error> {
     Ok(PracticeRow {
         id: row.try_get("id")?,
         owner_cf: row.try_get("owner_cf")?,
+        actor_cf: row.try_get("actor_cf")?,
         service_id: row.try_get("service_id")?,
         state: row.try_get("state")?,
         data: row.try_get("data")?,
@@ -228,8 +230,8 @@ impl PracticeStore for PostgresStore {
 
     async fn create_draft(&self, p: &Practice) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO practices (id, owner_cf, service_id, state, data, reference, created_at, updated_at, submitted_at) \
-             VALUES ($1, $2, $3, $4, $5::jsonb, NULL, $6, $7, NULL)",
+            "INSERT INTO practices (id, owner_cf, service_id, state, data, reference, created_at, updated_at, submitted_at, \
+             actor_cf) VALUES ($1, $2, $3, $4, $5::jsonb, NULL, $6, $7, NULL, $8)",
         )
         .bind(p.id.0)
         .bind(p.owner.as_str())
@@ -238,6 +240,7 @@ impl PracticeStore for PostgresStore {
         .bind(data_json(&p.data))
         .bind(p.created_at)
         .bind(p.updated_at)
+        .bind(p.actor.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -305,24 +308,25 @@ impl PracticeStore for PostgresStore {
         };
         sqlx::query(
             "UPDATE practices SET state = 'in_progress', data = $1::jsonb, reference = $2, needs_resend = FALSE, \
-             submitted_at = $3, updated_at = $3 WHERE id = $4 AND state = 'draft'",
+             submitted_at = $3, updated_at = $3, actor_cf = $5 WHERE id = $4 AND state = 'draft'",
         )
         .bind(data_json(&submission.data))
         .bind(&reference)
         .bind(submission.submitted_at)
         .bind(id.0)
+        .bind(submission.actor.as_str())
         .execute(&mut *tx)
         .await?;
         for (position, filing) in submission.filings.iter().enumerate() {
             // A delivery sent before keeps its revision (same idempotency key) unless its
             // filing changed.
             sqlx::query(
-                "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6, $6) \
+                "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
+                 actor_cf) VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6, $6, $7) \
                  ON CONFLICT (practice_id, institution) DO UPDATE SET \
                    revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
                    payload = excluded.payload, state = 'queued', attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
-                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at",
+                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf",
             )
             .bind(id.0)
             .bind(&filing.institution)
@@ -330,6 +334,7 @@ impl PracticeStore for PostgresStore {
             .bind(&filing.filing_kind)
             .bind(filing.payload.to_string())
             .bind(submission.submitted_at)
+            .bind(submission.actor.as_str())
             .execute(&mut *tx)
             .await?;
             let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
@@ -452,7 +457,8 @@ impl DeliveryQueue for PostgresStore {
              FROM due, practices p \
              WHERE d.practice_id = due.practice_id AND d.institution = due.institution AND p.id = d.practice_id \
              RETURNING d.practice_id::text AS practice_id, d.institution, d.fence, d.attempts::bigint AS attempts, \
-               d.revision::bigint AS revision, d.filing_kind, d.payload::text AS payload, p.owner_cf, p.reference, p.service_id",
+               d.revision::bigint AS revision, d.filing_kind, d.payload::text AS payload, p.owner_cf, COALESCE(d.actor_cf, p.owner_cf) AS actor_cf, \
+               p.reference, p.service_id",
         )
         .bind(now)
         .bind(i64::from(limit))
@@ -463,8 +469,10 @@ impl DeliveryQueue for PostgresStore {
             .map(|r| {
                 let practice_id: String = r.try_get("practice_id")?;
                 let owner: String = r.try_get("owner_cf")?;
+                let actor: String = r.try_get("actor_cf")?;
                 let payload: String = r.try_get("payload")?;
                 Ok(ClaimedDelivery {
+                    actor: CodiceFiscale::parse(&actor).map_err(|_| StoreError::Corrupt(format!("actor {actor}")))?,
                     key: DeliveryKey {
                         practice_id: PracticeId::parse(&practice_id)
                             .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,

@@ -33,10 +33,11 @@ const MIGRATIONS: Migrations = &[
     (3, "sessions", include_str!("../migrations/sqlite/0003_sessions.sql")),
     (4, "search", include_str!("../migrations/sqlite/0004_search.sql")),
     (5, "audit", include_str!("../migrations/sqlite/0005_audit.sql")),
+    (6, "delegations", include_str!("../migrations/sqlite/0006_delegations.sql")),
 ];
 
-const PRACTICE_COLUMNS: &str =
-    "id, owner_cf, service_id, state, data, reference, needs_resend, created_at, updated_at, submitted_at";
+const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data, \
+     reference, needs_resend, created_at, updated_at, submitted_at";
 
 const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload, d.updated_at, d.attempts, \
      d.revision, d.protocol_number, d.rejection, d.last_error";
@@ -98,6 +99,7 @@ fn practice_row(row: &SqliteRow) -> Result<PracticeRow, sqlx::Error> {
     Ok(PracticeRow {
         id: row.try_get("id")?,
         owner_cf: row.try_get("owner_cf")?,
+        actor_cf: row.try_get("actor_cf")?,
         service_id: row.try_get("service_id")?,
         state: row.try_get("state")?,
         data: row.try_get("data")?,
@@ -243,11 +245,12 @@ impl PracticeStore for SqliteStore {
 
     async fn create_draft(&self, p: &Practice) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO practices (id, owner_cf, service_id, state, data, reference, created_at, updated_at, submitted_at) \
-             VALUES (?, ?, ?, ?, ?, NULL, ?, ?, NULL)",
+            "INSERT INTO practices (id, owner_cf, actor_cf, service_id, state, data, reference, created_at, updated_at, \
+             submitted_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL)",
         )
         .bind(p.id.to_string())
         .bind(p.owner.as_str())
+        .bind(p.actor.as_str())
         .bind(&p.service_id)
         .bind(p.state.as_str())
         .bind(data_json(&p.data))
@@ -322,12 +325,13 @@ impl PracticeStore for SqliteStore {
         };
         sqlx::query(
             "UPDATE practices SET state = 'in_progress', data = ?, reference = ?, needs_resend = 0, submitted_at = ?, \
-             updated_at = ? WHERE id = ? AND state = 'draft'",
+             updated_at = ?, actor_cf = ? WHERE id = ? AND state = 'draft'",
         )
         .bind(data_json(&submission.data))
         .bind(&reference)
         .bind(submission.submitted_at)
         .bind(submission.submitted_at)
+        .bind(submission.actor.as_str())
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
@@ -336,12 +340,12 @@ impl PracticeStore for SqliteStore {
             // A delivery sent before keeps its revision (same idempotency key) unless its
             // filing changed.
             sqlx::query(
-                "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, 'queued', ?, ?, ?) \
+                "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
+                 actor_cf) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?) \
                  ON CONFLICT (practice_id, institution) DO UPDATE SET \
                    revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
                    payload = excluded.payload, state = 'queued', attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
-                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at",
+                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf",
             )
             .bind(id.to_string())
             .bind(&filing.institution)
@@ -350,6 +354,7 @@ impl PracticeStore for SqliteStore {
             .bind(payload)
             .bind(submission.submitted_at)
             .bind(submission.submitted_at)
+            .bind(submission.actor.as_str())
             .execute(&mut *tx)
             .await?;
             let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
@@ -481,13 +486,19 @@ impl DeliveryQueue for SqliteStore {
         for r in &rows {
             let practice_id: String = r.try_get("practice_id")?;
             let id = PracticeId::parse(&practice_id).ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?;
-            let p = sqlx::query("SELECT owner_cf, reference, service_id FROM practices WHERE id = ?")
-                .bind(&practice_id)
-                .fetch_one(&mut *tx)
-                .await?;
+            let p = sqlx::query(
+                "SELECT p.owner_cf, COALESCE(d.actor_cf, p.owner_cf) AS actor_cf, p.reference, p.service_id \
+                 FROM practices p JOIN deliveries d ON d.practice_id = p.id WHERE p.id = ? AND d.institution = ?",
+            )
+            .bind(&practice_id)
+            .bind(r.try_get::<String, _>("institution")?)
+            .fetch_one(&mut *tx)
+            .await?;
             let owner: String = p.try_get("owner_cf")?;
+            let actor: String = p.try_get("actor_cf")?;
             let payload: String = r.try_get("payload")?;
             claimed.push(ClaimedDelivery {
+                actor: CodiceFiscale::parse(&actor).map_err(|_| StoreError::Corrupt(format!("actor {actor}")))?,
                 key: DeliveryKey { practice_id: id, institution: r.try_get("institution")? },
                 fence: r.try_get("fence")?,
                 attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),

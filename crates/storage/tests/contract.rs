@@ -174,6 +174,7 @@ fn draft(owner: &CodiceFiscale, data: &[(&str, &str)]) -> Practice {
     Practice {
         id: PracticeId::from_random_bytes(bytes),
         owner: owner.clone(),
+        actor: owner.clone(),
         service_id: "avvio-ditta-individuale".into(),
         state: PracticeState::Draft,
         data: data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -198,6 +199,7 @@ fn submission(data: &[(&str, &str)]) -> Submission {
             .collect(),
         data,
         submitted_at: NOW + time::Duration::minutes(5),
+        actor: holder(),
     }
 }
 

@@ -371,6 +371,7 @@ pub async fn start_draft(
     let practice = Practice {
         id: PracticeId::from_random_bytes(bytes),
         owner: holder.tax_code.clone(),
+        actor: holder.tax_code.clone(),
         service_id: service.id.clone(),
         state: PracticeState::Draft,
         data,
