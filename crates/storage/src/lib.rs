@@ -19,6 +19,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use domain::delegation::{Delegation, DelegationId, Ending, InstitutionState};
 use domain::delivery::{apply, Applied, DeliveryEvent, DeliveryState, DeliveryStatus, Rejection};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
@@ -43,6 +44,9 @@ pub enum StoreError {
     /// A stored row could not be read back into the domain.
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    /// The delegation has already ended (revoked or renounced).
+    #[error("the delegation has already ended")]
+    DelegationEnded,
     #[error("database URL not understood: {0}")]
     BadUrl(String),
     #[error("database error: {0}")]
@@ -372,10 +376,180 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     async fn delete_expired_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError>;
 }
 
-/// The whole storage port.
-pub trait Store: PracticeStore + DeliveryQueue + SessionStore + audit::AuditLog {}
+/// What must still be told to an institution about a delegation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Grant,
+    Revoke,
+}
 
-impl<T: PracticeStore + DeliveryQueue + SessionStore + audit::AuditLog> Store for T {}
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grant => "grant",
+            Self::Revoke => "revoke",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "grant" => Some(Self::Grant),
+            "revoke" => Some(Self::Revoke),
+            _ => None,
+        }
+    }
+}
+
+/// A delegation notice handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelegationNotice {
+    pub delegation: Delegation,
+    pub institution: String,
+    pub kind: NoticeKind,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// What became of a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeAnswer {
+    /// The institution registered the delegation (grant).
+    Active { reference: String },
+    /// The institution refused it (grant).
+    Refused { reason: String },
+    /// The institution took note of the revocation.
+    Revoked,
+    /// Try again at this time (the institution could not be reached).
+    Retry { at: OffsetDateTime, reason: String },
+}
+
+/// Sub-delegations ("subdeleghe") and what each institution answered.
+#[async_trait]
+pub trait DelegationStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new delegation: every institution of its scope pending, with a grant notice
+    /// to send.
+    async fn create_delegation(&self, delegation: &Delegation) -> Result<(), StoreError>;
+
+    async fn delegation(&self, id: DelegationId) -> Result<Delegation, StoreError>;
+
+    /// Granted by `grantor`, newest first.
+    async fn delegations_granted(&self, grantor: &CodiceFiscale) -> Result<Vec<Delegation>, StoreError>;
+
+    /// Received by `delegate`, newest first.
+    async fn delegations_received(&self, delegate: &CodiceFiscale) -> Result<Vec<Delegation>, StoreError>;
+
+    /// Ends a delegation now (revoked or renounced); every institution that did not refuse it
+    /// gets a revocation notice. `DelegationEnded` when it had already ended.
+    async fn end_delegation(
+        &self,
+        id: DelegationId,
+        ending: Ending,
+        now: OffsetDateTime,
+    ) -> Result<Delegation, StoreError>;
+
+    /// Claims up to `limit` notices that are due and not leased, for `lease`.
+    async fn claim_delegation_notices(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<DelegationNotice>, StoreError>;
+
+    /// Records what became of a notice of `kind`. A grant answer that arrives after the
+    /// delegation ended is kept (the reference), and the revocation still goes out.
+    async fn record_notice(
+        &self,
+        id: DelegationId,
+        institution: &str,
+        kind: NoticeKind,
+        answer: &NoticeAnswer,
+    ) -> Result<(), StoreError>;
+}
+
+/// The whole storage port.
+pub trait Store: PracticeStore + DeliveryQueue + SessionStore + DelegationStore + audit::AuditLog {}
+
+impl<T: PracticeStore + DeliveryQueue + SessionStore + DelegationStore + audit::AuditLog> Store for T {}
+
+/// A delegation as both adapters read it (times in unix milliseconds).
+struct DelegationRow {
+    id: String,
+    grantor_cf: String,
+    delegate_cf: String,
+    scope: String,
+    valid_from: i64,
+    valid_until: i64,
+    note: String,
+    created_at: i64,
+    ended: Option<String>,
+    ended_at: Option<i64>,
+}
+
+/// One institution's answer as both adapters read it.
+struct DelegationInstitutionRow {
+    institution: String,
+    state: String,
+    reference: Option<String>,
+    reason: Option<String>,
+}
+
+fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|_| StoreError::Corrupt(format!("time {ms}")))
+}
+
+fn to_millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+impl DelegationRow {
+    fn into_delegation(self, institutions: Vec<DelegationInstitutionRow>) -> Result<Delegation, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("delegation {}: {what}", self.id));
+        let institutions = institutions
+            .into_iter()
+            .map(|r| {
+                let state = match r.state.as_str() {
+                    "pending" => InstitutionState::Pending,
+                    "active" => InstitutionState::Active { reference: r.reference.unwrap_or_default() },
+                    "refused" => InstitutionState::Refused { reason: r.reason.unwrap_or_default() },
+                    "revoked" => InstitutionState::Revoked,
+                    other => return Err(corrupt(&format!("state {other}"))),
+                };
+                Ok((r.institution, state))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Delegation {
+            id: DelegationId::parse(&self.id).ok_or_else(|| corrupt("id"))?,
+            grantor: CodiceFiscale::parse(&self.grantor_cf).map_err(|_| corrupt("grantor"))?,
+            delegate: CodiceFiscale::parse(&self.delegate_cf).map_err(|_| corrupt("delegate"))?,
+            scope: serde_json::from_str(&self.scope).map_err(|_| corrupt("scope"))?,
+            valid_from: from_millis(self.valid_from)?,
+            valid_until: from_millis(self.valid_until)?,
+            note: self.note,
+            created_at: from_millis(self.created_at)?,
+            ended: match (self.ended.as_deref().and_then(Ending::parse), self.ended_at) {
+                (Some(ending), Some(at)) => Some((ending, at)),
+                _ => None,
+            },
+            institutions,
+        })
+    }
+}
+
+/// A notice's answer as columns: (state, reference, reason, notice still to send, retry at).
+fn notice_columns(
+    kind: NoticeKind,
+    answer: &NoticeAnswer,
+) -> (Option<&'static str>, Option<String>, Option<String>, Option<&'static str>, Option<i64>) {
+    match answer {
+        NoticeAnswer::Active { reference } => (Some("active"), Some(reference.clone()), None, None, None),
+        NoticeAnswer::Refused { reason } => (Some("refused"), None, Some(reason.clone()), None, None),
+        NoticeAnswer::Revoked => (Some("revoked"), None, None, None, None),
+        NoticeAnswer::Retry { at, reason } => {
+            (None, None, Some(reason.clone()), Some(kind.as_str()), Some(to_millis(*at)))
+        }
+    }
+}
 
 /// What an adapter writes after deciding on an event (shared by both adapters).
 #[derive(Debug)]

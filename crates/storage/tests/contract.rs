@@ -152,6 +152,7 @@ contract!(
     search_by_every_key_with_pages_and_order,
     archive_and_bring_back,
     audit_chain_detects_every_tampering,
+    delegations_and_their_notices,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -734,4 +735,68 @@ async fn audit_chain_detects_every_tampering(b: Backend) {
     assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Err(Broken::Head { last: 8, head: 9 }));
     b.tamper("DELETE FROM audit_log WHERE seq = 5").await;
     assert_eq!(verify(b.store.as_ref()).await.expect("verify"), Err(Broken::Gap { seq: 6, expected: 5 }));
+}
+
+async fn delegations_and_their_notices(b: Backend) {
+    use domain::delegation::{Delegation, DelegationId, Ending, InstitutionState, Scope};
+    use storage::{NoticeAnswer, NoticeKind};
+    let d = Delegation {
+        id: DelegationId::from_random_bytes([ID_COUNTER.fetch_add(1, Ordering::Relaxed) as u8; 16]),
+        grantor: holder(),
+        delegate: stranger(),
+        scope: Scope {
+            institutions: ["inps".to_string(), "inail".to_string()].into(),
+            businesses: ["00743110157".to_string()].into(),
+            services: ["collaboratore-familiare".to_string()].into(),
+        },
+        valid_from: NOW,
+        valid_until: NOW + time::Duration::days(30),
+        note: "pratiche INPS dello studio".into(),
+        created_at: NOW,
+        ended: None,
+        institutions: [
+            ("inail".to_string(), InstitutionState::Pending),
+            ("inps".to_string(), InstitutionState::Pending),
+        ]
+        .into(),
+    };
+    b.store.create_delegation(&d).await.expect("create");
+    assert_eq!(b.store.delegation(d.id).await.expect("read"), d);
+    assert_eq!(b.store.delegations_granted(&holder()).await.expect("granted"), [d.clone()]);
+    assert_eq!(b.store.delegations_received(&stranger()).await.expect("received"), [d.clone()]);
+    assert!(b.store.delegations_granted(&stranger()).await.expect("none").is_empty());
+
+    // One grant notice per institution, leased: a second claim gets nothing.
+    let lease = Duration::from_secs(30);
+    let notices = b.store.claim_delegation_notices(NOW, lease, 10).await.expect("claim");
+    assert_eq!(notices.len(), 2);
+    assert!(notices.iter().all(|n| n.kind == NoticeKind::Grant && n.attempts == 1));
+    assert!(b.other.claim_delegation_notices(NOW, lease, 10).await.expect("claim again").is_empty());
+    let active = NoticeAnswer::Active { reference: "INPS-DEL-1".into() };
+    b.store.record_notice(d.id, "inps", NoticeKind::Grant, &active).await.expect("record");
+    let retry = NoticeAnswer::Retry { at: NOW + time::Duration::seconds(10), reason: "503".into() };
+    b.store.record_notice(d.id, "inail", NoticeKind::Grant, &retry).await.expect("record");
+    assert!(b.store.claim_delegation_notices(NOW, lease, 10).await.expect("not yet").is_empty());
+    let again = b.store.claim_delegation_notices(NOW + time::Duration::seconds(10), lease, 10).await.expect("claim");
+    assert_eq!((again.len(), again[0].institution.as_str(), again[0].attempts), (1, "inail", 2));
+    let refused = NoticeAnswer::Refused { reason: "delegante non autorizzato".into() };
+    b.store.record_notice(d.id, "inail", NoticeKind::Grant, &refused).await.expect("record");
+    let read = b.store.delegation(d.id).await.expect("read");
+    assert_eq!(read.institutions["inps"], InstitutionState::Active { reference: "INPS-DEL-1".into() });
+    assert_eq!(read.institutions["inail"], InstitutionState::Refused { reason: "delegante non autorizzato".into() });
+
+    // Revoked: only where it was not refused is the revocation told.
+    let later = NOW + time::Duration::days(1);
+    let ended = b.store.end_delegation(d.id, Ending::Revoked, later).await.expect("revoke");
+    assert_eq!(ended.ended.map(|e| e.0), Some(Ending::Revoked));
+    let twice = b.store.end_delegation(d.id, Ending::Renounced, later).await;
+    assert!(matches!(twice, Err(StoreError::DelegationEnded)), "{twice:?}");
+    let revocations = b.store.claim_delegation_notices(later, lease, 10).await.expect("claim");
+    assert_eq!(revocations.len(), 1);
+    assert_eq!((revocations[0].institution.as_str(), revocations[0].kind), ("inps", NoticeKind::Revoke));
+    b.store.record_notice(d.id, "inps", NoticeKind::Revoke, &NoticeAnswer::Revoked).await.expect("record");
+    assert_eq!(b.store.delegation(d.id).await.expect("read").institutions["inps"], InstitutionState::Revoked);
+    assert!(b.store.claim_delegation_notices(later, lease, 10).await.expect("nothing left").is_empty());
+    let unknown = DelegationId::from_random_bytes([0xee; 16]);
+    assert!(matches!(b.store.delegation(unknown).await, Err(StoreError::NotFound)));
 }
