@@ -537,10 +537,9 @@ impl DelegationRow {
 }
 
 /// A notice's answer as columns: (state, reference, reason, notice still to send, retry at).
-fn notice_columns(
-    kind: NoticeKind,
-    answer: &NoticeAnswer,
-) -> (Option<&'static str>, Option<String>, Option<String>, Option<&'static str>, Option<i64>) {
+type NoticeColumns = (Option<&'static str>, Option<String>, Option<String>, Option<&'static str>, Option<i64>);
+
+fn notice_columns(kind: NoticeKind, answer: &NoticeAnswer) -> NoticeColumns {
     match answer {
         NoticeAnswer::Active { reference } => (Some("active"), Some(reference.clone()), None, None, None),
         NoticeAnswer::Refused { reason } => (Some("refused"), None, Some(reason.clone()), None, None),
