@@ -762,8 +762,8 @@ async fn delegations_and_their_notices(b: Backend) {
     };
     b.store.create_delegation(&d).await.expect("create");
     assert_eq!(b.store.delegation(d.id).await.expect("read"), d);
-    assert_eq!(b.store.delegations_granted(&holder()).await.expect("granted"), [d.clone()]);
-    assert_eq!(b.store.delegations_received(&stranger()).await.expect("received"), [d.clone()]);
+    assert_eq!(b.store.delegations_granted(&holder()).await.expect("granted"), std::slice::from_ref(&d));
+    assert_eq!(b.store.delegations_received(&stranger()).await.expect("received"), std::slice::from_ref(&d));
     assert!(b.store.delegations_granted(&stranger()).await.expect("none").is_empty());
 
     // One grant notice per institution, leased: a second claim gets nothing.
