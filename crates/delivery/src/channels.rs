@@ -16,6 +16,9 @@
 //! max_delay_ms = 60000
 //! poll_interval_ms = 600000        # optional: ask for news at this pace, for institutions
 //!                                  # that do not call back
+//! trusts_portal_delegations = false  # optional: collaborators may act there on the portal's
+//!                                  # own record of a sub-delegation, before the institution
+//!                                  # confirms it
 //! ```
 //!
 //! Relative paths are read from the file's folder. Every institution of the catalog needs a
@@ -62,6 +65,8 @@ struct RawChannel {
     base_delay_ms: Option<u64>,
     max_delay_ms: Option<u64>,
     poll_interval_ms: Option<u64>,
+    #[serde(default)]
+    trusts_portal_delegations: bool,
 }
 
 /// How to reach one institution.
@@ -79,6 +84,8 @@ pub struct Channel {
     /// Ask the institution for news at this pace until the outcome is known; `None` when it
     /// calls back.
     pub poll_interval: Option<Duration>,
+    /// Collaborators may act here on the portal's own record of a sub-delegation.
+    pub trusts_portal_delegations: bool,
 }
 
 /// All channels and the portal's own identity towards institutions.
@@ -136,6 +143,7 @@ impl Channels {
                 timeout: Duration::from_millis(c.timeout_ms.unwrap_or(10_000)),
                 retry,
                 poll_interval: c.poll_interval_ms.map(|ms| Duration::from_millis(ms.max(100))),
+                trusts_portal_delegations: c.trusts_portal_delegations,
             };
             institutions.insert(id, Arc::new(channel));
         }

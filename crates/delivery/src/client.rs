@@ -265,3 +265,95 @@ impl InstitutionClient {
         }
     }
 }
+
+/// What the portal tells an institution about a sub-delegation (`POST /delegations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegationMessage {
+    pub delegation_id: String,
+    /// Who grants and stays responsible.
+    pub grantor: String,
+    /// The collaborator.
+    pub delegate: String,
+    pub businesses: Vec<String>,
+    pub services: Vec<String>,
+    /// RFC 3339.
+    pub valid_from: String,
+    pub valid_until: String,
+}
+
+/// An institution's answer about a delegation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DelegationResult {
+    Active {
+        reference: String,
+    },
+    Refused {
+        reason: String,
+    },
+    Revoked,
+    /// No answer that settles it (network, 5xx, a malformed answer): try again later.
+    Retry(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct DelegationAnswer {
+    status: String,
+    reference: Option<String>,
+    reason: Option<String>,
+}
+
+impl InstitutionClient {
+    /// Registers a sub-delegation at the institution (signed by the portal for the grantor).
+    pub async fn grant_delegation(&self, message: &DelegationMessage, signer: &Signer) -> DelegationResult {
+        let body = match serde_json::to_vec(message) {
+            Ok(b) => b,
+            Err(e) => return DelegationResult::Retry(format!("cannot encode: {e}")),
+        };
+        let headers = match signer.sign(&self.channel.audience, &body, "application/json", &message.grantor) {
+            Ok(h) => h,
+            Err(e) => return DelegationResult::Retry(format!("cannot sign the request: {e}")),
+        };
+        let mut request = self
+            .http
+            .post(format!("{}/delegations", self.channel.base_url))
+            .header("idempotency-key", &message.delegation_id)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return DelegationResult::Retry(format!("cannot reach the institution: {e}")),
+        };
+        let status = response.status();
+        let answer = response.json::<DelegationAnswer>().await.ok();
+        match (status.as_u16(), answer) {
+            (200..=299, Some(a)) if a.status == "active" => match a.reference.filter(|r| !r.trim().is_empty()) {
+                Some(reference) => DelegationResult::Active { reference },
+                None => DelegationResult::Retry("active without a reference".into()),
+            },
+            (400..=499, Some(a)) if a.status == "refused" => {
+                DelegationResult::Refused { reason: a.reason.unwrap_or_else(|| format!("HTTP {status}")) }
+            }
+            (code, _) => DelegationResult::Retry(format!("HTTP {code}")),
+        }
+    }
+
+    /// Tells the institution a sub-delegation ended (revoked, renounced).
+    pub async fn revoke_delegation(&self, delegation_id: &str, grantor: &str, signer: &Signer) -> DelegationResult {
+        let headers = match signer.sign(&self.channel.audience, b"", "application/json", grantor) {
+            Ok(h) => h,
+            Err(e) => return DelegationResult::Retry(format!("cannot sign the request: {e}")),
+        };
+        let mut request = self.http.delete(format!("{}/delegations/{delegation_id}", self.channel.base_url));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            // Gone already, or never registered: either way it no longer holds there.
+            Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => DelegationResult::Revoked,
+            Ok(r) => DelegationResult::Retry(format!("HTTP {}", r.status())),
+            Err(e) => DelegationResult::Retry(format!("cannot reach the institution: {e}")),
+        }
+    }
+}

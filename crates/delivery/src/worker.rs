@@ -68,6 +68,8 @@ impl Default for WorkerSettings {
 #[derive(Clone)]
 pub struct Worker {
     queue: Arc<dyn DeliveryQueue>,
+    /// Sub-delegation notices go out through the same channels, when given.
+    delegations: Option<Arc<dyn storage::DelegationStore>>,
     catalog: Arc<Catalog>,
     clients: Arc<BTreeMap<String, InstitutionClient>>,
     callback_base_url: String,
@@ -119,6 +121,7 @@ impl Worker {
         )?;
         Ok(Self {
             queue,
+            delegations: None,
             catalog,
             clients: Arc::new(clients),
             callback_base_url: channels.callback_base_url.clone(),
@@ -127,6 +130,12 @@ impl Worker {
             random,
             settings,
         })
+    }
+
+    /// Also tells institutions about sub-delegations granted and ended.
+    pub fn with_delegations(mut self, store: Arc<dyn storage::DelegationStore>) -> Self {
+        self.delegations = Some(store);
+        self
     }
 
     /// Works until `shutdown` turns true, keeping up to `batch` deliveries and polls in flight:
@@ -173,6 +182,18 @@ impl Worker {
             let worker = self.clone();
             tasks.spawn(async move { worker.deliver(delivery).await });
         }
+        if let Some(store) = &self.delegations {
+            let room = u32::try_from(room.saturating_sub(count)).unwrap_or(0);
+            if room > 0 {
+                let notices = store.claim_delegation_notices(self.clock.now(), self.settings.lease, room).await?;
+                count += notices.len();
+                for notice in notices {
+                    let worker = self.clone();
+                    let store = store.clone();
+                    tasks.spawn(async move { worker.notify(store.as_ref(), notice).await });
+                }
+            }
+        }
         for (institution, client) in self.clients.iter() {
             let Some(interval) = client.channel().poll_interval else { continue };
             let room = u32::try_from(room.saturating_sub(count)).unwrap_or(0);
@@ -188,6 +209,52 @@ impl Worker {
             }
         }
         Ok(count)
+    }
+
+    /// Tells one institution about a delegation granted or ended, and records its answer.
+    async fn notify(&self, store: &dyn storage::DelegationStore, notice: storage::DelegationNotice) {
+        use crate::client::{DelegationMessage, DelegationResult};
+        use storage::{NoticeAnswer, NoticeKind};
+        let d = &notice.delegation;
+        let result = match self.clients.get(&notice.institution) {
+            None => DelegationResult::Refused { reason: format!("no channel for {}", notice.institution) },
+            Some(client) => match notice.kind {
+                NoticeKind::Grant => {
+                    let rfc3339 = |t: time::OffsetDateTime| {
+                        t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+                    };
+                    let message = DelegationMessage {
+                        delegation_id: d.id.to_string(),
+                        grantor: d.grantor.to_string(),
+                        delegate: d.delegate.to_string(),
+                        businesses: d.scope.businesses.iter().cloned().collect(),
+                        services: d.scope.services.iter().cloned().collect(),
+                        valid_from: rfc3339(d.valid_from),
+                        valid_until: rfc3339(d.valid_until),
+                    };
+                    client.grant_delegation(&message, &self.signer).await
+                }
+                NoticeKind::Revoke => {
+                    client.revoke_delegation(&d.id.to_string(), d.grantor.as_str(), &self.signer).await
+                }
+            },
+        };
+        tracing::info!(delegation = %d.id, institution = %notice.institution, kind = ?notice.kind, ?result, "delegation notice");
+        let answer = match result {
+            DelegationResult::Active { reference } => NoticeAnswer::Active { reference },
+            DelegationResult::Refused { reason } => NoticeAnswer::Refused { reason },
+            DelegationResult::Revoked => NoticeAnswer::Revoked,
+            DelegationResult::Retry(reason) => {
+                // 1 s, 2 s, 4 s ... up to 5 minutes, with jitter.
+                let base = 2f64.powi(i32::try_from(notice.attempts.min(9)).unwrap_or(9)).min(300.0);
+                let wait = Duration::from_secs_f64(base * (0.5 + self.jitter()));
+                NoticeAnswer::Retry { at: self.clock.now() + wait, reason }
+            }
+        };
+        if let Err(e) = store.record_notice(d.id, &notice.institution, notice.kind, &answer).await {
+            // The lease runs out and the notice goes again.
+            tracing::error!(error = %e, "could not record a delegation notice");
+        }
     }
 
     fn crash_if(&self, point: CrashPoint) {

@@ -19,6 +19,16 @@ use crate::Settings;
 
 /// An HTTPS client trusting `ca_pem` and presenting `card` (if any); `localhost` is 127.0.0.1.
 pub fn https_client(ca_pem: &str, card: Option<&Issued>) -> anyhow::Result<reqwest::Client> {
+    https_client_with(ca_pem, card, true)
+}
+
+/// The same, choosing whether redirects are followed (a browser-like test keeps the cookies
+/// each redirect sets, so it follows them itself).
+pub fn https_client_with(
+    ca_pem: &str,
+    card: Option<&Issued>,
+    follow_redirects: bool,
+) -> anyhow::Result<reqwest::Client> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
@@ -38,6 +48,11 @@ pub fn https_client(ca_pem: &str, card: Option<&Issued>) -> anyhow::Result<reqwe
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .resolve("localhost", std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .redirect(if follow_redirects {
+            reqwest::redirect::Policy::default()
+        } else {
+            reqwest::redirect::Policy::none()
+        })
         .build()?)
 }
 

@@ -55,6 +55,8 @@ pub struct Settings {
     pub crl_sources: Vec<String>,
     pub crl_refresh: std::time::Duration,
     pub worker: WorkerSettings,
+    /// Longest validity of a sub-delegation, in days.
+    pub delegation_max_days: i64,
 }
 
 impl Settings {
@@ -76,6 +78,7 @@ impl Settings {
             worker: WorkerSettings::default(),
             crl_sources: Vec::new(),
             crl_refresh: std::time::Duration::from_secs(300),
+            delegation_max_days: 365,
         }
     }
 }
@@ -160,8 +163,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let worker = match (&channels, settings.run_worker) {
         (Some(channels), true) => {
             let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
+            let delegations: Arc<dyn storage::DelegationStore> = store.clone();
             let worker =
-                Worker::new(queue, catalog.clone(), channels, clock.clone(), random.clone(), settings.worker.clone())?;
+                Worker::new(queue, catalog.clone(), channels, clock.clone(), random.clone(), settings.worker.clone())?
+                    .with_delegations(delegations);
             Some(tokio::spawn(worker.run(worker_stopped)))
         }
         _ => None,
@@ -189,6 +194,19 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         random,
         translations: Arc::new(web::i18n::Translations::load().map_err(anyhow::Error::msg)?),
         callbacks: Arc::new(callbacks),
+        delegation_policy: Arc::new(web::acting::DelegationPolicy {
+            max_days: settings.delegation_max_days,
+            trusted: channels
+                .as_ref()
+                .map(|c| {
+                    c.institutions
+                        .values()
+                        .filter(|ch| ch.trusts_portal_delegations)
+                        .map(|ch| ch.institution.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let peer_check = PeerCheck { profile: settings.card_profile.clone(), clock };
@@ -267,9 +285,11 @@ pub async fn run_worker(
     let catalog = Arc::new(catalog_files::load_dir(catalog_dir)?);
     let store = storage::connect(database_url).await?;
     store.migrate().await?;
-    let queue: Arc<dyn storage::DeliveryQueue> = store;
+    let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
+    let delegations: Arc<dyn storage::DelegationStore> = store;
     let worker =
-        Worker::new(queue, catalog, channels, Arc::new(SystemClock), Arc::new(SystemRandomness::default()), settings)?;
+        Worker::new(queue, catalog, channels, Arc::new(SystemClock), Arc::new(SystemRandomness::default()), settings)?
+            .with_delegations(delegations);
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(worker.run(stopped));
     shutdown.await;

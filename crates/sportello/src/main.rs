@@ -76,6 +76,9 @@ enum Command {
         /// client certificate from X-SSL-Client-Cert (see docs/nginx.md).
         #[arg(long = "trusted-proxy", value_delimiter = ',')]
         trusted_proxies: Vec<std::net::IpAddr>,
+        /// Longest validity of a sub-delegation to a collaborator, in days.
+        #[arg(long, env = "SPORTELLO_DELEGATION_MAX_DAYS", default_value_t = 365)]
+        delegation_max_days: i64,
     },
     /// Runs only the delivery worker: sends queued filings and records the answers.
     Worker {
@@ -252,6 +255,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         worker: worker_settings(),
         crl_sources: vec![demo::refresh_crl(&files)?.display().to_string()],
         crl_refresh: std::time::Duration::from_secs(300),
+        delegation_max_days: 365,
     };
     let running = sportello::start(&settings).await?;
     let url = format!("https://localhost:{}", running.addr.port());
@@ -310,6 +314,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crl_grace_hours,
             trusted_proxies,
             card_policies,
+            delegation_max_days,
         } => {
             let settings = Settings {
                 listen,
@@ -324,6 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 sessions: Default::default(),
                 demo_cards: None,
+                delegation_max_days: delegation_max_days.clamp(1, 3650),
                 card_profile: if card_policies.is_empty() {
                     CardProfile::default()
                 } else {

@@ -80,6 +80,7 @@ pub async fn start_simulated(
                 timeout: tuning.timeout,
                 retry: tuning.retry,
                 poll_interval: tuning.poll_interval,
+                trusts_portal_delegations: false,
             }),
         );
         handles.insert(spec.id, handle);

@@ -53,10 +53,36 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// What a collaborator acting under a sub-delegation sees of the grantor's practices: those
+/// of the delegated services and businesses, and the collaborator's own drafts that do not
+/// name a business yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeFilter {
+    pub services: Vec<String>,
+    pub businesses: Vec<String>,
+    pub actor: String,
+}
+
+impl ScopeFilter {
+    /// (services, businesses, actor) as bound parameters: JSON arrays and text.
+    fn params(scope: Option<&ScopeFilter>) -> (Option<String>, Option<String>, Option<String>) {
+        match scope {
+            None => (None, None, None),
+            Some(s) => (
+                serde_json::to_string(&s.services).ok(),
+                serde_json::to_string(&s.businesses.iter().map(|b| b.to_uppercase()).collect::<Vec<_>>()).ok(),
+                Some(s.actor.clone()),
+            ),
+        }
+    }
+}
+
 /// Which practices to list.
 #[derive(Debug, Clone, Default)]
 pub struct PracticeQuery {
     pub state: Option<PracticeState>,
+    /// Only those within a sub-delegation.
+    pub scope: Option<ScopeFilter>,
     /// At most this many (capped at 200).
     pub limit: u32,
     pub offset: u32,
@@ -123,6 +149,8 @@ pub struct PracticeSearch {
     pub submitted_before: Option<OffsetDateTime>,
     pub sort: SortKey,
     pub descending: bool,
+    /// Only those within a sub-delegation.
+    pub scope: Option<ScopeFilter>,
     /// At most this many (capped at 200).
     pub limit: u32,
     pub offset: u32,

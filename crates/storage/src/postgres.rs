@@ -359,14 +359,19 @@ impl PracticeStore for PostgresStore {
     }
 
     async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError> {
+        let (services, businesses, actor) = crate::ScopeFilter::params(query.scope.as_ref());
         let rows = sqlx::query(&format!(
             "SELECT {PRACTICE_COLUMNS} FROM practices WHERE owner_cf = $1 AND ($2::text IS NULL OR state = $2) \
-             ORDER BY updated_at DESC, id LIMIT $3 OFFSET $4"
+             AND {} ORDER BY updated_at DESC, id LIMIT $3 OFFSET $4",
+            scope_clause(5)
         ))
         .bind(owner.as_str())
         .bind(query.state.map(PracticeState::as_str))
         .bind(query.bounded_limit())
         .bind(i64::from(query.offset))
+        .bind(services)
+        .bind(businesses)
+        .bind(actor)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| practice_row(r)?.into_practice()).collect()
@@ -378,7 +383,10 @@ impl PracticeStore for PostgresStore {
              AND ($2::text IS NULL OR reference = $2 OR business_cf = $2 OR business_name LIKE $3 ESCAPE '\\' \
                   OR id IN (SELECT practice_id FROM deliveries WHERE protocol_number IN ($2, $4))) \
              AND ($5::text IS NULL OR service_id = $5) AND ($6::text IS NULL OR state = $6) \
-             AND ($7::timestamptz IS NULL OR submitted_at >= $7) AND ($8::timestamptz IS NULL OR submitted_at < $8)";
+             AND ($7::timestamptz IS NULL OR submitted_at >= $7) AND ($8::timestamptz IS NULL OR submitted_at < $8) \
+             AND {SCOPE}";
+        let filter = filter.replace("{SCOPE}", &scope_clause(9));
+        let (services, businesses, actor) = crate::ScopeFilter::params(search.scope.as_ref());
         let terms = search.text_terms();
         let raw = search.text.as_deref().map(str::trim);
         macro_rules! bind_filter {
@@ -392,13 +400,16 @@ impl PracticeStore for PostgresStore {
                     .bind(search.state.map(PracticeState::as_str))
                     .bind(search.submitted_from)
                     .bind(search.submitted_before)
+                    .bind(services.clone())
+                    .bind(businesses.clone())
+                    .bind(actor.clone())
             };
         }
         let total: i64 = bind_filter!(sqlx::query_scalar(&format!("SELECT count(*) FROM practices WHERE {filter}")))
             .fetch_one(&self.pool)
             .await?;
         let rows = bind_filter!(sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE {filter} ORDER BY {} LIMIT $9 OFFSET $10",
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE {filter} ORDER BY {} LIMIT $12 OFFSET $13",
             search.order_by()
         )))
         .bind(search.bounded_limit())
@@ -815,6 +826,16 @@ fn audit_row(r: &PgRow) -> Result<crate::audit::AuditRecord, sqlx::Error> {
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
     })
+}
+
+/// The sub-delegation filter with its three parameters numbered from `n`.
+fn scope_clause(n: u8) -> String {
+    let (s, b, a) = (n, n + 1, n + 2);
+    format!(
+        "(${s}::text IS NULL OR (service_id IN (SELECT jsonb_array_elements_text(${s}::jsonb)) \
+          AND (business_cf IN (SELECT jsonb_array_elements_text(${b}::jsonb)) \
+               OR (business_cf IS NULL AND actor_cf = ${a}::text))))"
+    )
 }
 
 const DELEGATION_COLUMNS: &str =

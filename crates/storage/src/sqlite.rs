@@ -379,13 +379,17 @@ impl PracticeStore for SqliteStore {
     }
 
     async fn list(&self, owner: &CodiceFiscale, query: &PracticeQuery) -> Result<Vec<Practice>, StoreError> {
+        let (services, businesses, actor) = crate::ScopeFilter::params(query.scope.as_ref());
         let rows = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE owner_cf = ? AND (? IS NULL OR state = ?) \
-             ORDER BY updated_at DESC, id LIMIT ? OFFSET ?"
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE owner_cf = ?1 AND (?2 IS NULL OR state = ?2) AND {} \
+             ORDER BY updated_at DESC, id LIMIT ?6 OFFSET ?7",
+            scope_clause(3)
         ))
         .bind(owner.as_str())
         .bind(query.state.map(PracticeState::as_str))
-        .bind(query.state.map(PracticeState::as_str))
+        .bind(services)
+        .bind(businesses)
+        .bind(actor)
         .bind(query.bounded_limit())
         .bind(i64::from(query.offset))
         .fetch_all(&self.pool)
@@ -399,7 +403,9 @@ impl PracticeStore for SqliteStore {
              AND (?2 IS NULL OR reference = ?2 OR business_cf = ?2 OR business_name LIKE ?3 ESCAPE '\\' \
                   OR id IN (SELECT practice_id FROM deliveries WHERE protocol_number IN (?2, ?4))) \
              AND (?5 IS NULL OR service_id = ?5) AND (?6 IS NULL OR state = ?6) \
-             AND (?7 IS NULL OR submitted_at >= ?7) AND (?8 IS NULL OR submitted_at < ?8)";
+             AND (?7 IS NULL OR submitted_at >= ?7) AND (?8 IS NULL OR submitted_at < ?8) AND {SCOPE}";
+        let filter = filter.replace("{SCOPE}", &scope_clause(9));
+        let (services, businesses, actor) = crate::ScopeFilter::params(search.scope.as_ref());
         let terms = search.text_terms();
         let raw = search.text.as_deref().map(str::trim);
         macro_rules! bind_filter {
@@ -413,13 +419,16 @@ impl PracticeStore for SqliteStore {
                     .bind(search.state.map(PracticeState::as_str))
                     .bind(search.submitted_from)
                     .bind(search.submitted_before)
+                    .bind(services.clone())
+                    .bind(businesses.clone())
+                    .bind(actor.clone())
             };
         }
         let total: i64 = bind_filter!(sqlx::query_scalar(&format!("SELECT count(*) FROM practices WHERE {filter}")))
             .fetch_one(&self.pool)
             .await?;
         let rows = bind_filter!(sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE {filter} ORDER BY {} LIMIT ?9 OFFSET ?10",
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE {filter} ORDER BY {} LIMIT ?12 OFFSET ?13",
             search.order_by()
         )))
         .bind(search.bounded_limit())
@@ -855,6 +864,15 @@ fn audit_row(r: &SqliteRow) -> Result<crate::audit::AuditRecord, sqlx::Error> {
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
     })
+}
+
+/// The sub-delegation filter with its three parameters numbered from `n`.
+fn scope_clause(n: u8) -> String {
+    let (s, b, a) = (n, n + 1, n + 2);
+    format!(
+        "(?{s} IS NULL OR (service_id IN (SELECT value FROM json_each(?{s})) \
+          AND (business_cf IN (SELECT value FROM json_each(?{b})) OR (business_cf IS NULL AND actor_cf = ?{a}))))"
+    )
 }
 
 const DELEGATION_COLUMNS: &str =

@@ -19,8 +19,8 @@ use std::time::Duration;
 use storage::postgres::PostgresStore;
 use storage::sqlite::SqliteStore;
 use storage::{
-    DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeSearch, PracticeStore, Recorded, SessionRecord, SortKey, Store,
-    StoreError,
+    DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeSearch, PracticeStore, Recorded, ScopeFilter, SessionRecord,
+    SortKey, Store, StoreError,
 };
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -153,6 +153,7 @@ contract!(
     archive_and_bring_back,
     audit_chain_detects_every_tampering,
     delegations_and_their_notices,
+    a_collaborator_sees_only_what_the_delegation_covers,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -334,7 +335,7 @@ async fn listing_filters_by_state_and_pages(b: Backend) {
     assert_eq!(in_progress.iter().map(|p| p.id).collect::<Vec<_>>(), [ids[0]]);
     let page = b
         .store
-        .list(&holder(), &PracticeQuery { state: Some(PracticeState::Draft), limit: 2, offset: 2 })
+        .list(&holder(), &PracticeQuery { state: Some(PracticeState::Draft), limit: 2, offset: 2, scope: None })
         .await
         .expect("page");
     assert_eq!(page.iter().map(|p| p.data["business.name"].as_str()).collect::<Vec<_>>(), ["Bar 2", "Bar 1"]);
@@ -799,4 +800,44 @@ async fn delegations_and_their_notices(b: Backend) {
     assert!(b.store.claim_delegation_notices(later, lease, 10).await.expect("nothing left").is_empty());
     let unknown = DelegationId::from_random_bytes([0xee; 16]);
     assert!(matches!(b.store.delegation(unknown).await, Err(StoreError::NotFound)));
+}
+
+async fn a_collaborator_sees_only_what_the_delegation_covers(b: Backend) {
+    let make = |service: &str, business: Option<&str>, actor: CodiceFiscale| {
+        let mut p = draft(&holder(), &[("business.name", "Bar")]);
+        p.service_id = service.into();
+        if let Some(business) = business {
+            p.data.insert("business.tax_code".into(), business.into());
+        }
+        p.actor = actor;
+        p
+    };
+    let covered = make("avvio-ditta-individuale", Some("00743110157"), holder());
+    let other_service = make("cessazione-impresa", Some("00743110157"), holder());
+    let other_business = make("avvio-ditta-individuale", Some("01879020517"), holder());
+    let collaborators_draft = make("avvio-ditta-individuale", None, stranger());
+    let grantors_draft = make("avvio-ditta-individuale", None, holder());
+    for p in [&covered, &other_service, &other_business, &collaborators_draft, &grantors_draft] {
+        b.store.create_draft(p).await.expect("create");
+    }
+    let scope = ScopeFilter {
+        services: vec!["avvio-ditta-individuale".into()],
+        businesses: vec!["00743110157".into()],
+        actor: stranger().to_string(),
+    };
+    let listed = b
+        .store
+        .list(&holder(), &PracticeQuery { scope: Some(scope.clone()), ..Default::default() })
+        .await
+        .expect("list");
+    let mut ids: Vec<_> = listed.iter().map(|p| p.id).collect();
+    ids.sort();
+    let mut expected = vec![covered.id, collaborators_draft.id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    let found =
+        b.store.search(&holder(), &PracticeSearch { scope: Some(scope), ..Default::default() }).await.expect("search");
+    assert_eq!(found.total, 2);
+    assert_eq!(b.store.list(&holder(), &PracticeQuery::default()).await.expect("all").len(), 5, "the grantor sees all");
+    assert_eq!(b.store.practice(&holder(), collaborators_draft.id).await.expect("read").actor, stranger());
 }

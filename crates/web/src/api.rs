@@ -19,8 +19,9 @@ use domain::Lang;
 use serde::{Deserialize, Serialize};
 use storage::PracticeQuery;
 
+use crate::acting::Principal;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Authenticated, UserLang};
+use crate::extract::{Acting, ApiJson, Authenticated, UserLang};
 use crate::AppState;
 
 // ---- services ----------------------------------------------------------------------------
@@ -109,11 +110,11 @@ impl ServiceReadiness {
 /// this portal does not check them.
 pub async fn holder_authorisations(
     app: &AppState,
-    holder: &identity::Holder,
+    holder: &domain::identifiers::CodiceFiscale,
 ) -> Option<BTreeMap<String, domain::authorisation::Authorisation>> {
     let checker = app.authorisations.as_ref()?;
     let all: Vec<String> = app.catalog.institutions.iter().map(|i| i.id.clone()).collect();
-    Some(checker.check_all(&all, holder.tax_code.as_str()).await.into_iter().collect())
+    Some(checker.check_all(&all, holder.as_str()).await.into_iter().collect())
 }
 
 fn kind_name(kind: &FieldKind) -> &'static str {
@@ -207,7 +208,7 @@ pub async fn list_services(
 ) -> Json<ServiceList> {
     let catalog = &app.catalog;
     let answers = match &holder {
-        Some(holder) => holder_authorisations(&app, holder).await,
+        Some(holder) => holder_authorisations(&app, &holder.tax_code).await,
         None => None,
     };
     let mut services = Vec::new();
@@ -355,23 +356,24 @@ pub struct DraftData {
     data: PracticeData,
 }
 
-/// Starts a draft of `service_id` for `holder` with whatever data is ready (none of it
-/// invalid). Shared by the API and the desk's pages.
+/// Starts a draft of `service_id` for the principal with whatever data is ready (none of it
+/// invalid, none outside a delegation). Shared by the API and the desk's pages.
 pub async fn start_draft(
     app: &AppState,
-    holder: &identity::Holder,
+    principal: &Principal,
     service_id: &str,
     data: PracticeData,
 ) -> Result<Practice, ApiError> {
     let service = app.catalog.service(service_id).ok_or_else(|| ApiError::UnknownService(service_id.to_string()))?;
     check_draft_data(app, service, &data)?;
+    principal.check(app, &service.id, data.get("business.tax_code").map(String::as_str)).await?;
     let mut bytes = [0u8; 16];
     app.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
     let now = app.clock.now();
     let practice = Practice {
         id: PracticeId::from_random_bytes(bytes),
-        owner: holder.tax_code.clone(),
-        actor: holder.tax_code.clone(),
+        owner: principal.owner.clone(),
+        actor: principal.actor.tax_code.clone(),
         service_id: service.id.clone(),
         state: PracticeState::Draft,
         data,
@@ -382,9 +384,9 @@ pub async fn start_draft(
         submitted_at: None,
     };
     app.store.create_draft(&practice).await?;
-    tracing::info!(practice = %practice.id, service = %practice.service_id, holder = %holder.tax_code, "draft created");
+    tracing::info!(practice = %practice.id, service = %practice.service_id, actor = %principal.actor.tax_code, "draft created");
     let detail = serde_json::json!({ "practice": practice.id.to_string(), "service": practice.service_id });
-    crate::audit::holder_act(app, holder, "draft_created", detail).await;
+    principal.audit(app, "draft_created", detail).await;
     Ok(practice)
 }
 
@@ -392,10 +394,10 @@ pub async fn start_draft(
 pub async fn create_practice(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     ApiJson(body): ApiJson<NewPractice>,
 ) -> Result<Response, ApiError> {
-    let practice = start_draft(&app, &holder, &body.service, body.data).await?;
+    let practice = start_draft(&app, &principal, &body.service, body.data).await?;
     let location = format!("/api/v1/practices/{}", practice.id);
     let view = practice_view(&app, practice, None, lang);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
@@ -405,16 +407,16 @@ pub async fn create_practice(
 pub async fn get_practice(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     Path(id): Path<String>,
 ) -> Result<Json<PracticeView>, ApiError> {
     let id = parse_id(&id)?;
-    let practice = app.store.practice(&holder.tax_code, id).await?;
+    let practice = principal.practice(&app, id).await?;
     let sent = practice.reference.is_some();
-    let deliveries = if sent { Some(app.store.deliveries(&holder.tax_code, id).await?) } else { None };
+    let deliveries = if sent { Some(app.store.deliveries(&principal.owner, id).await?) } else { None };
     let mut view = practice_view(&app, practice, deliveries, lang);
     if sent {
-        view.timeline = Some(app.store.timeline(&holder.tax_code, id).await?);
+        view.timeline = Some(app.store.timeline(&principal.owner, id).await?);
     }
     Ok(Json(view))
 }
@@ -422,19 +424,20 @@ pub async fn get_practice(
 /// Replaces a draft's data (none of it invalid). Shared by the API and the desk's pages.
 pub async fn save_draft(
     app: &AppState,
-    holder: &identity::Holder,
+    principal: &Principal,
     id: PracticeId,
     data: &PracticeData,
 ) -> Result<Practice, ApiError> {
-    let practice = app.store.practice(&holder.tax_code, id).await?;
+    let practice = principal.practice(app, id).await?;
     if !practice.state.is_editable() {
         return Err(ApiError::WrongState(practice.state));
     }
     check_draft_data(app, service_of(app, &practice)?, data)?;
-    let updated = app.store.update_draft(&holder.tax_code, id, data, app.clock.now()).await?;
-    tracing::info!(practice = %id, holder = %holder.tax_code, "draft saved");
+    principal.check(app, &practice.service_id, data.get("business.tax_code").map(String::as_str)).await?;
+    let updated = app.store.update_draft(&principal.owner, id, data, app.clock.now()).await?;
+    tracing::info!(practice = %id, actor = %principal.actor.tax_code, "draft saved");
     let detail = serde_json::json!({ "practice": id.to_string(), "fields": data.len() });
-    crate::audit::holder_act(app, holder, "draft_saved", detail).await;
+    principal.audit(app, "draft_saved", detail).await;
     Ok(updated)
 }
 
@@ -442,11 +445,11 @@ pub async fn save_draft(
 pub async fn put_practice(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DraftData>,
 ) -> Result<Json<PracticeView>, ApiError> {
-    let updated = save_draft(&app, &holder, parse_id(&id)?, &body.data).await?;
+    let updated = save_draft(&app, &principal, parse_id(&id)?, &body.data).await?;
     Ok(Json(practice_view(&app, updated, None, lang)))
 }
 
@@ -454,26 +457,30 @@ pub async fn put_practice(
 /// the reference number and queues one filing per recipient. Shared by the API and the pages.
 pub async fn submit(
     app: &AppState,
-    holder: &identity::Holder,
+    principal: &Principal,
     id: PracticeId,
     lang: Lang,
 ) -> Result<(Practice, Vec<Delivery>), ApiError> {
-    let practice = app.store.practice(&holder.tax_code, id).await?;
-    let submission = prepare_submission(&practice, &app.catalog, app.clock.now()).map_err(|e| match e {
+    let practice = principal.practice(app, id).await?;
+    let mut submission = prepare_submission(&practice, &app.catalog, app.clock.now()).map_err(|e| match e {
         SubmitError::Illegal(t) => ApiError::WrongState(t.from),
         SubmitError::Invalid(errors) => {
             ApiError::Validation { errors, service: app.catalog.service(&practice.service_id).cloned().map(Box::new) }
         }
         SubmitError::UnknownService(s) => ApiError::UnknownService(s),
     })?;
-    check_authorised(app, holder, &practice.service_id, submission.data.get("business.tax_code"), lang).await?;
-    let submitted = app.store.submit(&holder.tax_code, id, &submission).await?;
-    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+    let business = submission.data.get("business.tax_code");
+    principal.check(app, &practice.service_id, business.map(String::as_str)).await?;
+    // The grantor's own authorisations: a delegation never adds to them.
+    check_authorised(app, &principal.owner, &practice.service_id, business, lang).await?;
+    submission.actor = principal.actor.tax_code.clone();
+    let submitted = app.store.submit(&principal.owner, id, &submission).await?;
+    let deliveries = app.store.deliveries(&principal.owner, id).await?;
     tracing::info!(
         practice = %id,
         reference = ?submitted.reference.as_ref().map(ToString::to_string),
         recipients = deliveries.len(),
-        holder = %holder.tax_code,
+        actor = %principal.actor.tax_code,
         "practice submitted"
     );
     let detail = serde_json::json!({
@@ -482,7 +489,7 @@ pub async fn submit(
         "recipients": deliveries.iter().map(|d| d.institution.clone()).collect::<Vec<_>>(),
         "data_sha256": crate::follow::data_digest(&submitted.data),
     });
-    crate::audit::holder_act(app, holder, "submitted", detail).await;
+    principal.audit(app, "submitted", detail).await;
     Ok((submitted, deliveries))
 }
 
@@ -491,10 +498,10 @@ pub async fn submit(
 pub async fn submit_practice(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     Path(id): Path<String>,
 ) -> Result<Json<PracticeView>, ApiError> {
-    let (submitted, deliveries) = submit(&app, &holder, parse_id(&id)?, lang).await?;
+    let (submitted, deliveries) = submit(&app, &principal, parse_id(&id)?, lang).await?;
     Ok(Json(practice_view(&app, submitted, Some(deliveries), lang)))
 }
 
@@ -519,7 +526,7 @@ pub struct PracticeList {
 pub async fn list_practices(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PracticeList>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
@@ -543,7 +550,8 @@ pub async fn list_practices(
         };
     let limit = number("limit", params.limit.as_deref(), 50, PracticeQuery::MAX_LIMIT)?.max(1);
     let offset = number("offset", params.offset.as_deref(), 0, 1_000_000)?;
-    let practices = app.store.list(&holder.tax_code, &PracticeQuery { state, limit, offset }).await?;
+    let query = PracticeQuery { state, limit, offset, scope: principal.scope_filter() };
+    let practices = app.store.list(&principal.owner, &query).await?;
     let practices = practices.into_iter().map(|p| practice_view(&app, p, None, lang)).collect();
     Ok(Json(PracticeList { practices, limit, offset }))
 }
@@ -571,13 +579,14 @@ pub struct Correction {
 /// rejected one with `corrections` to the fields at fault only. Shared by the API and the pages.
 pub async fn resend(
     app: &AppState,
-    holder: &identity::Holder,
+    principal: &Principal,
     id: PracticeId,
     institution: &str,
     corrections: &PracticeData,
 ) -> Result<(), ApiError> {
-    let practice = app.store.practice(&holder.tax_code, id).await?;
-    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+    let practice = principal.practice(app, id).await?;
+    principal.check(app, &practice.service_id, practice.data.get("business.tax_code").map(String::as_str)).await?;
+    let deliveries = app.store.deliveries(&principal.owner, id).await?;
     let delivery = deliveries.iter().find(|d| d.institution == institution).ok_or(ApiError::NotFound)?;
     let key = storage::DeliveryKey { practice_id: id, institution: institution.to_string() };
     let now = app.clock.now();
@@ -593,7 +602,7 @@ pub async fn resend(
                     service: service_of(app, &practice).ok().cloned().map(Box::new),
                 });
             }
-            app.store.resend(&holder.tax_code, &key, None, now).await?;
+            app.store.resend(&principal.owner, &key, None, now).await?;
         }
         domain::delivery::DeliveryState::Rejected => {
             let at_fault = delivery.status.rejection.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
@@ -609,17 +618,17 @@ pub async fn resend(
                         SubmitError::UnknownService(s) => ApiError::UnknownService(s),
                     },
                 )?;
-            app.store.resend(&holder.tax_code, &key, Some((&data, &payload)), now).await?;
+            app.store.resend(&principal.owner, &key, Some((&data, &payload)), now).await?;
         }
         other => return Err(ApiError::WrongDeliveryState(other)),
     }
-    tracing::info!(practice = %id, %institution, holder = %holder.tax_code, "delivery sent again");
+    tracing::info!(practice = %id, %institution, actor = %principal.actor.tax_code, "delivery sent again");
     let detail = serde_json::json!({
         "practice": id.to_string(),
         "institution": institution,
         "corrected_fields": corrections.keys().collect::<Vec<_>>(),
     });
-    crate::audit::holder_act(app, holder, "resent", detail).await;
+    principal.audit(app, "resent", detail).await;
     Ok(())
 }
 
@@ -629,7 +638,7 @@ pub async fn resend(
 pub async fn resend_delivery(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     Path((id, institution)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
@@ -650,11 +659,11 @@ pub async fn resend_delivery(
             _ => ApiError::MalformedJson(e.to_string()),
         })?
     };
-    resend(&app, &holder, id, &institution, &correction.data).await?;
-    let practice = app.store.practice(&holder.tax_code, id).await?;
-    let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
+    resend(&app, &principal, id, &institution, &correction.data).await?;
+    let practice = principal.practice(&app, id).await?;
+    let deliveries = app.store.deliveries(&principal.owner, id).await?;
     let mut view = practice_view(&app, practice, Some(deliveries), lang);
-    view.timeline = Some(app.store.timeline(&holder.tax_code, id).await?);
+    view.timeline = Some(app.store.timeline(&principal.owner, id).await?);
     Ok(Json(view))
 }
 
@@ -710,12 +719,12 @@ impl ServiceAuthorisations {
 pub async fn authorisations_for(
     app: &AppState,
     service: &Service,
-    holder: &identity::Holder,
+    holder: &domain::identifiers::CodiceFiscale,
     lang: Lang,
 ) -> ServiceAuthorisations {
     let institutions: Vec<String> = service.recipients.iter().map(|r| r.institution.clone()).collect();
     let answers = match &app.authorisations {
-        Some(checker) => checker.check_all(&institutions, holder.tax_code.as_str()).await,
+        Some(checker) => checker.check_all(&institutions, holder.as_str()).await,
         None => institutions
             .iter()
             .map(|i| {
@@ -740,7 +749,7 @@ pub async fn authorisations_for(
             }
         })
         .collect();
-    ServiceAuthorisations { service: service.id.clone(), holder: holder.tax_code.to_string(), complete, recipients }
+    ServiceAuthorisations { service: service.id.clone(), holder: holder.to_string(), complete, recipients }
 }
 
 /// `GET /api/v1/services/{id}/authorisations`: before anything is typed, whether the holder
@@ -752,14 +761,14 @@ pub async fn service_authorisations(
     Path(id): Path<String>,
 ) -> Result<Json<ServiceAuthorisations>, ApiError> {
     let service = app.catalog.service(&id).ok_or(ApiError::NotFound)?;
-    Ok(Json(authorisations_for(&app, service, &holder, lang).await))
+    Ok(Json(authorisations_for(&app, service, &holder.tax_code, lang).await))
 }
 
 /// Refuses a submission unless the holder may file for the practice's business at every
 /// recipient (when authorisations are checked here).
 async fn check_authorised(
     app: &AppState,
-    holder: &identity::Holder,
+    holder: &domain::identifiers::CodiceFiscale,
     service_id: &str,
     business: Option<&String>,
     lang: Lang,
@@ -768,7 +777,7 @@ async fn check_authorised(
         return Ok(());
     };
     let institutions: Vec<String> = service.recipients.iter().map(|r| r.institution.clone()).collect();
-    let answers = checker.check_all(&institutions, holder.tax_code.as_str()).await;
+    let answers = checker.check_all(&institutions, holder.as_str()).await;
     let missing: Vec<crate::error::InstitutionProblem> = answers
         .into_iter()
         .filter_map(|(institution, answer)| {
@@ -793,7 +802,7 @@ async fn check_authorised(
     if missing.is_empty() {
         Ok(())
     } else {
-        tracing::info!(holder = %holder.tax_code, business = ?business, refused = missing.len(), "submission refused: authorisation");
+        tracing::info!(%holder, business = ?business, refused = missing.len(), "submission refused: authorisation");
         Err(ApiError::NotAuthorised { business: business.cloned().unwrap_or_default(), institutions: missing })
     }
 }

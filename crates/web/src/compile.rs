@@ -26,6 +26,7 @@ use domain::practice::{check_value, Practice, PracticeData, PracticeId, Practice
 use domain::validation::FieldError;
 use domain::Lang;
 
+use crate::acting::Principal;
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::{Desk, DeskForm};
@@ -173,10 +174,11 @@ fn error_message(app: &AppState, service: &Service, error: &FieldError, lang: La
     app.translations.reason(lang, label, &error.field, &error.reason)
 }
 
-/// Loads the holder's practice and its service; a malformed id is a missing practice.
-async fn load(app: &AppState, desk: &Desk, id: &str) -> Result<(Practice, Service), ApiError> {
+/// Loads a practice within the principal's reach, and its service; a malformed id is a
+/// missing practice.
+async fn load(app: &AppState, principal: &Principal, id: &str) -> Result<(Practice, Service), ApiError> {
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
-    let practice = app.store.practice(&desk.holder.tax_code, id).await?;
+    let practice = principal.practice(app, id).await?;
     let service = app
         .catalog
         .service(&practice.service_id)
@@ -223,12 +225,16 @@ struct ServicePage<'a> {
     businesses: Vec<BusinessChoice>,
 }
 
-/// The businesses the holder filed for (newest first, with the name last used), then those the
-/// institutions say the holder may file for.
-async fn known_businesses(app: &AppState, holder: &identity::Holder) -> Result<Vec<(String, String)>, ApiError> {
-    let search =
-        storage::PracticeSearch { limit: storage::PracticeQuery::MAX_LIMIT, descending: true, ..Default::default() };
-    let recent = app.store.search(&holder.tax_code, &search).await?;
+/// The businesses the principal filed for (newest first, with the name last used), then those
+/// the institutions say the principal may file for; under a delegation, only its businesses.
+async fn known_businesses(app: &AppState, principal: &Principal) -> Result<Vec<(String, String)>, ApiError> {
+    let search = storage::PracticeSearch {
+        limit: storage::PracticeQuery::MAX_LIMIT,
+        descending: true,
+        scope: principal.scope_filter(),
+        ..Default::default()
+    };
+    let recent = app.store.search(&principal.owner, &search).await?;
     let mut out: Vec<(String, String)> = Vec::new();
     for p in &recent.practices {
         let Some(code) = p.data.get("business.tax_code").map(|c| c.trim().to_uppercase()).filter(|c| !c.is_empty())
@@ -239,7 +245,15 @@ async fn known_businesses(app: &AppState, holder: &identity::Holder) -> Result<V
             out.push((code, p.data.get("business.name").cloned().unwrap_or_default()));
         }
     }
-    if let Some(answers) = crate::api::holder_authorisations(app, holder).await {
+    if let Some(d) = &principal.delegation {
+        for code in &d.scope.businesses {
+            if !out.iter().any(|(c, _)| c == code) {
+                out.push((code.clone(), String::new()));
+            }
+        }
+        return Ok(out);
+    }
+    if let Some(answers) = crate::api::holder_authorisations(app, &principal.owner).await {
         for answer in answers.values() {
             if let domain::authorisation::Authorisation::Known { grants } = answer {
                 for grant in grants {
@@ -263,7 +277,17 @@ pub async fn service(
     Path(id): Path<String>,
 ) -> Response {
     let Some(service) = app.catalog.service(&id) else { return ApiError::NotFound.into_response() };
-    let tr = Tr::new(&app.translations, lang);
+    let principal = match &desk {
+        Ok(desk) => match desk.principal(&app).await {
+            Ok(p) => Some(p),
+            Err(e) => return e.into_response(),
+        },
+        Err(_) => None,
+    };
+    let tr = match &principal {
+        Some(p) => Tr::acting(&app.translations, lang, p),
+        None => Tr::new(&app.translations, lang),
+    };
     let event = app
         .catalog
         .life_events
@@ -274,8 +298,8 @@ pub async fn service(
     let mut checks = Vec::new();
     let mut warning = None;
     let mut businesses = Vec::new();
-    if let Ok(desk) = &desk {
-        let answers = crate::api::authorisations_for(&app, service, &desk.holder, lang).await;
+    if let Some(principal) = &principal {
+        let answers = crate::api::authorisations_for(&app, service, &principal.owner, lang).await;
         for r in &answers.recipients {
             let (class, status) = match r.authorisation() {
                 domain::authorisation::Authorisation::Known { grants } if !grants.is_empty() => {
@@ -305,7 +329,7 @@ pub async fn service(
             None => Some(tr.msg("service-warning-unknown")),
             Some(true) => None,
         };
-        match known_businesses(&app, &desk.holder).await {
+        match known_businesses(&app, principal).await {
             Ok(list) => {
                 businesses = list
                     .into_iter()
@@ -355,13 +379,18 @@ pub async fn service(
 /// belong to that practice alone and are not carried over.
 async fn prefill(
     app: &AppState,
-    holder: &identity::Holder,
+    principal: &Principal,
     service: &Service,
     business: &str,
 ) -> Result<PracticeData, ApiError> {
-    let search =
-        storage::PracticeSearch { text: Some(business.to_string()), limit: 20, descending: true, ..Default::default() };
-    let found = app.store.search(&holder.tax_code, &search).await?;
+    let search = storage::PracticeSearch {
+        text: Some(business.to_string()),
+        limit: 20,
+        descending: true,
+        scope: principal.scope_filter(),
+        ..Default::default()
+    };
+    let found = app.store.search(&principal.owner, &search).await?;
     let last = found
         .practices
         .into_iter()
@@ -393,17 +422,18 @@ async fn prefill(
 pub async fn start(State(app): State<AppState>, form: DeskForm) -> Result<Response, ApiError> {
     let service_id = form.get("servizio").unwrap_or_default().to_string();
     let service = app.catalog.service(&service_id).ok_or(ApiError::UnknownService(service_id.clone()))?;
+    let principal = form.principal(&app).await?;
     let data = match form.get("impresa").map(str::trim).filter(|b| !b.is_empty()) {
         Some(business) => {
-            let known = known_businesses(&app, &form.holder).await?;
+            let known = known_businesses(&app, &principal).await?;
             if !known.iter().any(|(code, _)| code.eq_ignore_ascii_case(business)) {
                 return Err(ApiError::BadParameter(format!("impresa: `{business}` is not one of yours")));
             }
-            prefill(&app, &form.holder, service, &business.to_uppercase()).await?
+            prefill(&app, &principal, service, &business.to_uppercase()).await?
         }
         None => PracticeData::new(),
     };
-    let practice = crate::api::start_draft(&app, &form.holder, &service.id, data).await?;
+    let practice = crate::api::start_draft(&app, &principal, &service.id, data).await?;
     Ok(see_other(&format!("/pratiche/{}/compila", practice.id)))
 }
 
@@ -443,7 +473,8 @@ pub async fn tasks(
     Path(id): Path<String>,
     query: Result<Query<TasksQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (practice, service) = load(&app, &desk, &id).await?;
+    let principal = desk.principal(&app).await?;
+    let (practice, service) = load(&app, &principal, &id).await?;
     if practice.state != PracticeState::Draft {
         return Ok(see_other(&format!("/pratiche/{}", practice.id)));
     }
@@ -457,7 +488,7 @@ pub async fn tasks(
         })
         .collect();
     let page = TasksPage {
-        tr: Tr::new(&app.translations, lang),
+        tr: Tr::acting(&app.translations, lang, &principal),
         service: service.title.get(lang).to_string(),
         help_href: format!("/aiuto/servizi/{}", service.id),
         reference: practice.reference.as_ref().map(ToString::to_string),
@@ -495,7 +526,7 @@ pub struct SectionQuery {
 
 fn section_page(
     app: &AppState,
-    desk: &Desk,
+    (desk, principal): (&Desk, &Principal),
     lang: Lang,
     (practice, service): (&Practice, &Service),
     section_id: &str,
@@ -505,7 +536,7 @@ fn section_page(
     let all = sections(app, service, lang);
     let position = all.iter().position(|s| s.id == section_id).ok_or(ApiError::NotFound)?;
     let section = &all[position];
-    let tr = Tr::new(&app.translations, lang);
+    let tr = Tr::acting(&app.translations, lang, principal);
     let mut links = Vec::new();
     let fields = section
         .fields
@@ -552,7 +583,8 @@ pub async fn section(
     Path((id, section_id)): Path<(String, String)>,
     query: Result<Query<SectionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (practice, service) = load(&app, &desk, &id).await?;
+    let principal = desk.principal(&app).await?;
+    let (practice, service) = load(&app, &principal, &id).await?;
     if practice.state != PracticeState::Draft {
         return Ok(see_other(&format!("/pratiche/{}", practice.id)));
     }
@@ -562,7 +594,7 @@ pub async fn section(
     } else {
         Vec::new()
     };
-    section_page(&app, &desk, lang, (&practice, &service), &section_id, &practice.data, &errors)
+    section_page(&app, (&desk, &principal), lang, (&practice, &service), &section_id, &practice.data, &errors)
 }
 
 /// `POST /pratiche/{id}/sezioni/{section}` (the section's fields and `azione`: `continua`,
@@ -574,7 +606,8 @@ pub async fn save_section(
     form: DeskForm,
 ) -> Result<Response, ApiError> {
     let desk = Desk::from_form(&form);
-    let (practice, service) = load(&app, &desk, &id).await?;
+    let principal = form.principal(&app).await?;
+    let (practice, service) = load(&app, &principal, &id).await?;
     let all = sections(&app, &service, lang);
     let position = all.iter().position(|s| s.id == section_id).ok_or(ApiError::NotFound)?;
     let mut data = practice.data.clone();
@@ -589,14 +622,14 @@ pub async fn save_section(
         }
     }
     let action = form.get("azione").unwrap_or("continua");
-    match crate::api::save_draft(&app, &form.holder, practice.id, &data).await {
+    match crate::api::save_draft(&app, &principal, practice.id, &data).await {
         Ok(_) => {}
         Err(ApiError::Validation { errors, .. }) if action == "autosalva" => {
             tracing::debug!(practice = %practice.id, errors = errors.len(), "autosave skipped: invalid values");
             return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());
         }
         Err(ApiError::Validation { errors, .. }) => {
-            return section_page(&app, &desk, lang, (&practice, &service), &section_id, &data, &errors);
+            return section_page(&app, (&desk, &principal), lang, (&practice, &service), &section_id, &data, &errors);
         }
         Err(e) => return Err(e),
     }
@@ -652,14 +685,14 @@ fn shown_value(field: &ServiceField, value: Option<&String>, lang: Lang, tr: &Tr
 
 fn review_page(
     app: &AppState,
-    desk: &Desk,
+    (desk, principal): (&Desk, &Principal),
     lang: Lang,
     practice: &Practice,
     service: &Service,
     errors: &[FieldError],
     refusal: Vec<String>,
 ) -> Response {
-    let tr = Tr::new(&app.translations, lang);
+    let tr = Tr::acting(&app.translations, lang, principal);
     let all = sections(app, service, lang);
     let section_of = |field: &str| all.iter().find(|s| s.fields.iter().any(|f| f.spec.id == field)).map(|s| &s.id);
     let links = errors
@@ -714,13 +747,14 @@ pub async fn review(
     desk: Desk,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (practice, service) = load(&app, &desk, &id).await?;
+    let principal = desk.principal(&app).await?;
+    let (practice, service) = load(&app, &principal, &id).await?;
     if practice.state != PracticeState::Draft {
         return Ok(see_other(&format!("/pratiche/{}", practice.id)));
     }
     let today = domain::italian_date(app.clock.now());
     let errors = domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default();
-    Ok(review_page(&app, &desk, lang, &practice, &service, &errors, Vec::new()))
+    Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &errors, Vec::new()))
 }
 
 /// `POST /pratiche/{id}/invia`: sends the practice; its page then follows each recipient.
@@ -731,11 +765,12 @@ pub async fn send(
     form: DeskForm,
 ) -> Result<Response, ApiError> {
     let desk = Desk::from_form(&form);
-    let (practice, service) = load(&app, &desk, &id).await?;
-    match crate::api::submit(&app, &form.holder, practice.id, lang).await {
+    let principal = form.principal(&app).await?;
+    let (practice, service) = load(&app, &principal, &id).await?;
+    match crate::api::submit(&app, &principal, practice.id, lang).await {
         Ok((submitted, _)) => Ok(see_other(&format!("/pratiche/{}?inviata=1", submitted.id))),
         Err(ApiError::Validation { errors, .. }) => {
-            Ok(review_page(&app, &desk, lang, &practice, &service, &errors, Vec::new()))
+            Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &errors, Vec::new()))
         }
         Err(ApiError::NotAuthorised { business, institutions }) => {
             let tr = Tr::new(&app.translations, lang);
@@ -749,7 +784,7 @@ pub async fn send(
                     )
                 })
                 .collect();
-            Ok(review_page(&app, &desk, lang, &practice, &service, &[], refusal))
+            Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &[], refusal))
         }
         Err(e) => Err(e),
     }

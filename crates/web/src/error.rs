@@ -61,6 +61,10 @@ pub enum ApiError {
         institutions: Vec<InstitutionProblem>,
     },
     WrongDeliveryState(domain::delivery::DeliveryState),
+    /// An act on behalf of a grantor outside the sub-delegation (or after it ended).
+    OutOfScope(domain::delegation::OutOfScope),
+    /// The sub-delegation had already ended.
+    DelegationEnded,
     MalformedJson(String),
     WrongShape(String),
     UnsupportedMediaType,
@@ -76,6 +80,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::NotFound,
             StoreError::WrongState(state) => Self::WrongState(state),
             StoreError::WrongDeliveryState(state) => Self::WrongDeliveryState(state),
+            StoreError::DelegationEnded => Self::DelegationEnded,
             StoreError::Database(e) => {
                 tracing::error!(error = %e, "database unavailable");
                 Self::Unavailable
@@ -134,7 +139,8 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownService(_) | Self::Validation { .. } | Self::WrongShape(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::WrongState(_) | Self::WrongDeliveryState(_) => StatusCode::CONFLICT,
-            Self::NotAuthorised { .. } => StatusCode::FORBIDDEN,
+            Self::NotAuthorised { .. } | Self::OutOfScope(_) => StatusCode::FORBIDDEN,
+            Self::DelegationEnded => StatusCode::CONFLICT,
             Self::MalformedJson(_) | Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -160,6 +166,8 @@ impl ApiError {
             Self::WrongState(_) => "wrong-state",
             Self::NotAuthorised { .. } => "not-authorised",
             Self::WrongDeliveryState(_) => "wrong-delivery-state",
+            Self::OutOfScope(_) => "out-of-scope",
+            Self::DelegationEnded => "delegation-ended",
             Self::MalformedJson(_) => "malformed-json",
             Self::WrongShape(_) => "wrong-shape",
             Self::UnsupportedMediaType => "unsupported-media-type",
@@ -222,6 +230,18 @@ impl ApiError {
             }
             Self::MalformedJson(e) | Self::WrongShape(e) => t.message(lang, &detail_id, &[("error", e.clone())]),
             Self::TooLarge => t.message(lang, &detail_id, &[("limit", BODY_LIMIT.to_string())]),
+            Self::OutOfScope(reason) => {
+                use domain::delegation::OutOfScope as O;
+                match reason {
+                    O::NotValid(standing) => {
+                        t.message(lang, &format!("scope-{}", standing.as_str().replace('_', "-")), &[])
+                    }
+                    O::Institution(i) => t.message(lang, "scope-institution", &[("institution", i.clone())]),
+                    O::NotActiveAt(i) => t.message(lang, "scope-not-active", &[("institution", i.clone())]),
+                    O::Business(b) => t.message(lang, "scope-business", &[("business", b.clone())]),
+                    O::Service(s) => t.message(lang, "scope-service", &[("service", s.clone())]),
+                }
+            }
             Self::UnknownService(s) => t.message(lang, &detail_id, &[("service", s.clone())]),
             _ => t.message(lang, &detail_id, &[]),
         };

@@ -29,9 +29,10 @@ use domain::validation::FieldError;
 use domain::Lang;
 use serde::Serialize;
 
+use crate::acting::Principal;
 use crate::compile::{ErrorLink, FieldInput};
 use crate::error::ApiError;
-use crate::extract::{Authenticated, UserLang};
+use crate::extract::{Acting, UserLang};
 use crate::forms::{Desk, DeskForm};
 use crate::pages::{render, Tr};
 use crate::AppState;
@@ -128,24 +129,24 @@ struct Refused<'e> {
     errors: &'e [FieldError],
 }
 
-async fn load(app: &AppState, desk: &Desk, id: &str) -> Result<(Practice, Vec<Delivery>), ApiError> {
+async fn load(app: &AppState, principal: &Principal, id: &str) -> Result<(Practice, Vec<Delivery>), ApiError> {
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
-    let practice = app.store.practice(&desk.holder.tax_code, id).await?;
-    let deliveries = app.store.deliveries(&desk.holder.tax_code, id).await?;
+    let practice = principal.practice(app, id).await?;
+    let deliveries = app.store.deliveries(&principal.owner, id).await?;
     Ok((practice, deliveries))
 }
 
 async fn practice_page(
     app: &AppState,
-    desk: &Desk,
+    (desk, principal): (&Desk, &Principal),
     lang: Lang,
     (practice, deliveries): (Practice, Vec<Delivery>),
     notice: Option<String>,
     refused: Option<Refused<'_>>,
 ) -> Result<Response, ApiError> {
-    let tr = Tr::new(&app.translations, lang);
+    let tr = Tr::acting(&app.translations, lang, principal);
     let service: Option<&Service> = app.catalog.service(&practice.service_id);
-    let timeline = app.store.timeline(&desk.holder.tax_code, practice.id).await?;
+    let timeline = app.store.timeline(&principal.owner, practice.id).await?;
     let problems = match practice.state {
         PracticeState::Draft => {
             crate::api::draft_problems(app, &practice, lang).into_iter().map(|p| p.message).collect()
@@ -258,7 +259,8 @@ pub async fn practice(
     Path(id): Path<String>,
     query: Result<Query<PracticeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let loaded = load(&app, &desk, &id).await?;
+    let principal = desk.principal(&app).await?;
+    let loaded = load(&app, &principal, &id).await?;
     let tr = Tr::new(&app.translations, lang);
     let notice = match query {
         Ok(Query(PracticeQuery { inviata: Some(_), .. })) => {
@@ -271,7 +273,7 @@ pub async fn practice(
         }
         _ => None,
     };
-    practice_page(&app, &desk, lang, loaded, notice, None).await
+    practice_page(&app, (&desk, &principal), lang, loaded, notice, None).await
 }
 
 /// `POST /pratiche/{id}/destinatari/{institution}/reinvia`: a failed recipient sent again
@@ -283,7 +285,8 @@ pub async fn resend(
     form: DeskForm,
 ) -> Result<Response, ApiError> {
     let desk = Desk::from_form(&form);
-    let (practice, deliveries) = load(&app, &desk, &id).await?;
+    let principal = form.principal(&app).await?;
+    let (practice, deliveries) = load(&app, &principal, &id).await?;
     let service = app.catalog.service(&practice.service_id);
     // Only the service's fields are corrections; the token and buttons are not.
     let corrections: PracticeData = form
@@ -292,11 +295,11 @@ pub async fn resend(
         .filter(|(k, _)| service.is_some_and(|s| s.field(k).is_some()))
         .map(|(k, v)| (k.clone(), v.trim().to_string()))
         .collect();
-    match crate::api::resend(&app, &form.holder, practice.id, &institution, &corrections).await {
+    match crate::api::resend(&app, &principal, practice.id, &institution, &corrections).await {
         Ok(()) => Ok(Redirect::to(&format!("/pratiche/{}?reinviata={institution}", practice.id)).into_response()),
         Err(ApiError::Validation { errors, .. }) => {
             let refused = Refused { institution: &institution, errors: &errors };
-            practice_page(&app, &desk, lang, (practice, deliveries), None, Some(refused)).await
+            practice_page(&app, (&desk, &principal), lang, (practice, deliveries), None, Some(refused)).await
         }
         Err(e) => Err(e),
     }
@@ -304,10 +307,13 @@ pub async fn resend(
 
 async fn set_archived(app: &AppState, form: &DeskForm, id: &str, archive: bool) -> Result<Response, ApiError> {
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
-    let practice = app.store.set_archived(&form.holder.tax_code, id, archive, app.clock.now()).await?;
-    tracing::info!(practice = %id, holder = %form.holder.tax_code, archive, "archive changed");
+    let principal = form.principal(app).await?;
+    let practice = principal.practice(app, id).await?;
+    principal.check(app, &practice.service_id, practice.data.get("business.tax_code").map(String::as_str)).await?;
+    let practice = app.store.set_archived(&principal.owner, id, archive, app.clock.now()).await?;
+    tracing::info!(practice = %id, actor = %principal.actor.tax_code, archive, "archive changed");
     let action = if archive { "archived" } else { "unarchived" };
-    crate::audit::holder_act(app, &form.holder, action, serde_json::json!({ "practice": id.to_string() })).await;
+    principal.audit(app, action, serde_json::json!({ "practice": id.to_string() })).await;
     Ok(Redirect::to(&format!("/pratiche/{}", practice.id)).into_response())
 }
 
@@ -338,9 +344,9 @@ struct LiveState {
     recipients: Vec<(String, DeliveryState, Option<String>, u32)>,
 }
 
-async fn live_state(app: &AppState, holder: &identity::Holder, id: PracticeId) -> Option<LiveState> {
-    let practice = app.store.practice(&holder.tax_code, id).await.ok()?;
-    let deliveries = app.store.deliveries(&holder.tax_code, id).await.ok()?;
+async fn live_state(app: &AppState, principal: &Principal, id: PracticeId) -> Option<LiveState> {
+    let practice = principal.practice(app, id).await.ok()?;
+    let deliveries = app.store.deliveries(&principal.owner, id).await.ok()?;
     Some(LiveState {
         state: practice.state,
         recipients: deliveries
@@ -358,14 +364,14 @@ const LIVE_TICKS: u32 = 30 * 60;
 /// `GET /pratiche/{id}/eventi`: an `update` event now and whenever a recipient's state changes.
 pub async fn events(
     State(app): State<AppState>,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = PracticeId::parse(&id).ok_or(ApiError::NotFound)?;
-    app.store.practice(&holder.tax_code, id).await?;
+    principal.practice(&app, id).await?;
     let stream = futures_util::stream::unfold(
-        (app, holder, None::<LiveState>, 0u32),
-        move |(app, holder, last, mut ticks)| async move {
+        (app, principal, None::<LiveState>, 0u32),
+        move |(app, principal, last, mut ticks)| async move {
             loop {
                 if ticks > 0 {
                     tokio::time::sleep(LIVE_TICK).await;
@@ -374,11 +380,11 @@ pub async fn events(
                 if ticks > LIVE_TICKS {
                     return None;
                 }
-                let now = live_state(&app, &holder, id).await?;
+                let now = live_state(&app, &principal, id).await?;
                 if last.as_ref() != Some(&now) {
                     let data = serde_json::to_string(&now).unwrap_or_default();
                     let event: Result<Event, Infallible> = Ok(Event::default().event("update").data(data));
-                    return Some((event, (app, holder, Some(now), ticks)));
+                    return Some((event, (app, principal, Some(now), ticks)));
                 }
             }
         },
@@ -418,7 +424,8 @@ pub async fn receipt(
     desk: Desk,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (practice, deliveries) = load(&app, &desk, &id).await?;
+    let principal = desk.principal(&app).await?;
+    let (practice, deliveries) = load(&app, &principal, &id).await?;
     let (Some(reference), Some(submitted)) = (&practice.reference, practice.submitted_at) else {
         // A practice never sent has no receipt.
         return Err(ApiError::NotFound);
@@ -449,7 +456,11 @@ pub async fn receipt(
         service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),
         reference: reference.to_string(),
         submitted: domain::italian_display(submitted),
-        declarant: format!("{} ({})", desk.holder.display_name(), desk.holder.tax_code),
+        declarant: if practice.actor == practice.owner {
+            practice.owner.to_string()
+        } else {
+            tr.fmt("receipt-on-behalf", &[("actor", practice.actor.to_string()), ("owner", practice.owner.to_string())])
+        },
         business,
         digest: data_digest(&practice.data),
         rows,
@@ -500,7 +511,7 @@ const EXPORT_MAX: usize = 200;
 pub async fn export(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let ids: Vec<&str> = pairs.iter().filter(|(k, _)| k == "pratica").map(|(_, v)| v.as_str()).collect();
@@ -513,9 +524,9 @@ pub async fn export(
     let mut practices = Vec::new();
     for id in ids {
         let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
-        let practice = app.store.practice(&holder.tax_code, id).await?;
-        let deliveries = app.store.deliveries(&holder.tax_code, id).await?;
-        let timeline = app.store.timeline(&holder.tax_code, id).await?;
+        let practice = principal.practice(&app, id).await?;
+        let deliveries = app.store.deliveries(&principal.owner, id).await?;
+        let timeline = app.store.timeline(&principal.owner, id).await?;
         practices.push(ExportedPractice {
             reference: practice.reference.as_ref().map(ToString::to_string),
             service: practice.service_id.clone(),
@@ -541,12 +552,12 @@ pub async fn export(
     let export = Export {
         note: app.translations.message(lang, "export-note", &[]),
         exported_at: now,
-        holder: holder.tax_code.to_string(),
+        holder: principal.owner.to_string(),
         practices,
     };
-    tracing::info!(holder = %holder.tax_code, count = export.practices.len(), "practices exported");
+    tracing::info!(actor = %principal.actor.tax_code, count = export.practices.len(), "practices exported");
     let references: Vec<_> = export.practices.iter().map(|p| p.reference.clone()).collect();
-    crate::audit::holder_act(&app, &holder, "exported", serde_json::json!({ "references": references })).await;
+    principal.audit(&app, "exported", serde_json::json!({ "references": references })).await;
     let body = serde_json::to_vec_pretty(&export).map_err(|_| ApiError::Internal)?;
     let filename = format!("sportello-pratiche-{}.json", domain::italian_date(now));
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();

@@ -29,12 +29,20 @@ pub struct Desk {
     pub csrf: String,
     /// Set when the session was opened by this request.
     cookie: Option<HeaderValue>,
+    /// The delegation the browser chose to act under, unchecked (see [`Desk::principal`]).
+    selector: Option<String>,
 }
 
 impl Desk {
     /// The desk of a form's sender, to answer with a page (the session already exists).
     pub fn from_form(form: &DeskForm) -> Self {
-        Self { holder: form.holder.clone(), csrf: form.csrf.clone(), cookie: None }
+        Self { holder: form.holder.clone(), csrf: form.csrf.clone(), cookie: None, selector: form.selector.clone() }
+    }
+
+    /// Who this page acts for, checked now against the store (a revoked delegation is
+    /// refused at once).
+    pub async fn principal(&self, app: &AppState) -> Result<crate::acting::Principal, ApiError> {
+        crate::acting::Principal::resolve(app, self.holder.clone(), self.selector.as_deref()).await
     }
 
     /// Adds the new session's cookie, if this request opened one.
@@ -50,12 +58,13 @@ impl FromRequestParts<AppState> for Desk {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let selector = crate::acting::selector(&parts.headers);
         match parts.extensions.get::<PeerIdentity>().cloned() {
             Some(PeerIdentity::Card(holder)) => match sessions::current(app, &parts.headers, &holder).await {
-                Ok(session) => Ok(Self { holder, csrf: session.csrf_token, cookie: None }),
+                Ok(session) => Ok(Self { holder, csrf: session.csrf_token, cookie: None, selector }),
                 Err(ApiError::SessionExpired) => {
                     let (cookie, session) = sessions::open(app, &holder, &parts.headers).await?;
-                    Ok(Self { holder, csrf: session.csrf_token, cookie: Some(cookie) })
+                    Ok(Self { holder, csrf: session.csrf_token, cookie: Some(cookie), selector })
                 }
                 Err(e) => Err(e),
             },
@@ -66,7 +75,7 @@ impl FromRequestParts<AppState> for Desk {
             Some(PeerIdentity::ForgedProxyHeader) => Err(ApiError::ForgedProxyHeader),
             Some(PeerIdentity::Anonymous) | None if app.demo_cards.is_some() => {
                 let (holder, session) = sessions::demo_session(app, &parts.headers).await?;
-                Ok(Self { holder, csrf: session.csrf_token, cookie: None })
+                Ok(Self { holder, csrf: session.csrf_token, cookie: None, selector })
             }
             Some(PeerIdentity::Anonymous) | None => Err(ApiError::Unauthenticated),
         }
@@ -80,12 +89,18 @@ pub struct DeskForm {
     pub fields: Vec<(String, String)>,
     /// The session's token, for the forms of a page rendered in answer.
     csrf: String,
+    selector: Option<String>,
 }
 
 impl DeskForm {
     /// The last value given for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Who this form acts for, checked now against the store.
+    pub async fn principal(&self, app: &AppState) -> Result<crate::acting::Principal, ApiError> {
+        crate::acting::Principal::resolve(app, self.holder.clone(), self.selector.as_deref()).await
     }
 
     /// Every value given for `name`.
@@ -99,6 +114,7 @@ impl FromRequest<AppState> for DeskForm {
 
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
+        let selector = crate::acting::selector(&parts.headers);
         let (holder, session) = match parts.extensions.get::<PeerIdentity>().cloned() {
             Some(PeerIdentity::Card(holder)) => {
                 // Forms come from pages, which opened the session: without one the page is
@@ -126,7 +142,7 @@ impl FromRequest<AppState> for DeskForm {
                     ApiError::BadParameter(rejection.body_text())
                 }
             })?;
-        let form = Self { holder, fields, csrf: session.csrf_token.clone() };
+        let form = Self { holder, fields, csrf: session.csrf_token.clone(), selector };
         if !sessions::form_token_matches(form.get(CSRF_FIELD), &session) {
             tracing::warn!(holder = %form.holder.tax_code, "form without the session's token refused");
             return Err(ApiError::CsrfToken);

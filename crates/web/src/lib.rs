@@ -9,9 +9,11 @@
 //! [`router`] wires it together over an [`AppState`] whose parts are all injected (store,
 //! catalog, clock, randomness), so tests run the very same router.
 
+pub mod acting;
 pub mod api;
 pub mod audit;
 pub mod compile;
+pub mod delegations;
 pub mod demo_cards;
 pub mod error;
 pub mod extract;
@@ -55,6 +57,7 @@ pub struct AppState {
     pub sessions: sessions::SessionPolicy,
     /// The demo's card chooser, on in `sportello demo` only.
     pub demo_cards: Option<Arc<demo_cards::DemoCards>>,
+    pub delegation_policy: Arc<acting::DelegationPolicy>,
 }
 
 /// The real clock.
@@ -195,6 +198,13 @@ pub fn router(state: AppState) -> Router {
         .route("/pratiche/{id}/riepilogo", get(compile::review))
         .route("/pratiche/{id}/invia", post(compile::send))
         .route("/ricerca", get(search::search))
+        .route("/deleghe", get(delegations::list).post(delegations::grant))
+        .route("/deleghe/nuova", get(delegations::new))
+        .route("/deleghe/attivita", get(delegations::activity))
+        .route("/deleghe/smetti", post(delegations::stop_using))
+        .route("/deleghe/{id}/revoca", post(delegations::revoke))
+        .route("/deleghe/{id}/rinuncia", post(delegations::renounce))
+        .route("/deleghe/{id}/usa", post(delegations::use_delegation))
         .route("/accessibilita", get(pages::accessibility))
         .route("/static/sportello.css", get(pages::stylesheet))
         .route("/static/sportello.js", get(pages::script))

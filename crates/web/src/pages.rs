@@ -12,7 +12,7 @@ use domain::Lang;
 use storage::PracticeQuery;
 
 use crate::error::ApiError;
-use crate::extract::{Authenticated, MaybeHolder, UserLang};
+use crate::extract::{Acting, MaybeHolder, UserLang};
 use crate::i18n::Translations;
 use crate::AppState;
 
@@ -21,11 +21,26 @@ use crate::AppState;
 pub struct Tr<'a> {
     t: &'a Translations,
     lang: Lang,
+    /// "Acting on behalf of …", shown on every page under a delegation.
+    acting: Option<String>,
 }
 
 impl<'a> Tr<'a> {
     pub fn new(t: &'a Translations, lang: Lang) -> Self {
-        Self { t, lang }
+        Self { t, lang, acting: None }
+    }
+
+    /// The same, with the banner of a principal acting under a delegation.
+    pub fn acting(t: &'a Translations, lang: Lang, principal: &crate::acting::Principal) -> Self {
+        let acting = principal
+            .delegation
+            .as_ref()
+            .map(|d| t.message(lang, "acting-banner", &[("grantor", d.grantor.to_string())]));
+        Self { t, lang, acting }
+    }
+
+    pub fn banner(&self) -> Option<&str> {
+        self.acting.as_deref()
     }
 
     /// A message with arguments.
@@ -105,9 +120,9 @@ pub async fn services(
     UserLang(lang): UserLang,
     MaybeHolder(holder): MaybeHolder,
 ) -> Response {
-    let tr = Tr { t: &app.translations, lang };
+    let tr = Tr::new(&app.translations, lang);
     let answers = match &holder {
-        Some(holder) => crate::api::holder_authorisations(&app, holder).await,
+        Some(holder) => crate::api::holder_authorisations(&app, &holder.tax_code).await,
         None => None,
     };
     let groups = app
@@ -160,7 +175,7 @@ struct AccessibilityPage<'a> {
 
 /// `GET /accessibilita`: the accessibility statement, with the feedback channel.
 pub async fn accessibility(State(app): State<AppState>, UserLang(lang): UserLang) -> Response {
-    render(&AccessibilityPage { tr: Tr { t: &app.translations, lang } }, StatusCode::OK)
+    render(&AccessibilityPage { tr: Tr::new(&app.translations, lang) }, StatusCode::OK)
 }
 
 #[derive(Template)]
@@ -184,14 +199,11 @@ struct LoginPage<'a> {
 
 /// `GET /`: the desk's home for a holder with a card (or a demo session); how to log in for
 /// anyone else.
-pub async fn home(
-    State(app): State<AppState>,
-    UserLang(lang): UserLang,
-    authenticated: Result<Authenticated, ApiError>,
-) -> Response {
-    let tr = Tr { t: &app.translations, lang };
-    let holder = match authenticated {
-        Ok(Authenticated(holder)) => holder,
+pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting: Result<Acting, ApiError>) -> Response {
+    let tr = Tr::new(&app.translations, lang);
+    let principal = match acting {
+        Ok(Acting(principal)) => principal,
+        Err(error @ (ApiError::OutOfScope(_) | ApiError::NotFound)) => return error.into_response(),
         Err(error) => {
             let refusal = match error {
                 ApiError::CardRefused(refusal) => Some(tr.msg(&format!("card-{}", refusal.code()))),
@@ -202,11 +214,14 @@ pub async fn home(
             return render(&page, StatusCode::UNAUTHORIZED);
         }
     };
+    let tr = Tr::acting(&app.translations, lang, &principal);
+    let holder = principal.actor.clone();
     let count = |state| {
         let app = app.clone();
-        let owner = holder.tax_code.clone();
+        let owner = principal.owner.clone();
+        let scope = principal.scope_filter();
         async move {
-            let query = PracticeQuery { state: Some(state), limit: PracticeQuery::MAX_LIMIT, offset: 0 };
+            let query = PracticeQuery { state: Some(state), limit: PracticeQuery::MAX_LIMIT, offset: 0, scope };
             app.store.list(&owner, &query).await
         }
     };
@@ -224,7 +239,7 @@ pub async fn home(
         actions.push(app.translations.message(lang, "desk-action-resend-all", &[("reference", reference)]));
     }
     for practice in in_progress.iter().chain(completed.iter()) {
-        let Ok(deliveries) = app.store.deliveries(&holder.tax_code, practice.id).await else { continue };
+        let Ok(deliveries) = app.store.deliveries(&principal.owner, practice.id).await else { continue };
         for d in deliveries.iter().filter(|d| matches!(d.state(), DeliveryState::Failed | DeliveryState::Rejected)) {
             let institution =
                 app.catalog.institution(&d.institution).map(|i| i.name.get(lang).to_string()).unwrap_or_default();
@@ -288,17 +303,25 @@ pub struct ListQuery {
 pub async fn practices(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    Authenticated(holder): Authenticated,
+    Acting(principal): Acting,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let tr = Tr { t: &app.translations, lang };
+    let tr = Tr::acting(&app.translations, lang, &principal);
     let state = query
         .ok()
         .and_then(|q| q.0.stato.as_deref().and_then(PracticeState::parse))
         .unwrap_or(PracticeState::InProgress);
     let list = app
         .store
-        .list(&holder.tax_code, &PracticeQuery { state: Some(state), limit: PracticeQuery::MAX_LIMIT, offset: 0 })
+        .list(
+            &principal.owner,
+            &PracticeQuery {
+                state: Some(state),
+                limit: PracticeQuery::MAX_LIMIT,
+                offset: 0,
+                scope: principal.scope_filter(),
+            },
+        )
         .await;
     let list = match list {
         Ok(list) => list,
@@ -349,5 +372,5 @@ pub fn error_page(
     detail: &str,
     messages: Vec<String>,
 ) -> Response {
-    render(&ErrorPage { tr: Tr { t, lang }, title, detail, messages }, status)
+    render(&ErrorPage { tr: Tr::new(t, lang), title, detail, messages }, status)
 }

@@ -145,7 +145,8 @@ pub async fn search(
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let query = query.map(|q| q.0).unwrap_or_default();
-    let tr = Tr::new(&app.translations, lang);
+    let principal = desk.principal(&app).await?;
+    let tr = Tr::acting(&app.translations, lang, &principal);
     let mut errors = Vec::new();
     let from = parse_day(&app, lang, &tr.msg("search-from"), query.dal.as_deref());
     let until = parse_day(&app, lang, &tr.msg("search-until"), query.al.as_deref());
@@ -191,8 +192,9 @@ pub async fn search(
             descending,
             limit: PAGE_SIZE,
             offset: (page - 1).saturating_mul(PAGE_SIZE),
+            scope: principal.scope_filter(),
         };
-        let found = app.store.search(&desk.holder.tax_code, &search).await?;
+        let found = app.store.search(&principal.owner, &search).await?;
         let last_page = u32::try_from(found.total.div_ceil(u64::from(PAGE_SIZE))).unwrap_or(u32::MAX).max(1);
         summary = tr.fmt(
             "search-summary",

@@ -7,59 +7,81 @@ use serde_json::Value;
 
 use crate::api::{complete_start_data, spawn_app, TestApp};
 
-/// A browser: the holder's card, plus the session cookie the portal sets.
-struct Browser<'a> {
-    app: &'a TestApp,
+/// A browser: a card, plus the cookies the portal sets (session, delegation in use).
+pub(crate) struct Browser {
+    base: String,
     client: reqwest::Client,
-    cookie: Option<String>,
+    cookies: std::collections::BTreeMap<String, String>,
+    pub(crate) cookie: Option<String>,
 }
 
-impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
-        Self { app, client: app.client(), cookie: None }
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Self::with(app.url(""), &app.ca_pem, Some(&app.holder))
+    }
+
+    /// A browser at `base` presenting `card`; it follows redirects itself, keeping cookies.
+    pub(crate) fn with(base: String, ca_pem: &str, card: Option<&identity::test_pki::Issued>) -> Self {
+        let client = sportello::bench::https_client_with(ca_pem, card, false).expect("client");
+        Self { base, client, cookies: Default::default(), cookie: None }
+    }
+
+    /// Sends, then follows redirects (as GET), keeping every cookie set on the way.
+    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> (StatusCode, String, String) {
+        for _ in 0..5 {
+            if let Some(c) = self.cookie_header() {
+                request = request.header("cookie", c);
+            }
+            let r = request.send().await.expect("send");
+            self.keep_cookie(&r);
+            let location = r.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_string);
+            match location {
+                Some(to) if r.status().is_redirection() => {
+                    request = self.client.get(format!("{}{to}", self.base)).header("accept", "text/html");
+                }
+                _ => {
+                    let at = r.url().path().to_string() + &r.url().query().map(|q| format!("?{q}")).unwrap_or_default();
+                    return (r.status(), at, r.text().await.expect("html"));
+                }
+            }
+        }
+        panic!("too many redirects")
     }
 
     fn keep_cookie(&mut self, r: &reqwest::Response) {
         for v in r.headers().get_all("set-cookie") {
             let v = v.to_str().expect("ascii");
-            if v.starts_with("__Host-sportello-session=") {
-                self.cookie = v.split(';').next().map(str::to_string);
+            let Some((name, value)) = v.split(';').next().and_then(|pair| pair.split_once('=')) else { continue };
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+            if name == "__Host-sportello-session" {
+                self.cookie = Some(format!("{name}={value}"));
             }
         }
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
-        let mut request = self.client.get(self.app.url(path)).header("accept", "text/html");
-        if let Some(c) = &self.cookie {
-            request = request.header("cookie", c);
-        }
-        let r = request.send().await.expect("get");
-        self.keep_cookie(&r);
-        (
-            r.status(),
-            r.url().path().to_string() + &r.url().query().map(|q| format!("?{q}")).unwrap_or_default(),
-            r.text().await.expect("html"),
-        )
+    fn cookie_header(&self) -> Option<String> {
+        (!self.cookies.is_empty())
+            .then(|| self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+    }
+
+    pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+        let request = self.client.get(format!("{}{path}", self.base)).header("accept", "text/html");
+        self.send(request).await
     }
 
     /// Posts a form; redirects are followed, so this answers with the page reached.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
-        let mut request = self.client.post(self.app.url(path)).header("accept", "text/html").form(fields);
-        if let Some(c) = &self.cookie {
-            request = request.header("cookie", c);
-        }
-        let r = request.send().await.expect("post");
-        self.keep_cookie(&r);
-        (
-            r.status(),
-            r.url().path().to_string() + &r.url().query().map(|q| format!("?{q}")).unwrap_or_default(),
-            r.text().await.expect("html"),
-        )
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let request = self.client.post(format!("{}{path}", self.base)).header("accept", "text/html").form(fields);
+        self.send(request).await
     }
 }
 
 /// The session's token, as the page's forms carry it.
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     let start = html.find("name=\"_csrf\" value=\"").expect("a form with the token") + 20;
     html[start..start + 64].to_string()
 }

@@ -1,0 +1,158 @@
+//! Acting for oneself or, under a sub-delegation, for the grantor ("per conto di").
+//!
+//! A [`Principal`] is who a request acts for: the card holder (the `actor`) and the person
+//! whose practices are touched and who answers for them (the `owner`, the grantor under a
+//! delegation). The delegation is chosen by the browser's `__Host-sportello-delega` cookie (set
+//! on the delegations page) or, for API clients, the `X-Sportello-Delegation` header; either is
+//! only a selector: on **every** request the delegation is read from the store again and must
+//! name the card holder as delegate and hold now, so a revocation or an expiry refuses the very
+//! next request, even in an open session.
+//!
+//! Under a delegation, the practices within reach are the grantor's for the delegated services
+//! and businesses (and the collaborator's own drafts that name no business yet); every act is
+//! checked against the delegation ([`domain::delegation::Delegation::allows`]); anything else
+//! answers "not found" or "out of scope" and changes nothing.
+
+use std::collections::BTreeSet;
+
+use axum::http::{header, HeaderMap};
+use domain::delegation::{Delegation, DelegationId, OutOfScope};
+use domain::identifiers::CodiceFiscale;
+use domain::practice::{Practice, PracticeId};
+use identity::Holder;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const ACTING_COOKIE: &str = "__Host-sportello-delega";
+pub const ACTING_HEADER: &str = "x-sportello-delegation";
+
+/// Sub-delegation settings.
+#[derive(Debug, Clone)]
+pub struct DelegationPolicy {
+    /// Longest validity of a grant, in days.
+    pub max_days: i64,
+    /// Institutions that let collaborators act on the portal's own record, before they confirm.
+    pub trusted: BTreeSet<String>,
+}
+
+impl Default for DelegationPolicy {
+    fn default() -> Self {
+        Self { max_days: 365, trusted: BTreeSet::new() }
+    }
+}
+
+/// The delegation a request asks to act under, if any.
+pub fn selector(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get(ACTING_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == ACTING_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_string())
+}
+
+/// Who a request acts for.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The card holder.
+    pub actor: Holder,
+    /// Whose practices: the actor's own, or the grantor's.
+    pub owner: CodiceFiscale,
+    pub delegation: Option<Delegation>,
+}
+
+impl Principal {
+    /// Acting for oneself.
+    pub fn own(holder: Holder) -> Self {
+        Self { owner: holder.tax_code.clone(), actor: holder, delegation: None }
+    }
+
+    /// Resolves the selector: the delegation must exist, name the holder as delegate and hold
+    /// now. A selector naming someone else's delegation is "not found".
+    pub async fn resolve(app: &AppState, holder: Holder, selector: Option<&str>) -> Result<Self, ApiError> {
+        let Some(selector) = selector.filter(|s| !s.is_empty()) else { return Ok(Self::own(holder)) };
+        let id = DelegationId::parse(selector).ok_or(ApiError::NotFound)?;
+        let delegation = app.store.delegation(id).await?;
+        if delegation.delegate != holder.tax_code {
+            return Err(ApiError::NotFound);
+        }
+        let standing = delegation.standing(app.clock.now());
+        if standing != domain::delegation::Standing::Valid {
+            tracing::info!(delegation = %id, holder = %holder.tax_code, ?standing, "acting under a delegation refused");
+            crate::audit::record(
+                app,
+                holder.tax_code.as_str(),
+                delegation.grantor.as_str(),
+                "refused_out_of_scope",
+                serde_json::json!({ "delegation": id.to_string(), "standing": standing.as_str() }),
+            )
+            .await;
+            return Err(ApiError::OutOfScope(OutOfScope::NotValid(standing)));
+        }
+        Ok(Self { owner: delegation.grantor.clone(), actor: holder, delegation: Some(delegation) })
+    }
+
+    /// For store queries: what a collaborator may see.
+    pub fn scope_filter(&self) -> Option<storage::ScopeFilter> {
+        self.delegation.as_ref().map(|d| storage::ScopeFilter {
+            services: d.scope.services.iter().cloned().collect(),
+            businesses: d.scope.businesses.iter().cloned().collect(),
+            actor: self.actor.tax_code.to_string(),
+        })
+    }
+
+    /// Whether a practice of the owner is within reach.
+    pub fn sees(&self, practice: &Practice) -> bool {
+        let Some(d) = &self.delegation else { return true };
+        if !d.scope.services.contains(&practice.service_id) {
+            return false;
+        }
+        match practice.data.get("business.tax_code").map(|b| b.trim().to_uppercase()).filter(|b| !b.is_empty()) {
+            Some(business) => d.scope.businesses.contains(&business),
+            None => practice.actor == self.actor.tax_code,
+        }
+    }
+
+    /// The owner's practice, if within reach; otherwise "not found" (nothing leaks).
+    pub async fn practice(&self, app: &AppState, id: PracticeId) -> Result<Practice, ApiError> {
+        let practice = app.store.practice(&self.owner, id).await?;
+        if self.sees(&practice) {
+            Ok(practice)
+        } else {
+            Err(ApiError::NotFound)
+        }
+    }
+
+    /// Refuses an act for `service` and `business` outside the delegation (or before an
+    /// institution accepted it), recording the refusal.
+    pub async fn check(&self, app: &AppState, service: &str, business: Option<&str>) -> Result<(), ApiError> {
+        let Some(d) = &self.delegation else { return Ok(()) };
+        let trusted = |institution: &str| app.delegation_policy.trusted.contains(institution);
+        match d.allows(app.clock.now(), &app.catalog, service, business, &trusted) {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                self.audit(
+                    app,
+                    "refused_out_of_scope",
+                    serde_json::json!({ "delegation": d.id.to_string(), "service": service, "business": business, "reason": reason.to_string() }),
+                )
+                .await;
+                Err(ApiError::OutOfScope(reason))
+            }
+        }
+    }
+
+    /// Records an act: the actor acted, the owner answers for it.
+    pub async fn audit(&self, app: &AppState, action: &str, mut detail: serde_json::Value) {
+        if let (Some(d), serde_json::Value::Object(map)) = (&self.delegation, &mut detail) {
+            map.insert("delegation".into(), serde_json::Value::String(d.id.to_string()));
+        }
+        crate::audit::record(app, self.actor.tax_code.as_str(), self.owner.as_str(), action, detail).await;
+    }
+}

@@ -1,0 +1,533 @@
+//! The pages of sub-delegation ("subdeleghe"): grant, the list of sub-delegates with each
+//! institution's outcome, revoke, renounce, act on behalf of a grantor, and the acts done on
+//! the grantor's behalf (from the audit trail).
+//!
+//! - `GET /deleghe`: delegations granted (with per institution: pending, active with the
+//!   institution's reference, refused with the reason, revoked, expired) and received;
+//! - `GET /deleghe/nuova`, `POST /deleghe`: grant, checked by
+//!   [`domain::delegation::check_grant`] against the grantor's own authorisations as the
+//!   institutions give them (so nothing held by delegation can be handed on); a holder acting
+//!   on behalf of someone cannot grant at all;
+//! - `POST /deleghe/{id}/revoca` (grantor), `POST /deleghe/{id}/rinuncia` (collaborator): end it
+//!   now; the institutions are told through the delivery channels;
+//! - `POST /deleghe/{id}/usa`, `POST /deleghe/smetti`: act on behalf of the grantor, or stop
+//!   (the `__Host-sportello-delega` cookie, re-checked on every request: see [`crate::acting`]);
+//! - `GET /deleghe/attivita`: what was done on the holder's behalf.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use domain::delegation::{
+    check_grant, Delegation, DelegationId, Ending, GrantError, GrantRequest, InstitutionState, Scope,
+};
+use domain::Lang;
+
+use crate::acting::{selector, ACTING_COOKIE};
+use crate::compile::ErrorLink;
+use crate::error::ApiError;
+use crate::extract::UserLang;
+use crate::forms::{Desk, DeskForm};
+use crate::pages::{render, Tr};
+use crate::AppState;
+
+fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
+    app.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
+}
+
+fn service_title(app: &AppState, id: &str, lang: Lang) -> String {
+    app.catalog.service(id).map_or_else(|| id.to_string(), |s| s.title.get(lang).to_string())
+}
+
+fn day(t: time::OffsetDateTime) -> String {
+    let d = domain::italian_date(t);
+    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    institution: String,
+    /// pending, active, refused, revoked, expired
+    state: String,
+    class: &'static str,
+    detail: String,
+}
+
+#[derive(Debug)]
+pub struct DelegationRow {
+    id: String,
+    other: String,
+    businesses: String,
+    services: String,
+    validity: String,
+    standing: String,
+    note: String,
+    outcomes: Vec<Outcome>,
+    /// Whether it can still be ended (revoke / renounce), or used.
+    open: bool,
+    in_use: bool,
+}
+
+fn row(app: &AppState, d: &Delegation, other: String, lang: Lang, in_use: bool) -> DelegationRow {
+    let now = app.clock.now();
+    let tr = Tr::new(&app.translations, lang);
+    let outcomes = d
+        .scope
+        .institutions
+        .iter()
+        .map(|i| {
+            let state = d.state_at(i, now);
+            let detail = match d.institutions.get(i) {
+                Some(InstitutionState::Active { reference }) if state == "active" => {
+                    tr.fmt("delegation-reference", &[("reference", reference.clone())])
+                }
+                Some(InstitutionState::Refused { reason }) => reason.clone(),
+                _ => String::new(),
+            };
+            Outcome {
+                institution: institution_name(app, i, lang),
+                class: match state {
+                    "active" => "tag-ok",
+                    "pending" => "tag-unknown",
+                    _ => "tag-missing",
+                },
+                state: tr.msg(&format!("delegation-state-{state}")),
+                detail,
+            }
+        })
+        .collect();
+    let standing = d.standing(now);
+    DelegationRow {
+        id: d.id.to_string(),
+        other,
+        businesses: d.scope.businesses.iter().cloned().collect::<Vec<_>>().join(", "),
+        services: d.scope.services.iter().map(|s| service_title(app, s, lang)).collect::<Vec<_>>().join(", "),
+        validity: tr.fmt(
+            "delegation-validity",
+            &[("from", day(d.valid_from)), ("until", day(d.valid_until - time::Duration::seconds(1)))],
+        ),
+        standing: tr.msg(&format!("delegation-standing-{}", standing.as_str().replace('_', "-"))),
+        note: d.note.clone(),
+        outcomes,
+        open: matches!(standing, domain::delegation::Standing::Valid | domain::delegation::Standing::NotYetValid),
+        in_use,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "delegations.html")]
+struct DelegationsPage<'a> {
+    tr: Tr<'a>,
+    csrf: String,
+    notice: Option<String>,
+    granted: Vec<DelegationRow>,
+    received: Vec<DelegationRow>,
+    acting: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Notice {
+    esito: Option<String>,
+}
+
+/// `GET /deleghe`: the delegations the holder granted and received.
+pub async fn list(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    desk: Desk,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<Notice>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let granted = app.store.delegations_granted(&desk.holder.tax_code).await?;
+    let received = app.store.delegations_received(&desk.holder.tax_code).await?;
+    let in_use = selector(&headers);
+    let tr = Tr::new(&app.translations, lang);
+    let notice = query
+        .ok()
+        .and_then(|q| q.0.esito)
+        .filter(|e| ["concessa", "revocata", "rinunciata", "in-uso", "terminato"].contains(&e.as_str()))
+        .map(|e| tr.msg(&format!("delegation-notice-{e}")));
+    let page = DelegationsPage {
+        csrf: desk.csrf.clone(),
+        notice,
+        granted: granted.iter().map(|d| row(&app, d, d.delegate.to_string(), lang, false)).collect(),
+        received: received
+            .iter()
+            .map(|d| row(&app, d, d.grantor.to_string(), lang, in_use.as_deref() == Some(&d.id.to_string())))
+            .collect(),
+        acting: in_use.is_some(),
+        tr,
+    };
+    Ok(desk.finish(render(&page, StatusCode::OK)))
+}
+
+#[derive(Debug)]
+pub struct Checkbox {
+    value: String,
+    label: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "delegation_new.html")]
+struct NewPage<'a> {
+    tr: Tr<'a>,
+    csrf: String,
+    errors: Vec<ErrorLink>,
+    /// Why the holder cannot grant at all (acting on behalf of someone, or no authorisation).
+    blocked: Option<String>,
+    delegate: String,
+    institutions: Vec<Checkbox>,
+    businesses: Vec<Checkbox>,
+    services: Vec<Checkbox>,
+    from: String,
+    until: String,
+    note: String,
+    max_days: i64,
+}
+
+/// What the form had, to show it again.
+#[derive(Debug, Default)]
+struct Typed {
+    delegate: String,
+    institutions: BTreeSet<String>,
+    businesses: BTreeSet<String>,
+    services: BTreeSet<String>,
+    from: String,
+    until: String,
+    note: String,
+}
+
+fn new_page(
+    app: &AppState,
+    desk: &Desk,
+    lang: Lang,
+    answers: &BTreeMap<String, domain::authorisation::Authorisation>,
+    typed: &Typed,
+    errors: Vec<ErrorLink>,
+    blocked: Option<String>,
+) -> Response {
+    let tr = Tr::new(&app.translations, lang);
+    let institutions = app
+        .catalog
+        .institutions
+        .iter()
+        .filter(|i| answers.get(&i.id).and_then(domain::authorisation::Authorisation::allows_any) == Some(true))
+        .map(|i| Checkbox {
+            value: i.id.clone(),
+            label: i.name.get(lang).to_string(),
+            checked: typed.institutions.contains(&i.id),
+        })
+        .collect();
+    let mut codes = BTreeSet::new();
+    for answer in answers.values() {
+        if let domain::authorisation::Authorisation::Known { grants } = answer {
+            codes.extend(grants.iter().map(|g| g.business.trim().to_uppercase()));
+        }
+    }
+    let businesses = codes
+        .into_iter()
+        .map(|c| Checkbox { checked: typed.businesses.contains(&c), label: c.clone(), value: c })
+        .collect();
+    let services = app
+        .catalog
+        .services
+        .iter()
+        .map(|s| Checkbox {
+            value: s.id.clone(),
+            label: s.title.get(lang).to_string(),
+            checked: typed.services.contains(&s.id),
+        })
+        .collect();
+    let status = if errors.is_empty() && blocked.is_none() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let page = NewPage {
+        csrf: desk.csrf.clone(),
+        errors,
+        blocked,
+        delegate: typed.delegate.clone(),
+        institutions,
+        businesses,
+        services,
+        from: typed.from.clone(),
+        until: typed.until.clone(),
+        note: typed.note.clone(),
+        max_days: app.delegation_policy.max_days,
+        tr,
+    };
+    desk.finish(render(&page, status))
+}
+
+/// The grantor's own authorisations at every institution, as the institutions give them.
+async fn own_answers(
+    app: &AppState,
+    holder: &identity::Holder,
+) -> BTreeMap<String, domain::authorisation::Authorisation> {
+    crate::api::holder_authorisations(app, &holder.tax_code).await.unwrap_or_default()
+}
+
+/// A holder acting on behalf of someone cannot grant: what one holds by delegation is not
+/// one's own to hand on.
+fn acting_blocks(app: &AppState, lang: Lang, acting: Option<&str>) -> Option<String> {
+    acting.map(|_| app.translations.message(lang, "delegation-no-redelegation", &[]))
+}
+
+/// `GET /deleghe/nuova`: the grant form.
+pub async fn new(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    desk: Desk,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let answers = own_answers(&app, &desk.holder).await;
+    let today = domain::italian_date(app.clock.now());
+    let typed = Typed {
+        from: format!("{:02}/{:02}/{}", today.day(), u8::from(today.month()), today.year()),
+        ..Typed::default()
+    };
+    let blocked = acting_blocks(&app, lang, selector(&headers).as_deref());
+    new_page(&app, &desk, lang, &answers, &typed, Vec::new(), blocked)
+}
+
+fn grant_error(app: &AppState, lang: Lang, e: &GrantError) -> ErrorLink {
+    let t = &app.translations;
+    let (href, message) = match e {
+        GrantError::Delegate(why) => {
+            ("#delega-delegato", t.message(lang, &format!("delegation-error-delegate-{why}"), &[]))
+        }
+        GrantError::Empty(field) => {
+            let anchor = match *field {
+                "institutions" => "#delega-enti",
+                "businesses" => "#delega-imprese",
+                _ => "#delega-servizi",
+            };
+            (anchor, t.message(lang, &format!("delegation-error-empty-{field}"), &[]))
+        }
+        GrantError::Institution(i) => (
+            "#delega-enti",
+            t.message(lang, "delegation-error-institution", &[("institution", institution_name(app, i, lang))]),
+        ),
+        GrantError::Business(b) => {
+            ("#delega-imprese", t.message(lang, "delegation-error-business", &[("business", b.clone())]))
+        }
+        GrantError::Service(s) => (
+            "#delega-servizi",
+            t.message(lang, "delegation-error-service", &[("service", service_title(app, s, lang))]),
+        ),
+        GrantError::Dates(why, max) => (
+            if *why == "from-past" { "#delega-dal" } else { "#delega-al" },
+            t.message(lang, &format!("delegation-error-{why}"), &[("max", max.to_string())]),
+        ),
+        GrantError::NoteTooLong(max) => {
+            ("#delega-nota", t.message(lang, "delegation-error-note", &[("max", max.to_string())]))
+        }
+    };
+    ErrorLink { href: href.to_string(), message }
+}
+
+/// `POST /deleghe`: grants a sub-delegation.
+pub async fn grant(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    headers: axum::http::HeaderMap,
+    form: DeskForm,
+) -> Result<Response, ApiError> {
+    let desk = Desk::from_form(&form);
+    let typed = Typed {
+        delegate: form.get("delegato").unwrap_or_default().trim().to_uppercase(),
+        institutions: form.all("ente").into_iter().map(str::to_string).collect(),
+        businesses: form.all("impresa").into_iter().map(|b| b.trim().to_uppercase()).collect(),
+        services: form.all("servizio").into_iter().map(str::to_string).collect(),
+        from: form.get("dal").unwrap_or_default().trim().to_string(),
+        until: form.get("al").unwrap_or_default().trim().to_string(),
+        note: form.get("nota").unwrap_or_default().trim().to_string(),
+    };
+    let answers = own_answers(&app, &form.holder).await;
+    if let Some(blocked) = acting_blocks(&app, lang, selector(&headers).as_deref()) {
+        crate::audit::holder_act(&app, &form.holder, "refused_redelegation", serde_json::json!({})).await;
+        return Ok(new_page(&app, &desk, lang, &answers, &typed, Vec::new(), Some(blocked)));
+    }
+    let mut errors = Vec::new();
+    let parse =
+        |value: &str, anchor: &str, id: &str, errors: &mut Vec<ErrorLink>| match domain::identifiers::parse_date(value)
+        {
+            Ok(d) => Some(d),
+            Err(_) => {
+                errors.push(ErrorLink { href: anchor.to_string(), message: app.translations.message(lang, id, &[]) });
+                None
+            }
+        };
+    let from = parse(&typed.from, "#delega-dal", "delegation-error-from-format", &mut errors);
+    let until = parse(&typed.until, "#delega-al", "delegation-error-until-format", &mut errors);
+    let today = domain::italian_date(app.clock.now());
+    if let (Some(from), Some(until)) = (from, until) {
+        let request = GrantRequest {
+            delegate: typed.delegate.clone(),
+            scope: Scope {
+                institutions: typed.institutions.clone(),
+                businesses: typed.businesses.clone(),
+                services: typed.services.clone(),
+            },
+            valid_from: from,
+            valid_to: until,
+            note: typed.note.clone(),
+        };
+        errors.extend(
+            check_grant(&form.holder.tax_code, &request, &answers, &app.catalog, app.delegation_policy.max_days, today)
+                .iter()
+                .map(|e| grant_error(&app, lang, e)),
+        );
+        if errors.is_empty() {
+            let delegate =
+                domain::identifiers::CodiceFiscale::parse(&request.delegate).map_err(|_| ApiError::Internal)?;
+            let mut bytes = [0u8; 16];
+            app.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
+            let next_day = until.next_day().ok_or(ApiError::Internal)?;
+            let delegation = Delegation {
+                id: DelegationId::from_random_bytes(bytes),
+                grantor: form.holder.tax_code.clone(),
+                delegate,
+                institutions: request
+                    .scope
+                    .institutions
+                    .iter()
+                    .map(|i| (i.clone(), InstitutionState::Pending))
+                    .collect(),
+                scope: request.scope,
+                valid_from: domain::italian_day_start(from),
+                valid_until: domain::italian_day_start(next_day),
+                note: request.note,
+                created_at: app.clock.now(),
+                ended: None,
+            };
+            app.store.create_delegation(&delegation).await?;
+            tracing::info!(delegation = %delegation.id, grantor = %delegation.grantor, delegate = %delegation.delegate, "delegation granted");
+            let detail = serde_json::json!({
+                "delegation": delegation.id.to_string(),
+                "delegate": delegation.delegate.to_string(),
+                "scope": delegation.scope,
+                "valid_from": day(delegation.valid_from),
+                "valid_until": day(delegation.valid_until - time::Duration::seconds(1)),
+            });
+            crate::audit::holder_act(&app, &form.holder, "delegation_granted", detail).await;
+            return Ok(Redirect::to("/deleghe?esito=concessa").into_response());
+        }
+    }
+    Ok(new_page(&app, &desk, lang, &answers, &typed, errors, None))
+}
+
+async fn load(app: &AppState, id: &str) -> Result<Delegation, ApiError> {
+    let id = DelegationId::parse(id).ok_or(ApiError::NotFound)?;
+    Ok(app.store.delegation(id).await?)
+}
+
+fn acting_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{ACTING_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+    ))
+    .ok()
+}
+
+/// `POST /deleghe/{id}/revoca`: the grantor ends a delegation now.
+pub async fn revoke(State(app): State<AppState>, Path(id): Path<String>, form: DeskForm) -> Result<Response, ApiError> {
+    let d = load(&app, &id).await?;
+    if d.grantor != form.holder.tax_code {
+        return Err(ApiError::NotFound);
+    }
+    let ended = app.store.end_delegation(d.id, Ending::Revoked, app.clock.now()).await?;
+    tracing::info!(delegation = %ended.id, "delegation revoked");
+    let detail = serde_json::json!({ "delegation": ended.id.to_string(), "delegate": ended.delegate.to_string() });
+    crate::audit::holder_act(&app, &form.holder, "delegation_revoked", detail).await;
+    Ok(Redirect::to("/deleghe?esito=revocata").into_response())
+}
+
+/// `POST /deleghe/{id}/rinuncia`: the collaborator gives a delegation up.
+pub async fn renounce(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: DeskForm,
+) -> Result<Response, ApiError> {
+    let d = load(&app, &id).await?;
+    if d.delegate != form.holder.tax_code {
+        return Err(ApiError::NotFound);
+    }
+    let ended = app.store.end_delegation(d.id, Ending::Renounced, app.clock.now()).await?;
+    let detail = serde_json::json!({ "delegation": ended.id.to_string() });
+    crate::audit::record(&app, ended.delegate.as_str(), ended.grantor.as_str(), "delegation_renounced", detail).await;
+    let mut response = Redirect::to("/deleghe?esito=rinunciata").into_response();
+    if let Some(cookie) = acting_cookie("", 0) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `POST /deleghe/{id}/usa`: act on behalf of the grantor from now on (until stopped).
+pub async fn use_delegation(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: DeskForm,
+) -> Result<Response, ApiError> {
+    let d = load(&app, &id).await?;
+    // The same checks as every request acting under it.
+    let principal = crate::acting::Principal::resolve(&app, form.holder.clone(), Some(&d.id.to_string())).await?;
+    principal.audit(&app, "acting_started", serde_json::json!({})).await;
+    let mut response = Redirect::to("/").into_response();
+    let max_age = app.sessions.absolute.as_secs();
+    if let Some(cookie) = acting_cookie(&d.id.to_string(), max_age) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `POST /deleghe/smetti`: act for oneself again.
+pub async fn stop_using(form: DeskForm) -> Result<Response, ApiError> {
+    let _ = form;
+    let mut response = Redirect::to("/deleghe?esito=terminato").into_response();
+    if let Some(cookie) = acting_cookie("", 0) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+#[derive(Debug)]
+pub struct ActRow {
+    at: String,
+    actor: String,
+    action: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "delegation_activity.html")]
+struct ActivityPage<'a> {
+    tr: Tr<'a>,
+    rows: Vec<ActRow>,
+}
+
+/// `GET /deleghe/attivita`: the acts the holder answers for, newest first, marking those done
+/// by collaborators.
+pub async fn activity(State(app): State<AppState>, UserLang(lang): UserLang, desk: Desk) -> Result<Response, ApiError> {
+    let records = app.store.audit_for(desk.holder.tax_code.as_str(), 200).await?;
+    let tr = Tr::new(&app.translations, lang);
+    let rows = records
+        .into_iter()
+        .map(|r| {
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.at_ms) * 1_000_000)
+                .map(domain::italian_display)
+                .unwrap_or_default();
+            let actor = if r.actor == r.responsible { tr.msg("activity-yourself") } else { r.actor.clone() };
+            let action_id = format!("activity-{}", r.action.replace('_', "-"));
+            let action =
+                if app.translations.has_message(lang, &action_id) { tr.msg(&action_id) } else { r.action.clone() };
+            let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
+            let detail = ["reference", "practice", "delegation", "institution"]
+                .iter()
+                .filter_map(|k| detail.get(*k).and_then(|v| v.as_str()).map(|v| format!("{k}: {v}")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            ActRow { at, actor, action, detail }
+        })
+        .collect();
+    Ok(desk.finish(render(&ActivityPage { tr, rows }, StatusCode::OK)))
+}
