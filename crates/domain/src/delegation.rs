@@ -174,13 +174,14 @@ impl Delegation {
     }
 
     /// What the list of sub-delegates shows for one institution: `pending`, `active`,
-    /// `refused`, `revoked` or `expired`.
+    /// `refused`, `revoking` (ended here, the institution not told yet), `revoked` or
+    /// `expired`.
     pub fn state_at(&self, institution: &str, now: OffsetDateTime) -> &'static str {
         let standing = self.standing(now);
         match (self.institutions.get(institution), standing) {
             (Some(InstitutionState::Refused { .. }), _) => "refused",
-            (_, Standing::Revoked | Standing::Renounced) => "revoked",
             (Some(InstitutionState::Revoked), _) => "revoked",
+            (_, Standing::Revoked | Standing::Renounced) => "revoking",
             (_, Standing::Expired) => "expired",
             (Some(InstitutionState::Active { .. }), _) => "active",
             _ => "pending",

@@ -90,7 +90,7 @@ fn row(app: &AppState, d: &Delegation, other: String, lang: Lang, in_use: bool) 
                 institution: institution_name(app, i, lang),
                 class: match state {
                     "active" => "tag-ok",
-                    "pending" => "tag-unknown",
+                    "pending" | "revoking" => "tag-unknown",
                     _ => "tag-missing",
                 },
                 state: tr.msg(&format!("delegation-state-{state}")),

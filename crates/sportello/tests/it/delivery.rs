@@ -21,14 +21,17 @@ use crate::api::{client_with, complete_start_data, HOLDER};
 const INSTITUTIONS: [(&str, &str); 3] =
     [("registro-imprese", "CCIAA-RM-RI"), ("inps", "INPS-AOO1"), ("inail", "INAIL-AOO1")];
 
-struct World {
+pub(crate) struct World {
     running: Option<Running>,
-    base: String,
-    ca_pem: String,
-    holder: Issued,
+    pub(crate) base: String,
+    pub(crate) ca_pem: String,
+    pub(crate) holder: Issued,
+    /// A collaborator of the holder (Stefania Bianco), and someone unrelated.
+    pub(crate) collaborator: Issued,
+    pub(crate) stranger: Issued,
     portal: Issued,
     institution_certs: BTreeMap<String, Issued>,
-    sims: BTreeMap<String, SimHandle>,
+    pub(crate) sims: BTreeMap<String, SimHandle>,
     _dir: tempfile::TempDir,
 }
 
@@ -39,7 +42,7 @@ fn quick_behaviour() -> Behaviour {
     b
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     world_with(None).await
 }
 
@@ -49,6 +52,8 @@ async fn world_with(poll: Option<Duration>) -> World {
     let pki = TestPki::generate("Delivery test CA").expect("pki");
     let server = pki.server(&["localhost", "127.0.0.1"]).expect("server");
     let holder = pki.card(&CardSpec::new("Mario", "Rossi", HOLDER)).expect("card");
+    let collaborator = pki.card(&CardSpec::new("Stefania", "Bianco", "BNCSFN85T58G702W")).expect("card");
+    let stranger = pki.card(&CardSpec::new("Giuseppe", "Verdi", "VRDGPP80A01H501U")).expect("card");
     let portal = pki.client("sportello").expect("portal cert");
     let mut specs = Vec::new();
     let mut certs = BTreeMap::new();
@@ -102,6 +107,8 @@ async fn world_with(poll: Option<Duration>) -> World {
         running: Some(running),
         ca_pem: pki.ca.cert_pem.clone(),
         holder,
+        collaborator,
+        stranger,
         portal,
         institution_certs: certs,
         sims,
@@ -110,11 +117,11 @@ async fn world_with(poll: Option<Duration>) -> World {
 }
 
 impl World {
-    fn client(&self) -> reqwest::Client {
+    pub(crate) fn client(&self) -> reqwest::Client {
         client_with(&self.ca_pem, Some(&self.holder))
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -134,7 +141,7 @@ impl World {
         id
     }
 
-    async fn practice(&self, id: &str) -> Value {
+    pub(crate) async fn practice(&self, id: &str) -> Value {
         self.client()
             .get(self.url(&format!("/api/v1/practices/{id}")))
             .send()
@@ -146,7 +153,7 @@ impl World {
     }
 
     /// Polls the practice until `done` holds (at most 20 s).
-    async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let p = self.practice(id).await;

@@ -6,5 +6,6 @@ mod api;
 mod cards;
 mod cli;
 mod crash;
+mod delegations;
 mod delivery;
 mod desk;
