@@ -11,6 +11,21 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+tokio::task_local! {
+    /// The query string of the request being answered, for the language switch's links.
+    pub static REQUEST_QUERY: String;
+}
+
+/// The link that shows the current page in `lang`: the same query with `lang` set, so a
+/// filter or a search survives the switch.
+pub fn switch_href(lang: &str) -> String {
+    let query = REQUEST_QUERY.try_with(Clone::clone).unwrap_or_default();
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("lang=")).collect();
+    let lang_pair = format!("lang={lang}");
+    pairs.push(&lang_pair);
+    format!("?{}", pairs.join("&"))
+}
+
 /// The cookie that remembers the language chosen with the switch.
 pub const LANG_COOKIE: &str = "__Host-sportello-lang";
 

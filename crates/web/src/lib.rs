@@ -123,7 +123,8 @@ async fn security_headers(request: axum::extract::Request, next: axum::middlewar
 /// Remembers the language chosen with the switch (`?lang=`) for the following pages.
 async fn remember_language(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let chosen = extract::chosen_lang(request.uri());
-    let mut response = next.run(request).await;
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let mut response = extract::REQUEST_QUERY.scope(query, next.run(request)).await;
     if let Some(lang) = chosen {
         let cookie =
             format!("{}={}; Path=/; Secure; SameSite=Lax; Max-Age=31536000", extract::LANG_COOKIE, lang.code());
@@ -152,6 +153,9 @@ async fn cross_site_guard(request: axum::extract::Request, next: axum::middlewar
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let foreign_origin = match origin {
         None => false,
+        // Under `Referrer-Policy: no-referrer` browsers send `Origin: null` with their own
+        // forms; `Sec-Fetch-Site` then says whether the form was the portal's.
+        Some("null") => fetch_site != Some("same-origin"),
         Some(origin) => {
             host.is_none_or(|host| origin != format!("https://{host}") && origin != format!("http://{host}"))
         }

@@ -39,6 +39,11 @@ impl<'a> Tr<'a> {
         Self { t, lang, acting }
     }
 
+    /// The current page in another language (see `extract::switch_href`).
+    pub fn switch_href(&self, lang: &str) -> String {
+        crate::extract::switch_href(lang)
+    }
+
     pub fn banner(&self) -> Option<&str> {
         self.acting.as_deref()
     }

@@ -479,21 +479,36 @@ async fn a_cross_site_post_is_refused() {
     let (_, draft) =
         app.create(&client, json!({"service": "avvio-ditta-individuale", "data": complete_start_data()})).await;
     let id = draft["id"].as_str().expect("id");
-    // A page on another site makes the browser (which holds the card) post to the portal.
-    for (name, value) in [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")] {
-        let r = client
-            .post(app.url(&format!("/api/v1/practices/{id}/submit")))
-            .header(name, value)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+    // A page on another site makes the browser (which holds the card) post to the portal; a
+    // sandboxed or privacy-stripped origin (`null`) counts only with Sec-Fetch-Site: same-origin.
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![("origin", "null"), ("sec-fetch-site", "cross-site")],
+    ] {
+        let mut request = client.post(app.url(&format!("/api/v1/practices/{id}/submit")));
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        let r = request.send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{headers:?}");
         assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/cross-site");
     }
     let read: Value =
         client.get(app.url(&format!("/api/v1/practices/{id}"))).send().await.expect("get").json().await.expect("json");
     assert_eq!(read["state"], "draft", "nothing happened");
-    // The portal's own pages (same origin) and non-browser clients are fine.
+    // The portal's own pages (same origin, even with `Origin: null` under the no-referrer
+    // policy) and non-browser clients are fine.
+    let r = client
+        .put(app.url(&format!("/api/v1/practices/{id}")))
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", "null")
+        .json(&json!({"data": complete_start_data()}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
     let origin = format!("https://localhost:{}", app.running.as_ref().map(|r| r.addr.port()).unwrap_or_default());
     let r = client
         .post(app.url(&format!("/api/v1/practices/{id}/submit")))

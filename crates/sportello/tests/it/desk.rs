@@ -185,6 +185,10 @@ async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
     assert!(found.contains("Pratiche trovate: 1") && found.contains(&format!("href=\"/pratiche/{id}\"")), "{found}");
     let (_, _, found) = browser.get("/ricerca?testo=centrale&ordina=reference&verso=asc").await;
     assert!(found.contains("Pratiche trovate: 1") && found.contains("aria-sort=\"ascending\""), "{found}");
+    assert!(
+        found.contains("href=\"?testo=centrale&#38;ordina=reference&#38;verso=asc&#38;lang=en\""),
+        "the switch keeps the search"
+    );
     let (status, _, page) = browser.get("/ricerca?dal=31/02/2026").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("Inviata dal: la data non è valida"), "{page}");
