@@ -475,6 +475,10 @@ pub trait DelegationStore: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<Delegation, StoreError>;
 
+    /// Marks the expiry of a delegation as recorded; `true` the first time only, so the
+    /// audit trail gets one record per expiry whoever notices it first.
+    async fn note_expiry(&self, id: DelegationId) -> Result<bool, StoreError>;
+
     /// Claims up to `limit` notices that are due and not leased, for `lease`.
     async fn claim_delegation_notices(
         &self,

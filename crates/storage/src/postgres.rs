@@ -33,6 +33,7 @@ const MIGRATIONS: Migrations = &[
     (4, "search", include_str!("../migrations/postgres/0004_search.sql")),
     (5, "audit", include_str!("../migrations/postgres/0005_audit.sql")),
     (6, "delegations", include_str!("../migrations/postgres/0006_delegations.sql")),
+    (7, "delegation expiry", include_str!("../migrations/postgres/0007_delegation_expiry.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data::text AS data, reference, \
@@ -1039,6 +1040,14 @@ impl crate::DelegationStore for PostgresStore {
         }
         tx.commit().await?;
         Ok(notices)
+    }
+
+    async fn note_expiry(&self, id: domain::delegation::DelegationId) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE delegations SET expiry_recorded = 1 WHERE id = $1 AND expiry_recorded = 0")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn record_notice(

@@ -34,6 +34,7 @@ const MIGRATIONS: Migrations = &[
     (4, "search", include_str!("../migrations/sqlite/0004_search.sql")),
     (5, "audit", include_str!("../migrations/sqlite/0005_audit.sql")),
     (6, "delegations", include_str!("../migrations/sqlite/0006_delegations.sql")),
+    (7, "delegation expiry", include_str!("../migrations/sqlite/0007_delegation_expiry.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data, \
@@ -1070,6 +1071,14 @@ impl crate::DelegationStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(notices)
+    }
+
+    async fn note_expiry(&self, id: domain::delegation::DelegationId) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE delegations SET expiry_recorded = 1 WHERE id = ? AND expiry_recorded = 0")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn record_notice(

@@ -798,6 +798,8 @@ async fn delegations_and_their_notices(b: Backend) {
     b.store.record_notice(d.id, "inps", NoticeKind::Revoke, &NoticeAnswer::Revoked).await.expect("record");
     assert_eq!(b.store.delegation(d.id).await.expect("read").institutions["inps"], InstitutionState::Revoked);
     assert!(b.store.claim_delegation_notices(later, lease, 10).await.expect("nothing left").is_empty());
+    assert!(b.store.note_expiry(d.id).await.expect("note"), "the first to notice records the expiry");
+    assert!(!b.other.note_expiry(d.id).await.expect("note again"), "once only");
     let unknown = DelegationId::from_random_bytes([0xee; 16]);
     assert!(matches!(b.store.delegation(unknown).await, Err(StoreError::NotFound)));
 }

@@ -381,3 +381,4 @@ activity-refused-out-of-scope = act refused: outside the delegation
 activity-refused-redelegation = delegation refused: what is held by delegation cannot be delegated
 receipt-on-behalf = { $actor }, on behalf of { $owner }
 delegation-state-revoking = being revoked
+activity-delegation-expired = delegation expired

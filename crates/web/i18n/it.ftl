@@ -381,3 +381,4 @@ activity-refused-out-of-scope = atto rifiutato: fuori dalla delega
 activity-refused-redelegation = delega rifiutata: non si può delegare ciò che si ha per delega
 receipt-on-behalf = { $actor }, per conto di { $owner }
 delegation-state-revoking = revoca in corso
+activity-delegation-expired = delega scaduta

@@ -57,6 +57,26 @@ pub fn selector(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
+/// Writes "delegation expired" to the audit trail the first time anyone notices that a
+/// delegation has run out (expiry needs no act, so it is recorded when first seen).
+pub async fn observe_expiry(app: &AppState, d: &Delegation) {
+    if d.standing(app.clock.now()) != domain::delegation::Standing::Expired {
+        return;
+    }
+    match app.store.note_expiry(d.id).await {
+        Ok(true) => {
+            let detail = serde_json::json!({
+                "delegation": d.id.to_string(),
+                "delegate": d.delegate.to_string(),
+                "valid_until": d.valid_until.unix_timestamp(),
+            });
+            crate::audit::record(app, "system", d.grantor.as_str(), "delegation_expired", detail).await;
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "could not note a delegation's expiry"),
+    }
+}
+
 /// Who a request acts for.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -83,6 +103,7 @@ impl Principal {
             return Err(ApiError::NotFound);
         }
         let standing = delegation.standing(app.clock.now());
+        observe_expiry(app, &delegation).await;
         if standing != domain::delegation::Standing::Valid {
             tracing::info!(delegation = %id, holder = %holder.tax_code, ?standing, "acting under a delegation refused");
             crate::audit::record(

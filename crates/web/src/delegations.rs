@@ -142,6 +142,9 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let granted = app.store.delegations_granted(&desk.holder.tax_code).await?;
     let received = app.store.delegations_received(&desk.holder.tax_code).await?;
+    for d in granted.iter().chain(received.iter()) {
+        crate::acting::observe_expiry(&app, d).await;
+    }
     let in_use = selector(&headers);
     let tr = Tr::new(&app.translations, lang);
     let notice = query
