@@ -207,6 +207,20 @@ async fn a_collaborator_acts_within_the_delegation_and_no_further() {
         let (status, _, body) = outsider.post(&format!("/deleghe/{id}/{action}"), &[("_csrf", &token)]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{action}: {body}");
     }
+    for path in ["archivia", "ripristina", "invia", "sezioni/business", "destinatari/inps/reinvia"] {
+        let (status, _, body) = outsider.post(&format!("/pratiche/{practice_id}/{path}"), &[("_csrf", &token)]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(!body.contains(&reference) && !body.contains("Bar Centrale"), "{path}: {body}");
+    }
+    let api_calls = [
+        stranger.put(w.url(&format!("/api/v1/practices/{practice_id}"))).json(&json!({"data": {}})),
+        stranger.post(w.url(&format!("/api/v1/practices/{practice_id}/submit"))),
+        stranger.post(w.url(&format!("/api/v1/practices/{practice_id}/deliveries/inps/resend"))),
+    ];
+    for request in api_calls {
+        let r = request.send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{}", r.url());
+    }
 }
 
 #[tokio::test]
