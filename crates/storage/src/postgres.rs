@@ -891,6 +891,24 @@ fn ms(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+impl PostgresStore {
+    /// Delegations whose `column` (`grantor_cf` or `delegate_cf`) is `who`, newest first.
+    async fn delegations_by(
+        &self,
+        column: &'static str,
+        who: &CodiceFiscale,
+    ) -> Result<Vec<domain::delegation::Delegation>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE {column} = $1 ORDER BY created_at DESC, id LIMIT 500"
+        ))
+        .bind(who.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        delegations_of(&mut conn, rows).await
+    }
+}
+
 #[async_trait]
 impl crate::DelegationStore for PostgresStore {
     async fn create_delegation(&self, d: &domain::delegation::Delegation) -> Result<(), StoreError> {
@@ -940,28 +958,14 @@ impl crate::DelegationStore for PostgresStore {
         &self,
         grantor: &CodiceFiscale,
     ) -> Result<Vec<domain::delegation::Delegation>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE grantor_cf = $1 ORDER BY created_at DESC, id LIMIT 500"
-        ))
-        .bind(grantor.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        delegations_of(&mut conn, rows).await
+        self.delegations_by("grantor_cf", grantor).await
     }
 
     async fn delegations_received(
         &self,
         delegate: &CodiceFiscale,
     ) -> Result<Vec<domain::delegation::Delegation>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE delegate_cf = $1 ORDER BY created_at DESC, id LIMIT 500"
-        ))
-        .bind(delegate.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        delegations_of(&mut conn, rows).await
+        self.delegations_by("delegate_cf", delegate).await
     }
 
     async fn end_delegation(

@@ -924,6 +924,24 @@ async fn delegations_of(
     Ok(out)
 }
 
+impl SqliteStore {
+    /// Delegations whose `column` (`grantor_cf` or `delegate_cf`) is `who`, newest first.
+    async fn delegations_by(
+        &self,
+        column: &'static str,
+        who: &CodiceFiscale,
+    ) -> Result<Vec<domain::delegation::Delegation>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE {column} = ? ORDER BY created_at DESC, id LIMIT 500"
+        ))
+        .bind(who.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        delegations_of(&mut conn, rows).await
+    }
+}
+
 #[async_trait]
 impl crate::DelegationStore for SqliteStore {
     async fn create_delegation(&self, d: &domain::delegation::Delegation) -> Result<(), StoreError> {
@@ -973,28 +991,14 @@ impl crate::DelegationStore for SqliteStore {
         &self,
         grantor: &CodiceFiscale,
     ) -> Result<Vec<domain::delegation::Delegation>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE grantor_cf = ? ORDER BY created_at DESC, id LIMIT 500"
-        ))
-        .bind(grantor.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        delegations_of(&mut conn, rows).await
+        self.delegations_by("grantor_cf", grantor).await
     }
 
     async fn delegations_received(
         &self,
         delegate: &CodiceFiscale,
     ) -> Result<Vec<domain::delegation::Delegation>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE delegate_cf = ? ORDER BY created_at DESC, id LIMIT 500"
-        ))
-        .bind(delegate.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        delegations_of(&mut conn, rows).await
+        self.delegations_by("delegate_cf", delegate).await
     }
 
     async fn end_delegation(

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use domain::delegation::{Delegation, DelegationId, OutOfScope};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{Practice, PracticeId};
@@ -47,14 +47,7 @@ pub fn selector(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get(ACTING_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_string());
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == ACTING_COOKIE && !value.is_empty())
-        .map(|(_, value)| value.to_string())
+    crate::extract::cookie(headers, ACTING_COOKIE).filter(|v| !v.is_empty())
 }
 
 /// Writes "delegation expired" to the audit trail the first time anyone notices that a

@@ -40,19 +40,24 @@ pub fn chosen_lang(uri: &axum::http::Uri) -> Option<Lang> {
     })
 }
 
-fn remembered_lang(headers: &axum::http::HeaderMap) -> Option<Lang> {
+/// The value of the cookie `name` a request carries, if any.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == LANG_COOKIE)
-        .and_then(|(_, value)| match value {
-            "en" => Some(Lang::En),
-            "it" => Some(Lang::It),
-            _ => None,
-        })
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.to_string())
+}
+
+fn remembered_lang(headers: &axum::http::HeaderMap) -> Option<Lang> {
+    match cookie(headers, LANG_COOKIE)?.as_str() {
+        "en" => Some(Lang::En),
+        "it" => Some(Lang::It),
+        _ => None,
+    }
 }
 
 /// The language of a request: `?lang=it|en` first, then the remembered choice, then

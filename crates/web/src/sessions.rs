@@ -74,14 +74,7 @@ fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
 
 /// The session id a request carries, if any.
 fn cookie_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+    crate::extract::cookie(headers, COOKIE)
 }
 
 fn set_cookie(value: &str, max_age: Duration) -> Option<HeaderValue> {
