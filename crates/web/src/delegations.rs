@@ -158,7 +158,10 @@ pub async fn list(
         granted: granted.iter().map(|d| row(&app, d, d.delegate.to_string(), lang, false)).collect(),
         received: received
             .iter()
-            .map(|d| row(&app, d, d.grantor.to_string(), lang, in_use.as_deref() == Some(&d.id.to_string())))
+            .map(|d| {
+                let holds = d.standing(app.clock.now()) == domain::delegation::Standing::Valid;
+                row(&app, d, d.grantor.to_string(), lang, holds && in_use.as_deref() == Some(&d.id.to_string()))
+            })
             .collect(),
         acting: in_use.is_some(),
         tr,
@@ -526,7 +529,10 @@ pub async fn activity(State(app): State<AppState>, UserLang(lang): UserLang, des
             let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
             let detail = ["reference", "practice", "delegation", "institution"]
                 .iter()
-                .filter_map(|k| detail.get(*k).and_then(|v| v.as_str()).map(|v| format!("{k}: {v}")))
+                .filter_map(|k| {
+                    let label = tr.msg(&format!("activity-key-{k}"));
+                    detail.get(*k).and_then(|v| v.as_str()).map(|v| format!("{label}: {v}"))
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             ActRow { at, actor, action, detail }

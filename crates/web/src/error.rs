@@ -207,6 +207,15 @@ impl ApiError {
             // No HTTP auth scheme applies: the credential is the TLS client certificate.
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("TLS-client-certificate"));
         }
+        if let Self::OutOfScope(domain::delegation::OutOfScope::NotValid(_)) = self {
+            // The delegation no longer holds: this refusal is the last answer given under it;
+            // the browser acts for its own holder from the next request.
+            let clear =
+                format!("{}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0", crate::acting::ACTING_COOKIE);
+            if let Ok(value) = HeaderValue::from_str(&clear) {
+                headers.append(header::SET_COOKIE, value);
+            }
+        }
         response
     }
 

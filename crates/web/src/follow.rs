@@ -82,6 +82,8 @@ pub struct RecipientRow {
     class: &'static str,
     protocol: String,
     notes: Vec<String>,
+    /// The last technical error, untranslated (shown apart, for support).
+    technical: Option<String>,
     /// "Send again to this institution" (failed).
     resend: Option<(String, String)>,
     /// The fields at fault, editable (rejected).
@@ -195,8 +197,10 @@ async fn practice_page(
                     });
                 }
             }
-            if let Some(error) = &d.status.last_error {
-                notes.push(error.clone());
+            // The institution's or the network's own words stay available, marked as such.
+            let technical = d.status.last_error.clone();
+            if d.state() == DeliveryState::Failed {
+                notes.push(tr.msg("practice-failed-note"));
             }
             let resend = (d.state() == DeliveryState::Failed).then(|| {
                 (
@@ -209,8 +213,12 @@ async fn practice_page(
                 institution: name,
                 state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),
                 class: state_class(d.state()),
-                protocol: d.status.protocol_number.clone().unwrap_or_else(|| tr.msg("practice-protocol-waiting")),
+                protocol: d.status.protocol_number.clone().unwrap_or_else(|| match d.state() {
+                    DeliveryState::Failed | DeliveryState::Rejected => "—".to_string(),
+                    _ => tr.msg("practice-protocol-waiting"),
+                }),
                 notes,
+                technical,
                 resend,
                 correction,
             }
@@ -430,7 +438,7 @@ pub async fn receipt(
         // A practice never sent has no receipt.
         return Err(ApiError::NotFound);
     };
-    let tr = Tr::new(&app.translations, lang);
+    let tr = Tr::acting(&app.translations, lang, &principal);
     let service = app.catalog.service(&practice.service_id);
     let rows = deliveries
         .iter()

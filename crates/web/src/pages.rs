@@ -124,10 +124,24 @@ pub async fn services(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
     MaybeHolder(holder): MaybeHolder,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    let tr = Tr::new(&app.translations, lang);
-    let answers = match &holder {
-        Some(holder) => crate::api::holder_authorisations(&app, &holder.tax_code).await,
+    // Under a delegation: the grantor's authorisations, and the banner.
+    let principal = match holder {
+        Some(holder) => {
+            match crate::acting::Principal::resolve(&app, holder, crate::acting::selector(&headers).as_deref()).await {
+                Ok(p) => Some(p),
+                Err(e) => return e.into_response(),
+            }
+        }
+        None => None,
+    };
+    let tr = match &principal {
+        Some(p) => Tr::acting(&app.translations, lang, p),
+        None => Tr::new(&app.translations, lang),
+    };
+    let answers = match &principal {
+        Some(p) => crate::api::holder_authorisations(&app, &p.owner).await,
         None => None,
     };
     let groups = app
