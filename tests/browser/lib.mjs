@@ -412,3 +412,73 @@ export async function withSimulator(id, patch, fn) {
     await setSimulatorBehaviour(id, before);
   }
 }
+
+/** The date `days` from today in Rome, as the forms want it: `dd/mm/yyyy`. */
+export function inDays(days) {
+  const d = new Date(Date.now() + days * 86_400_000);
+  const [y, m, day] = d.toLocaleDateString('sv-SE', { timeZone: 'Europe/Rome' }).split('-');
+  return `${day}/${m}/${y}`;
+}
+
+/**
+ * Polls `probe` (an async function) every `interval` ms until it returns something truthy,
+ * and returns that; after `timeout` ms fails with `what` and the last value seen (as
+ * `describe(value)`), like an expect() that retries.
+ */
+export async function waitUntil(probe, { timeout = 20_000, interval = 250, what = 'the condition', describe } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last) return last;
+    if (Date.now() > deadline) {
+      const seen = describe ? describe(last) : JSON.stringify(last);
+      throw new Error(`waited ${timeout / 1000} s for ${what}; last seen: ${seen}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+}
+
+/**
+ * checkPage for a journey: every page is checked, but a page's problems do not stop the
+ * journey; they are collected and `assertClean()` reports all of them at the end, so one
+ * test run shows both what the person could not do and every page that is not accessible.
+ */
+export class PageChecks {
+  constructor(prefix) {
+    this.prefix = prefix;
+    this.problems = [];
+    this.names = new Set();
+  }
+
+  /** checkPage(page, `<prefix>-<name>`, options), its failure kept for assertClean(). */
+  async check(page, name, options = {}) {
+    const full = `${this.prefix}-${name}`;
+    assert.ok(!this.names.has(full), `checked twice under the name ${full}`);
+    this.names.add(full);
+    try {
+      await checkPage(page, full, options);
+    } catch (error) {
+      this.problems.push(error.message);
+    }
+  }
+
+  /** Another problem of a page (what the journey expected to see), reported with the rest. */
+  fail(name, message) {
+    this.problems.push(`${this.prefix}-${name}: ${message}`);
+  }
+
+  assertClean() {
+    if (this.problems.length) throw pageProblems(this.problems.join('\n'));
+  }
+}
+
+/**
+ * Clicks `locator` (a link, or a form's button) and waits for the page it leads to; returns
+ * that page's response (after redirects: a form's POST answered 303 gives the page shown).
+ */
+export async function clickThrough(page, locator) {
+  const [response] = await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), locator.click()]);
+  assert.ok(response, `clicking ${locator} loaded no page`);
+  return response;
+}

@@ -24,6 +24,25 @@ import {
 /** At most this many pages in the crawl (each also visited in English). */
 const MAX_PAGES = 60;
 
+/**
+ * Pages under a practice (its task list, sections, review, receipt, export) are the same
+ * templates for every practice: the crawl visits those of one practice of each kind only, so
+ * that the practices the journeys leave on the desk do not crowd the other pages out. Every
+ * practice's own page is visited (each shows another state of its recipients).
+ */
+const PER_PRACTICE_KIND = 1;
+const ID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
+/** `/pratiche/<id>/sezioni/seat?controlla=1` → `/pratiche/:id/sezioni/seat?controlla=1`; null for a page of no practice. */
+function practiceKind(href) {
+  const u = new URL(href);
+  u.hash = '';
+  u.searchParams.delete('lang');
+  u.searchParams.sort();
+  const kind = `${u.pathname}${u.search}`.replace(ID, ':id');
+  return kind === `${u.pathname}${u.search}` || kind === '/pratiche/:id' ? null : kind;
+}
+
 const browser = await launchBrowser();
 after(() => browser.close());
 
@@ -214,6 +233,7 @@ describe('the desk of Utente DiProva (card diprova)', () => {
   test('crawl from / in Italian', async (t) => {
     const queue = [url('/')];
     const seen = new Set([crawlKey(queue[0])]);
+    const kinds = new Map();
     while (queue.length && visited.length < MAX_PAGES) {
       const href = queue.shift();
       const name = nameFor(href);
@@ -224,8 +244,10 @@ describe('the desk of Utente DiProva (card diprova)', () => {
         if (isHtml(response)) {
           for (const link of await links(page)) {
             const key = crawlKey(link);
-            if (!seen.has(key)) {
+            const kind = practiceKind(link);
+            if (!seen.has(key) && (kinds.get(kind) ?? 0) < (kind ? PER_PRACTICE_KIND : Infinity)) {
               seen.add(key);
+              if (kind) kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
               const u = new URL(link);
               u.hash = '';
               u.searchParams.delete('lang');
@@ -238,13 +260,21 @@ describe('the desk of Utente DiProva (card diprova)', () => {
       });
     }
     const paths = visited.map((h) => new URL(h).pathname);
-    for (const expected of ['/', '/servizi', '/pratiche', '/accessibilita']) {
+    const expectedPaths = ['/', '/servizi', '/pratiche', '/accessibilita', '/ricerca', '/deleghe', '/deleghe/nuova', '/deleghe/attivita'];
+    for (const expected of expectedPaths) {
       assert.ok(paths.includes(expected), `the crawl did not reach ${expected} (visited: ${paths.join(', ')})`);
     }
-    assert.ok(
-      paths.some((p) => /^\/pratiche\/[^/]+$/.test(p)),
-      `the crawl reached no practice's page (visited: ${paths.join(', ')})`,
-    );
+    for (const [what, pattern] of [
+      ["a practice's page", /^\/pratiche\/[^/]+$/],
+      ["a service's page", /^\/servizi\/[^/]+$/],
+      ["a service's help", /^\/aiuto\/servizi\/[^/]+$/],
+      ["a draft's task list", /^\/pratiche\/[^/]+\/compila$/],
+      ["a draft's section", /^\/pratiche\/[^/]+\/sezioni\/[^/]+$/],
+      ["a draft's review", /^\/pratiche\/[^/]+\/riepilogo$/],
+      ['a receipt', /^\/pratiche\/[^/]+\/ricevuta$/],
+    ]) {
+      assert.ok(paths.some((p) => pattern.test(p)), `the crawl reached no ${what} (visited: ${paths.join(', ')})`);
+    }
     if (queue.length) t.diagnostic(`stopped at ${MAX_PAGES} pages; ${queue.length} more not visited`);
   });
 
