@@ -320,7 +320,7 @@ test('Utente DiProva starts a sole-trader business, from the catalog to the prot
     assert.equal(new URL(page.url()).search, '?stato=draft');
     await checks.check(page, 'practices-drafts');
     const draftLink = page.locator(`main table a[href="/pratiche/${id}"]`);
-    assert.equal(await draftLink.innerText(), 'non ancora inviata');
+    assert.equal(await draftLink.innerText(), 'non ancora assegnato');
     await clickThrough(page, draftLink);
     assert.equal(await h1(page), SERVICE_TITLE);
     assert.equal(

@@ -406,6 +406,11 @@ pub fn prepare_correction(
     let mut data = practice.data.clone();
     data.extend(corrections.iter().map(|(k, v)| (k.clone(), v.clone())));
     let data = validate_data(service, &data, today).map_err(SubmitError::Invalid)?;
+    // Sending the faulted data again unchanged would only be refused again.
+    let unchanged = !at_fault.is_empty() && at_fault.iter().all(|f| data.get(f) == practice.data.get(f));
+    if unchanged {
+        return Err(SubmitError::Invalid(at_fault.iter().map(|f| FieldError::new(f, Reason::NotCorrected)).collect()));
+    }
     let recipient = service
         .recipients
         .iter()
@@ -592,6 +597,51 @@ mod tests {
         }
         practice.state = PracticeState::InProgress;
         assert!(matches!(prepare_submission(&practice, &catalog, now), Err(SubmitError::Illegal(_))));
+    }
+
+    #[test]
+    fn a_correction_changes_only_the_faulted_fields_and_must_change_them() {
+        let catalog = crate::catalog::tests::shipped();
+        let now = time::macros::datetime!(2026-11-27 10:00 UTC);
+        let today = crate::italian_date(now);
+        let draft = Practice {
+            id: PracticeId::from_random_bytes([8; 16]),
+            owner: CodiceFiscale::parse("RSSMRA45C12F205C").expect("cf"),
+            actor: CodiceFiscale::parse("RSSMRA45C12F205C").expect("cf"),
+            service_id: "avvio-ditta-individuale".into(),
+            state: PracticeState::Draft,
+            data: crate::catalog::tests::complete_start_data(),
+            reference: None,
+            needs_resend: false,
+            created_at: now,
+            updated_at: now,
+            submitted_at: None,
+        };
+        let sent = Practice { data: prepare_submission(&draft, &catalog, now).expect("valid").data, ..draft };
+        let at_fault = vec!["inail.work_processes".to_string()];
+        let correct = |corrections: &[(&str, &str)]| {
+            let corrections: PracticeData = corrections.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            prepare_correction(&sent, &catalog, "inail", &at_fault, &corrections, today)
+        };
+        let unchanged = sent.data["inail.work_processes"].clone();
+        for attempt in [vec![], vec![("inail.work_processes", unchanged.as_str())]] {
+            match correct(&attempt) {
+                Err(SubmitError::Invalid(errors)) => {
+                    assert_eq!(errors, vec![FieldError::new("inail.work_processes", Reason::NotCorrected)]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match correct(&[("business.name", "Altro")]) {
+            Err(SubmitError::Invalid(errors)) => {
+                assert_eq!(errors, vec![FieldError::new("business.name", Reason::NotAtFault)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (data, payload) =
+            correct(&[("inail.work_processes", "Somministrazione al banco e ai tavoli")]).expect("ok");
+        assert_eq!(data["inail.work_processes"], "Somministrazione al banco e ai tavoli");
+        assert!(payload.to_string().contains("Somministrazione al banco e ai tavoli"));
     }
 
     #[test]

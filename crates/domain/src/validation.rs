@@ -54,6 +54,8 @@ pub enum Reason {
     ControlCharacters,
     /// A correction to a rejected filing touches a field the institution did not fault.
     NotAtFault,
+    /// A field the institution faulted is sent again unchanged.
+    NotCorrected,
 }
 
 impl Reason {
@@ -87,6 +89,7 @@ impl Reason {
             Self::NotAnOption { .. } => "not-an-option",
             Self::ControlCharacters => "control-characters",
             Self::NotAtFault => "not-at-fault",
+            Self::NotCorrected => "not-corrected",
         }
     }
 

@@ -324,7 +324,9 @@ pub async fn service(
                 how_to_obtain: r.how_to_obtain().map(str::to_string),
             });
         }
+        let outside = principal.delegation.as_ref().is_some_and(|d| !d.scope.services.contains(&service.id));
         warning = match answers.complete() {
+            _ if outside => Some(tr.msg("service-warning-out-of-scope")),
             Some(false) => Some(tr.msg("service-warning-missing")),
             None => Some(tr.msg("service-warning-unknown")),
             Some(true) => None,
@@ -419,7 +421,11 @@ async fn prefill(
 
 /// `POST /pratiche` (form: `servizio`, `impresa`): starts a draft, prefilled for a business
 /// the holder chose, and opens its task list.
-pub async fn start(State(app): State<AppState>, form: DeskForm) -> Result<Response, ApiError> {
+pub async fn start(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    form: DeskForm,
+) -> Result<Response, ApiError> {
     let service_id = form.get("servizio").unwrap_or_default().to_string();
     let service = app.catalog.service(&service_id).ok_or(ApiError::UnknownService(service_id.clone()))?;
     let principal = form.principal(&app).await?;
@@ -427,7 +433,9 @@ pub async fn start(State(app): State<AppState>, form: DeskForm) -> Result<Respon
         Some(business) => {
             let known = known_businesses(&app, &principal).await?;
             if !known.iter().any(|(code, _)| code.eq_ignore_ascii_case(business)) {
-                return Err(ApiError::BadParameter(format!("impresa: `{business}` is not one of yours")));
+                let business: String = business.chars().filter(|c| !c.is_control()).take(20).collect();
+                let message = app.translations.message(lang, "service-business-not-yours", &[("business", business)]);
+                return Err(ApiError::BadParameter(message));
             }
             prefill(&app, &principal, service, &business.to_uppercase()).await?
         }
@@ -531,7 +539,7 @@ fn section_page(
     (practice, service): (&Practice, &Service),
     section_id: &str,
     values: &BTreeMap<String, String>,
-    errors: &[FieldError],
+    (errors, saving): (&[FieldError], bool),
 ) -> Result<Response, ApiError> {
     let all = sections(app, service, lang);
     let position = all.iter().position(|s| s.id == section_id).ok_or(ApiError::NotFound)?;
@@ -570,7 +578,7 @@ fn section_page(
         fields,
         tr,
     };
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let status = if errors.is_empty() || !saving { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok(desk.finish(render(&page, status)))
 }
 
@@ -594,7 +602,7 @@ pub async fn section(
     } else {
         Vec::new()
     };
-    section_page(&app, (&desk, &principal), lang, (&practice, &service), &section_id, &practice.data, &errors)
+    section_page(&app, (&desk, &principal), lang, (&practice, &service), &section_id, &practice.data, (&errors, false))
 }
 
 /// `POST /pratiche/{id}/sezioni/{section}` (the section's fields and `azione`: `continua`,
@@ -629,7 +637,15 @@ pub async fn save_section(
             return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());
         }
         Err(ApiError::Validation { errors, .. }) => {
-            return section_page(&app, (&desk, &principal), lang, (&practice, &service), &section_id, &data, &errors);
+            return section_page(
+                &app,
+                (&desk, &principal),
+                lang,
+                (&practice, &service),
+                &section_id,
+                &data,
+                (&errors, true),
+            );
         }
         Err(e) => return Err(e),
     }
@@ -690,7 +706,7 @@ fn review_page(
     practice: &Practice,
     service: &Service,
     errors: &[FieldError],
-    refusal: Vec<String>,
+    (refusal, sent): (Vec<String>, bool),
 ) -> Response {
     let tr = Tr::acting(&app.translations, lang, principal);
     let all = sections(app, service, lang);
@@ -731,7 +747,8 @@ fn review_page(
         needs_resend: practice.needs_resend,
         tr,
     };
-    let status = if page.errors.is_empty() && page.refusal.is_empty() {
+    // Looking at what is still missing is not an error; a refused send is.
+    let status = if page.refusal.is_empty() && (page.errors.is_empty() || !sent) {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -754,7 +771,7 @@ pub async fn review(
     }
     let today = domain::italian_date(app.clock.now());
     let errors = domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default();
-    Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &errors, Vec::new()))
+    Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &errors, (Vec::new(), false)))
 }
 
 /// `POST /pratiche/{id}/invia`: sends the practice; its page then follows each recipient.
@@ -769,8 +786,12 @@ pub async fn send(
     let (practice, service) = load(&app, &principal, &id).await?;
     match crate::api::submit(&app, &principal, practice.id, lang).await {
         Ok((submitted, _)) => Ok(see_other(&format!("/pratiche/{}?inviata=1", submitted.id))),
+        // Sent meanwhile (a second click on "Invia"): its page says where it stands.
+        Err(ApiError::WrongState(PracticeState::InProgress | PracticeState::Completed)) => {
+            Ok(see_other(&format!("/pratiche/{}", practice.id)))
+        }
         Err(ApiError::Validation { errors, .. }) => {
-            Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &errors, Vec::new()))
+            Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &errors, (Vec::new(), true)))
         }
         Err(ApiError::NotAuthorised { business, institutions }) => {
             let tr = Tr::new(&app.translations, lang);
@@ -784,7 +805,7 @@ pub async fn send(
                     )
                 })
                 .collect();
-            Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &[], refusal))
+            Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &[], (refusal, true)))
         }
         Err(e) => Err(e),
     }

@@ -65,8 +65,10 @@ pub struct DelegationRow {
     standing: String,
     note: String,
     outcomes: Vec<Outcome>,
-    /// Whether it can still be ended (revoke / renounce), or used.
+    /// Whether it can still be ended (revoke / renounce).
     open: bool,
+    /// Whether it can be used now (valid today).
+    usable: bool,
     in_use: bool,
 }
 
@@ -112,6 +114,7 @@ fn row(app: &AppState, d: &Delegation, other: String, lang: Lang, in_use: bool) 
         note: d.note.clone(),
         outcomes,
         open: matches!(standing, domain::delegation::Standing::Valid | domain::delegation::Standing::NotYetValid),
+        usable: standing == domain::delegation::Standing::Valid,
         in_use,
     }
 }
@@ -367,6 +370,36 @@ pub async fn grant(
     let from = parse(&typed.from, "#delega-dal", "delegation-error-from-format", &mut errors);
     let until = parse(&typed.until, "#delega-al", "delegation-error-until-format", &mut errors);
     let today = domain::italian_date(app.clock.now());
+    if typed.note.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        || typed
+            .note
+            .chars()
+            .any(|c| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    {
+        errors.push(ErrorLink {
+            href: "#delega-nota".into(),
+            message: app.translations.message(lang, "delegation-error-note-characters", &[]),
+        });
+    }
+    if from.is_none() || until.is_none() {
+        // The other choices are checked all the same, so every mistake shows at once.
+        let request = GrantRequest {
+            delegate: typed.delegate.clone(),
+            scope: Scope {
+                institutions: typed.institutions.clone(),
+                businesses: typed.businesses.clone(),
+                services: typed.services.clone(),
+            },
+            valid_from: today,
+            valid_to: today,
+            note: typed.note.clone(),
+        };
+        errors.extend(
+            check_grant(&form.holder.tax_code, &request, &answers, &app.catalog, app.delegation_policy.max_days, today)
+                .iter()
+                .map(|e| grant_error(&app, lang, e)),
+        );
+    }
     if let (Some(from), Some(until)) = (from, until) {
         let request = GrantRequest {
             delegate: typed.delegate.clone(),

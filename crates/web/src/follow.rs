@@ -111,6 +111,8 @@ struct PracticePage<'a> {
     notice: Option<String>,
     draft: bool,
     needs_resend: bool,
+    /// Some recipient failed or rejected the filing: the user has something to do.
+    action_needed: bool,
     problems: Vec<String>,
     recipients: Vec<RecipientRow>,
     timeline: Vec<TimelineRow>,
@@ -129,6 +131,8 @@ pub struct PracticeQuery {
 struct Refused<'e> {
     institution: &'e str,
     errors: &'e [FieldError],
+    /// What the user typed, shown again.
+    typed: &'e PracticeData,
 }
 
 async fn load(app: &AppState, principal: &Principal, id: &str) -> Result<(Practice, Vec<Delivery>), ApiError> {
@@ -170,7 +174,11 @@ async fn practice_page(
                     .iter()
                     .filter_map(|f| service.and_then(|s| s.field(f).map(|sf| (s, sf))))
                     .map(|(s, sf)| {
-                        let value = practice.data.get(&sf.spec.id).map_or("", String::as_str);
+                        let typed = refused.as_ref().filter(|r| r.institution == d.institution).map(|r| r.typed);
+                        let value = typed
+                            .and_then(|t| t.get(&sf.spec.id))
+                            .or_else(|| practice.data.get(&sf.spec.id))
+                            .map_or("", String::as_str);
                         let mut input = FieldInput::new(app, s, sf, value, lang);
                         input.html_id = format!("{}-{}", input.html_id, d.institution);
                         if let Some(e) = errors.iter().find(|e| e.field == sf.spec.id) {
@@ -247,6 +255,7 @@ async fn practice_page(
         submitted: practice.submitted_at.map(domain::italian_display),
         notice,
         draft: practice.state == PracticeState::Draft,
+        action_needed: deliveries.iter().any(|d| matches!(d.state(), DeliveryState::Failed | DeliveryState::Rejected)),
         needs_resend: practice.needs_resend,
         problems,
         recipients,
@@ -306,7 +315,7 @@ pub async fn resend(
     match crate::api::resend(&app, &principal, practice.id, &institution, &corrections).await {
         Ok(()) => Ok(Redirect::to(&format!("/pratiche/{}?reinviata={institution}", practice.id)).into_response()),
         Err(ApiError::Validation { errors, .. }) => {
-            let refused = Refused { institution: &institution, errors: &errors };
+            let refused = Refused { institution: &institution, errors: &errors, typed: &corrections };
             practice_page(&app, (&desk, &principal), lang, (practice, deliveries), None, Some(refused)).await
         }
         Err(e) => Err(e),
@@ -374,12 +383,15 @@ pub async fn events(
     State(app): State<AppState>,
     Acting(principal): Acting,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = PracticeId::parse(&id).ok_or(ApiError::NotFound)?;
     principal.practice(&app, id).await?;
-    let stream = futures_util::stream::unfold(
-        (app, principal, None::<LiveState>, 0u32),
-        move |(app, principal, last, mut ticks)| async move {
+    let selector = crate::acting::selector(&headers);
+    let holder = principal.actor.clone();
+    let stream = futures_util::stream::unfold((app, None::<LiveState>, 0u32), move |(app, last, mut ticks)| {
+        let (holder, selector) = (holder.clone(), selector.clone());
+        async move {
             loop {
                 if ticks > 0 {
                     tokio::time::sleep(LIVE_TICK).await;
@@ -388,15 +400,18 @@ pub async fn events(
                 if ticks > LIVE_TICKS {
                     return None;
                 }
+                // Who may follow is checked at every look: a delegation revoked meanwhile
+                // ends the stream.
+                let principal = Principal::resolve(&app, holder.clone(), selector.as_deref()).await.ok()?;
                 let now = live_state(&app, &principal, id).await?;
                 if last.as_ref() != Some(&now) {
                     let data = serde_json::to_string(&now).unwrap_or_default();
                     let event: Result<Event, Infallible> = Ok(Event::default().event("update").data(data));
-                    return Some((event, (app, principal, Some(now), ticks)));
+                    return Some((event, (app, Some(now), ticks)));
                 }
             }
-        },
-    );
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
@@ -435,8 +450,8 @@ pub async fn receipt(
     let principal = desk.principal(&app).await?;
     let (practice, deliveries) = load(&app, &principal, &id).await?;
     let (Some(reference), Some(submitted)) = (&practice.reference, practice.submitted_at) else {
-        // A practice never sent has no receipt.
-        return Err(ApiError::NotFound);
+        // A practice never sent has no receipt yet.
+        return Err(ApiError::WrongState(practice.state));
     };
     let tr = Tr::acting(&app.translations, lang, &principal);
     let service = app.catalog.service(&practice.service_id);
@@ -522,12 +537,18 @@ pub async fn export(
     Acting(principal): Acting,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let ids: Vec<&str> = pairs.iter().filter(|(k, _)| k == "pratica").map(|(_, v)| v.as_str()).collect();
+    let mut ids: Vec<&str> = Vec::new();
+    for id in pairs.iter().filter(|(k, _)| k == "pratica").map(|(_, v)| v.as_str()) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
     if ids.is_empty() {
         return Err(ApiError::BadParameter(app.translations.message(lang, "export-none-chosen", &[])));
     }
     if ids.len() > EXPORT_MAX {
-        return Err(ApiError::BadParameter(format!("pratica: at most {EXPORT_MAX} practices at a time")));
+        let max = EXPORT_MAX.to_string();
+        return Err(ApiError::BadParameter(app.translations.message(lang, "export-too-many", &[("max", max)])));
     }
     let mut practices = Vec::new();
     for id in ids {

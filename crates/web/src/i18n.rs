@@ -122,6 +122,7 @@ mod tests {
             Reason::NotAnOption { options: "a, b".into() },
             Reason::ControlCharacters,
             Reason::NotAtFault,
+            Reason::NotCorrected,
         ];
         for r in &all {
             match r {
@@ -151,7 +152,8 @@ mod tests {
                 | Reason::NumberTooLarge { .. }
                 | Reason::NotAnOption { .. }
                 | Reason::ControlCharacters
-                | Reason::NotAtFault => {}
+                | Reason::NotAtFault
+                | Reason::NotCorrected => {}
             }
         }
         all

@@ -164,7 +164,12 @@ pub async fn services(
                         .collect::<Vec<_>>()
                         .join(", ");
                     let readiness = answers.as_ref().map(|a| crate::api::ServiceReadiness::of(s, a).complete);
+                    let outside = principal
+                        .as_ref()
+                        .and_then(|p| p.delegation.as_ref())
+                        .is_some_and(|d| !d.scope.services.contains(&s.id));
                     let (readiness, readiness_class) = match readiness {
+                        _ if outside => (Some(tr.msg("services-out-of-scope")), "tag-missing"),
                         None => (None, ""),
                         Some(Some(false)) => (Some(tr.msg("services-missing")), "tag-missing"),
                         Some(None) => (Some(tr.msg("services-unknown")), "tag-unknown"),

@@ -22,6 +22,9 @@ use crate::AppState;
 /// Results on one page.
 pub const PAGE_SIZE: u32 = 20;
 
+/// Longest search text, in characters.
+const TEXT_MAX: usize = 200;
+
 #[derive(Debug)]
 pub struct Choice {
     value: String,
@@ -65,6 +68,7 @@ struct SearchPage<'a> {
     services: Vec<Choice>,
     states: Vec<Choice>,
     errors: Vec<ErrorLink>,
+    text_error: Option<String>,
     from_error: Option<String>,
     until_error: Option<String>,
     searched: bool,
@@ -132,8 +136,11 @@ fn parse_day(app: &AppState, lang: Lang, label: &str, value: Option<&str>) -> Re
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => domain::identifiers::parse_date(v)
+            .ok()
+            // Dates of sending: nothing before 1900 or after 9999 can match, or be stored.
+            .filter(|d| (1900..=9999).contains(&d.year()))
             .map(Some)
-            .map_err(|_| app.translations.message(lang, "search-bad-date", &[("field", label.to_string())])),
+            .ok_or_else(|| app.translations.message(lang, "search-bad-date", &[("field", label.to_string())])),
     }
 }
 
@@ -150,7 +157,20 @@ pub async fn search(
     let mut errors = Vec::new();
     let from = parse_day(&app, lang, &tr.msg("search-from"), query.dal.as_deref());
     let until = parse_day(&app, lang, &tr.msg("search-until"), query.al.as_deref());
-    let (from_error, until_error) = (from.clone().err(), until.clone().err());
+    let (from_error, mut until_error) = (from.clone().err(), until.clone().err());
+    if let (Ok(Some(f)), Ok(Some(u))) = (&from, &until) {
+        if u < f {
+            until_error = Some(tr.msg("search-until-before-from"));
+        }
+    }
+    let text_error = query
+        .testo
+        .as_deref()
+        .filter(|t| t.chars().count() > TEXT_MAX)
+        .map(|_| tr.fmt("search-text-too-long", &[("max", TEXT_MAX.to_string())]));
+    if let Some(message) = &text_error {
+        errors.push(ErrorLink { href: "#ricerca-testo".into(), message: message.clone() });
+    }
     for (error, anchor) in [(&from_error, "#ricerca-dal"), (&until_error, "#ricerca-al")] {
         if let Some(message) = error {
             errors.push(ErrorLink { href: anchor.to_string(), message: message.clone() });
@@ -173,7 +193,7 @@ pub async fn search(
     let sort = query.ordina.as_deref().and_then(SortKey::parse).unwrap_or_default();
     let descending =
         query.verso.as_deref().map_or(sort == SortKey::Updated || sort == SortKey::Submitted, |v| v != "asc");
-    let page = query.pagina.as_deref().and_then(|p| p.parse::<u32>().ok()).filter(|p| *p >= 1).unwrap_or(1);
+    let mut page = query.pagina.as_deref().and_then(|p| p.parse::<u32>().ok()).filter(|p| *p >= 1).unwrap_or(1);
     let (from, until) = (from.ok().flatten(), until.ok().flatten());
 
     let searched = !query.is_empty() && errors.is_empty();
@@ -194,8 +214,14 @@ pub async fn search(
             offset: (page - 1).saturating_mul(PAGE_SIZE),
             scope: principal.scope_filter(),
         };
-        let found = app.store.search(&principal.owner, &search).await?;
+        let mut found = app.store.search(&principal.owner, &search).await?;
         let last_page = u32::try_from(found.total.div_ceil(u64::from(PAGE_SIZE))).unwrap_or(u32::MAX).max(1);
+        if page > last_page {
+            // Past the end (an old link, a hand-made URL): the last page instead.
+            page = last_page;
+            let search = PracticeSearch { offset: (page - 1).saturating_mul(PAGE_SIZE), ..search };
+            found = app.store.search(&principal.owner, &search).await?;
+        }
         summary = tr.fmt(
             "search-summary",
             &[("total", found.total.to_string()), ("page", page.to_string()), ("pages", last_page.to_string())],
@@ -282,6 +308,7 @@ pub async fn search(
         services,
         states,
         errors,
+        text_error,
         from_error,
         until_error,
         searched,

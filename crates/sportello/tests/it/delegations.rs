@@ -151,10 +151,18 @@ async fn a_collaborator_acts_within_the_delegation_and_no_further() {
     assert!(activity.contains(COLLABORATOR) && activity.contains("pratica inviata"), "{activity}");
     assert!(activity.contains("atto rifiutato: fuori dalla delega"), "{activity}");
 
-    // Revoked in the middle of the collaborator's session: the next request is refused.
+    // Revoked in the middle of the collaborator's session: the next request is refused, and a
+    // live stream she holds open ends.
+    let mut stream = as_delegate(api.get(w.url(&format!("/pratiche/{practice_id}/eventi")))).send().await.expect("sse");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let first = stream.chunk().await.expect("chunk").expect("a first event");
+    assert!(String::from_utf8_lossy(&first).contains("event: update"));
     let (_, _, page) = grantor.get("/deleghe").await;
     let (_, at, _) = grantor.post(&format!("/deleghe/{id}/revoca"), &[("_csrf", &csrf(&page))]).await;
     assert!(at.ends_with("esito=revocata"), "{at}");
+    let ended =
+        tokio::time::timeout(Duration::from_secs(10), async { while let Ok(Some(_)) = stream.chunk().await {} }).await;
+    assert!(ended.is_ok(), "the live stream ends once the delegation is revoked");
     let (status, _, page) = collaborator.get(&format!("/pratiche/{practice_id}")).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
     assert!(page.contains("revocata"), "{page}");

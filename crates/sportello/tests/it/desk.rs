@@ -192,6 +192,18 @@ async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
     let (status, _, page) = browser.get("/ricerca?dal=31/02/2026").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("Inviata dal: la data non è valida"), "{page}");
+    let (status, _, page) = browser.get("/ricerca?dal=01/01/0000").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a year the store cannot hold is a bad date, not an outage");
+    assert!(page.contains("Inviata dal: la data non è valida"), "{page}");
+    let (status, _, page) = browser.get("/ricerca?dal=02/12/2026&al=01/12/2026").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("non può precedere"), "{page}");
+    let (status, _, page) = browser.get(&format!("/ricerca?testo={}", "a".repeat(5000))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("al massimo 200 caratteri"), "{page}");
+    let (status, _, page) = browser.get("/ricerca?testo=centrale&pagina=7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("pagina 1 di 1") && page.contains(&format!("href=\"/pratiche/{id}\"")), "{page}");
 
     // The export holds the data and the receipt's digest, with the note about records.
     let export: Value = app
