@@ -42,12 +42,21 @@ impl Default for DelegationPolicy {
     }
 }
 
-/// The delegation a request asks to act under, if any.
+/// Marks a selector read from the browser's cookie rather than asked for explicitly.
+const FROM_COOKIE: &str = "cookie:";
+
+/// The delegation a request asks to act under, if any: the API header as given, or the
+/// browser's cookie (marked, see [`Principal::resolve`]).
 pub fn selector(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get(ACTING_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_string());
     }
-    crate::extract::cookie(headers, ACTING_COOKIE).filter(|v| !v.is_empty())
+    crate::extract::cookie(headers, ACTING_COOKIE).filter(|v| !v.is_empty()).map(|v| format!("{FROM_COOKIE}{v}"))
+}
+
+/// The delegation id a request's selector names, whatever its source.
+pub fn selected_id(headers: &HeaderMap) -> Option<String> {
+    selector(headers).map(|s| s.strip_prefix(FROM_COOKIE).map_or(s.clone(), str::to_string))
 }
 
 /// Writes "delegation expired" to the audit trail the first time anyone notices that a
@@ -87,14 +96,29 @@ impl Principal {
     }
 
     /// Resolves the selector: the delegation must exist, name the holder as delegate and hold
-    /// now. A selector naming someone else's delegation is "not found".
+    /// now. Asked for explicitly (API header), a delegation that is not the holder's is "not
+    /// found". Left in the browser (cookie) by someone else's card or tampered with, it is
+    /// ignored: the holder acts for himself or herself. Ended, it is refused either way.
     pub async fn resolve(app: &AppState, holder: Holder, selector: Option<&str>) -> Result<Self, ApiError> {
         let Some(selector) = selector.filter(|s| !s.is_empty()) else { return Ok(Self::own(holder)) };
-        let id = DelegationId::parse(selector).ok_or(ApiError::NotFound)?;
-        let delegation = app.store.delegation(id).await?;
-        if delegation.delegate != holder.tax_code {
-            return Err(ApiError::NotFound);
-        }
+        let (selector, lenient) = match selector.strip_prefix(FROM_COOKIE) {
+            Some(from_cookie) => (from_cookie, true),
+            None => (selector, false),
+        };
+        let found = match DelegationId::parse(selector) {
+            Some(id) => match app.store.delegation(id).await {
+                Ok(d) => Some(d).filter(|d| d.delegate == holder.tax_code),
+                Err(storage::StoreError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let delegation = match found {
+            Some(d) => d,
+            None if lenient => return Ok(Self::own(holder)),
+            None => return Err(ApiError::NotFound),
+        };
+        let id = delegation.id;
         let standing = delegation.standing(app.clock.now());
         observe_expiry(app, &delegation).await;
         if standing != domain::delegation::Standing::Valid {

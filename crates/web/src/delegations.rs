@@ -25,7 +25,7 @@ use domain::delegation::{
 };
 use domain::Lang;
 
-use crate::acting::{selector, ACTING_COOKIE};
+use crate::acting::{selected_id, selector, ACTING_COOKIE};
 use crate::compile::ErrorLink;
 use crate::error::ApiError;
 use crate::extract::UserLang;
@@ -148,7 +148,7 @@ pub async fn list(
     for d in granted.iter().chain(received.iter()) {
         crate::acting::observe_expiry(&app, d).await;
     }
-    let in_use = selector(&headers);
+    let in_use = selected_id(&headers);
     let tr = Tr::new(&app.translations, lang);
     let notice = query
         .ok()
@@ -277,9 +277,17 @@ async fn own_answers(
 }
 
 /// A holder acting on behalf of someone cannot grant: what one holds by delegation is not
-/// one's own to hand on.
-fn acting_blocks(app: &AppState, lang: Lang, acting: Option<&str>) -> Option<String> {
-    acting.map(|_| app.translations.message(lang, "delegation-no-redelegation", &[]))
+/// one's own to hand on. (A delegation that no longer holds blocks too: it is refused.)
+async fn acting_blocks(
+    app: &AppState,
+    lang: Lang,
+    holder: &identity::Holder,
+    selector: Option<&str>,
+) -> Option<String> {
+    match crate::acting::Principal::resolve(app, holder.clone(), selector).await {
+        Ok(p) if p.delegation.is_none() => None,
+        _ => Some(app.translations.message(lang, "delegation-no-redelegation", &[])),
+    }
 }
 
 /// `GET /deleghe/nuova`: the grant form.
@@ -295,7 +303,7 @@ pub async fn new(
         from: format!("{:02}/{:02}/{}", today.day(), u8::from(today.month()), today.year()),
         ..Typed::default()
     };
-    let blocked = acting_blocks(&app, lang, selector(&headers).as_deref());
+    let blocked = acting_blocks(&app, lang, &desk.holder, selector(&headers).as_deref()).await;
     new_page(&app, &desk, lang, &answers, &typed, Vec::new(), blocked)
 }
 
@@ -353,7 +361,7 @@ pub async fn grant(
         note: form.get("nota").unwrap_or_default().trim().to_string(),
     };
     let answers = own_answers(&app, &form.holder).await;
-    if let Some(blocked) = acting_blocks(&app, lang, selector(&headers).as_deref()) {
+    if let Some(blocked) = acting_blocks(&app, lang, &form.holder, selector(&headers).as_deref()).await {
         crate::audit::holder_act(&app, &form.holder, "refused_redelegation", serde_json::json!({})).await;
         return Ok(new_page(&app, &desk, lang, &answers, &typed, Vec::new(), Some(blocked)));
     }

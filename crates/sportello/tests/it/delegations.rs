@@ -209,6 +209,14 @@ async fn a_collaborator_acts_within_the_delegation_and_no_further() {
     let body = r.text().await.expect("body");
     assert!(body.contains("Pratiche trovate: 0") && !body.contains(&practice_id), "{body}");
     let mut outsider = Browser::with(w.url(""), &w.ca_pem, Some(&w.stranger));
+    // A delegation cookie left in the same browser by another card (or made up) is ignored:
+    // the holder simply acts for himself.
+    for planted in [id.as_str(), "garbage"] {
+        outsider.set_cookie("__Host-sportello-delega", planted);
+        let (status, _, home) = outsider.get("/").await;
+        assert_eq!(status, StatusCode::OK, "{planted}: {home}");
+        assert!(!home.contains("Stai operando per conto"), "{home}");
+    }
     let (_, _, page) = outsider.get("/servizi/avvio-ditta-individuale").await;
     let token = csrf(&page);
     for action in ["revoca", "rinuncia", "usa"] {

@@ -63,6 +63,11 @@ impl Browser {
         }
     }
 
+    /// Plants a cookie, as another card's use of the same browser (or a user) would leave it.
+    pub(crate) fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_string(), value.to_string());
+    }
+
     fn cookie_header(&self) -> Option<String> {
         (!self.cookies.is_empty())
             .then(|| self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
