@@ -193,8 +193,15 @@ impl Delivery {
     }
 }
 
+/// Control characters (but line breaks and tabs in long texts), and the invisible or
+/// direction-changing characters and replacement marks that make a value read differently
+/// from what it holds.
 fn has_control_chars(value: &str, multiline: bool) -> bool {
-    value.chars().any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    value.chars().any(|c| {
+        (c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+            || matches!(c, '\u{FEFF}' | '\u{FFFD}')
+    })
 }
 
 /// What a draft may hold: only the service's fields, and every value given must be valid.
@@ -532,6 +539,10 @@ mod tests {
 
         let name = spec("business.name", FieldKind::Text);
         assert_eq!(check_value(&name, "Bar\u{0007}", today), Err(Reason::ControlCharacters));
+        for hidden in ["Bar\u{202E}moR", "Bar\u{200B}", "Bar\u{FFFD}\u{FFFD}", "\u{FEFF}Bar"] {
+            assert_eq!(check_value(&name, hidden, today), Err(Reason::ControlCharacters), "{hidden:?}");
+        }
+        assert_eq!(check_value(&name, "Caffè «Roma» – l'Aquila", today), Ok("Caffè «Roma» – l'Aquila".into()));
     }
 
     #[test]
