@@ -85,11 +85,6 @@ pub fn record_hash(
     ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Milliseconds since the epoch.
-pub fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
 /// The record that follows `head` (or starts the chain).
 pub fn next_record(head: Option<&AuditHead>, new: &NewAuditRecord) -> AuditRecord {
     let (seq, prev_hash) = match head {
@@ -97,7 +92,7 @@ pub fn next_record(head: Option<&AuditHead>, new: &NewAuditRecord) -> AuditRecor
         None => (1, GENESIS.to_string()),
     };
     let detail = new.detail.to_string();
-    let at_ms = millis(new.at);
+    let at_ms = crate::unix_millis(new.at);
     let hash = record_hash(seq, at_ms, &new.actor, &new.responsible, &new.action, &detail, &prev_hash);
     AuditRecord {
         seq,

@@ -519,6 +519,7 @@ struct DelegationRow {
 
 /// One institution's answer as both adapters read it.
 struct DelegationInstitutionRow {
+    delegation_id: String,
     institution: String,
     state: String,
     reference: Option<String>,
@@ -530,8 +531,28 @@ fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("time {ms}")))
 }
 
-fn to_millis(t: OffsetDateTime) -> i64 {
+/// Unix milliseconds: how stores keep queue times, sessions, delegations and audit times.
+pub fn unix_millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Whole delegations from their rows and the institution rows of all of them (read in one
+/// query), in the order of `rows`.
+fn assemble_delegations(
+    rows: Vec<DelegationRow>,
+    institutions: Vec<DelegationInstitutionRow>,
+) -> Result<Vec<Delegation>, StoreError> {
+    let mut by_delegation: std::collections::HashMap<String, Vec<DelegationInstitutionRow>> =
+        std::collections::HashMap::new();
+    for i in institutions {
+        by_delegation.entry(i.delegation_id.clone()).or_default().push(i);
+    }
+    rows.into_iter()
+        .map(|d| {
+            let mine = by_delegation.remove(&d.id).unwrap_or_default();
+            d.into_delegation(mine)
+        })
+        .collect()
 }
 
 impl DelegationRow {
@@ -577,7 +598,7 @@ fn notice_columns(kind: NoticeKind, answer: &NoticeAnswer) -> NoticeColumns {
         NoticeAnswer::Refused { reason } => (Some("refused"), None, Some(reason.clone()), None, None),
         NoticeAnswer::Revoked => (Some("revoked"), None, None, None, None),
         NoticeAnswer::Retry { at, reason } => {
-            (None, None, Some(reason.clone()), Some(kind.as_str()), Some(to_millis(*at)))
+            (None, None, Some(reason.clone()), Some(kind.as_str()), Some(unix_millis(*at)))
         }
     }
 }

@@ -21,9 +21,9 @@ use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, ClaimedDelivery, CurrentDelivery,
-    DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery, PracticeRow,
-    PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError, TimelineEntry,
+    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, unix_millis, ClaimedDelivery,
+    CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery,
+    PracticeRow, PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError, TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
@@ -857,38 +857,36 @@ fn delegation_row(r: &PgRow) -> Result<crate::DelegationRow, sqlx::Error> {
     })
 }
 
-/// Reads whole delegations (with their institutions) for the rows given.
+/// Reads whole delegations for the rows given: their institutions in one query.
 async fn delegations_of(
     conn: &mut PgConnection,
     rows: Vec<PgRow>,
 ) -> Result<Vec<domain::delegation::Delegation>, StoreError> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let d = delegation_row(&row)?;
-        let institutions = sqlx::query(
-            "SELECT institution, state, reference, reason FROM delegation_institutions \
-             WHERE delegation_id = $1 ORDER BY institution",
-        )
-        .bind(&d.id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(crate::DelegationInstitutionRow {
-                institution: r.try_get("institution")?,
-                state: r.try_get("state")?,
-                reference: r.try_get("reference")?,
-                reason: r.try_get("reason")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        out.push(d.into_delegation(institutions)?);
+    let rows = rows.iter().map(delegation_row).collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
-}
-
-fn ms(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    let ids = serde_json::to_string(&rows.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let institutions = sqlx::query(
+        "SELECT delegation_id, institution, state, reference, reason FROM delegation_institutions \
+         WHERE delegation_id IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY institution",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(crate::DelegationInstitutionRow {
+            delegation_id: r.try_get("delegation_id")?,
+            institution: r.try_get("institution")?,
+            state: r.try_get("state")?,
+            reference: r.try_get("reference")?,
+            reason: r.try_get("reason")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    crate::assemble_delegations(rows, institutions)
 }
 
 impl PostgresStore {
@@ -922,10 +920,10 @@ impl crate::DelegationStore for PostgresStore {
         .bind(d.grantor.as_str())
         .bind(d.delegate.as_str())
         .bind(scope)
-        .bind(ms(d.valid_from))
-        .bind(ms(d.valid_until))
+        .bind(unix_millis(d.valid_from))
+        .bind(unix_millis(d.valid_until))
         .bind(&d.note)
-        .bind(ms(d.created_at))
+        .bind(unix_millis(d.created_at))
         .execute(&mut *tx)
         .await?;
         for institution in &d.scope.institutions {
@@ -987,7 +985,7 @@ impl crate::DelegationStore for PostgresStore {
         }
         sqlx::query("UPDATE delegations SET ended = $1, ended_at = $2 WHERE id = $3")
             .bind(ending.as_str())
-            .bind(ms(now))
+            .bind(unix_millis(now))
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -1008,7 +1006,7 @@ impl crate::DelegationStore for PostgresStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<crate::DelegationNotice>, StoreError> {
-        let now_ms = ms(now);
+        let now_ms = unix_millis(now);
         let until_ms = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query(

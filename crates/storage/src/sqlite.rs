@@ -22,9 +22,9 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, ClaimedDelivery, CurrentDelivery,
-    DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery, PracticeRow,
-    PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError, TimelineEntry,
+    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, unix_millis, ClaimedDelivery,
+    CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery,
+    PracticeRow, PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError, TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
@@ -50,10 +50,6 @@ pub struct SqliteStore {
     /// One connection for every write: writers of this process queue here instead of
     /// busy-waiting on SQLite's lock; other processes still meet the busy timeout.
     writer: SqlitePool,
-}
-
-fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 impl SqliteStore {
@@ -476,7 +472,7 @@ impl DeliveryQueue for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let now_ms = millis(now);
+        let now_ms = unix_millis(now);
         let until_ms = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
@@ -531,7 +527,7 @@ impl DeliveryQueue for SqliteStore {
         interval: Duration,
         limit: u32,
     ) -> Result<Vec<PollItem>, StoreError> {
-        let now_ms = millis(now);
+        let now_ms = unix_millis(now);
         let next_ms = now_ms.saturating_add(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX));
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
@@ -594,7 +590,7 @@ impl DeliveryQueue for SqliteStore {
             write_status(&mut tx, key, status, update.at).await?;
         }
         if plan.release_lease {
-            let retry = update.next_at.map(millis);
+            let retry = update.next_at.map(unix_millis);
             sqlx::query("UPDATE deliveries SET lease_until = NULL, next_attempt_at = ? WHERE practice_id = ? AND institution = ?")
                 .bind(retry)
                 .bind(key.practice_id.to_string())
@@ -894,34 +890,36 @@ fn delegation_row(r: &SqliteRow) -> Result<crate::DelegationRow, sqlx::Error> {
     })
 }
 
-/// Reads whole delegations (with their institutions) for the rows given.
+/// Reads whole delegations for the rows given: their institutions in one query.
 async fn delegations_of(
     conn: &mut SqliteConnection,
     rows: Vec<SqliteRow>,
 ) -> Result<Vec<domain::delegation::Delegation>, StoreError> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let d = delegation_row(&row)?;
-        let institutions = sqlx::query(
-            "SELECT institution, state, reference, reason FROM delegation_institutions \
-             WHERE delegation_id = ? ORDER BY institution",
-        )
-        .bind(&d.id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(crate::DelegationInstitutionRow {
-                institution: r.try_get("institution")?,
-                state: r.try_get("state")?,
-                reference: r.try_get("reference")?,
-                reason: r.try_get("reason")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        out.push(d.into_delegation(institutions)?);
+    let rows = rows.iter().map(delegation_row).collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let ids = serde_json::to_string(&rows.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let institutions = sqlx::query(
+        "SELECT delegation_id, institution, state, reference, reason FROM delegation_institutions \
+         WHERE delegation_id IN (SELECT value FROM json_each(?)) ORDER BY institution",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(crate::DelegationInstitutionRow {
+            delegation_id: r.try_get("delegation_id")?,
+            institution: r.try_get("institution")?,
+            state: r.try_get("state")?,
+            reference: r.try_get("reference")?,
+            reason: r.try_get("reason")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    crate::assemble_delegations(rows, institutions)
 }
 
 impl SqliteStore {
@@ -955,10 +953,10 @@ impl crate::DelegationStore for SqliteStore {
         .bind(d.grantor.as_str())
         .bind(d.delegate.as_str())
         .bind(scope)
-        .bind(millis(d.valid_from))
-        .bind(millis(d.valid_until))
+        .bind(unix_millis(d.valid_from))
+        .bind(unix_millis(d.valid_until))
         .bind(&d.note)
-        .bind(millis(d.created_at))
+        .bind(unix_millis(d.created_at))
         .execute(&mut *tx)
         .await?;
         for institution in &d.scope.institutions {
@@ -1019,7 +1017,7 @@ impl crate::DelegationStore for SqliteStore {
         }
         sqlx::query("UPDATE delegations SET ended = ?, ended_at = ? WHERE id = ?")
             .bind(ending.as_str())
-            .bind(millis(now))
+            .bind(unix_millis(now))
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -1040,7 +1038,7 @@ impl crate::DelegationStore for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<crate::DelegationNotice>, StoreError> {
-        let now_ms = millis(now);
+        let now_ms = unix_millis(now);
         let until_ms = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(

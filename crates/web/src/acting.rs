@@ -42,21 +42,30 @@ impl Default for DelegationPolicy {
     }
 }
 
-/// Marks a selector read from the browser's cookie rather than asked for explicitly.
-const FROM_COOKIE: &str = "cookie:";
-
-/// The delegation a request asks to act under, if any: the API header as given, or the
-/// browser's cookie (marked, see [`Principal::resolve`]).
-pub fn selector(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(ACTING_HEADER).and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().to_string());
-    }
-    crate::extract::cookie(headers, ACTING_COOKIE).filter(|v| !v.is_empty()).map(|v| format!("{FROM_COOKIE}{v}"))
+/// The delegation a request asks to act under, and how it asked (see [`Principal::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// Asked for explicitly (the API header): naming no delegation of the holder is an error.
+    Explicit(String),
+    /// Left in the browser (the cookie): naming no delegation of the holder is ignored.
+    Cookie(String),
 }
 
-/// The delegation id a request's selector names, whatever its source.
-pub fn selected_id(headers: &HeaderMap) -> Option<String> {
-    selector(headers).map(|s| s.strip_prefix(FROM_COOKIE).map_or(s.clone(), str::to_string))
+impl Selector {
+    /// The API header first, then the browser's cookie.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        if let Some(v) = headers.get(ACTING_HEADER).and_then(|v| v.to_str().ok()) {
+            return Some(Self::Explicit(v.trim().to_string()));
+        }
+        crate::extract::cookie(headers, ACTING_COOKIE).filter(|v| !v.is_empty()).map(Self::Cookie)
+    }
+
+    /// The delegation id it names, unchecked.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Explicit(id) | Self::Cookie(id) => id,
+        }
+    }
 }
 
 /// Writes "delegation expired" to the audit trail the first time anyone notices that a
@@ -99,13 +108,10 @@ impl Principal {
     /// now. Asked for explicitly (API header), a delegation that is not the holder's is "not
     /// found". Left in the browser (cookie) by someone else's card or tampered with, it is
     /// ignored: the holder acts for himself or herself. Ended, it is refused either way.
-    pub async fn resolve(app: &AppState, holder: Holder, selector: Option<&str>) -> Result<Self, ApiError> {
-        let Some(selector) = selector.filter(|s| !s.is_empty()) else { return Ok(Self::own(holder)) };
-        let (selector, lenient) = match selector.strip_prefix(FROM_COOKIE) {
-            Some(from_cookie) => (from_cookie, true),
-            None => (selector, false),
-        };
-        let found = match DelegationId::parse(selector) {
+    pub async fn resolve(app: &AppState, holder: Holder, selector: Option<&Selector>) -> Result<Self, ApiError> {
+        let Some(selector) = selector.filter(|s| !s.id().is_empty()) else { return Ok(Self::own(holder)) };
+        let lenient = matches!(selector, Selector::Cookie(_));
+        let found = match DelegationId::parse(selector.id()) {
             Some(id) => match app.store.delegation(id).await {
                 Ok(d) => Some(d).filter(|d| d.delegate == holder.tax_code),
                 Err(storage::StoreError::NotFound) => None,

@@ -29,7 +29,7 @@ use domain::Lang;
 use crate::acting::Principal;
 use crate::error::ApiError;
 use crate::extract::UserLang;
-use crate::forms::{Desk, DeskForm};
+use crate::forms::{Desk, DeskForm, View};
 use crate::pages::{render, Tr};
 use crate::AppState;
 
@@ -336,7 +336,7 @@ pub async fn service(
                 businesses = list
                     .into_iter()
                     .map(|(code, name)| BusinessChoice {
-                        label: if name.is_empty() { code.clone() } else { format!("{name} ({code})") },
+                        label: crate::pages::business_label(Some(&name), Some(&code)),
                         value: code,
                     })
                     .collect()
@@ -533,14 +533,15 @@ pub struct SectionQuery {
 }
 
 fn section_page(
-    app: &AppState,
-    (desk, principal): (&Desk, &Principal),
-    lang: Lang,
-    (practice, service): (&Practice, &Service),
+    view: View<'_>,
+    practice: &Practice,
+    service: &Service,
     section_id: &str,
     values: &BTreeMap<String, String>,
-    (errors, saving): (&[FieldError], bool),
+    errors: &[FieldError],
+    saving: bool,
 ) -> Result<Response, ApiError> {
+    let View { app, desk, principal, lang } = view;
     let all = sections(app, service, lang);
     let position = all.iter().position(|s| s.id == section_id).ok_or(ApiError::NotFound)?;
     let section = &all[position];
@@ -602,7 +603,8 @@ pub async fn section(
     } else {
         Vec::new()
     };
-    section_page(&app, (&desk, &principal), lang, (&practice, &service), &section_id, &practice.data, (&errors, false))
+    let view = View { app: &app, desk: &desk, principal: &principal, lang };
+    section_page(view, &practice, &service, &section_id, &practice.data, &errors, false)
 }
 
 /// `POST /pratiche/{id}/sezioni/{section}` (the section's fields and `azione`: `continua`,
@@ -637,15 +639,8 @@ pub async fn save_section(
             return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());
         }
         Err(ApiError::Validation { errors, .. }) => {
-            return section_page(
-                &app,
-                (&desk, &principal),
-                lang,
-                (&practice, &service),
-                &section_id,
-                &data,
-                (&errors, true),
-            );
+            let view = View { app: &app, desk: &desk, principal: &principal, lang };
+            return section_page(view, &practice, &service, &section_id, &data, &errors, true);
         }
         Err(e) => return Err(e),
     }
@@ -700,14 +695,14 @@ fn shown_value(field: &ServiceField, value: Option<&String>, lang: Lang, tr: &Tr
 }
 
 fn review_page(
-    app: &AppState,
-    (desk, principal): (&Desk, &Principal),
-    lang: Lang,
+    view: View<'_>,
     practice: &Practice,
     service: &Service,
     errors: &[FieldError],
-    (refusal, sent): (Vec<String>, bool),
+    refusal: Vec<String>,
+    sent: bool,
 ) -> Response {
+    let View { app, desk, principal, lang } = view;
     let tr = Tr::acting(&app.translations, lang, principal);
     let all = sections(app, service, lang);
     let section_of = |field: &str| all.iter().find(|s| s.fields.iter().any(|f| f.spec.id == field)).map(|s| &s.id);
@@ -771,7 +766,8 @@ pub async fn review(
     }
     let today = domain::italian_date(app.clock.now());
     let errors = domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default();
-    Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &errors, (Vec::new(), false)))
+    let view = View { app: &app, desk: &desk, principal: &principal, lang };
+    Ok(review_page(view, &practice, &service, &errors, Vec::new(), false))
 }
 
 /// `POST /pratiche/{id}/invia`: sends the practice; its page then follows each recipient.
@@ -784,6 +780,7 @@ pub async fn send(
     let desk = Desk::from_form(&form);
     let principal = form.principal(&app).await?;
     let (practice, service) = load(&app, &principal, &id).await?;
+    let view = View { app: &app, desk: &desk, principal: &principal, lang };
     match crate::api::submit(&app, &principal, practice.id, lang).await {
         Ok((submitted, _)) => Ok(see_other(&format!("/pratiche/{}?inviata=1", submitted.id))),
         // Sent meanwhile (a second click on "Invia"): its page says where it stands.
@@ -791,7 +788,7 @@ pub async fn send(
             Ok(see_other(&format!("/pratiche/{}", practice.id)))
         }
         Err(ApiError::Validation { errors, .. }) => {
-            Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &errors, (Vec::new(), true)))
+            Ok(review_page(view, &practice, &service, &errors, Vec::new(), true))
         }
         Err(ApiError::NotAuthorised { business, institutions }) => {
             let tr = Tr::new(&app.translations, lang);
@@ -805,7 +802,7 @@ pub async fn send(
                     )
                 })
                 .collect();
-            Ok(review_page(&app, (&desk, &principal), lang, &practice, &service, &[], (refusal, true)))
+            Ok(review_page(view, &practice, &service, &[], refusal, true))
         }
         Err(e) => Err(e),
     }

@@ -25,7 +25,7 @@ use domain::delegation::{
 };
 use domain::Lang;
 
-use crate::acting::{selected_id, selector, ACTING_COOKIE};
+use crate::acting::{Selector, ACTING_COOKIE};
 use crate::compile::ErrorLink;
 use crate::error::ApiError;
 use crate::extract::UserLang;
@@ -148,7 +148,7 @@ pub async fn list(
     for d in granted.iter().chain(received.iter()) {
         crate::acting::observe_expiry(&app, d).await;
     }
-    let in_use = selected_id(&headers);
+    let in_use = Selector::from_headers(&headers).map(|s| s.id().to_string());
     let tr = Tr::new(&app.translations, lang);
     let notice = query
         .ok()
@@ -282,7 +282,7 @@ async fn acting_blocks(
     app: &AppState,
     lang: Lang,
     holder: &identity::Holder,
-    selector: Option<&str>,
+    selector: Option<&Selector>,
 ) -> Option<String> {
     match crate::acting::Principal::resolve(app, holder.clone(), selector).await {
         Ok(p) if p.delegation.is_none() => None,
@@ -303,7 +303,7 @@ pub async fn new(
         from: format!("{:02}/{:02}/{}", today.day(), u8::from(today.month()), today.year()),
         ..Typed::default()
     };
-    let blocked = acting_blocks(&app, lang, &desk.holder, selector(&headers).as_deref()).await;
+    let blocked = acting_blocks(&app, lang, &desk.holder, Selector::from_headers(&headers).as_ref()).await;
     new_page(&app, &desk, lang, &answers, &typed, Vec::new(), blocked)
 }
 
@@ -361,7 +361,7 @@ pub async fn grant(
         note: form.get("nota").unwrap_or_default().trim().to_string(),
     };
     let answers = own_answers(&app, &form.holder).await;
-    if let Some(blocked) = acting_blocks(&app, lang, &form.holder, selector(&headers).as_deref()).await {
+    if let Some(blocked) = acting_blocks(&app, lang, &form.holder, Selector::from_headers(&headers).as_ref()).await {
         crate::audit::holder_act(&app, &form.holder, "refused_redelegation", serde_json::json!({})).await;
         return Ok(new_page(&app, &desk, lang, &answers, &typed, Vec::new(), Some(blocked)));
     }
@@ -517,7 +517,9 @@ pub async fn use_delegation(
 ) -> Result<Response, ApiError> {
     let d = load(&app, &id).await?;
     // The same checks as every request acting under it.
-    let principal = crate::acting::Principal::resolve(&app, form.holder.clone(), Some(&d.id.to_string())).await?;
+    let principal =
+        crate::acting::Principal::resolve(&app, form.holder.clone(), Some(&Selector::Explicit(d.id.to_string())))
+            .await?;
     principal.audit(&app, "acting_started", serde_json::json!({})).await;
     let mut response = Redirect::to("/").into_response();
     let max_age = app.sessions.absolute.as_secs();

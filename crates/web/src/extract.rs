@@ -138,8 +138,8 @@ impl FromRequestParts<crate::AppState> for Acting {
 
     async fn from_request_parts(parts: &mut Parts, app: &crate::AppState) -> Result<Self, Self::Rejection> {
         let Authenticated(holder) = Authenticated::from_request_parts(parts, app).await?;
-        let selector = crate::acting::selector(&parts.headers);
-        crate::acting::Principal::resolve(app, holder, selector.as_deref()).await.map(Self)
+        let selector = crate::acting::Selector::from_headers(&parts.headers);
+        crate::acting::Principal::resolve(app, holder, selector.as_ref()).await.map(Self)
     }
 }
 

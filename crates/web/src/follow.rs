@@ -33,7 +33,7 @@ use crate::acting::Principal;
 use crate::compile::{ErrorLink, FieldInput};
 use crate::error::ApiError;
 use crate::extract::{Acting, UserLang};
-use crate::forms::{Desk, DeskForm};
+use crate::forms::{Desk, DeskForm, View};
 use crate::pages::{render, Tr};
 use crate::AppState;
 
@@ -122,7 +122,7 @@ struct PracticePage<'a> {
 }
 
 #[derive(Debug, serde::Deserialize)]
-pub struct PracticeQuery {
+pub struct PracticeNotice {
     inviata: Option<String>,
     reinviata: Option<String>,
 }
@@ -143,13 +143,12 @@ async fn load(app: &AppState, principal: &Principal, id: &str) -> Result<(Practi
 }
 
 async fn practice_page(
-    app: &AppState,
-    (desk, principal): (&Desk, &Principal),
-    lang: Lang,
+    view: View<'_>,
     (practice, deliveries): (Practice, Vec<Delivery>),
     notice: Option<String>,
     refused: Option<Refused<'_>>,
 ) -> Result<Response, ApiError> {
+    let View { app, desk, principal, lang } = view;
     let tr = Tr::acting(&app.translations, lang, principal);
     let service: Option<&Service> = app.catalog.service(&practice.service_id);
     let timeline = app.store.timeline(&principal.owner, practice.id).await?;
@@ -274,23 +273,23 @@ pub async fn practice(
     UserLang(lang): UserLang,
     desk: Desk,
     Path(id): Path<String>,
-    query: Result<Query<PracticeQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<PracticeNotice>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = desk.principal(&app).await?;
     let loaded = load(&app, &principal, &id).await?;
     let tr = Tr::new(&app.translations, lang);
     let notice = match query {
-        Ok(Query(PracticeQuery { inviata: Some(_), .. })) => {
+        Ok(Query(PracticeNotice { inviata: Some(_), .. })) => {
             loaded.0.reference.as_ref().map(|r| tr.fmt("practice-notice-sent", &[("reference", r.to_string())]))
         }
-        Ok(Query(PracticeQuery { reinviata: Some(institution), .. })) => {
+        Ok(Query(PracticeNotice { reinviata: Some(institution), .. })) => {
             loaded.1.iter().any(|d| d.institution == institution).then(|| {
                 tr.fmt("practice-notice-resent", &[("institution", institution_name(&app, &institution, lang))])
             })
         }
         _ => None,
     };
-    practice_page(&app, (&desk, &principal), lang, loaded, notice, None).await
+    practice_page(View { app: &app, desk: &desk, principal: &principal, lang }, loaded, notice, None).await
 }
 
 /// `POST /pratiche/{id}/destinatari/{institution}/reinvia`: a failed recipient sent again
@@ -316,7 +315,8 @@ pub async fn resend(
         Ok(()) => Ok(Redirect::to(&format!("/pratiche/{}?reinviata={institution}", practice.id)).into_response()),
         Err(ApiError::Validation { errors, .. }) => {
             let refused = Refused { institution: &institution, errors: &errors, typed: &corrections };
-            practice_page(&app, (&desk, &principal), lang, (practice, deliveries), None, Some(refused)).await
+            let view = View { app: &app, desk: &desk, principal: &principal, lang };
+            practice_page(view, (practice, deliveries), None, Some(refused)).await
         }
         Err(e) => Err(e),
     }
@@ -387,7 +387,7 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let id = PracticeId::parse(&id).ok_or(ApiError::NotFound)?;
     principal.practice(&app, id).await?;
-    let selector = crate::acting::selector(&headers);
+    let selector = crate::acting::Selector::from_headers(&headers);
     let holder = principal.actor.clone();
     let stream = futures_util::stream::unfold((app, None::<LiveState>, 0u32), move |(app, last, mut ticks)| {
         let (holder, selector) = (holder.clone(), selector.clone());
@@ -402,7 +402,7 @@ pub async fn events(
                 }
                 // Who may follow is checked at every look: a delegation revoked meanwhile
                 // ends the stream.
-                let principal = Principal::resolve(&app, holder.clone(), selector.as_deref()).await.ok()?;
+                let principal = Principal::resolve(&app, holder.clone(), selector.as_ref()).await.ok()?;
                 let now = live_state(&app, &principal, id).await?;
                 if last.as_ref() != Some(&now) {
                     let data = serde_json::to_string(&now).unwrap_or_default();
@@ -468,12 +468,7 @@ pub async fn receipt(
             digest: payload_digest(&d.payload),
         })
         .collect();
-    let business = match (practice.data.get("business.name"), practice.data.get("business.tax_code")) {
-        (Some(name), Some(code)) => format!("{name} ({code})"),
-        (Some(name), None) => name.clone(),
-        (None, Some(code)) => code.clone(),
-        (None, None) => String::new(),
-    };
+    let business = crate::pages::practice_business(&practice.data);
     let page = ReceiptPage {
         id: practice.id.to_string(),
         service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),

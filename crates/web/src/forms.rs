@@ -19,6 +19,16 @@ use crate::error::ApiError;
 use crate::extract::PeerIdentity;
 use crate::{sessions, AppState};
 
+/// What a desk page is rendered with: the application, the page's desk (its session and
+/// token), who it acts for, and the language.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub app: &'a AppState,
+    pub desk: &'a Desk,
+    pub principal: &'a crate::acting::Principal,
+    pub lang: domain::Lang,
+}
+
 /// The hidden field every desk form carries.
 pub const CSRF_FIELD: &str = "_csrf";
 
@@ -30,7 +40,7 @@ pub struct Desk {
     /// Set when the session was opened by this request.
     cookie: Option<HeaderValue>,
     /// The delegation the browser chose to act under, unchecked (see [`Desk::principal`]).
-    selector: Option<String>,
+    selector: Option<crate::acting::Selector>,
 }
 
 impl Desk {
@@ -42,7 +52,7 @@ impl Desk {
     /// Who this page acts for, checked now against the store (a revoked delegation is
     /// refused at once).
     pub async fn principal(&self, app: &AppState) -> Result<crate::acting::Principal, ApiError> {
-        crate::acting::Principal::resolve(app, self.holder.clone(), self.selector.as_deref()).await
+        crate::acting::Principal::resolve(app, self.holder.clone(), self.selector.as_ref()).await
     }
 
     /// Adds the new session's cookie, if this request opened one.
@@ -58,7 +68,7 @@ impl FromRequestParts<AppState> for Desk {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let selector = crate::acting::selector(&parts.headers);
+        let selector = crate::acting::Selector::from_headers(&parts.headers);
         match parts.extensions.get::<PeerIdentity>().cloned() {
             Some(PeerIdentity::Card(holder)) => match sessions::current(app, &parts.headers, &holder).await {
                 Ok(session) => Ok(Self { holder, csrf: session.csrf_token, cookie: None, selector }),
@@ -89,7 +99,7 @@ pub struct DeskForm {
     pub fields: Vec<(String, String)>,
     /// The session's token, for the forms of a page rendered in answer.
     csrf: String,
-    selector: Option<String>,
+    selector: Option<crate::acting::Selector>,
 }
 
 impl DeskForm {
@@ -100,7 +110,7 @@ impl DeskForm {
 
     /// Who this form acts for, checked now against the store.
     pub async fn principal(&self, app: &AppState) -> Result<crate::acting::Principal, ApiError> {
-        crate::acting::Principal::resolve(app, self.holder.clone(), self.selector.as_deref()).await
+        crate::acting::Principal::resolve(app, self.holder.clone(), self.selector.as_ref()).await
     }
 
     /// Every value given for `name`.
@@ -114,7 +124,7 @@ impl FromRequest<AppState> for DeskForm {
 
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let selector = crate::acting::selector(&parts.headers);
+        let selector = crate::acting::Selector::from_headers(&parts.headers);
         let (holder, session) = match parts.extensions.get::<PeerIdentity>().cloned() {
             Some(PeerIdentity::Card(holder)) => {
                 // Forms come from pages, which opened the session: without one the page is

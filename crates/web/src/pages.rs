@@ -76,6 +76,20 @@ pub(crate) fn render(template: &impl Template, status: StatusCode) -> Response {
     }
 }
 
+/// A business as pages name it: "name (code)", or whichever of the two is known.
+pub fn business_label(name: Option<&str>, code: Option<&str>) -> String {
+    match (name.filter(|n| !n.is_empty()), code.filter(|c| !c.is_empty())) {
+        (Some(name), Some(code)) => format!("{name} ({code})"),
+        (Some(one), None) | (None, Some(one)) => one.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+/// The business a practice's data names.
+pub fn practice_business(data: &domain::practice::PracticeData) -> String {
+    business_label(data.get("business.name").map(String::as_str), data.get("business.tax_code").map(String::as_str))
+}
+
 /// The enhancing script (live updates, autosave); pages work without it.
 pub async fn script() -> Response {
     (
@@ -129,7 +143,13 @@ pub async fn services(
     // Under a delegation: the grantor's authorisations, and the banner.
     let principal = match holder {
         Some(holder) => {
-            match crate::acting::Principal::resolve(&app, holder, crate::acting::selector(&headers).as_deref()).await {
+            match crate::acting::Principal::resolve(
+                &app,
+                holder,
+                crate::acting::Selector::from_headers(&headers).as_ref(),
+            )
+            .await
+            {
                 Ok(p) => Some(p),
                 Err(e) => return e.into_response(),
             }

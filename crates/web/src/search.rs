@@ -236,12 +236,7 @@ pub async fn search(
                     .catalog
                     .service(&p.service_id)
                     .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),
-                business: match (p.data.get("business.name"), p.data.get("business.tax_code")) {
-                    (Some(n), Some(c)) => format!("{n} ({c})"),
-                    (Some(n), None) => n.clone(),
-                    (None, Some(c)) => c.clone(),
-                    (None, None) => String::new(),
-                },
+                business: crate::pages::practice_business(&p.data),
                 state: tr.msg(&format!("state-{}", p.state.as_str())),
                 submitted: p.submitted_at.map(domain::italian_display).unwrap_or_default(),
                 updated: domain::italian_display(p.updated_at),

@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use storage::SessionRecord;
+use storage::{unix_millis, SessionRecord};
 
 use crate::error::ApiError;
 use crate::extract::Authenticated;
@@ -45,10 +45,6 @@ impl Default for SessionPolicy {
     fn default() -> Self {
         Self { idle: Duration::from_secs(30 * 60), absolute: Duration::from_secs(8 * 3600) }
     }
-}
-
-fn millis(t: time::OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 fn hash(id: &str) -> String {
@@ -100,7 +96,7 @@ pub struct SessionView {
 async fn live_session(app: &AppState, headers: &HeaderMap) -> Result<(SessionRecord, i64), ApiError> {
     let id = cookie_id(headers).ok_or(ApiError::SessionExpired)?;
     let session = app.store.session(&hash(&id)).await?.ok_or(ApiError::SessionExpired)?;
-    let now = millis(app.clock.now());
+    let now = unix_millis(app.clock.now());
     let (idle, absolute) = app.sessions.limits_ms();
     if now - session.last_seen_at > idle || now - session.created_at > absolute {
         app.store.delete_session(&session.id_hash).await?;
@@ -137,7 +133,7 @@ pub async fn open(
         app.store.delete_session(&hash(&old)).await?;
     }
     let id = random_hex(app)?;
-    let now = millis(app.clock.now());
+    let now = unix_millis(app.clock.now());
     let record = SessionRecord {
         id_hash: hash(&id),
         holder: holder.tax_code.clone(),
