@@ -7,6 +7,8 @@
 //!     │   ╲__4xx validation answer________________________________________________________________▶ rejected
 //!     └──technical failure, retries exhausted / other 4xx──▶ failed
 //!   failed ──resend──▶ queued          rejected ──corrected and resent──▶ queued (new revision)
+//!   delivered / taken_in_charge ──no news past the channel's deadline──▶ no_news ──resend──▶ queued
+//!   no_news ──late news from the institution──▶ delivered / taken_in_charge / outcome
 //! ```
 //!
 //! Answers and callbacks can arrive late, twice or out of order. [`apply`] never lets an
@@ -36,11 +38,22 @@ pub enum DeliveryState {
     Rejected,
     /// Could not be delivered for technical reasons; may be sent again ("non consegnata").
     Failed,
+    /// Delivered, but the institution has said nothing within the channel's deadline, neither
+    /// by callback nor when asked ("nessuna notizia"). May be sent again (same revision, same
+    /// idempotency key: the institution answers as the first time); late news still counts.
+    NoNews,
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 6] =
-        [Self::Queued, Self::Delivered, Self::TakenInCharge, Self::Accepted, Self::Rejected, Self::Failed];
+    pub const ALL: [DeliveryState; 7] = [
+        Self::Queued,
+        Self::Delivered,
+        Self::TakenInCharge,
+        Self::Accepted,
+        Self::Rejected,
+        Self::Failed,
+        Self::NoNews,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +63,7 @@ impl DeliveryState {
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
             Self::Failed => "failed",
+            Self::NoNews => "no_news",
         }
     }
 
@@ -60,7 +74,7 @@ impl DeliveryState {
     /// How far along the institution's own process the filing is; later never yields to earlier.
     fn progress(self) -> u8 {
         match self {
-            Self::Queued | Self::Failed => 0,
+            Self::Queued | Self::Failed | Self::NoNews => 0,
             Self::Delivered => 1,
             Self::TakenInCharge => 2,
             Self::Accepted | Self::Rejected => 3,
@@ -121,6 +135,8 @@ pub enum DeliveryEvent {
     Resend,
     /// The user corrected a rejected filing and sends it again.
     ResendCorrected,
+    /// The institution has given no news within the channel's deadline.
+    NoNews,
 }
 
 /// The event does not fit the delivery's state.
@@ -154,7 +170,8 @@ pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied,
                 changed = true;
             }
         }
-        if to.progress() > from.progress() || (from == S::Failed && to != S::Failed) {
+        let stalled = matches!(from, S::Failed | S::NoNews);
+        if to.progress() > from.progress() || (stalled && to.progress() > 0) {
             next.state = to;
             next.last_error = None;
             changed = true;
@@ -200,8 +217,15 @@ pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied,
             }
             _ => false,
         },
+        DeliveryEvent::NoNews => match from {
+            S::Delivered | S::TakenInCharge => {
+                next.state = S::NoNews;
+                true
+            }
+            _ => false,
+        },
         DeliveryEvent::Resend => match from {
-            S::Failed => {
+            S::Failed | S::NoNews => {
                 next.state = S::Queued;
                 true
             }
@@ -355,6 +379,25 @@ mod tests {
         assert_eq!(rejected.state, S::Rejected);
         let corrected = changed(&rejected, DeliveryEvent::ResendCorrected);
         assert_eq!((corrected.state, corrected.revision, corrected.rejection), (S::Queued, 1, None));
+    }
+
+    #[test]
+    fn silence_past_the_deadline_is_no_news_and_late_news_still_counts() {
+        let taken = DeliveryStatus { protocol_number: Some("P1".into()), ..status(S::TakenInCharge) };
+        let silent = changed(&taken, DeliveryEvent::NoNews);
+        assert_eq!((silent.state, silent.protocol_number.as_deref()), (S::NoNews, Some("P1")));
+        assert_eq!(apply(&silent, &DeliveryEvent::NoNews), Ok(Applied::Unchanged));
+        for not_silent in [S::Queued, S::Accepted, S::Rejected, S::Failed] {
+            assert_eq!(apply(&status(not_silent), &DeliveryEvent::NoNews), Ok(Applied::Unchanged), "{not_silent:?}");
+        }
+        let late = changed(
+            &silent,
+            DeliveryEvent::Outcome { accepted: true, protocol_number: Some("P1".into()), rejection: None },
+        );
+        assert_eq!(late.state, S::Accepted);
+        let again = changed(&silent, DeliveryEvent::Resend);
+        assert_eq!((again.state, again.revision), (S::Queued, 0), "same idempotency key");
+        assert_eq!(practice_event_for(&[S::NoNews, S::Accepted]), None, "no news is not an outcome");
     }
 
     #[test]

@@ -652,6 +652,7 @@ fn event_kind(event: &DeliveryEvent) -> &'static str {
         DeliveryEvent::Failed { .. } => "failed",
         DeliveryEvent::Resend => "resend",
         DeliveryEvent::ResendCorrected => "resend_corrected",
+        DeliveryEvent::NoNews => "no_news",
     }
 }
 
@@ -672,7 +673,7 @@ fn event_detail(event: &DeliveryEvent, recorded: &Recorded) -> Value {
         DeliveryEvent::TransientFailure { reason } | DeliveryEvent::Failed { reason } => {
             serde_json::json!({ "reason": reason })
         }
-        DeliveryEvent::Resend | DeliveryEvent::ResendCorrected => serde_json::json!({}),
+        DeliveryEvent::Resend | DeliveryEvent::ResendCorrected | DeliveryEvent::NoNews => serde_json::json!({}),
     };
     if let (Value::Object(map), Recorded::Unchanged) = (&mut detail, recorded) {
         map.insert("ignored".into(), Value::Bool(true));

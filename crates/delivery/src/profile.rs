@@ -1,0 +1,489 @@
+//! A channel profile: how one institution's own interface is spoken, by configuration alone.
+//!
+//! ```toml
+//! pattern = "BLOCK_REST"            # or NONBLOCK_PULL_REST, NONBLOCK_PUSH_REST (ModI names)
+//!
+//! [submit]                          # sending a filing
+//! method = "POST"
+//! path = "/pratiche"                # a template, like the body
+//! body = "registro-imprese.json"    # a template file beside this one; .json escapes as JSON
+//! content_type = "application/json"
+//!
+//! [submit.answer]                   # reading the answer
+//! delivered = ["2xx"]               # status codes: taken (default 2xx)
+//! rejected = [422]                  # refused on receipt, with reasons and fields
+//! retry = [408, 429, "5xx"]         # try again later, same idempotency key
+//! protocol_number = "/protocollo"   # JSON Pointers; `*` takes every element
+//! outcome = "/esito"
+//! accepted = ["ISCRITTA"]
+//! rejected_outcomes = ["RESPINTA"]
+//! pending = ["IN_LAVORAZIONE"]
+//! reasons = "/errori/*/descrizione"
+//! fields = "/errori/*/campo"
+//! values = { numero_rea = "/rea/numero" }
+//!
+//! [status]                          # asking where a filing stands (pull, or past a deadline)
+//! path = "{{ status_url }}"         # the Location of a 202, or e.g. "/filings/{{ filing.id }}"
+//! [status.answer]                   # read as above; a 303 is followed to its Location
+//!
+//! [callback]                        # NONBLOCK_PUSH_REST: what the institution posts back
+//! filing_id = "/filing_id"          # absent: the filing is named by the X-ReplyTo address
+//! message_id = "/message_id"        # absent: the SHA-256 of the body
+//! [callback.answer]
+//!
+//! [news]                            # so that no filing waits forever
+//! poll_interval_ms = 2000           # first wait between status requests, doubled up to
+//! max_poll_interval_ms = 600000     #   this
+//! callback_deadline_ms = 3600000    # push: no callback by then → ask (needs [status])
+//! no_news_after_ms = 604800000      # nothing at all by then → "no news", resendable
+//!
+//! [fields]                          # the institution's names of fields → payload paths
+//! "lavorazioni/descrizione" = "lavorazioni.descrizione"
+//! ```
+//!
+//! Templates are [minijinja]; they see `filing` (id, reference, practice_id, kind, declarant,
+//! on_behalf_of, callback_url), `payload` (the filing's data), `envelope` (Sportello's own
+//! envelope, as today's institutions take it), `institution` and, for status requests,
+//! `status_url`. Output escapes for the template's kind (`.json`: JSON values; `.xml`: XML).
+//! A rendered JSON body that does not parse is a configuration error, never sent.
+//!
+//! Sportello's own interface (`POST /filings` with the envelope, callbacks, `GET
+//! /filings/{id}`) is the built-in profile [`Profile::sportello`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use toml::Spanned;
+
+use crate::mapping::{AnswerMap, OutcomeMap, Pointer, StatusSet, StatusSpec};
+
+/// The ModI interaction pattern of an institution's filing intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Pattern {
+    /// The answer carries the outcome (`BLOCK_REST`).
+    BlockRest,
+    /// 202 with a status resource in `Location`, polled (`NONBLOCK_PULL_REST`).
+    NonblockPullRest,
+    /// 202, then the institution calls back (`NONBLOCK_PUSH_REST`).
+    NonblockPushRest,
+}
+
+impl Pattern {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "BLOCK_REST" => Some(Self::BlockRest),
+            "NONBLOCK_PULL_REST" => Some(Self::NonblockPullRest),
+            "NONBLOCK_PUSH_REST" => Some(Self::NonblockPushRest),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BlockRest => "BLOCK_REST",
+            Self::NonblockPullRest => "NONBLOCK_PULL_REST",
+            Self::NonblockPushRest => "NONBLOCK_PUSH_REST",
+        }
+    }
+}
+
+/// A mistake in a profile, where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+/// One request of a profile: how it is written and how its answer is read.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub method: reqwest::Method,
+    path_template: String,
+    body_template: Option<String>,
+    pub content_type: String,
+    pub answer: AnswerMap,
+}
+
+/// What a callback looks like.
+#[derive(Debug, Clone)]
+pub struct CallbackMap {
+    pub filing_id: Option<Pointer>,
+    pub message_id: Option<Pointer>,
+    pub answer: AnswerMap,
+}
+
+/// When to ask, and when to give up waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NewsPolicy {
+    pub poll_interval: Option<Duration>,
+    pub max_poll_interval: Option<Duration>,
+    pub callback_deadline: Option<Duration>,
+    pub no_news_after: Option<Duration>,
+}
+
+/// A request ready to sign and send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedRequest {
+    pub method: reqwest::Method,
+    /// Starts with `/` (under the channel's address) or is an absolute `https://` address.
+    pub target: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// An institution's interface.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The file it came from, or `sportello` for the built-in one.
+    pub name: String,
+    pub pattern: Pattern,
+    pub submit: Operation,
+    pub status: Option<Operation>,
+    pub callback: Option<CallbackMap>,
+    pub news: NewsPolicy,
+    /// The institution's names for fields → the filing's payload paths.
+    pub field_names: BTreeMap<String, String>,
+    templates: Environment<'static>,
+}
+
+const SPORTELLO_PROFILE: &str = include_str!("../profiles/sportello.toml");
+const SPORTELLO_ENVELOPE: &str = include_str!("../profiles/sportello-envelope.json");
+
+impl Profile {
+    /// Sportello's own interface, as the first institutions spoke it (built in; a unit test
+    /// keeps it compiling).
+    pub fn sportello() -> Result<Self, Vec<ProfileError>> {
+        let templates = BTreeMap::from([("sportello-envelope.json".to_string(), SPORTELLO_ENVELOPE.to_string())]);
+        Self::from_text("sportello", SPORTELLO_PROFILE, &templates)
+    }
+
+    /// Reads a profile file and the templates it names (relative to its folder).
+    pub fn load(path: &Path) -> Result<Self, Vec<ProfileError>> {
+        let name = path.display().to_string();
+        let at_file = |message: String| vec![ProfileError { file: name.clone(), line: 1, column: 1, message }];
+        let text = std::fs::read_to_string(path).map_err(|e| at_file(format!("cannot read the file: {e}")))?;
+        let raw: RawProfile = toml::from_str(&text).map_err(|e| vec![toml_error(&name, &text, &e)])?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let mut templates = BTreeMap::new();
+        let mut errors = Vec::new();
+        for op in [Some(&raw.submit), raw.status.as_ref()].into_iter().flatten() {
+            if let Some(body) = &op.body {
+                match std::fs::read_to_string(base.join(body.get_ref())) {
+                    Ok(t) => {
+                        templates.insert(body.get_ref().clone(), t);
+                    }
+                    Err(e) => errors.push(at(&name, &text, body.span(), format!("cannot read the template: {e}"))),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let shown: BTreeMap<String, String> =
+            templates.keys().map(|k| (k.clone(), base.join(k).display().to_string())).collect();
+        Self::compile(&name, &text, raw, templates, &shown)
+    }
+
+    /// A profile from its text and its templates' texts by name (for the built-in one and tests).
+    pub fn from_text(name: &str, text: &str, templates: &BTreeMap<String, String>) -> Result<Self, Vec<ProfileError>> {
+        let raw: RawProfile = toml::from_str(text).map_err(|e| vec![toml_error(name, text, &e)])?;
+        let shown = templates.keys().map(|k| (k.clone(), k.clone())).collect();
+        Self::compile(name, text, raw, templates.clone(), &shown)
+    }
+
+    fn compile(
+        name: &str,
+        text: &str,
+        raw: RawProfile,
+        template_texts: BTreeMap<String, String>,
+        shown: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<ProfileError>> {
+        let mut errors = Vec::new();
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_auto_escape_callback(|template| {
+            if template.ends_with(".json") {
+                AutoEscape::Json
+            } else if template.ends_with(".xml") || template.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        for (file, source) in template_texts {
+            let file_shown = shown.get(&file).cloned().unwrap_or_else(|| file.clone());
+            if let Err(e) = env.add_template_owned(file.clone(), source) {
+                errors.push(ProfileError {
+                    file: file_shown,
+                    line: e.line().unwrap_or(1),
+                    column: 1,
+                    message: format!("template: {}", e.detail().unwrap_or("syntax error")),
+                });
+            }
+        }
+        let mut ctx = Compiler { name, text, errors: &mut errors, env: &mut env };
+        let pattern = Pattern::parse(raw.pattern.get_ref()).unwrap_or_else(|| {
+            ctx.error(
+                raw.pattern.span(),
+                format!(
+                    "pattern `{}`: expected BLOCK_REST, NONBLOCK_PULL_REST or NONBLOCK_PUSH_REST",
+                    raw.pattern.get_ref()
+                ),
+            );
+            Pattern::NonblockPushRest
+        });
+        let submit = ctx.operation("submit", &raw.submit);
+        let status = raw.status.as_ref().map(|s| ctx.operation("status", s));
+        let callback = raw.callback.as_ref().map(|c| CallbackMap {
+            filing_id: c.filing_id.as_ref().and_then(|p| ctx.pointer(p)),
+            message_id: c.message_id.as_ref().and_then(|p| ctx.pointer(p)),
+            answer: ctx.answer(&c.answer),
+        });
+        let ms = |v: Option<u64>| v.map(|ms| Duration::from_millis(ms.max(50)));
+        let news = NewsPolicy {
+            poll_interval: ms(raw.news.poll_interval_ms),
+            max_poll_interval: ms(raw.news.max_poll_interval_ms),
+            callback_deadline: ms(raw.news.callback_deadline_ms),
+            no_news_after: ms(raw.news.no_news_after_ms),
+        };
+        let needs_status = match pattern {
+            Pattern::NonblockPullRest => Some("NONBLOCK_PULL_REST needs a [status] request"),
+            _ if news.callback_deadline.is_some() => Some("callback_deadline_ms needs a [status] request to ask with"),
+            _ => None,
+        };
+        if let (Some(message), None) = (needs_status, &status) {
+            ctx.error(raw.pattern.span(), message.to_string());
+        }
+        if pattern == Pattern::NonblockPushRest && callback.is_none() {
+            ctx.error(raw.pattern.span(), "NONBLOCK_PUSH_REST needs a [callback] section".to_string());
+        }
+        if pattern == Pattern::NonblockPullRest && news.poll_interval.is_none() {
+            ctx.error(raw.pattern.span(), "NONBLOCK_PULL_REST needs news.poll_interval_ms".to_string());
+        }
+        drop(ctx);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            pattern,
+            submit,
+            status,
+            callback,
+            news,
+            field_names: raw.fields,
+            templates: env,
+        })
+    }
+
+    /// The request that sends a filing.
+    pub fn render_submit(&self, context: &Value) -> Result<RenderedRequest, String> {
+        self.render(&self.submit, context)
+    }
+
+    /// The request that asks where a filing stands, if the profile has one.
+    pub fn render_status(&self, context: &Value) -> Option<Result<RenderedRequest, String>> {
+        self.status.as_ref().map(|op| self.render(op, context))
+    }
+
+    fn render(&self, op: &Operation, context: &Value) -> Result<RenderedRequest, String> {
+        let run = |name: &str| -> Result<String, String> {
+            let template = self.templates.get_template(name).map_err(|e| format!("template {name}: {e}"))?;
+            template.render(context).map_err(|e| format!("template {name}: {e:#}"))
+        };
+        let target = run(&op.path_template)?.trim().to_string();
+        if !(target.starts_with('/') || target.starts_with("https://")) {
+            return Err(format!("the path `{target}` is neither `/…` nor an https:// address"));
+        }
+        let body = match &op.body_template {
+            Some(name) => run(name)?.into_bytes(),
+            None => Vec::new(),
+        };
+        if !body.is_empty() && op.content_type.contains("json") {
+            serde_json::from_slice::<Value>(&body)
+                .map_err(|e| format!("the body made by {} is not JSON ({e}); nothing was sent", self.name))?;
+        }
+        Ok(RenderedRequest { method: op.method.clone(), target, content_type: op.content_type.clone(), body })
+    }
+
+    /// The payload path an institution's own field name stands for.
+    pub fn payload_path(&self, institution_name: &str) -> String {
+        self.field_names.get(institution_name).cloned().unwrap_or_else(|| institution_name.to_string())
+    }
+}
+
+struct Compiler<'a> {
+    name: &'a str,
+    text: &'a str,
+    errors: &'a mut Vec<ProfileError>,
+    env: &'a mut Environment<'static>,
+}
+
+impl Compiler<'_> {
+    fn error(&mut self, span: std::ops::Range<usize>, message: String) {
+        self.errors.push(at(self.name, self.text, span, message));
+    }
+
+    fn pointer(&mut self, p: &Spanned<String>) -> Option<Pointer> {
+        Pointer::parse(p.get_ref()).map_err(|m| self.error(p.span(), m)).ok()
+    }
+
+    fn statuses(&mut self, specs: &Option<Spanned<Vec<StatusSpec>>>, default: StatusSet) -> StatusSet {
+        let Some(specs) = specs else { return default };
+        let mut ranges = Vec::new();
+        for spec in specs.get_ref() {
+            match StatusSet::parse_spec(spec) {
+                Ok(r) => ranges.push(r),
+                Err(m) => self.error(specs.span(), m),
+            }
+        }
+        StatusSet::from_ranges(ranges)
+    }
+
+    fn answer(&mut self, raw: &RawAnswer) -> AnswerMap {
+        let defaults = AnswerMap::default();
+        AnswerMap {
+            delivered: self.statuses(&raw.delivered, defaults.delivered),
+            rejected: self.statuses(&raw.rejected, defaults.rejected),
+            retry: self.statuses(&raw.retry, defaults.retry),
+            protocol_number: raw.protocol_number.as_ref().and_then(|p| self.pointer(p)),
+            outcome: raw.outcome.as_ref().and_then(|p| self.pointer(p)).map(|at| OutcomeMap {
+                at,
+                accepted: raw.accepted.clone(),
+                rejected: raw.rejected_outcomes.clone(),
+                pending: raw.pending.clone(),
+            }),
+            reasons: raw.reasons.as_ref().and_then(|p| self.pointer(p)),
+            fields: raw.fields.as_ref().and_then(|p| self.pointer(p)),
+            values: raw.values.iter().filter_map(|(k, p)| Some((k.clone(), self.pointer(p)?))).collect(),
+        }
+    }
+
+    fn operation(&mut self, which: &str, raw: &RawOperation) -> Operation {
+        let method = match &raw.method {
+            None => reqwest::Method::POST,
+            Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
+                "GET" => reqwest::Method::GET,
+                "POST" => reqwest::Method::POST,
+                "PUT" => reqwest::Method::PUT,
+                other => {
+                    self.error(m.span(), format!("method `{other}`: expected GET, POST or PUT"));
+                    reqwest::Method::POST
+                }
+            },
+        };
+        let method = if raw.method.is_none() && which == "status" { reqwest::Method::GET } else { method };
+        let path_template = format!("{which}.path");
+        if let Err(e) = self.env.add_template_owned(path_template.clone(), raw.path.get_ref().clone()) {
+            self.error(raw.path.span(), format!("path template: {}", e.detail().unwrap_or("syntax error")));
+        }
+        if let Some(body) = &raw.body {
+            if self.env.get_template(body.get_ref()).is_err() && !self.errors.iter().any(|e| e.file.ends_with(body.get_ref())) {
+                self.error(body.span(), format!("template `{}` is not loaded", body.get_ref()));
+            }
+        }
+        Operation {
+            method,
+            path_template,
+            body_template: raw.body.as_ref().map(|b| b.get_ref().clone()),
+            content_type: raw.content_type.clone().unwrap_or_else(|| "application/json".to_string()),
+            answer: self.answer(&raw.answer),
+        }
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn at(file: &str, text: &str, span: std::ops::Range<usize>, message: String) -> ProfileError {
+    let (line, column) = line_column(text, span.start);
+    ProfileError { file: file.to_string(), line, column, message }
+}
+
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ProfileError {
+    let span = e.span().unwrap_or(0..0);
+    at(file, text, span, e.message().to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    pattern: Spanned<String>,
+    submit: RawOperation,
+    status: Option<RawOperation>,
+    callback: Option<RawCallback>,
+    #[serde(default)]
+    news: RawNews,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperation {
+    method: Option<Spanned<String>>,
+    path: Spanned<String>,
+    body: Option<Spanned<String>>,
+    content_type: Option<String>,
+    #[serde(default)]
+    answer: RawAnswer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnswer {
+    delivered: Option<Spanned<Vec<StatusSpec>>>,
+    rejected: Option<Spanned<Vec<StatusSpec>>>,
+    retry: Option<Spanned<Vec<StatusSpec>>>,
+    protocol_number: Option<Spanned<String>>,
+    outcome: Option<Spanned<String>>,
+    #[serde(default)]
+    accepted: Vec<String>,
+    #[serde(default)]
+    rejected_outcomes: Vec<String>,
+    #[serde(default)]
+    pending: Vec<String>,
+    reasons: Option<Spanned<String>>,
+    fields: Option<Spanned<String>>,
+    #[serde(default)]
+    values: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCallback {
+    filing_id: Option<Spanned<String>>,
+    message_id: Option<Spanned<String>>,
+    #[serde(default)]
+    answer: RawAnswer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNews {
+    poll_interval_ms: Option<u64>,
+    max_poll_interval_ms: Option<u64>,
+    callback_deadline_ms: Option<u64>,
+    no_news_after_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests;
