@@ -1,11 +1,16 @@
 //! One call to an institution, and what its answer means.
 //!
+//! Filings are written and their answers read by the channel's [`crate::profile::Profile`];
+//! with Sportello's own profile:
+//!
 //! | answer | meaning |
 //! |---|---|
-//! | 2xx | delivered; a protocol number in the body is taken at once |
-//! | 422 with `errors` | rejected on receipt, with the payload paths at fault |
+//! | 2xx | delivered; a protocol number (and, for BLOCK_REST, an outcome) in the body is taken at once |
+//! | 422 with reasons or fields | rejected on receipt, with the institution's names of the fields at fault |
 //! | 408, 409, 425, 429, 5xx, no connection, timeout | transient: retried (same idempotency key) |
-//! | other 4xx | failed: retrying the same request cannot help |
+//! | anything else | failed: retrying the same request cannot help |
+//!
+//! Authorisation look-ups and delegation notices still use Sportello's own interface.
 
 use std::sync::Arc;
 
@@ -15,6 +20,7 @@ use serde_json::Value;
 use domain::authorisation::Grant;
 
 use crate::channels::Channel;
+use crate::mapping::News;
 use crate::modi::Signer;
 
 /// What the portal sends to an institution for one filing.
@@ -54,58 +60,31 @@ pub fn parse_filing_id(id: &str) -> Option<(String, String, u32)> {
 /// The institution's answer to a filing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendResult {
-    Sent { protocol_number: Option<String> },
-    Rejected { reasons: Vec<String>, paths: Vec<String> },
+    /// Taken: what the answer said (a protocol number, for BLOCK_REST the outcome too), and
+    /// where to ask for news (NONBLOCK_PULL_REST's `Location`).
+    Taken {
+        news: News,
+        status_url: Option<String>,
+    },
+    /// Refused on receipt, with the reasons and the institution's names of the fields at fault.
+    Rejected {
+        reasons: Vec<String>,
+        paths: Vec<String>,
+    },
     Permanent(String),
     Transient(String),
-}
-
-#[derive(Debug, Deserialize)]
-struct Accepted {
-    protocol_number: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ProblemError {
-    path: Option<String>,
-    message: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Problem {
-    title: Option<String>,
-    detail: Option<String>,
-    #[serde(default)]
-    errors: Vec<ProblemError>,
+    /// The profile could not make the request (a template, an address): nothing was sent.
+    Misconfigured(String),
 }
 
 /// What an institution says when asked about a filing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollResult {
-    /// Nothing new.
+    /// Nothing new: still being processed.
     Pending,
-    TakenInCharge {
-        protocol_number: String,
-    },
-    Outcome {
-        accepted: bool,
-        protocol_number: Option<String>,
-        reasons: Vec<String>,
-        paths: Vec<String>,
-    },
+    News(News),
     /// The question could not be answered now (network, 5xx, unknown filing); ask again later.
     Unanswered(String),
-}
-
-#[derive(Debug, Deserialize)]
-struct FilingState {
-    protocol_number: Option<String>,
-    /// `accepted`, `rejected`, or absent while pending.
-    outcome: Option<String>,
-    #[serde(default)]
-    reasons: Vec<String>,
-    #[serde(default)]
-    fields: Vec<String>,
 }
 
 /// An HTTPS client for one institution.
@@ -176,64 +155,133 @@ impl InstitutionClient {
         response.json::<Answer>().await.map(|a| a.businesses).map_err(|e| format!("unreadable answer: {e}"))
     }
 
-    /// Asks the institution where a filing stands (`GET /filings/{id}`, signed).
-    pub async fn poll(&self, filing_id: &str, declarant: &str, signer: &Signer) -> PollResult {
-        let headers = match signer.sign(&self.channel.audience, b"", "application/json", declarant) {
-            Ok(h) => h,
-            Err(e) => return PollResult::Unanswered(format!("cannot sign the request: {e}")),
-        };
-        let mut request = self.http.get(format!("{}/filings/{filing_id}", self.channel.base_url));
-        for (name, value) in headers {
-            request = request.header(name, value);
+    /// Resolves a rendered target under the channel's address; an absolute address must be
+    /// the channel's own (a signed request never goes elsewhere).
+    fn url_for(&self, target: &str) -> Result<String, String> {
+        if target.starts_with('/') {
+            return Ok(format!("{}{target}", self.channel.base_url));
         }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => return PollResult::Unanswered(format!("cannot reach the institution: {e}")),
-        };
-        if !response.status().is_success() {
-            return PollResult::Unanswered(format!("HTTP {}", response.status()));
+        if target.starts_with(&format!("{}/", self.channel.base_url)) {
+            return Ok(target.to_string());
         }
-        let Ok(state) = response.json::<FilingState>().await else {
-            return PollResult::Unanswered("unreadable answer".into());
-        };
-        let protocol_number = state.protocol_number.filter(|p| !p.trim().is_empty());
-        match (state.outcome.as_deref(), protocol_number) {
-            (Some(outcome @ ("accepted" | "rejected")), protocol_number) => PollResult::Outcome {
-                accepted: outcome == "accepted",
-                protocol_number,
-                reasons: state.reasons,
-                paths: state.fields,
-            },
-            (_, Some(protocol_number)) => PollResult::TakenInCharge { protocol_number },
-            _ => PollResult::Pending,
-        }
+        Err(format!("`{target}` is not under the channel's address {}", self.channel.base_url))
     }
 
-    /// Sends a filing, signed, with its idempotency key.
-    pub async fn send(&self, envelope: &FilingEnvelope, signer: &Signer) -> SendResult {
-        let body = match serde_json::to_vec(envelope) {
-            Ok(b) => b,
-            Err(e) => return SendResult::Permanent(format!("cannot encode the filing: {e}")),
-        };
-        let on_behalf_of = envelope.on_behalf_of.as_deref();
-        let headers = match signer.sign_on_behalf(
-            &self.channel.audience,
-            &body,
-            "application/json",
-            &envelope.declarant,
-            on_behalf_of,
-        ) {
-            Ok(h) => h,
-            Err(e) => return SendResult::Transient(format!("cannot sign the request: {e}")),
-        };
-        let mut request = self
-            .http
-            .post(format!("{}/filings", self.channel.base_url))
-            .header("idempotency-key", &envelope.filing_id)
-            .body(body);
+    /// A signed request for `rendered`.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        who: (&str, Option<&str>),
+        signer: &Signer,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let headers = signer
+            .sign_on_behalf(&self.channel.audience, &body, content_type, who.0, who.1)
+            .map_err(|e| format!("cannot sign the request: {e}"))?;
+        let mut request = self.http.request(method, url).header("content-type", content_type);
+        if !body.is_empty() {
+            request = request.body(body);
+        }
         for (name, value) in headers {
             request = request.header(name, value);
         }
+        Ok(request)
+    }
+
+    /// Asks the institution where a filing stands, with the profile's status request (a 303
+    /// is followed once to the result). `context` is the template context of the filing.
+    pub async fn poll(&self, context: &Value, declarant: &str, signer: &Signer) -> PollResult {
+        let profile = &self.channel.profile;
+        let Some(op) = &profile.status else {
+            return PollResult::Unanswered("the profile has no status request".into());
+        };
+        let rendered = match profile.render_status(context) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return PollResult::Unanswered(format!("profile: {e}")),
+            None => return PollResult::Unanswered("the profile has no status request".into()),
+        };
+        let mut url = match self.url_for(&rendered.target) {
+            Ok(u) => u,
+            Err(e) => return PollResult::Unanswered(e),
+        };
+        for _hop in 0..2 {
+            let request = match self.request(
+                rendered.method.clone(),
+                &url,
+                &rendered.content_type,
+                rendered.body.clone(),
+                (declarant, None),
+                signer,
+            ) {
+                Ok(r) => r,
+                Err(e) => return PollResult::Unanswered(e),
+            };
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => return PollResult::Unanswered(format!("cannot reach the institution: {e}")),
+            };
+            let status = response.status();
+            if status == reqwest::StatusCode::SEE_OTHER {
+                let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+                match location.map(|l| self.url_for(&l)) {
+                    Some(Ok(next)) => {
+                        url = next;
+                        continue;
+                    }
+                    Some(Err(e)) => return PollResult::Unanswered(e),
+                    None => return PollResult::Unanswered("303 without Location".into()),
+                }
+            }
+            if !op.answer.delivered.contains(status.as_u16()) {
+                return PollResult::Unanswered(format!("HTTP {status}"));
+            }
+            let Ok(document) = response.json::<Value>().await else {
+                return PollResult::Unanswered("unreadable answer".into());
+            };
+            let news = op.answer.read(&document);
+            if let Some(word) = &news.unknown_outcome {
+                tracing::warn!(institution = %self.channel.institution, %word, "an outcome word the profile does not list");
+            }
+            return if news.accepted.is_none() && news.protocol_number.is_none() {
+                PollResult::Pending
+            } else {
+                PollResult::News(news)
+            };
+        }
+        PollResult::Unanswered("too many redirects".into())
+    }
+
+    /// Sends a filing as the channel's profile writes it, signed, with its idempotency key.
+    /// `context` is the template context (see [`crate::profile`]); `reply_to` the address a
+    /// NONBLOCK_PUSH_REST institution calls back.
+    pub async fn send(
+        &self,
+        envelope: &FilingEnvelope,
+        context: &Value,
+        reply_to: &str,
+        signer: &Signer,
+    ) -> SendResult {
+        let profile = &self.channel.profile;
+        let rendered = match profile.render_submit(context) {
+            Ok(r) => r,
+            Err(e) => return SendResult::Misconfigured(e),
+        };
+        let url = match self.url_for(&rendered.target) {
+            Ok(u) => u,
+            Err(e) => return SendResult::Misconfigured(e),
+        };
+        let who = (envelope.declarant.as_str(), envelope.on_behalf_of.as_deref());
+        let request = match self.request(rendered.method, &url, &rendered.content_type, rendered.body, who, signer) {
+            Ok(r) => r.header("idempotency-key", &envelope.filing_id),
+            Err(e) => return SendResult::Transient(e),
+        };
+        let request = if profile.pattern == crate::profile::Pattern::NonblockPushRest {
+            request.header("x-replyto", reply_to)
+        } else {
+            request
+        };
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
@@ -242,27 +290,38 @@ impl InstitutionClient {
             Err(e) => return SendResult::Transient(format!("cannot reach the institution: {e}")),
         };
         let status = response.status();
+        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
         let text = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            let protocol_number = serde_json::from_str::<Accepted>(&text).ok().and_then(|a| a.protocol_number);
-            return SendResult::Sent { protocol_number: protocol_number.filter(|p| !p.trim().is_empty()) };
+        read_answer(&profile.submit.answer, status, location, &text)
+    }
+}
+
+/// What the answer to a filing means, by the profile's answer map.
+fn read_answer(
+    map: &crate::mapping::AnswerMap,
+    status: reqwest::StatusCode,
+    location: Option<String>,
+    text: &str,
+) -> SendResult {
+    let document = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let code = status.as_u16();
+    if map.rejected.contains(code) {
+        let news = map.read(&document);
+        if !news.reasons.is_empty() || !news.paths.is_empty() {
+            return SendResult::Rejected { reasons: news.reasons, paths: news.paths };
         }
-        let problem = serde_json::from_str::<Problem>(&text).ok();
-        let summary = problem
-            .as_ref()
-            .and_then(|p| p.detail.clone().or_else(|| p.title.clone()))
-            .unwrap_or_else(|| text.chars().take(200).collect());
-        match status.as_u16() {
-            422 if problem.as_ref().is_some_and(|p| !p.errors.is_empty()) => {
-                let errors = problem.map(|p| p.errors).unwrap_or_default();
-                SendResult::Rejected {
-                    reasons: errors.iter().filter_map(|e| e.message.clone()).collect(),
-                    paths: errors.iter().filter_map(|e| e.path.clone()).collect(),
-                }
-            }
-            408 | 409 | 425 | 429 | 500..=599 => SendResult::Transient(format!("HTTP {status}: {summary}")),
-            _ => SendResult::Permanent(format!("HTTP {status}: {summary}")),
-        }
+    }
+    if map.delivered.contains(code) {
+        return SendResult::Taken { news: map.read(&document), status_url: location };
+    }
+    let summary = ["/detail", "/title", "/message"]
+        .iter()
+        .find_map(|p| document.pointer(p).and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| text.chars().take(200).collect());
+    if map.retry.contains(code) {
+        SendResult::Transient(format!("HTTP {status}: {summary}"))
+    } else {
+        SendResult::Permanent(format!("HTTP {status}: {summary}"))
     }
 }
 

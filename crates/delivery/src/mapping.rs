@@ -70,7 +70,9 @@ impl Pointer {
             return Ok(Self { source: String::new(), tokens: Vec::new() });
         }
         let Some(rest) = source.strip_prefix('/') else {
-            return Err(format!("`{source}` is not a JSON Pointer: it must start with `/` (for example `/protocollo`)"));
+            return Err(format!(
+                "`{source}` is not a JSON Pointer: it must start with `/` (for example `/protocollo`)"
+            ));
         };
         let tokens = rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
         Ok(Self { source: source.to_string(), tokens })
@@ -256,7 +258,10 @@ mod tests {
         assert_eq!(news.accepted, Some(true));
         assert_eq!(news.values["numero_rea"], "MI-1");
         let news = map.read(&json!({"esito": "RESPINTA", "errori": [{"campo": "sede/cap", "descrizione": "CAP"}]}));
-        assert_eq!((news.accepted, news.paths, news.reasons), (Some(false), vec!["sede/cap".into()], vec!["CAP".into()]));
+        assert_eq!(
+            (news.accepted, news.paths, news.reasons),
+            (Some(false), vec!["sede/cap".into()], vec!["CAP".into()])
+        );
         let news = map.read(&json!({"esito": "IN_LAVORAZIONE"}));
         assert_eq!((news.accepted, news.unknown_outcome), (None, None));
         let news = map.read(&json!({"esito": "BOH"}));

@@ -392,7 +392,9 @@ impl Compiler<'_> {
             self.error(raw.path.span(), format!("path template: {}", e.detail().unwrap_or("syntax error")));
         }
         if let Some(body) = &raw.body {
-            if self.env.get_template(body.get_ref()).is_err() && !self.errors.iter().any(|e| e.file.ends_with(body.get_ref())) {
+            if self.env.get_template(body.get_ref()).is_err()
+                && !self.errors.iter().any(|e| e.file.ends_with(body.get_ref()))
+            {
                 self.error(body.span(), format!("template `{}` is not loaded", body.get_ref()));
             }
         }

@@ -185,6 +185,12 @@ pub struct Delivery {
     pub payload: Value,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// When the institution last said something new about this filing.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_news_at: Option<OffsetDateTime>,
+    /// Values its answers carried that other filings may use (REA number, codice ditta, ...).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub values: std::collections::BTreeMap<String, String>,
 }
 
 impl Delivery {

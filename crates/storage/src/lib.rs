@@ -279,13 +279,34 @@ pub struct ClaimedDelivery {
     pub service_id: String,
 }
 
-/// A delivery whose institution is asked for news (it does not call back, or not yet).
+/// A delivery whose institution is asked for news (it does not call back, or not yet), or
+/// that has been silent for too long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollItem {
     pub key: DeliveryKey,
     pub revision: u32,
     pub owner: CodiceFiscale,
     pub service_id: String,
+    pub reference: String,
+    pub filing_kind: String,
+    /// Where the institution said to ask (NONBLOCK_PULL_REST), if it did.
+    pub status_url: Option<String>,
+}
+
+/// How often to ask an institution for news: `first` after the last request, doubling with each
+/// request up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPace {
+    pub first: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl PollPace {
+    fn millis(self) -> (i64, i64) {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
+        let first = ms(self.first);
+        (first, ms(self.max).max(first))
+    }
 }
 
 /// What recording an event did.
@@ -314,12 +335,40 @@ pub struct DeliveryUpdate {
     /// For worker results: when to look at the delivery again (the retry after a transient
     /// failure, or the first poll after a successful send to an institution that is polled).
     pub next_at: Option<OffsetDateTime>,
+    /// Where to ask for news from now on (a NONBLOCK_PULL_REST answer's `Location`).
+    pub status_url: Option<String>,
+    /// Values the institution's answer carried, merged into the delivery's.
+    pub values: std::collections::BTreeMap<String, String>,
 }
 
 impl DeliveryUpdate {
     pub fn new(event: DeliveryEvent, at: OffsetDateTime) -> Self {
-        Self { event, at, fence: None, message_id: None, revision: None, next_at: None }
+        Self {
+            event,
+            at,
+            fence: None,
+            message_id: None,
+            revision: None,
+            next_at: None,
+            status_url: None,
+            values: std::collections::BTreeMap::new(),
+        }
     }
+
+    /// Whether the event is something the institution said.
+    fn is_news(&self) -> bool {
+        matches!(
+            self.event,
+            DeliveryEvent::Sent { .. } | DeliveryEvent::TakenInCharge { .. } | DeliveryEvent::Outcome { .. }
+        )
+    }
+}
+
+/// The delivery's values with `update`'s merged in, as stored (a JSON object of text).
+fn merged_values(current: &str, update: &DeliveryUpdate) -> String {
+    let mut values: std::collections::BTreeMap<String, String> = serde_json::from_str(current).unwrap_or_default();
+    values.extend(update.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+    serde_json::to_string(&values).unwrap_or_else(|_| "{}".to_string())
 }
 
 /// One line of a practice's timeline.
@@ -353,7 +402,16 @@ pub trait DeliveryQueue: Send + Sync + std::fmt::Debug {
         &self,
         institution: &str,
         now: OffsetDateTime,
-        interval: std::time::Duration,
+        pace: PollPace,
+        limit: u32,
+    ) -> Result<Vec<PollItem>, StoreError>;
+
+    /// Deliveries of `institution` waiting for news (delivered or taken in charge) whose last
+    /// news is older than `cutoff`: the worker marks them `no_news`.
+    async fn silent_since(
+        &self,
+        institution: &str,
+        cutoff: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<PollItem>, StoreError>;
 
@@ -756,6 +814,8 @@ impl PracticeRow {
 
 /// A delivery row as both adapters read it.
 struct DeliveryRow {
+    news_values: String,
+    news_at: Option<i64>,
     institution: String,
     filing_kind: String,
     state: String,
@@ -792,6 +852,9 @@ impl DeliveryRow {
             institution: self.institution,
             filing_kind: self.filing_kind,
             updated_at: self.updated_at,
+            last_news_at: self.news_at.map(from_millis).transpose()?,
+            values: serde_json::from_str(&self.news_values)
+                .map_err(|e| StoreError::Corrupt(format!("delivery values: {e}")))?,
         })
     }
 }

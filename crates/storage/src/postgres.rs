@@ -22,8 +22,8 @@ use time::OffsetDateTime;
 
 use crate::{
     data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, unix_millis, ClaimedDelivery,
-    CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery,
-    PracticeRow, PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError, TimelineEntry,
+    CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PollPace,
+    PracticeQuery, PracticeRow, PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError, TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
@@ -34,6 +34,7 @@ const MIGRATIONS: Migrations = &[
     (5, "audit", include_str!("../migrations/postgres/0005_audit.sql")),
     (6, "delegations", include_str!("../migrations/postgres/0006_delegations.sql")),
     (7, "delegation expiry", include_str!("../migrations/postgres/0007_delegation_expiry.sql")),
+    (8, "channel news", include_str!("../migrations/postgres/0008_channel_news.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data::text AS data, reference, \
@@ -41,7 +42,11 @@ const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, own
 
 const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at, \
      d.attempts::bigint AS attempts, d.revision::bigint AS revision, d.protocol_number, d.rejection::text AS rejection, \
-     d.last_error";
+     d.last_error, d.news_values, d.news_at";
+
+/// The columns of a [`PollItem`], from a delivery `d` and its practice `p`.
+const POLL_ITEM_SELECT: &str = "SELECT d.practice_id::text AS practice_id, d.institution, d.revision::bigint AS revision, \
+     p.owner_cf, p.service_id, p.reference, d.filing_kind, d.status_url FROM deliveries d JOIN practices p ON p.id = d.practice_id";
 
 /// Key of the advisory lock taken while migrating ("sportello" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x73_70_6f_72_74_65_6c;
@@ -99,6 +104,27 @@ fn delivery_row(r: &PgRow) -> Result<DeliveryRow, sqlx::Error> {
         protocol_number: r.try_get("protocol_number")?,
         rejection: r.try_get("rejection")?,
         last_error: r.try_get("last_error")?,
+        news_values: r.try_get("news_values")?,
+        news_at: r.try_get("news_at")?,
+    })
+}
+
+/// A polled or silent delivery from a [`POLL_ITEM_SELECT`] row.
+fn poll_item(r: &PgRow) -> Result<PollItem, StoreError> {
+    let practice_id: String = r.try_get("practice_id")?;
+    let owner: String = r.try_get("owner_cf")?;
+    Ok(PollItem {
+        key: DeliveryKey {
+            practice_id: PracticeId::parse(&practice_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,
+            institution: r.try_get("institution")?,
+        },
+        revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
+        owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+        service_id: r.try_get("service_id")?,
+        reference: r.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
+        filing_kind: r.try_get("filing_kind")?,
+        status_url: r.try_get("status_url")?,
     })
 }
 
@@ -507,42 +533,50 @@ impl DeliveryQueue for PostgresStore {
         &self,
         institution: &str,
         now: OffsetDateTime,
-        interval: Duration,
+        pace: PollPace,
         limit: u32,
     ) -> Result<Vec<PollItem>, StoreError> {
-        let rows = sqlx::query(
+        let (first_ms, max_ms) = pace.millis();
+        let rows = sqlx::query(&format!(
             "WITH due AS ( \
                SELECT practice_id, institution FROM deliveries \
                WHERE institution = $1 AND state IN ('delivered', 'taken_in_charge') \
                  AND next_attempt_at IS NOT NULL AND next_attempt_at <= $2 \
-               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             UPDATE deliveries d SET next_attempt_at = $4 FROM due, practices p \
-             WHERE d.practice_id = due.practice_id AND d.institution = due.institution AND p.id = d.practice_id \
-             RETURNING d.practice_id::text AS practice_id, d.institution, d.revision::bigint AS revision, p.owner_cf, \
-               p.service_id",
-        )
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE deliveries d SET polls = d.polls + 1, next_attempt_at = $2 + make_interval(secs => \
+                 LEAST($5::bigint, $4::bigint * (1::bigint << LEAST(d.polls, 20)))::double precision / 1000.0) \
+               FROM due WHERE d.practice_id = due.practice_id AND d.institution = due.institution \
+               RETURNING d.practice_id, d.institution) \
+             {} JOIN claimed c ON c.practice_id = d.practice_id AND c.institution = d.institution",
+            POLL_ITEM_SELECT
+        ))
         .bind(institution)
         .bind(now)
         .bind(i64::from(limit))
-        .bind(now + interval)
+        .bind(first_ms)
+        .bind(max_ms)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let practice_id: String = r.try_get("practice_id")?;
-                let owner: String = r.try_get("owner_cf")?;
-                Ok(PollItem {
-                    key: DeliveryKey {
-                        practice_id: PracticeId::parse(&practice_id)
-                            .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,
-                        institution: r.try_get("institution")?,
-                    },
-                    revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
-                    owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
-                    service_id: r.try_get("service_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(poll_item).collect()
+    }
+
+    async fn silent_since(
+        &self,
+        institution: &str,
+        cutoff: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<PollItem>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{POLL_ITEM_SELECT} WHERE d.institution = $1 AND d.state IN ('delivered', 'taken_in_charge') \
+             AND d.news_at IS NOT NULL AND d.news_at <= $2 ORDER BY d.news_at LIMIT $3"
+        ))
+        .bind(institution)
+        .bind(crate::unix_millis(cutoff))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(poll_item).collect()
     }
 
     async fn record(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError> {
@@ -561,6 +595,21 @@ impl DeliveryQueue for PostgresStore {
         let plan = plan_record(&current, update);
         if let Some(status) = &plan.status {
             write_status(&mut tx, key, status, update.at).await?;
+        }
+        if plan.recorded != Recorded::LostLease && (update.is_news() || update.status_url.is_some()) {
+            let current_values: String = row.try_get("news_values")?;
+            let news_at = plan.status.as_ref().filter(|_| update.is_news()).map(|_| crate::unix_millis(update.at));
+            sqlx::query(
+                "UPDATE deliveries SET news_at = COALESCE($1, news_at), status_url = COALESCE($2, status_url), \
+                 news_values = $3 WHERE practice_id = $4 AND institution = $5",
+            )
+            .bind(news_at)
+            .bind(&update.status_url)
+            .bind(crate::merged_values(&current_values, update))
+            .bind(key.practice_id.0)
+            .bind(&key.institution)
+            .execute(&mut *tx)
+            .await?;
         }
         if plan.release_lease {
             let retry = update.next_at;
@@ -606,8 +655,8 @@ impl DeliveryQueue for PostgresStore {
         };
         write_status(&mut tx, key, &next, now).await?;
         sqlx::query(
-            "UPDATE deliveries SET attempts = 0, next_attempt_at = NULL, lease_until = NULL \
-             WHERE practice_id = $1 AND institution = $2",
+            "UPDATE deliveries SET attempts = 0, next_attempt_at = NULL, lease_until = NULL, polls = 0, \
+             status_url = NULL, news_at = NULL WHERE practice_id = $1 AND institution = $2",
         )
         .bind(key.practice_id.0)
         .bind(&key.institution)

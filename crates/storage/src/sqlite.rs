@@ -22,9 +22,10 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, event_detail, event_kind, plan_record, reference_year, rejection_json, unix_millis, ClaimedDelivery,
-    CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem, PracticeQuery,
-    PracticeRow, PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError, TimelineEntry,
+    data_json, event_detail, event_kind, merged_values, plan_record, reference_year, rejection_json, unix_millis,
+    ClaimedDelivery, CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem,
+    PollPace, PracticeQuery, PracticeRow, PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError,
+    TimelineEntry,
 };
 
 const MIGRATIONS: Migrations = &[
@@ -35,13 +36,19 @@ const MIGRATIONS: Migrations = &[
     (5, "audit", include_str!("../migrations/sqlite/0005_audit.sql")),
     (6, "delegations", include_str!("../migrations/sqlite/0006_delegations.sql")),
     (7, "delegation expiry", include_str!("../migrations/sqlite/0007_delegation_expiry.sql")),
+    (8, "channel news", include_str!("../migrations/sqlite/0008_channel_news.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data, \
      reference, needs_resend, created_at, updated_at, submitted_at";
 
+/// The columns of a [`PollItem`], from a delivery `d` and its practice `p`.
+const POLL_ITEM_SELECT: &str =
+    "SELECT d.practice_id, d.institution, d.revision, p.owner_cf, p.service_id, p.reference, \
+     d.filing_kind, d.status_url FROM deliveries d JOIN practices p ON p.id = d.practice_id";
+
 const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload, d.updated_at, d.attempts, \
-     d.revision, d.protocol_number, d.rejection, d.last_error";
+     d.revision, d.protocol_number, d.rejection, d.last_error, d.news_values, d.news_at";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -120,6 +127,28 @@ fn delivery_row(r: &SqliteRow) -> Result<DeliveryRow, sqlx::Error> {
         protocol_number: r.try_get("protocol_number")?,
         rejection: r.try_get("rejection")?,
         last_error: r.try_get("last_error")?,
+        news_values: r.try_get("news_values")?,
+        news_at: r.try_get("news_at")?,
+    })
+}
+
+/// A polled or silent delivery from a row with practice_id, institution, revision, owner_cf,
+/// service_id, reference, filing_kind and status_url.
+fn poll_item(r: &SqliteRow) -> Result<PollItem, StoreError> {
+    let practice_id: String = r.try_get("practice_id")?;
+    let owner: String = r.try_get("owner_cf")?;
+    Ok(PollItem {
+        key: DeliveryKey {
+            practice_id: PracticeId::parse(&practice_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,
+            institution: r.try_get("institution")?,
+        },
+        revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
+        owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+        service_id: r.try_get("service_id")?,
+        reference: r.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
+        filing_kind: r.try_get("filing_kind")?,
+        status_url: r.try_get("status_url")?,
     })
 }
 
@@ -524,45 +553,57 @@ impl DeliveryQueue for SqliteStore {
         &self,
         institution: &str,
         now: OffsetDateTime,
-        interval: Duration,
+        pace: PollPace,
         limit: u32,
     ) -> Result<Vec<PollItem>, StoreError> {
         let now_ms = unix_millis(now);
-        let next_ms = now_ms.saturating_add(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX));
+        let (first_ms, max_ms) = pace.millis();
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = ? WHERE rowid IN (SELECT rowid FROM deliveries \
+        let keys = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = ? + MIN(?, ? * (1 << MIN(polls, 20))), polls = polls + 1 \
+             WHERE rowid IN (SELECT rowid FROM deliveries \
                WHERE institution = ? AND state IN ('delivered', 'taken_in_charge') \
                AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) \
-             RETURNING practice_id, institution, revision",
+             RETURNING practice_id",
         )
-        .bind(next_ms)
+        .bind(now_ms)
+        .bind(max_ms)
+        .bind(first_ms)
         .bind(institution)
         .bind(now_ms)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let practice_id: String = r.try_get("practice_id")?;
-            let p = sqlx::query("SELECT owner_cf, service_id FROM practices WHERE id = ?")
+        let mut items = Vec::with_capacity(keys.len());
+        for k in &keys {
+            let practice_id: String = k.try_get("practice_id")?;
+            let r = sqlx::query(&format!("{POLL_ITEM_SELECT} WHERE d.practice_id = ? AND d.institution = ?"))
                 .bind(&practice_id)
+                .bind(institution)
                 .fetch_one(&mut *tx)
                 .await?;
-            let owner: String = p.try_get("owner_cf")?;
-            items.push(PollItem {
-                key: DeliveryKey {
-                    practice_id: PracticeId::parse(&practice_id)
-                        .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,
-                    institution: r.try_get("institution")?,
-                },
-                revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
-                owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
-                service_id: p.try_get("service_id")?,
-            });
+            items.push(poll_item(&r)?);
         }
         tx.commit().await?;
         Ok(items)
+    }
+
+    async fn silent_since(
+        &self,
+        institution: &str,
+        cutoff: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<PollItem>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{POLL_ITEM_SELECT} WHERE d.institution = ? AND d.state IN ('delivered', 'taken_in_charge') \
+             AND d.news_at IS NOT NULL AND d.news_at <= ? ORDER BY d.news_at LIMIT ?"
+        ))
+        .bind(institution)
+        .bind(unix_millis(cutoff))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(poll_item).collect()
     }
 
     async fn record(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError> {
@@ -588,6 +629,21 @@ impl DeliveryQueue for SqliteStore {
         let plan = plan_record(&current, update);
         if let Some(status) = &plan.status {
             write_status(&mut tx, key, status, update.at).await?;
+        }
+        if plan.recorded != Recorded::LostLease && (update.is_news() || update.status_url.is_some()) {
+            let current_values: String = row.try_get("news_values")?;
+            let news_at = plan.status.as_ref().filter(|_| update.is_news()).map(|_| unix_millis(update.at));
+            sqlx::query(
+                "UPDATE deliveries SET news_at = COALESCE(?, news_at), status_url = COALESCE(?, status_url), \
+                 news_values = ? WHERE practice_id = ? AND institution = ?",
+            )
+            .bind(news_at)
+            .bind(&update.status_url)
+            .bind(merged_values(&current_values, update))
+            .bind(key.practice_id.to_string())
+            .bind(&key.institution)
+            .execute(&mut *tx)
+            .await?;
         }
         if plan.release_lease {
             let retry = update.next_at.map(unix_millis);
@@ -638,8 +694,8 @@ impl DeliveryQueue for SqliteStore {
         };
         write_status(&mut tx, key, &next, now).await?;
         sqlx::query(
-            "UPDATE deliveries SET attempts = 0, next_attempt_at = NULL, lease_until = NULL \
-             WHERE practice_id = ? AND institution = ?",
+            "UPDATE deliveries SET attempts = 0, next_attempt_at = NULL, lease_until = NULL, polls = 0, \
+             status_url = NULL, news_at = NULL WHERE practice_id = ? AND institution = ?",
         )
         .bind(key.practice_id.to_string())
         .bind(&key.institution)

@@ -19,8 +19,8 @@ use std::time::Duration;
 use storage::postgres::PostgresStore;
 use storage::sqlite::SqliteStore;
 use storage::{
-    DeliveryKey, DeliveryUpdate, PracticeQuery, PracticeSearch, PracticeStore, Recorded, ScopeFilter, SessionRecord,
-    SortKey, Store, StoreError,
+    DeliveryKey, DeliveryUpdate, PollPace, PracticeQuery, PracticeSearch, PracticeStore, Recorded, ScopeFilter,
+    SessionRecord, SortKey, Store, StoreError,
 };
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -148,6 +148,7 @@ contract!(
     no_recipient_reached_returns_to_drafts,
     resend_touches_one_recipient_only,
     silent_institutions_are_polled_on_schedule,
+    status_addresses_values_and_silence_are_kept,
     sessions_live_until_they_expire_or_end,
     search_by_every_key_with_pages_and_order,
     archive_and_bring_back,
@@ -549,23 +550,80 @@ async fn silent_institutions_are_polled_on_schedule(b: Backend) {
         sent.next_at = (c.key.institution == "inps").then_some(first_poll);
         b.store.record(&c.key, &sent).await.expect("record");
     }
-    let interval = Duration::from_secs(30);
-    assert!(b.store.claim_for_poll("inps", NOW, interval, 10).await.expect("poll").is_empty(), "not yet");
-    let due = b.store.claim_for_poll("inps", first_poll, interval, 10).await.expect("poll");
+    let pace = PollPace { first: Duration::from_secs(30), max: Duration::from_secs(100) };
+    assert!(b.store.claim_for_poll("inps", NOW, pace, 10).await.expect("poll").is_empty(), "not yet");
+    let due = b.store.claim_for_poll("inps", first_poll, pace, 10).await.expect("poll");
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].key.practice_id, due[0].revision, &due[0].owner), (id, 0, &holder()));
-    assert!(b.other.claim_for_poll("inps", first_poll, interval, 10).await.expect("poll").is_empty(), "rescheduled");
-    assert!(b.store.claim_for_poll("inail", first_poll, interval, 10).await.expect("poll").is_empty(), "not polled");
+    assert!(b.other.claim_for_poll("inps", first_poll, pace, 10).await.expect("poll").is_empty(), "rescheduled");
+    assert!(b.store.claim_for_poll("inail", first_poll, pace, 10).await.expect("poll").is_empty(), "not polled");
     let later = first_poll + time::Duration::seconds(30);
-    assert_eq!(b.store.claim_for_poll("inps", later, interval, 10).await.expect("poll").len(), 1, "polled again");
+    assert_eq!(b.store.claim_for_poll("inps", later, pace, 10).await.expect("poll").len(), 1, "polled again");
+    // The pace backs off: 30 s, then 60 s, then at most 100 s.
+    let sooner = later + time::Duration::seconds(59);
+    assert!(b.store.claim_for_poll("inps", sooner, pace, 10).await.expect("poll").is_empty(), "backed off");
+    let third = later + time::Duration::seconds(60);
+    assert_eq!(b.store.claim_for_poll("inps", third, pace, 10).await.expect("poll").len(), 1, "third");
+    assert!(b
+        .store
+        .claim_for_poll("inps", third + time::Duration::seconds(99), pace, 10)
+        .await
+        .expect("poll")
+        .is_empty());
+    let fourth = third + time::Duration::seconds(100);
+    assert_eq!(b.store.claim_for_poll("inps", fourth, pace, 10).await.expect("poll").len(), 1, "capped");
     // Once the outcome is known, polling stops.
     let outcome = DeliveryUpdate::new(
         DeliveryEvent::Outcome { accepted: true, protocol_number: Some("P".into()), rejection: None },
-        later,
+        fourth,
     );
     b.store.record(&key(id, "inps"), &outcome).await.expect("outcome");
-    let much_later = later + time::Duration::hours(1);
-    assert!(b.store.claim_for_poll("inps", much_later, interval, 10).await.expect("poll").is_empty());
+    let much_later = fourth + time::Duration::hours(1);
+    assert!(b.store.claim_for_poll("inps", much_later, pace, 10).await.expect("poll").is_empty());
+}
+
+async fn status_addresses_values_and_silence_are_kept(b: Backend) {
+    let id = submitted(&b).await;
+    for c in b.store.claim_due(NOW, LEASE, 10).await.expect("claim") {
+        let mut sent = DeliveryUpdate::new(DeliveryEvent::Sent { protocol_number: None }, NOW);
+        sent.fence = Some(c.fence);
+        sent.next_at = Some(NOW + time::Duration::seconds(5));
+        if c.key.institution == "inps" {
+            sent.status_url = Some("/denunce/7/stato".into());
+            sent.values.insert("codice_ditta".into(), "123".into());
+        }
+        b.store.record(&c.key, &sent).await.expect("record");
+    }
+    let pace = PollPace { first: Duration::from_secs(5), max: Duration::from_secs(5) };
+    let due = b.other.claim_for_poll("inps", NOW + time::Duration::seconds(5), pace, 10).await.expect("poll");
+    assert_eq!(due[0].status_url.as_deref(), Some("/denunce/7/stato"));
+    assert_eq!(due[0].reference.starts_with("SPT-"), true, "{:?}", due[0]);
+    // A later answer adds values, never loses earlier ones.
+    let mut taken = DeliveryUpdate::new(
+        DeliveryEvent::TakenInCharge { protocol_number: "P1".into() },
+        NOW + time::Duration::seconds(6),
+    );
+    taken.values.insert("pat".into(), "9".into());
+    b.store.record(&key(id, "inps"), &taken).await.expect("taken");
+    let deliveries = b.other.deliveries(&holder(), id).await.expect("deliveries");
+    let inps = deliveries.iter().find(|d| d.institution == "inps").expect("inps");
+    assert_eq!(inps.values.get("codice_ditta").map(String::as_str), Some("123"));
+    assert_eq!(inps.values.get("pat").map(String::as_str), Some("9"));
+    assert_eq!(inps.last_news_at, Some(NOW + time::Duration::seconds(6)));
+
+    // Silence: INAIL's last news was at NOW, INPS's a little later.
+    let cutoff = NOW + time::Duration::seconds(1);
+    let silent = b.store.silent_since("inail", cutoff, 10).await.expect("silent");
+    assert_eq!(silent.len(), 1);
+    assert!(b.store.silent_since("inps", cutoff, 10).await.expect("silent").is_empty(), "INPS spoke later");
+    let no_news = DeliveryUpdate::new(DeliveryEvent::NoNews, cutoff);
+    assert!(matches!(b.store.record(&key(id, "inail"), &no_news).await.expect("no news"), Recorded::Applied(_)));
+    assert!(b.store.silent_since("inail", cutoff, 10).await.expect("silent").is_empty(), "marked once");
+    let practice = b.other.practice(&holder(), id).await.expect("practice");
+    assert_eq!(practice.state, PracticeState::InProgress, "no news is not an outcome");
+    // Resent: queued again with the same revision; late news from before still counts.
+    let resent = b.store.resend(&holder(), &key(id, "inail"), None, cutoff).await.expect("resend");
+    assert_eq!((resent.state(), resent.status.revision, resent.last_news_at), (DeliveryState::Queued, 0, None));
 }
 
 async fn sessions_live_until_they_expire_or_end(b: Backend) {

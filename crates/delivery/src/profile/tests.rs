@@ -72,14 +72,16 @@ fn a_body_that_is_not_json_is_never_sent() {
 
 #[test]
 fn mistakes_are_reported_with_line_and_column() {
-    let text = "pattern = \"BLOCKING\"\n[submit]\npath = \"/x\"\n[submit.answer]\noutcome = \"esito\"\nretry = [\"6xx\"]\n";
+    let text =
+        "pattern = \"BLOCKING\"\n[submit]\npath = \"/x\"\n[submit.answer]\noutcome = \"esito\"\nretry = [\"6xx\"]\n";
     let errors = profile(text, &[]).expect_err("mistakes");
     let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert!(shown.iter().any(|e| e.starts_with("test.toml:1:11: pattern `BLOCKING`")), "{shown:?}");
     assert!(shown.iter().any(|e| e.starts_with("test.toml:5:11:") && e.contains("JSON Pointer")), "{shown:?}");
     assert!(shown.iter().any(|e| e.starts_with("test.toml:6:9:") && e.contains("6xx")), "{shown:?}");
 
-    let errors = profile("pattern = \"BLOCK_REST\"\n[submit]\npath = \"/x\"\ncolour = 1\n", &[]).expect_err("unknown key");
+    let errors =
+        profile("pattern = \"BLOCK_REST\"\n[submit]\npath = \"/x\"\ncolour = 1\n", &[]).expect_err("unknown key");
     assert_eq!((errors[0].line, errors[0].column), (4, 1), "{errors:?}");
 
     let pull = "pattern = \"NONBLOCK_PULL_REST\"\n[submit]\npath = \"/x\"\n";
