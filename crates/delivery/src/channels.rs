@@ -19,6 +19,10 @@
 //! trusts_portal_delegations = false  # optional: collaborators may act there on the portal's
 //!                                  # own record of a sub-delegation, before the institution
 //!                                  # confirms it
+//! profile = "profiles/inps.toml"   # optional: the institution's own interface (see
+//!                                  # `crate::profile`); default: Sportello's own
+//! callback_deadline_ms = 3600000   # optional, overrides the profile's: no callback by then → ask
+//! no_news_after_ms = 604800000     # optional, overrides the profile's: silent by then → no news
 //! ```
 //!
 //! Relative paths are read from the file's folder. Every institution of the catalog needs a
@@ -32,6 +36,8 @@ use std::time::Duration;
 use domain::delivery::RetryPolicy;
 use serde::Deserialize;
 
+use crate::profile::{Pattern, Profile};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     #[error("{path}: {message}")]
@@ -40,6 +46,8 @@ pub enum ChannelError {
     Missing(String),
     #[error("institution `{0}`: {1}")]
     Invalid(String, String),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Profile(Vec<crate::profile::ProfileError>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +75,9 @@ struct RawChannel {
     poll_interval_ms: Option<u64>,
     #[serde(default)]
     trusts_portal_delegations: bool,
+    profile: Option<PathBuf>,
+    callback_deadline_ms: Option<u64>,
+    no_news_after_ms: Option<u64>,
 }
 
 /// How to reach one institution.
@@ -86,6 +97,67 @@ pub struct Channel {
     pub poll_interval: Option<Duration>,
     /// Collaborators may act here on the portal's own record of a sub-delegation.
     pub trusts_portal_delegations: bool,
+    /// How the institution's interface is spoken.
+    pub profile: Arc<Profile>,
+    /// Overrides of the profile's deadlines.
+    pub callback_deadline: Option<Duration>,
+    pub no_news_after: Option<Duration>,
+}
+
+impl Channel {
+    /// A channel speaking Sportello's own interface, with today's settings.
+    pub fn sportello(
+        institution: &str,
+        base_url: &str,
+        ca_pem: &str,
+        certificate_pem: &str,
+    ) -> Result<Self, ChannelError> {
+        Ok(Self {
+            institution: institution.to_string(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            audience: institution.to_string(),
+            ca_pem: ca_pem.to_string(),
+            certificate_pem: certificate_pem.to_string(),
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            poll_interval: None,
+            trusts_portal_delegations: false,
+            profile: Arc::new(Profile::sportello().map_err(ChannelError::Profile)?),
+            callback_deadline: None,
+            no_news_after: None,
+        })
+    }
+
+    /// When to first ask for news once a filing is taken, and how the pace backs off; `None`
+    /// when nobody asks (the institution calls back, or has no status request).
+    pub fn poll_pace(&self) -> Option<storage::PollPace> {
+        let profile = &self.profile;
+        profile.status.as_ref()?;
+        let news = &profile.news;
+        let first = match (self.poll_interval, profile.pattern) {
+            (Some(explicit), _) => explicit,
+            (None, Pattern::NonblockPullRest) => news.poll_interval?,
+            (None, _) => self.callback_deadline.or(news.callback_deadline)?,
+        };
+        let pace = news.poll_interval.filter(|_| self.poll_interval.is_none()).unwrap_or(first);
+        Some(storage::PollPace { first: pace, max: news.max_poll_interval.unwrap_or(pace).max(pace) })
+    }
+
+    /// The wait before the first status request after a filing is taken.
+    pub fn first_poll_after(&self) -> Option<Duration> {
+        let pace = self.poll_pace()?;
+        match (self.poll_interval, self.profile.pattern) {
+            (None, Pattern::NonblockPushRest | Pattern::BlockRest) => {
+                self.callback_deadline.or(self.profile.news.callback_deadline).or(Some(pace.first))
+            }
+            _ => Some(pace.first),
+        }
+    }
+
+    /// How long a delivered filing may go without news before it is marked "no news".
+    pub fn no_news_after(&self) -> Option<Duration> {
+        self.no_news_after.or(self.profile.news.no_news_after)
+    }
 }
 
 /// All channels and the portal's own identity towards institutions.
@@ -124,6 +196,8 @@ impl Channels {
             std::fs::read_to_string(&full).map_err(|e| file_error(&full, e.to_string()))
         };
         let mut institutions = BTreeMap::new();
+        let sportello = Arc::new(Profile::sportello().map_err(ChannelError::Profile)?);
+        let mut problems = Vec::new();
         for (id, c) in raw.institutions {
             if !(c.base_url.starts_with("https://") || c.base_url.starts_with("http://127.0.0.1")) {
                 return Err(ChannelError::Invalid(id, "base_url must be https:// (or loopback http)".into()));
@@ -134,7 +208,21 @@ impl Channels {
                 base_delay: c.base_delay_ms.map_or(defaults.base_delay, Duration::from_millis),
                 max_delay: c.max_delay_ms.map_or(defaults.max_delay, Duration::from_millis),
             };
+            let profile = match &c.profile {
+                None => sportello.clone(),
+                Some(p) => match Profile::load(&if p.is_absolute() { p.clone() } else { base.join(p) }) {
+                    Ok(profile) => Arc::new(profile),
+                    Err(mut errors) => {
+                        problems.append(&mut errors);
+                        continue;
+                    }
+                },
+            };
+            let ms = |v: Option<u64>| v.map(|ms| Duration::from_millis(ms.max(50)));
             let channel = Channel {
+                profile,
+                callback_deadline: ms(c.callback_deadline_ms),
+                no_news_after: ms(c.no_news_after_ms),
                 institution: id.clone(),
                 base_url: c.base_url.trim_end_matches('/').to_string(),
                 audience: c.audience.unwrap_or_else(|| id.clone()),
@@ -146,6 +234,9 @@ impl Channels {
                 trusts_portal_delegations: c.trusts_portal_delegations,
             };
             institutions.insert(id, Arc::new(channel));
+        }
+        if !problems.is_empty() {
+            return Err(ChannelError::Profile(problems));
         }
         Ok(Self {
             portal_id: raw.portal_id,

@@ -124,6 +124,8 @@ impl InstitutionClient {
             .map_err(|e| err(e.to_string()))?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(config)
+            // Every request is signed for one use (jti): a 303 is followed by a new request.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(channel.timeout)
             .connect_timeout(channel.timeout)
             .build()

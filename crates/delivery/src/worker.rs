@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::channels::Channels;
 use crate::client::{filing_id, FilingEnvelope, InstitutionClient, PollResult, SendResult};
+use crate::mapping::News;
 use crate::modi::Signer;
 
 fn log_failed(result: Result<(), tokio::task::JoinError>) {
@@ -77,6 +78,8 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     random: Arc<dyn Randomness>,
     settings: WorkerSettings,
+    /// When silent deliveries were last looked for (unix milliseconds).
+    last_sweep_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -129,6 +132,7 @@ impl Worker {
             clock,
             random,
             settings,
+            last_sweep_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         })
     }
 
@@ -194,13 +198,14 @@ impl Worker {
                 }
             }
         }
+        self.mark_silent().await?;
         for (institution, client) in self.clients.iter() {
-            let Some(interval) = client.channel().poll_interval else { continue };
+            let Some(pace) = client.channel().poll_pace() else { continue };
             let room = u32::try_from(room.saturating_sub(count)).unwrap_or(0);
             if room == 0 {
                 break;
             }
-            let due = self.queue.claim_for_poll(institution, self.clock.now(), interval, room).await?;
+            let due = self.queue.claim_for_poll(institution, self.clock.now(), pace, room).await?;
             count += due.len();
             for item in due {
                 let worker = self.clone();
@@ -209,6 +214,58 @@ impl Worker {
             }
         }
         Ok(count)
+    }
+
+    /// Marks "no news" the deliveries silent past their channel's deadline (at most once a
+    /// second, whatever the pace of the loop).
+    async fn mark_silent(&self) -> Result<(), storage::StoreError> {
+        let now = self.clock.now();
+        let now_ms = storage::unix_millis(now);
+        let last = self.last_sweep_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < 1_000 {
+            return Ok(());
+        }
+        self.last_sweep_ms.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+        for (institution, client) in self.clients.iter() {
+            let Some(deadline) = client.channel().no_news_after() else { continue };
+            for item in self.queue.silent_since(institution, now - deadline, 100).await? {
+                let mut update = DeliveryUpdate::new(DeliveryEvent::NoNews, now);
+                update.revision = Some(item.revision);
+                self.queue.record(&item.key, &update).await?;
+                tracing::warn!(practice = %item.key.practice_id, %institution, "no news from the institution past the deadline");
+            }
+        }
+        Ok(())
+    }
+
+    /// What an institution's news means for the delivery.
+    fn event_for(&self, news: News, service_id: &str, institution: &str, client: &InstitutionClient) -> DeliveryEvent {
+        match news.accepted {
+            Some(accepted) => DeliveryEvent::Outcome {
+                accepted,
+                protocol_number: news.protocol_number,
+                rejection: (!accepted).then(|| Rejection {
+                    fields: self.fields_at_fault(service_id, institution, client, &news.paths),
+                    reasons: news.reasons,
+                }),
+            },
+            None => match news.protocol_number {
+                Some(protocol_number) => DeliveryEvent::TakenInCharge { protocol_number },
+                None => DeliveryEvent::Sent { protocol_number: None },
+            },
+        }
+    }
+
+    /// The catalog fields behind the institution's names of fields at fault.
+    fn fields_at_fault(
+        &self,
+        service_id: &str,
+        institution: &str,
+        client: &InstitutionClient,
+        names: &[String],
+    ) -> Vec<String> {
+        let paths: Vec<String> = names.iter().map(|n| client.channel().profile.payload_path(n)).collect();
+        self.filing_of(service_id, institution).map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths))
     }
 
     /// Tells one institution about a delegation granted or ended, and records its answer.
@@ -276,8 +333,10 @@ impl Worker {
         let institution = delivery.key.institution.clone();
         let Some(client) = self.clients.get(&institution) else {
             // Cannot happen after `require`, unless the catalog changed under a running worker.
-            self.record(&delivery, DeliveryEvent::Failed { reason: format!("no channel for {institution}") }, None)
-                .await;
+            let failed = DeliveryEvent::Failed { reason: format!("no channel for {institution}") };
+            let mut update = DeliveryUpdate::new(failed, self.clock.now());
+            update.fence = Some(delivery.fence);
+            self.record(&delivery, update).await;
             return;
         };
         let envelope = FilingEnvelope {
@@ -290,23 +349,36 @@ impl Worker {
             callback_url: format!("{}/institutions/v1/{institution}/events", self.callback_base_url),
             payload: delivery.payload.clone(),
         };
+        let context = template_context(&envelope, &institution, None);
+        let reply_to =
+            format!("{}/institutions/v1/{institution}/filings/{}/events", self.callback_base_url, envelope.filing_id);
         self.crash_if(CrashPoint::BeforeSend);
-        let result = client.send(&envelope, &self.signer).await;
+        let result = client.send(&envelope, &context, &reply_to, &self.signer).await;
         self.crash_if(CrashPoint::AfterSend);
         tracing::info!(filing = %envelope.filing_id, attempt = delivery.attempts, ?result, "filing sent");
+        let mut status_url = None;
+        let mut values = BTreeMap::new();
         let (event, next_at) = match result {
-            SendResult::Sent { protocol_number } => {
-                // An institution that does not call back is asked for news later.
-                let first_poll = client.channel().poll_interval.map(|i| self.clock.now() + i);
-                (DeliveryEvent::Sent { protocol_number }, first_poll)
+            SendResult::Taken { news, status_url: location } => {
+                status_url = location;
+                values = news.values.clone();
+                let event = match news.accepted {
+                    None => DeliveryEvent::Sent { protocol_number: news.protocol_number },
+                    Some(_) => self.event_for(news, &delivery.service_id, &institution, client),
+                };
+                // An institution that does not call back (or not in time) is asked for news later.
+                let first_poll = client.channel().first_poll_after().map(|i| self.clock.now() + i);
+                (event, first_poll)
             }
             SendResult::Rejected { reasons, paths } => {
-                let fields = self
-                    .filing_of(&delivery.service_id, &institution)
-                    .map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
+                let fields = self.fields_at_fault(&delivery.service_id, &institution, client, &paths);
                 (DeliveryEvent::RejectedOnReceipt(Rejection { reasons, fields }), None)
             }
             SendResult::Permanent(reason) => (DeliveryEvent::Failed { reason }, None),
+            SendResult::Misconfigured(reason) => {
+                tracing::error!(%institution, profile = %client.channel().profile.name, %reason, "channel profile cannot make the request; nothing was sent");
+                (DeliveryEvent::Failed { reason: format!("configuration of the channel: {reason}") }, None)
+            }
             SendResult::Transient(reason) => {
                 match client.channel().retry.next_delay(delivery.attempts, self.jitter()) {
                     Some(delay) => (DeliveryEvent::TransientFailure { reason }, Some(self.clock.now() + delay)),
@@ -319,7 +391,12 @@ impl Worker {
                 }
             }
         };
-        self.record(&delivery, event, next_at).await;
+        let mut update = DeliveryUpdate::new(event, self.clock.now());
+        update.fence = Some(delivery.fence);
+        update.next_at = next_at;
+        update.status_url = status_url;
+        update.values = values;
+        self.record(&delivery, update).await;
     }
 
     /// The filing kind a service sends to an institution, to map payload paths back to fields.
@@ -332,34 +409,31 @@ impl Worker {
     /// Asks an institution about a filing it has and records what is new.
     async fn poll(&self, client: &InstitutionClient, item: storage::PollItem) {
         let id = filing_id(&item.key.practice_id.to_string(), &item.key.institution, item.revision);
-        let event = match client.poll(&id, item.owner.as_str(), &self.signer).await {
+        let context = serde_json::json!({
+            "filing": { "id": id, "reference": item.reference, "practice_id": item.key.practice_id.to_string(),
+                        "kind": item.filing_kind },
+            "institution": item.key.institution,
+            "status_url": item.status_url,
+        });
+        let news = match client.poll(&context, item.owner.as_str(), &self.signer).await {
             PollResult::Pending => return,
             PollResult::Unanswered(reason) => {
                 tracing::info!(filing = %id, %reason, "poll unanswered; asking again later");
                 return;
             }
-            PollResult::TakenInCharge { protocol_number } => DeliveryEvent::TakenInCharge { protocol_number },
-            PollResult::Outcome { accepted, protocol_number, reasons, paths } => {
-                let rejection = (!accepted).then(|| {
-                    let fields = self
-                        .filing_of(&item.service_id, &item.key.institution)
-                        .map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
-                    Rejection { reasons, fields }
-                });
-                DeliveryEvent::Outcome { accepted, protocol_number, rejection }
-            }
+            PollResult::News(news) => news,
         };
+        let values = news.values.clone();
+        let event = self.event_for(news, &item.service_id, &item.key.institution, client);
         let mut update = DeliveryUpdate::new(event, self.clock.now());
         update.revision = Some(item.revision);
+        update.values = values;
         if let Err(e) = self.queue.record(&item.key, &update).await {
             tracing::error!(error = %e, filing = %id, "could not record a poll answer");
         }
     }
 
-    async fn record(&self, delivery: &ClaimedDelivery, event: DeliveryEvent, next_at: Option<time::OffsetDateTime>) {
-        let mut update = DeliveryUpdate::new(event, self.clock.now());
-        update.fence = Some(delivery.fence);
-        update.next_at = next_at;
+    async fn record(&self, delivery: &ClaimedDelivery, update: DeliveryUpdate) {
         match self.queue.record(&delivery.key, &update).await {
             Ok(Recorded::LostLease) => {
                 tracing::warn!(practice = %delivery.key.practice_id, institution = %delivery.key.institution, "lease lost; result discarded")
@@ -369,4 +443,23 @@ impl Worker {
             Err(e) => tracing::error!(error = %e, "could not record a delivery result"),
         }
     }
+}
+
+/// What a filing's templates see (see [`crate::profile`]).
+pub fn template_context(envelope: &FilingEnvelope, institution: &str, status_url: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "filing": {
+            "id": envelope.filing_id,
+            "reference": envelope.reference,
+            "practice_id": envelope.practice_id,
+            "kind": envelope.filing_kind,
+            "declarant": envelope.declarant,
+            "on_behalf_of": envelope.on_behalf_of,
+            "callback_url": envelope.callback_url,
+        },
+        "payload": envelope.payload,
+        "envelope": envelope,
+        "institution": institution,
+        "status_url": status_url,
+    })
 }

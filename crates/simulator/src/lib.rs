@@ -11,8 +11,13 @@
 //! - records every filing it processed, so tests can count them (`GET /_sim/filings`);
 //! - shows and takes its behaviour while it runs (`GET` and `PUT /_sim/behaviour`).
 
+mod interfaces;
+
+pub use interfaces::Interface;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +65,8 @@ pub struct Behaviour {
     pub authorisations: BTreeMap<String, Vec<Grant>>,
     /// The authorisation service answers 503.
     pub authorisations_down: bool,
+    /// NONBLOCK_PULL_REST: status requests answered "in lavorazione" before the outcome.
+    pub pending_polls: u32,
 }
 
 impl Default for Behaviour {
@@ -74,6 +81,7 @@ impl Default for Behaviour {
             rules: Vec::new(),
             authorisations: BTreeMap::new(),
             authorisations_down: false,
+            pending_polls: 2,
         }
     }
 }
@@ -110,6 +118,11 @@ pub struct SimSettings {
     pub cert_pem: String,
     pub key_pem: String,
     pub behaviour: Behaviour,
+    /// The interface it speaks.
+    pub interface: Interface,
+    /// Where it keeps its ledger (what it processed, its register, its answers), so that a
+    /// restarted simulator still knows; `None` keeps it in memory only.
+    pub ledger_path: Option<PathBuf>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
 }
@@ -121,7 +134,7 @@ impl std::fmt::Debug for SimSettings {
 }
 
 /// A filing the institution processed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Received {
     pub filing_id: String,
     /// Who sent it, and for whom (from the filing, checked against the ModI tracking token).
@@ -131,24 +144,37 @@ pub struct Received {
     pub reference: String,
     pub protocol_number: Option<String>,
     pub payload: Value,
+    /// Its outcome (NONBLOCK_PULL_REST institutions decide after taking the filing).
+    #[serde(default = "accepted_by_default")]
+    pub accepted: bool,
+    /// The rules it broke, `{path, message}`.
+    #[serde(default)]
+    pub reasons: Vec<Value>,
+    /// Status requests about it so far.
+    #[serde(default)]
+    pub polls: u32,
 }
 
-#[derive(Debug, Clone)]
+fn accepted_by_default() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Intake {
     /// Being processed by another request.
-    InFlight {
-        digest: String,
-    },
+    InFlight { digest: String },
     Done {
         digest: String,
         status: u16,
         body: Value,
+        #[serde(default)]
+        location: Option<String>,
     },
 }
 
 /// A protocol register ("registro di protocollo"): numbers are progressive, at least seven
 /// digits, and start again from 1 each year (DPR 445/2000 art. 57).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Register {
     year: i32,
     last: u64,
@@ -165,7 +191,7 @@ impl Register {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Ledger {
     by_key: HashMap<String, Intake>,
     processed: Vec<Received>,
@@ -175,7 +201,7 @@ struct Ledger {
 }
 
 /// A sub-delegation as the institution keeps it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisteredDelegation {
     pub reference: String,
     pub grantor: String,
@@ -247,6 +273,39 @@ fn json_at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 impl Sim {
+    /// Writes the ledger to its file (answers still in flight are left out: a retry after a
+    /// restart is processed afresh, as it was never answered).
+    fn persist(&self, ledger: &Ledger) {
+        let Some(path) = &self.settings.ledger_path else { return };
+        let kept = Ledger {
+            by_key: ledger
+                .by_key
+                .iter()
+                .filter(|(_, i)| matches!(i, Intake::Done { .. }))
+                .map(|(k, i)| (k.clone(), i.clone()))
+                .collect(),
+            processed: ledger.processed.clone(),
+            register: Register { year: ledger.register.year, last: ledger.register.last },
+            delegations: ledger.delegations.clone(),
+        };
+        let Ok(text) = serde_json::to_vec(&kept) else { return };
+        let temporary = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path)) {
+            tracing::error!(institution = %self.settings.institution, error = %e, "cannot write the ledger");
+        }
+    }
+
+    /// A status request refused: the service is down, or the ModI signature does not hold.
+    fn refuse_read(&self, headers: &HeaderMap) -> Option<Response> {
+        if self.behaviour.lock().map(|b| b.down).unwrap_or(false) {
+            return Some(problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([])));
+        }
+        self.verifier
+            .verify(headers, b"")
+            .err()
+            .map(|e| problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([])))
+    }
+
     fn chance(&self) -> f64 {
         let mut b = [0u8; 4];
         match self.settings.random.fill(&mut b) {
@@ -311,7 +370,7 @@ async fn receive_filing(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: B
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string) else {
         return problem(StatusCode::BAD_REQUEST, "Idempotency-Key mancante", json!([]));
     };
-    let Ok(envelope) = serde_json::from_slice::<FilingEnvelope>(&body) else {
+    let Some(envelope) = interfaces::read_filing(sim.settings.interface, &body) else {
         return problem(StatusCode::BAD_REQUEST, "Pratica non leggibile", json!([]));
     };
     if verified.user_id != envelope.declarant || verified.on_behalf_of != envelope.on_behalf_of {
@@ -328,7 +387,9 @@ async fn receive_filing(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: B
         };
         if let Some(intake) = ledger.by_key.get(&key) {
             let (seen_digest, done) = match intake {
-                Intake::Done { digest, status, body } => (digest, Some((*status, body.clone()))),
+                Intake::Done { digest, status, body, location } => {
+                    (digest, Some((*status, body.clone(), location.clone())))
+                }
                 Intake::InFlight { digest } => (digest, None),
             };
             if *seen_digest != digest {
@@ -340,9 +401,7 @@ async fn receive_filing(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: B
             }
             return match done {
                 // The same request again: the first answer again.
-                Some((status, body)) => {
-                    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(body)).into_response()
-                }
+                Some((status, body, location)) => answered(status, body, location),
                 None => problem(StatusCode::CONFLICT, "Pratica già in lavorazione", json!([])),
             };
         }
@@ -382,6 +441,9 @@ async fn process(
         })
         .map(|rule| json!({ "path": rule.path, "message": rule.message }))
         .collect();
+    if sim.settings.interface != Interface::Sportello {
+        return process_own_interface(&sim, key, envelope, digest, broken);
+    }
     let (status, answer, accepted_protocol) = {
         let Ok(mut ledger) = sim.ledger.lock() else {
             return problem(StatusCode::INTERNAL_SERVER_ERROR, "ledger", json!([]));
@@ -396,22 +458,29 @@ async fn process(
                 reference: envelope.reference.clone(),
                 protocol_number: Some(protocol.clone()),
                 payload: envelope.payload.clone(),
+                accepted: true,
+                reasons: Vec::new(),
+                polls: 0,
             });
             let answer = if behaviour.protocol_in_answer {
                 json!({ "status": "received", "protocol_number": protocol })
             } else {
                 json!({ "status": "received" })
             };
-            ledger
-                .by_key
-                .insert(key.clone(), Intake::Done { digest: digest.clone(), status: 202, body: answer.clone() });
+            ledger.by_key.insert(
+                key.clone(),
+                Intake::Done { digest: digest.clone(), status: 202, body: answer.clone(), location: None },
+            );
+            sim.persist(&ledger);
             (StatusCode::ACCEPTED, answer, Some(protocol))
         } else {
             let answer = json!({ "type": "about:blank", "title": "Pratica respinta", "status": 422,
                                  "detail": "Pratica respinta in accettazione", "errors": broken });
-            ledger
-                .by_key
-                .insert(key.clone(), Intake::Done { digest: digest.clone(), status: 422, body: answer.clone() });
+            ledger.by_key.insert(
+                key.clone(),
+                Intake::Done { digest: digest.clone(), status: 422, body: answer.clone(), location: None },
+            );
+            sim.persist(&ledger);
             (StatusCode::UNPROCESSABLE_ENTITY, answer, None)
         }
     };
@@ -419,6 +488,57 @@ async fn process(
         tokio::spawn(sim.clone().callback(envelope, protocol, true));
     }
     let mut response = (status, Json(answer)).into_response();
+    if status == StatusCode::UNPROCESSABLE_ENTITY {
+        response.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/problem+json"));
+    }
+    response
+}
+
+/// A filing taken by an institution with an interface of its own: recorded, answered as that
+/// interface answers (see [`interfaces`]).
+fn process_own_interface(
+    sim: &Sim,
+    key: String,
+    envelope: FilingEnvelope,
+    digest: String,
+    broken: Vec<Value>,
+) -> Response {
+    let interface = sim.settings.interface;
+    let Ok(mut ledger) = sim.ledger.lock() else {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, "ledger", json!([]));
+    };
+    // A BLOCK_REST registry refuses on receipt; a pull institution takes everything and decides.
+    let taken = broken.is_empty() || interface == Interface::InailPull;
+    let protocol = taken.then(|| sim.next_protocol(&mut ledger));
+    let handle = ledger.processed.len() + 1;
+    let (status, body, location) =
+        interfaces::answer(interface, protocol.as_deref(), &broken, handle, &envelope.payload, &sim.settings.register);
+    if taken {
+        ledger.processed.push(Received {
+            filing_id: envelope.filing_id.clone(),
+            declarant: envelope.declarant.clone(),
+            on_behalf_of: envelope.on_behalf_of.clone(),
+            filing_kind: envelope.filing_kind.clone(),
+            reference: envelope.reference.clone(),
+            protocol_number: protocol,
+            payload: envelope.payload.clone(),
+            accepted: broken.is_empty(),
+            reasons: broken,
+            polls: 0,
+        });
+    }
+    ledger.by_key.insert(key, Intake::Done { digest, status, body: body.clone(), location: location.clone() });
+    sim.persist(&ledger);
+    answered(status, body, location)
+}
+
+/// An answer with its status and, when given, its `Location`.
+fn answered(status: u16, body: Value, location: Option<String>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, Json(body)).into_response();
+    if let Some(location) = location.and_then(|l| axum::http::HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert("location", location);
+    }
     if status == StatusCode::UNPROCESSABLE_ENTITY {
         response.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/problem+json"));
     }
@@ -497,6 +617,7 @@ async fn register_delegation(State(sim): State<Arc<Sim>>, headers: HeaderMap, bo
             revoked: false,
         },
     );
+    sim.persist(&ledger);
     (StatusCode::CREATED, Json(json!({ "status": "active", "reference": reference }))).into_response()
 }
 
@@ -515,6 +636,7 @@ async fn revoke_delegation(State(sim): State<Arc<Sim>>, Path(id): Path<String>, 
     match ledger.delegations.get_mut(&id) {
         Some(d) => {
             d.revoked = true;
+            sim.persist(&ledger);
             StatusCode::NO_CONTENT.into_response()
         }
         None => problem(StatusCode::NOT_FOUND, "Delega sconosciuta", json!([])),
@@ -586,17 +708,27 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         .map_err(|e| setup(&e))?;
     server_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let addr = listener.local_addr().map_err(|e| setup(&e))?;
+    let ledger = match &settings.ledger_path {
+        Some(path) if path.exists() => {
+            let text = std::fs::read(path).map_err(|e| setup(&e))?;
+            serde_json::from_slice::<Ledger>(&text).map_err(|e| setup(&format!("ledger {}: {e}", path.display())))?
+        }
+        _ => Ledger::default(),
+    };
+    let interface = settings.interface;
     let sim = Arc::new(Sim {
         behaviour: Mutex::new(settings.behaviour.clone()),
-        ledger: Mutex::new(Ledger::default()),
+        ledger: Mutex::new(ledger),
         verifier,
         signer,
         callback_client,
         settings,
     });
     let app = Router::new()
-        .route("/filings", post(receive_filing))
+        .route(interface.intake_path(), post(receive_filing))
         .route("/filings/{id}", get(filing_state))
+        .route("/denunce/{n}/stato", get(interfaces::pull_status))
+        .route("/denunce/{n}/esito", get(interfaces::pull_outcome))
         .route("/authorisations/{tax_code}", get(authorisations))
         .route("/delegations", post(register_delegation))
         .route("/delegations/{id}", axum::routing::delete(revoke_delegation))

@@ -114,13 +114,7 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
         let cert = pki.server(&["127.0.0.1"])?;
         let mut behaviour = simulator::Behaviour { callback_delay_ms: 0, ..simulator::Behaviour::default() };
         simulator::grant(&mut behaviour.authorisations, cf, &[cf], domain::authorisation::Role::Owner);
-        specs.push(SimSpec {
-            id: id.into(),
-            register: register.into(),
-            cert_pem: cert.cert_pem,
-            key_pem: cert.key_pem,
-            behaviour,
-        });
+        specs.push(SimSpec::sportello(id, register, &cert.cert_pem, &cert.key_pem, behaviour));
     }
     let identity = PortalIdentity {
         portal_id: "sportello".into(),
@@ -128,11 +122,7 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
         key_pem: portal.key_pem.clone(),
         ca_pem: pki.ca.cert_pem.clone(),
     };
-    let tuning = ChannelTuning {
-        timeout: Duration::from_secs(10),
-        retry: domain::delivery::RetryPolicy::default(),
-        poll_interval: None,
-    };
+    let tuning = ChannelTuning::new(Duration::from_secs(10), domain::delivery::RetryPolicy::default());
     let (_sims, channels) = start_simulated(specs, &identity, tuning, clock, random).await?;
     let tls = TlsMaterial::new(server.cert_pem.clone(), server.key_pem.clone(), pki.ca.cert_pem.clone());
     let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());

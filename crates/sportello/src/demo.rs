@@ -297,6 +297,7 @@ fn demo_authorisations(
 /// that reach them.
 pub async fn start_simulators(
     files: &DemoFiles,
+    channels_dir: &Path,
     clock: std::sync::Arc<dyn domain::Clock>,
     random: std::sync::Arc<dyn Randomness>,
 ) -> anyhow::Result<(Vec<simulator::SimHandle>, delivery::channels::Channels)> {
@@ -309,13 +310,20 @@ pub async fn start_simulators(
             behaviour.rules = simulator::inail_rules();
         }
         demo_authorisations(id, &mut behaviour.authorisations);
-        specs.push(SimSpec {
-            id: id.into(),
-            register: register.into(),
-            cert_pem: read(&files.institution_cert(id))?,
-            key_pem: read(&files.institution_key(id))?,
+        let mut spec = SimSpec::sportello(
+            id,
+            register,
+            &read(&files.institution_cert(id))?,
+            &read(&files.institution_key(id))?,
             behaviour,
-        });
+        )
+        .with_own_interface(channels_dir);
+        // Each simulated institution keeps its ledger in the data folder: restarted, it still
+        // knows what it processed.
+        let ledgers = files.dir.join("ledgers");
+        std::fs::create_dir_all(&ledgers).with_context(|| format!("creating {}", ledgers.display()))?;
+        spec.ledger_path = Some(ledgers.join(format!("{id}.json")));
+        specs.push(spec);
     }
     let portal = PortalIdentity {
         portal_id: "sportello".into(),
@@ -323,15 +331,18 @@ pub async fn start_simulators(
         key_pem: read(&files.portal_key())?,
         ca_pem: read(&files.ca_cert)?,
     };
-    let tuning = ChannelTuning {
-        timeout: std::time::Duration::from_secs(5),
-        retry: domain::delivery::RetryPolicy {
+    let mut tuning = ChannelTuning::new(
+        std::time::Duration::from_secs(5),
+        domain::delivery::RetryPolicy {
             max_attempts: 4,
             base_delay: std::time::Duration::from_millis(500),
             max_delay: std::time::Duration::from_secs(10),
         },
-        poll_interval: None,
-    };
+    );
+    // A callback not come within 20 s (the demo was stopped, say) is asked for; an
+    // institution silent for 15 minutes is shown as "no news".
+    tuning.callback_deadline = Some(std::time::Duration::from_secs(20));
+    tuning.no_news_after = Some(std::time::Duration::from_secs(15 * 60));
     let (handles, channels) = start_simulated(specs, &portal, tuning, clock, random).await?;
     // In the order of DEMO_INSTITUTIONS, for the banner.
     let ordered = DEMO_INSTITUTIONS.iter().filter_map(|(id, _)| handles.get(*id).cloned()).collect();

@@ -144,7 +144,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         for (id, channel) in &channels.institutions {
             let verifier = Verifier::new(&channels.portal_id, &channel.certificate_pem, clock.clone())
                 .with_context(|| format!("certificate of institution {id}"))?;
-            callbacks.insert(id.clone(), verifier);
+            callbacks
+                .insert(id.clone(), web::institutions::CallbackChannel { verifier, profile: channel.profile.clone() });
         }
     } else {
         tracing::warn!("no delivery channels configured: filings stay queued and callbacks are refused");

@@ -116,6 +116,13 @@ enum Command {
         /// callback_delay_ms, rules.
         #[arg(long)]
         behaviour: Option<PathBuf>,
+        /// The interface it speaks: `sportello`, `registro-block` (BLOCK_REST) or `inail-pull`
+        /// (NONBLOCK_PULL_REST); see `channels/` for the profiles that speak them.
+        #[arg(long, default_value = "sportello", value_parser = parse_interface)]
+        interface: simulator::Interface,
+        /// Where it keeps its ledger across restarts (JSON).
+        #[arg(long)]
+        ledger: Option<PathBuf>,
     },
     /// The audit trail: verify the hash chain, or export it.
     Audit {
@@ -234,13 +241,19 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+fn parse_interface(s: &str) -> Result<simulator::Interface, String> {
+    simulator::Interface::parse(s).ok_or_else(|| format!("`{s}`: expected sportello, registro-block or inail-pull"))
+}
+
 async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Option<String>) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let files = demo::prepare(&data_dir, &web::SystemRandomness::default())?;
     let database_url = database_url.unwrap_or_else(|| format!("sqlite://{}", files.database.display()));
     let clock: std::sync::Arc<dyn domain::Clock> = std::sync::Arc::new(web::SystemClock);
     let random: std::sync::Arc<dyn domain::Randomness> = std::sync::Arc::new(web::SystemRandomness::default());
-    let (simulators, channels) = demo::start_simulators(&files, clock, random).await?;
+    // The channel profiles live beside the catalog: `channels/` next to `catalog/`.
+    let channels_dir = catalog.parent().unwrap_or_else(|| std::path::Path::new(".")).join("channels");
+    let (simulators, channels) = demo::start_simulators(&files, &channels_dir, clock, random).await?;
     let settings = Settings {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         database_url: database_url.clone(),
@@ -362,6 +375,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             portal_ca,
             portal_id,
             behaviour,
+            interface,
+            ledger,
         } => {
             let behaviour = match behaviour {
                 Some(path) => {
@@ -382,6 +397,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cert_pem: read(&cert)?,
                     key_pem: read(&key)?,
                     behaviour,
+                    interface,
+                    ledger_path: ledger,
                     clock: std::sync::Arc::new(web::SystemClock),
                     random: std::sync::Arc::new(web::SystemRandomness::default()),
                 },

@@ -2,12 +2,15 @@
 //! demo, the benchmark and the tests all set up the same three this way.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use delivery::channels::{Channel, Channels};
+use delivery::profile::Profile;
 use domain::delivery::RetryPolicy;
-use simulator::{Behaviour, SimHandle, SimSettings};
+use simulator::{Behaviour, Interface, SimHandle, SimSettings};
 
 /// One simulated institution to start.
 #[derive(Debug, Clone)]
@@ -20,6 +23,53 @@ pub struct SimSpec {
     pub cert_pem: String,
     pub key_pem: String,
     pub behaviour: Behaviour,
+    /// The interface it speaks, and the channel profile (a file) the portal speaks it with;
+    /// `None`: Sportello's own.
+    pub interface: Interface,
+    pub profile: Option<PathBuf>,
+    /// Where it keeps its ledger across restarts.
+    pub ledger_path: Option<PathBuf>,
+}
+
+impl SimSpec {
+    /// A simulator speaking Sportello's own interface.
+    pub fn sportello(id: &str, register: &str, cert_pem: &str, key_pem: &str, behaviour: Behaviour) -> Self {
+        Self {
+            id: id.to_string(),
+            register: register.to_string(),
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            behaviour,
+            interface: Interface::Sportello,
+            profile: None,
+            ledger_path: None,
+        }
+    }
+
+    /// The same simulator speaking the interface of its kind that the demo gives it (see
+    /// [`demo_interface`]), with the profile from `channels_dir`.
+    pub fn with_own_interface(mut self, channels_dir: &std::path::Path) -> Self {
+        if let Some((interface, profile)) = demo_interface(&self.id) {
+            self.interface = interface;
+            self.profile = Some(channels_dir.join(profile));
+        }
+        self
+    }
+}
+
+/// The interfaces of the demo's institutions: the Registro Imprese over BLOCK_REST, INAIL over
+/// NONBLOCK_PULL_REST; INPS keeps Sportello's own (NONBLOCK_PUSH_REST with callbacks).
+pub fn demo_interface(institution: &str) -> Option<(Interface, &'static str)> {
+    match institution {
+        "registro-imprese" => Some((Interface::RegistroBlock, "registro-imprese.toml")),
+        "inail" => Some((Interface::InailPull, "inail.toml")),
+        _ => None,
+    }
+}
+
+/// The folder of the repository's channel profiles, for the tests and the benchmark.
+pub fn repository_channels_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels")
 }
 
 /// The portal's side of the connection.
@@ -38,6 +88,15 @@ pub struct ChannelTuning {
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub poll_interval: Option<Duration>,
+    /// Overrides of the profiles' deadlines.
+    pub callback_deadline: Option<Duration>,
+    pub no_news_after: Option<Duration>,
+}
+
+impl ChannelTuning {
+    pub fn new(timeout: Duration, retry: RetryPolicy) -> Self {
+        Self { timeout, retry, poll_interval: None, callback_deadline: None, no_news_after: None }
+    }
 }
 
 /// Starts each simulator on a loopback port; returns them with the channels reaching them (the
@@ -64,25 +123,27 @@ pub async fn start_simulated(
                 cert_pem: spec.cert_pem.clone(),
                 key_pem: spec.key_pem,
                 behaviour: spec.behaviour,
+                interface: spec.interface,
+                ledger_path: spec.ledger_path.clone(),
                 clock: clock.clone(),
                 random: random.clone(),
             },
         )
         .await?;
-        institutions.insert(
-            spec.id.clone(),
-            Arc::new(Channel {
-                institution: spec.id.clone(),
-                base_url: format!("https://{}", handle.addr),
-                audience: spec.id.clone(),
-                ca_pem: portal.ca_pem.clone(),
-                certificate_pem: spec.cert_pem,
-                timeout: tuning.timeout,
-                retry: tuning.retry,
-                poll_interval: tuning.poll_interval,
-                trusts_portal_delegations: false,
-            }),
-        );
+        let mut channel =
+            Channel::sportello(&spec.id, &format!("https://{}", handle.addr), &portal.ca_pem, &spec.cert_pem)?;
+        if let Some(path) = &spec.profile {
+            let profile = Profile::load(path).map_err(|errors| {
+                anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+            });
+            channel.profile = Arc::new(profile.with_context(|| format!("profile {}", path.display()))?);
+        }
+        channel.timeout = tuning.timeout;
+        channel.retry = tuning.retry;
+        channel.poll_interval = tuning.poll_interval;
+        channel.callback_deadline = tuning.callback_deadline;
+        channel.no_news_after = tuning.no_news_after;
+        institutions.insert(spec.id.clone(), Arc::new(channel));
         handles.insert(spec.id, handle);
     }
     let channels = Channels {

@@ -93,6 +93,7 @@ delivery-state-taken_in_charge = taken in charge
 delivery-state-accepted = accepted
 delivery-state-rejected = rejected
 delivery-state-failed = not delivered
+delivery-state-no_news = no news
 
 ## Pages.
 page-skip = Skip to main content
@@ -122,6 +123,7 @@ desk-in-progress = in progress
 desk-completed = completed
 desk-start = Start a new procedure
 desk-action-resend-all = Practice { $reference } reached no institution: send it again.
+desk-action-no-news = No news from { $institution } about practice { $reference } since { $since }: send it again to that institution or contact it.
 desk-action-failed = Practice { $reference } was not delivered to { $institution }: send it again to that institution.
 desk-action-rejected = Practice { $reference } was rejected by { $institution }: correct the data indicated and send it again.
 login-title = Log in with your smart card
@@ -166,6 +168,7 @@ event-outcome = outcome given by the institution
 event-rejected_on_receipt = rejected on receipt
 event-transient_failure = delivery failed, another attempt scheduled
 event-failed = not delivered
+event-no_news = no news from the institution in time
 event-resend = sent again
 event-resend_corrected = corrected and sent again
 
@@ -382,6 +385,7 @@ activity-refused-redelegation = delegation refused: what is held by delegation c
 receipt-on-behalf = { $actor }, on behalf of { $owner }
 delegation-state-revoking = being revoked
 activity-delegation-expired = delegation expired
+practice-no-news-note = No news from { $institution } since { $since }: the institution received the practice but has said nothing more within the expected time. You can send it again to this institution (it will not be registered twice) or contact it quoting the protocol number, if there is one.
 practice-failed-note = The institution did not answer after several attempts: the practice was not delivered to it. You can send it again to this institution.
 practice-technical = Technical detail (for support)
 activity-key-reference = reference

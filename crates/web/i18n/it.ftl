@@ -93,6 +93,7 @@ delivery-state-taken_in_charge = presa in carico
 delivery-state-accepted = accolta
 delivery-state-rejected = respinta
 delivery-state-failed = non consegnata
+delivery-state-no_news = nessuna notizia
 
 ## Pagine.
 page-skip = Vai al contenuto principale
@@ -122,6 +123,7 @@ desk-in-progress = in corso
 desk-completed = completate
 desk-start = Avvia una nuova pratica
 desk-action-resend-all = La pratica { $reference } non è stata consegnata a nessun ente: va inviata di nuovo.
+desk-action-no-news = Nessuna notizia da { $institution } sulla pratica { $reference }, dal { $since }: inviala di nuovo a quell'ente o contattalo.
 desk-action-failed = La pratica { $reference } non è stata consegnata a { $institution }: va inviata di nuovo a quell'ente.
 desk-action-rejected = La pratica { $reference } è stata respinta da { $institution }: correggere i dati indicati e inviarla di nuovo.
 login-title = Accedi con la smart card
@@ -166,6 +168,7 @@ event-outcome = esito comunicato dall'ente
 event-rejected_on_receipt = respinta in accettazione
 event-transient_failure = consegna non riuscita, nuovo tentativo programmato
 event-failed = consegna non riuscita
+event-no_news = nessuna notizia dall'ente entro il termine
 event-resend = inviata di nuovo
 event-resend_corrected = corretta e inviata di nuovo
 
@@ -382,6 +385,7 @@ activity-refused-redelegation = delega rifiutata: non si può delegare ciò che 
 receipt-on-behalf = { $actor }, per conto di { $owner }
 delegation-state-revoking = revoca in corso
 activity-delegation-expired = delega scaduta
+practice-no-news-note = Nessuna notizia da { $institution }, dal { $since }: l'ente ha ricevuto la pratica ma non ha più comunicato nulla entro il termine previsto. Puoi inviarla di nuovo a questo ente (non sarà registrata due volte) oppure contattarlo citando il numero di protocollo, se c'è.
 practice-failed-note = L'ente non ha risposto dopo diversi tentativi: la pratica non gli è stata consegnata. Puoi inviarla di nuovo a questo ente.
 practice-technical = Dettaglio tecnico (per l'assistenza)
 activity-key-reference = riferimento

@@ -276,6 +276,11 @@ pub struct DeliveryView {
     attempts: u32,
     #[serde(with = "time::serde::rfc3339")]
     updated_at: time::OffsetDateTime,
+    /// When the institution last said something new (for `no_news`: since when it is silent).
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_news_at: Option<time::OffsetDateTime>,
+    /// Values the institution's answers carried (REA number, codice ditta, ...).
+    values: std::collections::BTreeMap<String, String>,
     payload: serde_json::Value,
 }
 
@@ -311,6 +316,8 @@ fn practice_view(app: &AppState, practice: Practice, deliveries: Option<Vec<Deli
                 status: d.status,
                 attempts: d.attempts,
                 updated_at: d.updated_at,
+                last_news_at: d.last_news_at,
+                values: d.values,
                 payload: d.payload,
             })
             .collect()
@@ -591,7 +598,7 @@ pub async fn resend(
     let key = storage::DeliveryKey { practice_id: id, institution: institution.to_string() };
     let now = app.clock.now();
     match delivery.state() {
-        domain::delivery::DeliveryState::Failed => {
+        domain::delivery::DeliveryState::Failed | domain::delivery::DeliveryState::NoNews => {
             if !corrections.is_empty() {
                 let errors = corrections
                     .keys()

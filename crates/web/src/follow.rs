@@ -38,7 +38,7 @@ use crate::pages::{render, Tr};
 use crate::AppState;
 
 /// Hex SHA-256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -60,7 +60,7 @@ fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
 fn state_class(state: DeliveryState) -> &'static str {
     match state {
         DeliveryState::Accepted | DeliveryState::TakenInCharge => "tag-ok",
-        DeliveryState::Failed | DeliveryState::Rejected => "tag-missing",
+        DeliveryState::Failed | DeliveryState::Rejected | DeliveryState::NoNews => "tag-missing",
         _ => "tag-unknown",
     }
 }
@@ -209,7 +209,11 @@ async fn practice_page(
             if d.state() == DeliveryState::Failed {
                 notes.push(tr.msg("practice-failed-note"));
             }
-            let resend = (d.state() == DeliveryState::Failed).then(|| {
+            if d.state() == DeliveryState::NoNews {
+                let since = d.last_news_at.map(domain::italian_display).unwrap_or_default();
+                notes.push(tr.fmt("practice-no-news-note", &[("institution", name.clone()), ("since", since)]));
+            }
+            let resend = matches!(d.state(), DeliveryState::Failed | DeliveryState::NoNews).then(|| {
                 (
                     format!("/pratiche/{}/destinatari/{}/reinvia", practice.id, d.institution),
                     tr.fmt("practice-resend", &[("institution", name.clone())]),
@@ -254,7 +258,9 @@ async fn practice_page(
         submitted: practice.submitted_at.map(domain::italian_display),
         notice,
         draft: practice.state == PracticeState::Draft,
-        action_needed: deliveries.iter().any(|d| matches!(d.state(), DeliveryState::Failed | DeliveryState::Rejected)),
+        action_needed: deliveries
+            .iter()
+            .any(|d| matches!(d.state(), DeliveryState::Failed | DeliveryState::Rejected | DeliveryState::NoNews)),
         needs_resend: practice.needs_resend,
         problems,
         recipients,

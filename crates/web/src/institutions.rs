@@ -1,37 +1,34 @@
-//! What institutions tell the portal: `POST /institutions/v1/{institution}/events`.
+//! What institutions tell the portal: `POST /institutions/v1/{institution}/events`, or the
+//! `X-ReplyTo` address given with a filing, `…/filings/{filing id}/events`.
 //!
 //! Each request is ModI-signed by the institution (checked against the certificate configured
-//! for it) and names the filing by its id (`<practice>.<institution>.<revision>`). Messages are
-//! deduplicated by `message_id`; an event older than what is known changes nothing; an unknown
-//! practice gets 404 and changes nothing.
+//! for it) and read through its channel profile's `[callback]` map: which filing
+//! (`<practice>.<institution>.<revision>`), the message id, the protocol number, the outcome,
+//! the reasons and fields. Messages are deduplicated by message id (or the body's digest); an
+//! event older than what is known changes nothing; an unknown practice, or an institution whose
+//! profile has no callbacks, gets 404 and changes nothing.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use delivery::client::parse_filing_id;
+use delivery::profile::Profile;
 use domain::delivery::{fields_at_fault, DeliveryEvent, Rejection};
 use domain::practice::PracticeId;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
 use storage::{DeliveryKey, DeliveryUpdate, Recorded, StoreError};
 
 use crate::error::ApiError;
 use crate::AppState;
 
-/// One event from an institution.
-#[derive(Debug, Deserialize)]
-pub struct InstitutionEvent {
-    message_id: String,
-    filing_id: String,
-    /// `taken_in_charge` or `outcome`.
-    event: String,
-    protocol_number: Option<String>,
-    accepted: Option<bool>,
-    #[serde(default)]
-    reasons: Vec<String>,
-    /// Payload paths at fault.
-    #[serde(default)]
-    fields: Vec<String>,
+/// What the portal needs to take an institution's callbacks: its certificate and its profile.
+#[derive(Debug)]
+pub struct CallbackChannel {
+    pub verifier: delivery::modi::Verifier,
+    pub profile: Arc<Profile>,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,56 +37,88 @@ pub struct EventAnswer {
     result: &'static str,
 }
 
+/// `POST /institutions/v1/{institution}/events`: the filing is named in the body.
 pub async fn event(
     State(app): State<AppState>,
     Path(institution): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<EventAnswer>, ApiError> {
-    let verifier = app.callbacks.get(&institution).ok_or(ApiError::NotFound)?;
-    if let Err(e) = verifier.verify(&headers, &body) {
+    take(&app, &institution, None, &headers, &body).await
+}
+
+/// `POST /institutions/v1/{institution}/filings/{filing}/events`: the `X-ReplyTo` address given
+/// to a NONBLOCK_PUSH_REST institution names the filing.
+pub async fn filing_event(
+    State(app): State<AppState>,
+    Path((institution, filing)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EventAnswer>, ApiError> {
+    take(&app, &institution, Some(filing), &headers, &body).await
+}
+
+async fn take(
+    app: &AppState,
+    institution: &str,
+    named_filing: Option<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Json<EventAnswer>, ApiError> {
+    let channel = app.callbacks.get(institution).ok_or(ApiError::NotFound)?;
+    if let Err(e) = channel.verifier.verify(headers, body) {
         tracing::warn!(%institution, error = %e, "institution callback refused");
         return Err(ApiError::BadSignature(e.to_string()));
     }
-    let message: InstitutionEvent = serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::WrongShape(e.to_string()),
-        _ => ApiError::MalformedJson(e.to_string()),
-    })?;
-    let (practice, named_institution, revision) = parse_filing_id(&message.filing_id).ok_or(ApiError::NotFound)?;
+    let callback = channel.profile.callback.as_ref().ok_or(ApiError::NotFound)?;
+    let document: Value = serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let in_body = callback.filing_id.as_ref().and_then(|p| p.text(&document));
+    let filing = match (named_filing, in_body) {
+        (Some(path), Some(body)) if path != body => {
+            return Err(ApiError::WrongShape(format!("the address names filing {path}, the body {body}")))
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => return Err(ApiError::WrongShape("the callback does not name its filing".into())),
+    };
+    let (practice, named_institution, revision) = parse_filing_id(&filing).ok_or(ApiError::NotFound)?;
     let practice_id = PracticeId::parse(&practice).ok_or(ApiError::NotFound)?;
     if named_institution != institution {
         return Err(ApiError::NotFound);
     }
-    let protocol_number = message.protocol_number.filter(|p| !p.trim().is_empty());
-    let event = match (message.event.as_str(), protocol_number) {
-        ("taken_in_charge", Some(protocol_number)) => DeliveryEvent::TakenInCharge { protocol_number },
-        ("outcome", protocol_number) => {
-            let accepted =
-                message.accepted.ok_or_else(|| ApiError::WrongShape("an outcome needs `accepted`".into()))?;
+    let message_id =
+        callback.message_id.as_ref().and_then(|p| p.text(&document)).unwrap_or_else(|| crate::follow::sha256_hex(body));
+    let news = callback.answer.read(&document);
+    let values = news.values.clone();
+    let event = match (news.accepted, news.protocol_number) {
+        (Some(accepted), protocol_number) => {
             let rejection = if accepted {
                 None
             } else {
                 let service = app.store.service_of(practice_id).await?;
+                let paths: Vec<String> = news.paths.iter().map(|n| channel.profile.payload_path(n)).collect();
                 let filing = app
                     .catalog
                     .service(&service)
                     .and_then(|s| s.recipients.iter().find(|r| r.institution == institution))
                     .and_then(|r| app.catalog.filing(r));
-                let fields = filing.map_or_else(|| message.fields.clone(), |f| fields_at_fault(f, &message.fields));
-                Some(Rejection { reasons: message.reasons, fields })
+                let fields = filing.map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
+                Some(Rejection { reasons: news.reasons, fields })
             };
             DeliveryEvent::Outcome { accepted, protocol_number, rejection }
         }
-        (other, _) => {
-            return Err(ApiError::WrongShape(format!(
-                "event `{other}`: expected `taken_in_charge` (with protocol_number) or `outcome`"
-            )))
+        (None, Some(protocol_number)) => DeliveryEvent::TakenInCharge { protocol_number },
+        (None, None) => {
+            return Err(ApiError::WrongShape(
+                "the callback carries neither a protocol number nor an outcome the profile can read".into(),
+            ))
         }
     };
+    let kind = event_name(&event);
     let mut update = DeliveryUpdate::new(event, app.clock.now());
-    update.message_id = Some(format!("{institution}:{}", message.message_id));
+    update.message_id = Some(format!("{institution}:{message_id}"));
     update.revision = Some(revision);
-    let key = DeliveryKey { practice_id, institution: institution.clone() };
+    update.values = values;
+    let key = DeliveryKey { practice_id, institution: institution.to_string() };
     let recorded = app.store.record(&key, &update).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::NotFound,
         other => ApiError::from(other),
@@ -99,14 +128,21 @@ pub async fn event(
         Recorded::Unchanged | Recorded::LostLease => "unchanged",
         Recorded::Duplicate => "duplicate",
     };
-    tracing::info!(%institution, practice = %practice_id, message = %message.message_id, result, "institution event");
+    tracing::info!(%institution, practice = %practice_id, message = %message_id, result, "institution event");
     let actor = format!("institution:{institution}");
     let detail = serde_json::json!({
         "practice": practice_id.to_string(),
-        "event": message.event,
-        "message_id": message.message_id,
+        "event": kind,
+        "message_id": message_id,
         "result": result,
     });
-    crate::audit::record(&app, &actor, &actor, "callback", detail).await;
+    crate::audit::record(app, &actor, &actor, "callback", detail).await;
     Ok(Json(EventAnswer { result }))
+}
+
+fn event_name(event: &DeliveryEvent) -> &'static str {
+    match event {
+        DeliveryEvent::Outcome { .. } => "outcome",
+        _ => "taken_in_charge",
+    }
 }

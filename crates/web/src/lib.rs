@@ -50,7 +50,7 @@ pub struct AppState {
     pub random: Arc<dyn Randomness>,
     pub translations: Arc<Translations>,
     /// Verifiers of institutions' callbacks, by institution id.
-    pub callbacks: Arc<BTreeMap<String, delivery::modi::Verifier>>,
+    pub callbacks: Arc<BTreeMap<String, institutions::CallbackChannel>>,
     /// Asks institutions who may file there. `None` without delivery channels: then nothing
     /// can be sent anyway, and authorisations are not checked.
     pub authorisations: Option<Arc<delivery::authorisation::AuthorisationService>>,
@@ -183,6 +183,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/institutions/v1/{institution}/events", post(institutions::event))
+        .route("/institutions/v1/{institution}/filings/{filing}/events", post(institutions::filing_event))
         .route("/session", get(sessions::show).post(sessions::login).delete(sessions::logout))
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
         .route("/", get(pages::home))

@@ -284,12 +284,19 @@ pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting:
     }
     for practice in in_progress.iter().chain(completed.iter()) {
         let Ok(deliveries) = app.store.deliveries(&principal.owner, practice.id).await else { continue };
-        for d in deliveries.iter().filter(|d| matches!(d.state(), DeliveryState::Failed | DeliveryState::Rejected)) {
+        for d in deliveries.iter() {
+            let id = match d.state() {
+                DeliveryState::Failed => "desk-action-failed",
+                DeliveryState::Rejected => "desk-action-rejected",
+                DeliveryState::NoNews => "desk-action-no-news",
+                _ => continue,
+            };
             let institution =
                 app.catalog.institution(&d.institution).map(|i| i.name.get(lang).to_string()).unwrap_or_default();
-            let id = if d.state() == DeliveryState::Failed { "desk-action-failed" } else { "desk-action-rejected" };
             let reference = practice.reference.as_ref().map(ToString::to_string).unwrap_or_default();
-            actions.push(app.translations.message(lang, id, &[("reference", reference), ("institution", institution)]));
+            let since = d.last_news_at.map(domain::italian_display).unwrap_or_default();
+            let args = [("reference", reference), ("institution", institution), ("since", since)];
+            actions.push(app.translations.message(lang, id, &args));
         }
     }
     let greeting = app.translations.message(

@@ -63,13 +63,7 @@ async fn stage(behaviour: Behaviour) -> Stage {
         .iter()
         .map(|(id, register)| {
             let cert = pki.server(&["127.0.0.1"]).expect("cert");
-            SimSpec {
-                id: (*id).into(),
-                register: (*register).into(),
-                cert_pem: cert.cert_pem,
-                key_pem: cert.key_pem,
-                behaviour: behaviour.clone(),
-            }
+            SimSpec::sportello(id, register, &cert.cert_pem, &cert.key_pem, behaviour.clone())
         })
         .collect();
     let identity = PortalIdentity {
@@ -78,7 +72,7 @@ async fn stage(behaviour: Behaviour) -> Stage {
         key_pem: portal.key_pem.clone(),
         ca_pem: pki.ca.cert_pem.clone(),
     };
-    let tuning = ChannelTuning { timeout: Duration::from_secs(3), retry: Default::default(), poll_interval: None };
+    let tuning = ChannelTuning::new(Duration::from_secs(3), Default::default());
     let (sims, started) = start_simulated(
         specs,
         &identity,

@@ -35,7 +35,7 @@ pub(crate) struct World {
     _dir: tempfile::TempDir,
 }
 
-fn quick_behaviour() -> Behaviour {
+pub(crate) fn quick_behaviour() -> Behaviour {
     // The test holder may file for the business of the practices (its own).
     let mut b = Behaviour { callback_delay_ms: 30, ..Behaviour::default() };
     simulator::grant(&mut b.authorisations, HOLDER, &[HOLDER], domain::authorisation::Role::Owner);
@@ -43,11 +43,24 @@ fn quick_behaviour() -> Behaviour {
 }
 
 pub(crate) async fn world() -> World {
-    world_with(None).await
+    world_with(Options::default()).await
 }
 
-/// A world whose channels poll the institutions at `poll` (when given).
-async fn world_with(poll: Option<Duration>) -> World {
+/// How a test world differs from the plain one.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Options {
+    /// The channels poll the institutions at this pace.
+    pub(crate) poll: Option<Duration>,
+    /// The institutions speak the demo's interfaces (Registro Imprese BLOCK_REST, INAIL
+    /// NONBLOCK_PULL_REST) instead of Sportello's own.
+    pub(crate) own_interfaces: bool,
+    pub(crate) callback_deadline: Option<Duration>,
+    pub(crate) no_news_after: Option<Duration>,
+    /// The simulators keep their ledgers in this folder.
+    pub(crate) ledgers: Option<std::path::PathBuf>,
+}
+
+pub(crate) async fn world_with(options: Options) -> World {
     let dir = tempfile::tempdir().expect("temp");
     let pki = TestPki::generate("Delivery test CA").expect("pki");
     let server = pki.server(&["localhost", "127.0.0.1"]).expect("server");
@@ -59,13 +72,12 @@ async fn world_with(poll: Option<Duration>) -> World {
     let mut certs = BTreeMap::new();
     for (id, register) in INSTITUTIONS {
         let cert = pki.server(&["127.0.0.1"]).expect("institution cert");
-        specs.push(SimSpec {
-            id: id.into(),
-            register: register.into(),
-            cert_pem: cert.cert_pem.clone(),
-            key_pem: cert.key_pem.clone(),
-            behaviour: quick_behaviour(),
-        });
+        let mut spec = SimSpec::sportello(id, register, &cert.cert_pem, &cert.key_pem, quick_behaviour());
+        if options.own_interfaces {
+            spec = spec.with_own_interface(&sportello::simulated::repository_channels_dir());
+        }
+        spec.ledger_path = options.ledgers.as_ref().map(|d| d.join(format!("{id}.json")));
+        specs.push(spec);
         certs.insert(id.to_string(), cert);
     }
     let identity = PortalIdentity {
@@ -74,15 +86,13 @@ async fn world_with(poll: Option<Duration>) -> World {
         key_pem: portal.key_pem.clone(),
         ca_pem: pki.ca.cert_pem.clone(),
     };
-    let tuning = ChannelTuning {
-        timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_millis(200),
-        },
-        poll_interval: poll,
-    };
+    let mut tuning = ChannelTuning::new(
+        Duration::from_secs(5),
+        RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(50), max_delay: Duration::from_millis(200) },
+    );
+    tuning.poll_interval = options.poll;
+    tuning.callback_deadline = options.callback_deadline;
+    tuning.no_news_after = options.no_news_after;
     let (sims, channels) = start_simulated(
         specs,
         &identity,
@@ -126,7 +136,7 @@ impl World {
     }
 
     /// Creates and submits a complete "avvio-ditta-individuale"; returns its id.
-    async fn submit(&self, data: Value) -> String {
+    pub(crate) async fn submit(&self, data: Value) -> String {
         let client = self.client();
         let r = client
             .post(self.url("/api/v1/practices"))
@@ -189,14 +199,14 @@ impl World {
         request.body(body).send().await.expect("callback")
     }
 
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
     }
 }
 
-fn states(p: &Value) -> BTreeMap<String, String> {
+pub(crate) fn states(p: &Value) -> BTreeMap<String, String> {
     p["deliveries"]
         .as_array()
         .map(|ds| {
@@ -212,12 +222,12 @@ fn states(p: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn all_in(p: &Value, state: &str) -> bool {
+pub(crate) fn all_in(p: &Value, state: &str) -> bool {
     let s = states(p);
     s.len() == 3 && s.values().all(|v| v == state)
 }
 
-fn with_long_description() -> Value {
+pub(crate) fn with_long_description() -> Value {
     let mut data = complete_start_data();
     data["inail.work_processes"] = json!("Somministrazione di alimenti e bevande al banco");
     data
@@ -429,13 +439,13 @@ async fn the_simulator_refuses_a_broken_signature() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn institutions_that_never_call_back_are_polled() {
-    let mut w = world_with(Some(Duration::from_millis(100))).await;
+    let mut w = world_with(Options { poll: Some(Duration::from_millis(100)), ..Options::default() }).await;
     for sim in w.sims.values() {
         sim.set_behaviour(Behaviour { callbacks: false, ..quick_behaviour() });
     }
     let id = w.submit(with_long_description()).await;
-    let p = w.wait_for(&id, "outcomes learnt by polling", |p| all_in(p, "accepted")).await;
-    assert_eq!(p["state"], "completed");
+    // The practice and its deliveries are read one after the other: wait for both.
+    let p = w.wait_for(&id, "outcomes learnt by polling", |p| all_in(p, "accepted") && p["state"] == "completed").await;
     let protocols: Vec<&str> =
         p["deliveries"].as_array().expect("deliveries").iter().filter_map(|d| d["protocol_number"].as_str()).collect();
     assert_eq!(protocols.len(), 3, "{p:#}");

@@ -9,3 +9,4 @@ mod crash;
 mod delegations;
 mod delivery;
 mod desk;
+mod interfaces;

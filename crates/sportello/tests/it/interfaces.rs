@@ -1,0 +1,218 @@
+//! Institutions that keep their own interfaces, reached through channel profiles: the Registro
+//! Imprese over BLOCK_REST with its own JSON, INAIL over NONBLOCK_PULL_REST, INPS with
+//! Sportello's own callbacks; deadlines so that no filing waits forever; simulators that keep
+//! their ledger across a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use delivery::channels::Channel;
+use delivery::client::{FilingEnvelope, InstitutionClient, SendResult};
+use delivery::modi::Signer;
+use delivery::profile::Profile;
+use identity::test_pki::TestPki;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use simulator::{Behaviour, Interface, SimSettings};
+
+use crate::api::complete_start_data;
+use crate::delivery::{all_in, quick_behaviour, states, with_long_description, world_with, Options};
+
+fn delivery<'a>(p: &'a Value, institution: &str) -> &'a Value {
+    p["deliveries"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["institution"] == institution))
+        .unwrap_or_else(|| panic!("no delivery to {institution}: {p:#}"))
+}
+
+fn own_interfaces() -> Options {
+    Options { own_interfaces: true, poll: Some(Duration::from_millis(50)), ..Options::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_interfaces_give_three_protocol_numbers_and_their_values() {
+    let mut w = world_with(own_interfaces()).await;
+    let id = w.submit(with_long_description()).await;
+    let p = w.wait_for(&id, "all accepted", |p| all_in(p, "accepted") && p["state"] == "completed").await;
+    for institution in ["registro-imprese", "inps", "inail"] {
+        let d = delivery(&p, institution);
+        assert!(d["protocol_number"].as_str().is_some_and(|n| !n.is_empty()), "{institution}: {d:#}");
+    }
+    // BLOCK_REST: the outcome and the REA number came in the answer.
+    let ri = delivery(&p, "registro-imprese");
+    assert_eq!(ri["values"]["ufficio_rea"], "RM", "{ri:#}");
+    assert!(ri["values"]["numero_rea"].as_str().is_some_and(|n| n.len() == 7), "{ri:#}");
+    // NONBLOCK_PULL_REST: asked until the outcome, which carried the codice ditta.
+    let inail = delivery(&p, "inail");
+    assert!(inail["values"]["codice_ditta"].as_str().is_some(), "{inail:#}");
+    let taken = w.sims["inail"].received();
+    assert_eq!(taken.len(), 1);
+    assert!(taken[0].polls > 2, "answered 'in lavorazione' twice, then the outcome: {} polls", taken[0].polls);
+    // The Registro Imprese read its own shape: the payload under `dati`, the declarant named.
+    let registered = w.sims["registro-imprese"].received();
+    assert_eq!(registered[0].payload["impresa"]["denominazione"], "Bar Centrale di Mario Rossi");
+    assert_eq!(registered[0].declarant, crate::api::HOLDER);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_in_each_interface_map_back_to_catalog_fields_and_are_corrected() {
+    let mut w = world_with(own_interfaces()).await;
+    w.sims["inail"].set_behaviour(Behaviour { rules: simulator::inail_rules(), ..quick_behaviour() });
+    let pec_rule = simulator::Rule {
+        path: "impresa.pec".into(),
+        min_length: 18,
+        message: "Indirizzo PEC non presente nell'indice INI-PEC".into(),
+    };
+    w.sims["registro-imprese"].set_behaviour(Behaviour { rules: vec![pec_rule], ..quick_behaviour() });
+    let mut data = complete_start_data();
+    data["inail.work_processes"] = json!("Bar");
+    data["business.pec"] = json!("a@pec.it");
+    let id = w.submit(data).await;
+    let p = w
+        .wait_for(&id, "RI and INAIL rejected", |p| {
+            let s = states(p);
+            s["registro-imprese"] == "rejected" && s["inail"] == "rejected" && s["inps"] == "accepted"
+        })
+        .await;
+    let ri = delivery(&p, "registro-imprese");
+    assert_eq!(ri["rejection"]["fields"], json!(["business.pec"]), "BLOCK_REST 422 mapped back: {ri:#}");
+    assert_eq!(ri["rejection"]["reasons"][0], "Indirizzo PEC non presente nell'indice INI-PEC");
+    let inail = delivery(&p, "inail");
+    assert_eq!(inail["rejection"]["fields"], json!(["inail.work_processes"]), "outcome mapped back: {inail:#}");
+    assert!(inail["protocol_number"].as_str().is_some(), "a pull institution registers, then rejects");
+
+    let resend = |institution: &str, data: Value| {
+        let url = w.url(&format!("/api/v1/practices/{id}/deliveries/{institution}/resend"));
+        let client = w.client();
+        async move { client.post(url).json(&json!({ "data": data })).send().await.expect("resend") }
+    };
+    let r = resend("inail", json!({"inail.work_processes": "Somministrazione di alimenti e bevande al banco"})).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    let r = resend("registro-imprese", json!({"business.pec": "bar.centrale@pec.example.it"})).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    let p = w.wait_for(&id, "all accepted", |p| all_in(p, "accepted")).await;
+    assert_eq!(delivery(&p, "inail")["revision"], 1);
+    assert_eq!(w.sims["registro-imprese"].count_of(&id), 1, "the refused revision was never registered");
+    assert_eq!(w.sims["inail"].count_of(&format!("{id}.inail.1")), 1, "the corrected one once");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_callback_institution_is_asked_then_marked_no_news_and_resent() {
+    let mut w = world_with(Options {
+        callback_deadline: Some(Duration::from_millis(300)),
+        no_news_after: Some(Duration::from_millis(1500)),
+        ..Options::default()
+    })
+    .await;
+    for sim in w.sims.values() {
+        sim.set_behaviour(Behaviour { callbacks: false, ..quick_behaviour() });
+    }
+    // INPS takes the filing but then cannot be asked: its status service is down.
+    let id = w.submit(with_long_description()).await;
+    w.wait_for(&id, "INPS delivered", |p| states(p)["inps"] != "queued").await;
+    let behaviour = w.sims["inps"].behaviour();
+    w.sims["inps"].set_behaviour(Behaviour { down: true, ..behaviour.clone() });
+    // The others never call back either, but answer when asked past the deadline.
+    let p = w
+        .wait_for(&id, "others asked, INPS no news", |p| {
+            let s = states(p);
+            s["registro-imprese"] == "accepted" && s["inail"] == "accepted" && s["inps"] == "no_news"
+        })
+        .await;
+    assert!(delivery(&p, "inps")["last_news_at"].as_str().is_some(), "the date of the last news is kept");
+    assert_eq!(p["state"], "in_progress", "no news is not an outcome");
+    // The page says so, with the date, and offers to send it again.
+    let page = w
+        .client()
+        .get(w.url(&format!("/pratiche/{id}")))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Nessuna notizia da"), "{page}");
+    assert!(page.contains(&format!("/pratiche/{id}/destinatari/inps/reinvia")), "resend offered");
+    // Sent again: same idempotency key, so INPS answers as the first time and registers once.
+    w.sims["inps"].set_behaviour(behaviour);
+    let r = w
+        .client()
+        .post(w.url(&format!("/api/v1/practices/{id}/deliveries/inps/resend")))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("resend");
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    w.wait_for(&id, "INPS accepted", |p| all_in(p, "accepted")).await;
+    assert_eq!(w.sims["inps"].count_of(&id), 1, "processed once");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_simulator_keeps_its_ledger_and_processes_nothing_twice() {
+    let dir = tempfile::tempdir().expect("temp");
+    let pki = TestPki::generate("Ledger test CA").expect("pki");
+    let portal = pki.client("sportello").expect("portal");
+    let institution = pki.server(&["127.0.0.1"]).expect("institution");
+    let clock: Arc<dyn domain::Clock> = Arc::new(web::SystemClock);
+    let random: Arc<dyn domain::Randomness> = Arc::new(web::SystemRandomness::default());
+    let start = |ledger: std::path::PathBuf| {
+        let settings = SimSettings {
+            institution: "registro-imprese".into(),
+            register: "CCIAA-RM-RI".into(),
+            portal_id: "sportello".into(),
+            portal_cert_pem: portal.cert_pem.clone(),
+            portal_ca_pem: pki.ca.cert_pem.clone(),
+            cert_pem: institution.cert_pem.clone(),
+            key_pem: institution.key_pem.clone(),
+            behaviour: Behaviour::default(),
+            interface: Interface::RegistroBlock,
+            ledger_path: Some(ledger),
+            clock: clock.clone(),
+            random: random.clone(),
+        };
+        async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+            simulator::start(listener, settings).await.expect("simulator")
+        }
+    };
+    let signer =
+        Signer::new("sportello", &portal.key_pem, &portal.cert_pem, clock.clone(), random.clone()).expect("signer");
+    let profile =
+        Profile::load(&sportello::simulated::repository_channels_dir().join("registro-imprese.toml")).expect("profile");
+    let envelope = FilingEnvelope {
+        filing_id: "00000000-0000-4000-8000-000000000001.registro-imprese.0".into(),
+        reference: "SPT-2026-000001".into(),
+        practice_id: "00000000-0000-4000-8000-000000000001".into(),
+        filing_kind: "iscrizione-ditta-individuale".into(),
+        declarant: crate::api::HOLDER.into(),
+        on_behalf_of: None,
+        callback_url: String::new(),
+        payload: json!({"impresa": {"denominazione": "Bar"}, "sede": {"provincia": "RM"}}),
+    };
+    let context = delivery::worker::template_context(&envelope, "registro-imprese", None);
+    let ledger = dir.path().join("registro-imprese.json");
+    let send = |addr: std::net::SocketAddr| {
+        let mut channel =
+            Channel::sportello("registro-imprese", &format!("https://{addr}"), &pki.ca.cert_pem, &institution.cert_pem)
+                .expect("channel");
+        channel.profile = Arc::new(profile.clone());
+        let client = InstitutionClient::new(Arc::new(channel), &portal.cert_pem, &portal.key_pem).expect("client");
+        let (envelope, context, signer) = (&envelope, &context, &signer);
+        async move { client.send(envelope, context, "", signer).await }
+    };
+    let first = start(ledger.clone()).await;
+    let SendResult::Taken { news: before, .. } = send(first.addr).await else { panic!("not taken") };
+    assert_eq!(before.accepted, Some(true));
+    // The same institution started again from its ledger (the first one is left running: a
+    // simulator has no stop, and a second process on the same file is the harder case).
+    let second = start(ledger).await;
+    assert_eq!(second.received().len(), 1, "it remembers what it processed");
+    let SendResult::Taken { news: again, .. } = send(second.addr).await else { panic!("not taken") };
+    assert_eq!(again.protocol_number, before.protocol_number, "the first answer again");
+    assert_eq!(again.values, before.values);
+    assert_eq!(second.received().len(), 1, "not processed twice");
+}
