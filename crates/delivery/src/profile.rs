@@ -274,7 +274,6 @@ impl Profile {
         if pattern == Pattern::NonblockPullRest && news.poll_interval.is_none() {
             ctx.error(raw.pattern.span(), "NONBLOCK_PULL_REST needs news.poll_interval_ms".to_string());
         }
-        drop(ctx);
         if !errors.is_empty() {
             return Err(errors);
         }

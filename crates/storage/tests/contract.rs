@@ -597,7 +597,7 @@ async fn status_addresses_values_and_silence_are_kept(b: Backend) {
     let pace = PollPace { first: Duration::from_secs(5), max: Duration::from_secs(5) };
     let due = b.other.claim_for_poll("inps", NOW + time::Duration::seconds(5), pace, 10).await.expect("poll");
     assert_eq!(due[0].status_url.as_deref(), Some("/denunce/7/stato"));
-    assert_eq!(due[0].reference.starts_with("SPT-"), true, "{:?}", due[0]);
+    assert!(due[0].reference.starts_with("SPT-"), "{:?}", due[0]);
     // A later answer adds values, never loses earlier ones.
     let mut taken = DeliveryUpdate::new(
         DeliveryEvent::TakenInCharge { protocol_number: "P1".into() },

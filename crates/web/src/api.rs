@@ -420,7 +420,14 @@ pub async fn get_practice(
     let id = parse_id(&id)?;
     let practice = principal.practice(&app, id).await?;
     let sent = practice.reference.is_some();
-    let deliveries = if sent { Some(app.store.deliveries(&principal.owner, id).await?) } else { None };
+    let (practice, deliveries) = if sent {
+        let deliveries = app.store.deliveries(&principal.owner, id).await?;
+        // The practice's state changes in the same transaction as the delivery that moves it:
+        // read after its deliveries, it is never older than they are.
+        (principal.practice(&app, id).await?, Some(deliveries))
+    } else {
+        (practice, None)
+    };
     let mut view = practice_view(&app, practice, deliveries, lang);
     if sent {
         view.timeline = Some(app.store.timeline(&principal.owner, id).await?);
