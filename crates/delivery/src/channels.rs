@@ -189,7 +189,9 @@ impl Channels {
     pub fn load(path: &Path) -> Result<Self, ChannelError> {
         let file_error = |p: &Path, message: String| ChannelError::File { path: p.display().to_string(), message };
         let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
-        let raw: RawChannels = toml::from_str(&text).map_err(|e| file_error(path, e.to_string()))?;
+        let raw: RawChannels = toml::from_str(&text).map_err(|e| {
+            ChannelError::Profile(vec![crate::profile::toml_error(&path.display().to_string(), &text, &e)])
+        })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         let read = |p: &Path| -> Result<String, ChannelError> {
             let full = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };

@@ -419,7 +419,8 @@ fn at(file: &str, text: &str, span: std::ops::Range<usize>, message: String) -> 
     ProfileError { file: file.to_string(), line, column, message }
 }
 
-fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ProfileError {
+/// A TOML mistake as `file:line:column: message`.
+pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ProfileError {
     let span = e.span().unwrap_or(0..0);
     at(file, text, span, e.message().to_string())
 }

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod catalog_files;
+pub mod channels_check;
 pub mod demo;
 pub mod simulated;
 

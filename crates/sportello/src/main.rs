@@ -151,6 +151,11 @@ enum Command {
         #[arg(long, default_value_t = 21)]
         rounds: usize,
     },
+    /// Delivery channel tools.
+    Channels {
+        #[command(subcommand)]
+        command: ChannelsCommand,
+    },
     /// Catalog tools.
     Catalog {
         #[command(subcommand)]
@@ -169,6 +174,23 @@ enum AuditCommand {
     Export {
         #[arg(long, env = "SPORTELLO_DATABASE_URL", default_value = "sqlite://sportello-data/sportello.db")]
         database_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelsCommand {
+    /// Checks a channels file and the profiles it names; every mistake as file:line:column.
+    Check {
+        file: PathBuf,
+        /// Also check that every institution of this catalog has a channel.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Print the exact request a filing to this institution would be (signed, not sent).
+        #[arg(long, requires = "sample")]
+        dry_run: Option<String>,
+        /// The filing's payload for the dry run (JSON).
+        #[arg(long)]
+        sample: Option<PathBuf>,
     },
 }
 
@@ -448,6 +470,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = storage::connect(&database_url).await?;
             store.migrate().await?;
             println!("database {} is up to date", sportello::redact(&database_url));
+        }
+        Command::Channels { command: ChannelsCommand::Check { file, catalog, dry_run, sample } } => {
+            let catalog = match catalog.map(|dir| catalog_files::load_dir(&dir)) {
+                Some(Err(problems)) => {
+                    eprint!("{problems}");
+                    return Ok(ExitCode::from(1));
+                }
+                Some(Ok(c)) => Some(c),
+                None => None,
+            };
+            let (channels, summary) = match sportello::channels_check::check(&file, catalog.as_ref()) {
+                Ok(found) => found,
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            print!("{summary}");
+            if let (Some(institution), Some(sample)) = (dry_run, sample) {
+                let payload =
+                    serde_json::from_str(&read(&sample)?).with_context(|| format!("reading {}", sample.display()))?;
+                match sportello::channels_check::dry_run(&channels, &institution, payload) {
+                    Ok(request) => print!("\n{request}"),
+                    Err(problem) => {
+                        eprintln!("{}: {problem}", file.display());
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+            }
         }
         Command::Catalog { command: CatalogCommand::Check { dir } } => match catalog_files::load_dir(&dir) {
             Ok(catalog) => {

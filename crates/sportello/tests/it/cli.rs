@@ -113,3 +113,71 @@ fn demo_creates_its_data_once_and_stops_on_ctrl_c() {
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     assert!(child.wait().expect("wait").success());
 }
+
+/// A channels file reaching the repository's profiles, with test certificates, in `dir`.
+fn channels_file(dir: &Path, inail_profile: &Path) -> PathBuf {
+    let pki = identity::test_pki::TestPki::generate("Channels check CA").expect("pki");
+    let portal = pki.client("sportello").expect("portal");
+    std::fs::write(dir.join("ca.pem"), &pki.ca.cert_pem).expect("ca");
+    std::fs::write(dir.join("portal.pem"), &portal.cert_pem).expect("cert");
+    std::fs::write(dir.join("portal-key.pem"), &portal.key_pem).expect("key");
+    let profiles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels");
+    let text = format!(
+        "portal_id = \"sportello\"\ncallback_base_url = \"https://portal.example\"\ncertificate = \"portal.pem\"\nkey = \"portal-key.pem\"\n\n\
+         [institutions.inps]\nbase_url = \"https://inps.example\"\nca = \"ca.pem\"\ncertificate = \"ca.pem\"\n\n\
+         [institutions.inail]\nprofile = \"{}\"\nbase_url = \"https://inail.example\"\nca = \"ca.pem\"\ncertificate = \"ca.pem\"\n\n\
+         [institutions.registro-imprese]\nprofile = \"{}\"\nbase_url = \"https://ri.example\"\nca = \"ca.pem\"\ncertificate = \"ca.pem\"\n",
+        inail_profile.display(),
+        profiles.join("registro-imprese.toml").display()
+    );
+    let path = dir.join("channels.toml");
+    std::fs::write(&path, text).expect("channels");
+    path
+}
+
+#[test]
+fn channels_check_describes_each_channel_and_dry_runs_a_filing() {
+    let dir = tempfile::tempdir().expect("temp");
+    let inail = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels/inail.toml");
+    let file = channels_file(dir.path(), &inail);
+    let sample = dir.path().join("sample.json");
+    std::fs::write(&sample, r#"{"impresa": {"denominazione": "Bar \"Centrale\""}, "sede": {"provincia": "MI"}}"#)
+        .expect("sample");
+    let out = Command::new(binary())
+        .args(["channels", "check"])
+        .arg(&file)
+        .arg("--catalog")
+        .arg(shipped_catalog())
+        .args(["--dry-run", "registro-imprese", "--sample"])
+        .arg(&sample)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("inail: NONBLOCK_PULL_REST"), "{stdout}");
+    assert!(stdout.contains("inps: NONBLOCK_PUSH_REST (sportello)"), "{stdout}");
+    assert!(stdout.contains("registro-imprese: BLOCK_REST"), "{stdout}");
+    assert!(stdout.contains("POST https://ri.example/pratiche"), "{stdout}");
+    assert!(stdout.contains("agid-jwt-signature: "), "signed: {stdout}");
+    let body = stdout.rsplit("\n\n").next().expect("body");
+    let body: serde_json::Value = serde_json::from_str(body.trim()).expect("the body is JSON");
+    assert_eq!(body["dati"]["impresa"]["denominazione"], "Bar \"Centrale\"");
+    assert_eq!(body["pratica"]["identificativo"], "00000000-0000-4000-8000-000000000000.registro-imprese.0");
+}
+
+#[test]
+fn channels_check_reports_profile_mistakes_with_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("temp");
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels");
+    let broken = dir.path().join("inail.toml");
+    let text = std::fs::read_to_string(shipped.join("inail.toml")).expect("profile");
+    std::fs::write(&broken, text.replace("outcome = \"/esito\"", "outcome = \"esito\"")).expect("write");
+    std::fs::copy(shipped.join("inail.json"), dir.path().join("inail.json")).expect("template");
+    let file = channels_file(dir.path(), &broken);
+    let out = Command::new(binary()).args(["channels", "check"]).arg(&file).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().position(|l| l.starts_with("outcome = ")).expect("line") + 1;
+    let expected = format!("{}:{line}:11: `esito` is not a JSON Pointer", broken.display());
+    assert!(stderr.contains(&expected), "{stderr}\nexpected {expected}");
+}

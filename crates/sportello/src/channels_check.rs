@@ -1,0 +1,85 @@
+//! `sportello channels check`: reads a channels file and every profile it names, reports each
+//! mistake as `file:line:column: message`, and can print the exact request a filing would be
+//! sent as (a dry run: signed, nothing sent).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use delivery::channels::Channels;
+use delivery::client::{filing_id, FilingEnvelope};
+use delivery::modi::Signer;
+use domain::catalog::Catalog;
+
+/// What a check found: a summary on success, every problem otherwise.
+pub fn check(path: &Path, catalog: Option<&Catalog>) -> Result<(Channels, String), String> {
+    let channels = Channels::load(path).map_err(|e| e.to_string())?;
+    if let Some(catalog) = catalog {
+        channels
+            .require(catalog.institutions.iter().map(|i| i.id.as_str()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut summary = format!("the channels in {} are valid:\n", path.display());
+    for (id, channel) in &channels.institutions {
+        let profile = &channel.profile;
+        let pace = channel
+            .poll_pace()
+            .map_or_else(|| "not asked".to_string(), |p| format!("asked from {:?} up to {:?}", p.first, p.max));
+        let no_news = channel.no_news_after().map_or_else(|| "never".to_string(), |d| format!("{d:?}"));
+        summary.push_str(&format!(
+            "  {id}: {} ({}), {} {}{}; news: {pace}; no news after: {no_news}\n",
+            profile.pattern.as_str(),
+            profile.name,
+            profile.submit.method,
+            channel.base_url,
+            if profile.callback.is_some() { ", takes callbacks" } else { "" },
+        ));
+    }
+    Ok((channels, summary))
+}
+
+/// The request a filing with `payload` would be sent to `institution` as, written out.
+pub fn dry_run(channels: &Channels, institution: &str, payload: serde_json::Value) -> Result<String, String> {
+    let channel = channels.get(institution).ok_or_else(|| format!("no channel for `{institution}`"))?;
+    let practice_id = "00000000-0000-4000-8000-000000000000";
+    let envelope = FilingEnvelope {
+        filing_id: filing_id(practice_id, institution, 0),
+        reference: "SPT-2026-0000001".into(),
+        practice_id: practice_id.into(),
+        filing_kind: "dry-run".into(),
+        declarant: "DPRTNT80A01H501Y".into(),
+        on_behalf_of: None,
+        callback_url: format!("{}/institutions/v1/{institution}/events", channels.callback_base_url),
+        payload,
+    };
+    let context = delivery::worker::template_context(&envelope, institution, None);
+    let request = channel.profile.render_submit(&context)?;
+    let url = if request.target.starts_with('/') {
+        format!("{}{}", channel.base_url, request.target)
+    } else {
+        request.target.clone()
+    };
+    let clock: Arc<dyn domain::Clock> = Arc::new(web::SystemClock);
+    let random: Arc<dyn domain::Randomness> = Arc::new(web::SystemRandomness::default());
+    let signer = Signer::new(&channels.portal_id, &channels.key_pem, &channels.certificate_pem, clock, random)
+        .map_err(|e| format!("the portal's key: {e}"))?;
+    let headers = signer
+        .sign(&channel.audience, &request.body, &request.content_type, &envelope.declarant)
+        .map_err(|e| format!("signing: {e}"))?;
+    let mut out = format!(
+        "{} {url}\ncontent-type: {}\nidempotency-key: {}\n",
+        request.method, request.content_type, envelope.filing_id
+    );
+    if channel.profile.pattern == delivery::profile::Pattern::NonblockPushRest {
+        out.push_str(&format!(
+            "x-replyto: {}/institutions/v1/{institution}/filings/{}/events\n",
+            channels.callback_base_url, envelope.filing_id
+        ));
+    }
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\n"));
+    }
+    out.push('\n');
+    out.push_str(&String::from_utf8_lossy(&request.body));
+    out.push('\n');
+    Ok(out)
+}
