@@ -23,6 +23,12 @@
 //!                                  # `crate::profile`); default: Sportello's own
 //! callback_deadline_ms = 3600000   # optional, overrides the profile's: no callback by then → ask
 //! no_news_after_ms = 604800000     # optional, overrides the profile's: silent by then → no news
+//!
+//! [institutions.registro-imprese.offices.cciaa-roma]   # optional: one address per office of
+//! base_url = "https://127.0.0.1:9201"  # an institution that routes by territory (the catalog's
+//!                                   # [routing]); ca, certificate and audience default to the
+//!                                   # institution's. A filing for an office without its
+//!                                   # own address goes to base_url, naming the office.
 //! ```
 //!
 //! Relative paths are read from the file's folder. Every institution of the catalog needs a
@@ -78,6 +84,26 @@ struct RawChannel {
     profile: Option<PathBuf>,
     callback_deadline_ms: Option<u64>,
     no_news_after_ms: Option<u64>,
+    #[serde(default)]
+    offices: BTreeMap<String, RawOffice>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffice {
+    base_url: String,
+    ca: Option<PathBuf>,
+    certificate: Option<PathBuf>,
+    audience: Option<String>,
+}
+
+/// Where one office of an institution is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfficeEndpoint {
+    pub base_url: String,
+    pub ca_pem: String,
+    pub certificate_pem: String,
+    pub audience: String,
 }
 
 /// How to reach one institution.
@@ -102,9 +128,25 @@ pub struct Channel {
     /// Overrides of the profile's deadlines.
     pub callback_deadline: Option<Duration>,
     pub no_news_after: Option<Duration>,
+    /// One endpoint per office, for an institution that routes by territory; empty when one
+    /// address serves every office.
+    pub offices: BTreeMap<String, OfficeEndpoint>,
 }
 
 impl Channel {
+    /// The same channel aimed at one of its offices.
+    pub fn for_office(&self, office: &str) -> Option<Self> {
+        let endpoint = self.offices.get(office)?;
+        Some(Self {
+            base_url: endpoint.base_url.clone(),
+            ca_pem: endpoint.ca_pem.clone(),
+            certificate_pem: endpoint.certificate_pem.clone(),
+            audience: endpoint.audience.clone(),
+            offices: BTreeMap::new(),
+            ..self.clone()
+        })
+    }
+
     /// A channel speaking Sportello's own interface, with today's settings.
     pub fn sportello(
         institution: &str,
@@ -125,6 +167,7 @@ impl Channel {
             profile: Arc::new(Profile::sportello().map_err(ChannelError::Profile)?),
             callback_deadline: None,
             no_news_after: None,
+            offices: BTreeMap::new(),
         })
     }
 
@@ -221,15 +264,37 @@ impl Channels {
                 },
             };
             let ms = |v: Option<u64>| v.map(|ms| Duration::from_millis(ms.max(50)));
+            let ca_pem = read(&c.ca)?;
+            let certificate_pem = read(&c.certificate)?;
+            let audience = c.audience.clone().unwrap_or_else(|| id.clone());
+            let mut offices = BTreeMap::new();
+            for (office, o) in &c.offices {
+                if !(o.base_url.starts_with("https://") || o.base_url.starts_with("http://127.0.0.1")) {
+                    return Err(ChannelError::Invalid(id, format!("office {office}: base_url must be https://")));
+                }
+                let endpoint = OfficeEndpoint {
+                    base_url: o.base_url.trim_end_matches('/').to_string(),
+                    ca_pem: o.ca.as_deref().map(read).transpose()?.unwrap_or_else(|| ca_pem.clone()),
+                    certificate_pem: o
+                        .certificate
+                        .as_deref()
+                        .map(read)
+                        .transpose()?
+                        .unwrap_or_else(|| certificate_pem.clone()),
+                    audience: o.audience.clone().unwrap_or_else(|| audience.clone()),
+                };
+                offices.insert(office.clone(), endpoint);
+            }
             let channel = Channel {
+                offices,
                 profile,
                 callback_deadline: ms(c.callback_deadline_ms),
                 no_news_after: ms(c.no_news_after_ms),
                 institution: id.clone(),
                 base_url: c.base_url.trim_end_matches('/').to_string(),
-                audience: c.audience.unwrap_or_else(|| id.clone()),
-                ca_pem: read(&c.ca)?,
-                certificate_pem: read(&c.certificate)?,
+                audience,
+                ca_pem,
+                certificate_pem,
                 timeout: Duration::from_millis(c.timeout_ms.unwrap_or(10_000)),
                 retry,
                 poll_interval: c.poll_interval_ms.map(|ms| Duration::from_millis(ms.max(100))),

@@ -40,6 +40,9 @@ pub struct FilingEnvelope {
     pub on_behalf_of: Option<String>,
     /// Where the institution posts "taken in charge" and the outcome.
     pub callback_url: String,
+    /// The institution's office competent for the practice, when it routes by territory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office: Option<String>,
     pub payload: Value,
 }
 

@@ -42,7 +42,7 @@
 //! ```
 //!
 //! Templates are [minijinja]; they see `filing` (id, reference, practice_id, kind, declarant,
-//! on_behalf_of, callback_url), `payload` (the filing's data), `envelope` (Sportello's own
+//! on_behalf_of, callback_url, office), `payload` (the filing's data), `envelope` (Sportello's own
 //! envelope, as today's institutions take it), `institution` and, for status requests,
 //! `status_url`. Output escapes for the template's kind (`.json`: JSON values; `.xml`: XML).
 //! A rendered JSON body that does not parse is a configuration error, never sent.

@@ -73,6 +73,8 @@ pub struct Worker {
     delegations: Option<Arc<dyn storage::DelegationStore>>,
     catalog: Arc<Catalog>,
     clients: Arc<BTreeMap<String, InstitutionClient>>,
+    /// Clients for the offices of institutions that route by territory.
+    office_clients: Arc<BTreeMap<(String, String), InstitutionClient>>,
     callback_base_url: String,
     signer: Arc<Signer>,
     clock: Arc<dyn Clock>,
@@ -109,11 +111,17 @@ impl Worker {
     ) -> Result<Self, WorkerSetupError> {
         channels.require(catalog.institutions.iter().map(|i| i.id.as_str()))?;
         let mut clients = BTreeMap::new();
+        let mut office_clients = BTreeMap::new();
         for (id, channel) in &channels.institutions {
             clients.insert(
                 id.clone(),
                 InstitutionClient::new(channel.clone(), &channels.certificate_pem, &channels.key_pem)?,
             );
+            for office in channel.offices.keys() {
+                let Some(aimed) = channel.for_office(office) else { continue };
+                let client = InstitutionClient::new(Arc::new(aimed), &channels.certificate_pem, &channels.key_pem)?;
+                office_clients.insert((id.clone(), office.clone()), client);
+            }
         }
         let signer = Signer::new(
             &channels.portal_id,
@@ -127,6 +135,7 @@ impl Worker {
             delegations: None,
             catalog,
             clients: Arc::new(clients),
+            office_clients: Arc::new(office_clients),
             callback_base_url: channels.callback_base_url.clone(),
             signer: Arc::new(signer),
             clock,
@@ -209,11 +218,21 @@ impl Worker {
             count += due.len();
             for item in due {
                 let worker = self.clone();
-                let client = client.clone();
+                // Asked at the office it was sent to.
+                let Some(client) = self.client_for(institution, item.office.as_deref()).cloned() else { continue };
                 tasks.spawn(async move { worker.poll(&client, item).await });
             }
         }
         Ok(count)
+    }
+
+    /// The client that reaches `institution` at `office`: the office's own address when its
+    /// channel has one, else the institution's (a national intake that takes every office's
+    /// filings, told the office in the request).
+    fn client_for(&self, institution: &str, office: Option<&str>) -> Option<&InstitutionClient> {
+        office
+            .and_then(|o| self.office_clients.get(&(institution.to_string(), o.to_string())))
+            .or_else(|| self.clients.get(institution))
     }
 
     /// Marks "no news" the deliveries silent past their channel's deadline (at most once a
@@ -331,9 +350,14 @@ impl Worker {
 
     async fn deliver(&self, delivery: ClaimedDelivery) {
         let institution = delivery.key.institution.clone();
-        let Some(client) = self.clients.get(&institution) else {
-            // Cannot happen after `require`, unless the catalog changed under a running worker.
-            let failed = DeliveryEvent::Failed { reason: format!("no channel for {institution}") };
+        let Some(client) = self.client_for(&institution, delivery.office.as_deref()) else {
+            // An office without a channel of its own: never sent to another office.
+            let failed = DeliveryEvent::Failed {
+                reason: format!(
+                    "no channel for {institution}{}",
+                    delivery.office.as_ref().map(|o| format!(" ({o})")).unwrap_or_default()
+                ),
+            };
             let mut update = DeliveryUpdate::new(failed, self.clock.now());
             update.fence = Some(delivery.fence);
             self.record(&delivery, update).await;
@@ -346,6 +370,7 @@ impl Worker {
             filing_kind: delivery.filing_kind.clone(),
             declarant: delivery.actor.to_string(),
             on_behalf_of: (delivery.actor != delivery.owner).then(|| delivery.owner.to_string()),
+            office: delivery.office.clone(),
             callback_url: format!("{}/institutions/v1/{institution}/events", self.callback_base_url),
             payload: delivery.payload.clone(),
         };
@@ -456,6 +481,7 @@ pub fn template_context(envelope: &FilingEnvelope, institution: &str, status_url
             "declarant": envelope.declarant,
             "on_behalf_of": envelope.on_behalf_of,
             "callback_url": envelope.callback_url,
+            "office": envelope.office,
         },
         "payload": envelope.payload,
         "envelope": envelope,

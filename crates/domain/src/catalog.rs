@@ -17,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::routing::{RawRouting, Routing};
 use crate::Lang;
 
 /// A text in Italian and English.
@@ -130,6 +131,9 @@ pub struct Institution {
     /// How to obtain the authorisation to file online there.
     pub authorisation_help: Text,
     pub filings: Vec<FilingKind>,
+    /// Which office a filing goes to, when the institution has several ("competenza
+    /// territoriale").
+    pub routing: Option<Routing>,
 }
 
 impl Institution {
@@ -143,6 +147,8 @@ impl Institution {
 pub struct Recipient {
     pub institution: String,
     pub filing: String,
+    /// The institution's routing to its offices, if it has one; with its name, for messages.
+    pub routing: Option<(Routing, Text)>,
 }
 
 /// Where a field of a service is shown: the common data, or one recipient's own section.
@@ -294,6 +300,7 @@ struct RawInstitution {
     authorisation_help: Spanned<Text>,
     #[serde(default)]
     filings: Vec<Spanned<RawFiling>>,
+    routing: Option<RawRouting>,
 }
 
 #[derive(Deserialize)]
@@ -673,11 +680,16 @@ impl Catalog {
             if filings.is_empty() {
                 r.at(raw.id.span().start, format!("institution `{id}` has no filing kinds"));
             }
+            let routing = raw.routing.as_ref().and_then(|rt| {
+                let province = |f: &str| dictionary.iter().find(|d| d.id == f).map(|d| d.kind == FieldKind::Province);
+                crate::routing::build(rt, province, &mut |offset, message| r.at(offset, message))
+            });
             institutions.push(Institution {
                 id,
                 name: raw.name.get_ref().clone(),
                 authorisation_help: raw.authorisation_help.get_ref().clone(),
                 filings,
+                routing,
             });
         }
 
@@ -730,7 +742,8 @@ impl Catalog {
 
                 let mut recipients = Vec::new();
                 for rr in s.recipients.get_ref() {
-                    let recipient = Recipient { institution: rr.institution.clone(), filing: rr.filing.clone() };
+                    let mut recipient =
+                        Recipient { institution: rr.institution.clone(), filing: rr.filing.clone(), routing: None };
                     let Some(institution) = institutions.iter().find(|i| i.id == rr.institution) else {
                         r.at(
                             s.recipients.span().start,
@@ -754,6 +767,19 @@ impl Catalog {
                             ),
                         );
                         continue;
+                    }
+                    if let Some(routing) = &institution.routing {
+                        if !routing.fields.iter().any(|f| chosen.contains(f.as_str())) {
+                            r.at(
+                                s.recipients.span().start,
+                                format!(
+                                    "service `{id}`: institution `{}` is routed by {}, none of which the service collects",
+                                    rr.institution,
+                                    routing.fields.join(" or ")
+                                ),
+                            );
+                        }
+                        recipient.routing = Some((routing.clone(), institution.name.clone()));
                     }
                     for m in &filing.payload {
                         let common = dictionary.iter().any(|d| d.id == m.source);

@@ -191,6 +191,9 @@ pub struct Delivery {
     /// Values its answers carried that other filings may use (REA number, codice ditta, ...).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub values: std::collections::BTreeMap<String, String>,
+    /// The office of the institution the filing went to, when it routes by territory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office: Option<String>,
 }
 
 impl Delivery {
@@ -322,6 +325,14 @@ pub fn validate_data(service: &Service, data: &PracticeData, today: Date) -> Res
             Err(reason) => errors.push(FieldError::new(&field.spec.id, reason)),
         }
     }
+    // A filing is never sent to an arbitrary office: the value that routes it must have one.
+    for recipient in &service.recipients {
+        let Some((routing, name)) = &recipient.routing else { continue };
+        let Some((field, value)) = routing.key_in(&clean) else { continue };
+        if routing.office_for(value).is_none() && !errors.iter().any(|e| e.field == field) {
+            errors.push(FieldError::new(field, Reason::NoOffice { institution: name.it.clone() }));
+        }
+    }
     // A person's codice fiscale must encode the birth date given with it.
     for field in &service.fields {
         if let FieldKind::PersonTaxCode { birth_date_field: Some(link) } = &field.spec.kind {
@@ -373,6 +384,8 @@ pub struct Filing {
     pub institution: String,
     pub filing_kind: String,
     pub payload: Value,
+    /// The institution's office competent for this practice, when it routes by territory.
+    pub office: Option<String>,
 }
 
 /// Everything the store needs to write a submission in one transaction.
@@ -448,10 +461,16 @@ pub fn prepare_submission(
     let mut filings = Vec::with_capacity(service.recipients.len());
     for recipient in &service.recipients {
         let filing = catalog.filing(recipient).ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
+        let office = recipient
+            .routing
+            .as_ref()
+            .and_then(|(routing, _)| routing.key_in(&data).and_then(|(_, v)| routing.office_for(v)))
+            .map(|o| o.id.clone());
         filings.push(Filing {
             institution: recipient.institution.clone(),
             filing_kind: recipient.filing.clone(),
             payload: build_payload(filing, &data),
+            office,
         });
     }
     Ok(Submission { data, filings, submitted_at: now, actor: practice.owner.clone() })

@@ -56,6 +56,11 @@ pub enum Reason {
     NotAtFault,
     /// A field the institution faulted is sent again unchanged.
     NotCorrected,
+    /// No office of the institution is competent for this value (a province no chamber
+    /// connected to the portal serves).
+    NoOffice {
+        institution: String,
+    },
 }
 
 impl Reason {
@@ -90,6 +95,7 @@ impl Reason {
             Self::ControlCharacters => "control-characters",
             Self::NotAtFault => "not-at-fault",
             Self::NotCorrected => "not-corrected",
+            Self::NoOffice { .. } => "no-office",
         }
     }
 
@@ -102,6 +108,7 @@ impl Reason {
             Self::NumberTooSmall { min } => vec![("min", min.to_string())],
             Self::NumberTooLarge { max } => vec![("max", max.to_string())],
             Self::NotAnOption { options } => vec![("options", options.clone())],
+            Self::NoOffice { institution } => vec![("institution", institution.clone())],
             _ => Vec::new(),
         }
     }

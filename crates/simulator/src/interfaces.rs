@@ -71,6 +71,7 @@ pub(crate) fn read_filing(interface: Interface, body: &[u8]) -> Option<FilingEnv
         declarant: field("dichiarante")?,
         on_behalf_of: field("per_conto_di"),
         callback_url: String::new(),
+        office: field("ufficio"),
         payload,
     })
 }

@@ -49,6 +49,7 @@ pub fn dry_run(channels: &Channels, institution: &str, payload: serde_json::Valu
         declarant: "DPRTNT80A01H501Y".into(),
         on_behalf_of: None,
         callback_url: format!("{}/institutions/v1/{institution}/events", channels.callback_base_url),
+        office: None,
         payload,
     };
     let context = delivery::worker::template_context(&envelope, institution, None);

@@ -97,6 +97,12 @@ pub const DEMO_CARDS: [DemoCard; 7] = [
 pub const DEMO_INSTITUTIONS: [(&str, &str); 3] =
     [("registro-imprese", "CCIAA-RM-RI"), ("inps", "INPS-AOO1"), ("inail", "INAIL-AOO1")];
 
+/// Chambers of commerce with an address of their own in the demo: institution, office (from
+/// the catalog's routing) and protocol register. The Registro Imprese simulator above stands
+/// for the chamber of Rome and takes the other chambers' filings, as a national intake would.
+pub const DEMO_OFFICES: [(&str, &str, &str); 1] =
+    [("registro-imprese", "cciaa-milano-monza-brianza-lodi", "CCIAA-MI-RI")];
+
 /// Where the demo's files are.
 #[derive(Debug, Clone)]
 pub struct DemoFiles {
@@ -325,6 +331,14 @@ pub async fn start_simulators(
         spec.ledger_path = Some(ledgers.join(format!("{id}.json")));
         specs.push(spec);
     }
+    for (id, office, register) in DEMO_OFFICES {
+        let Some(first) = specs.iter().find(|s| s.id == id) else { continue };
+        let mut spec = first.clone();
+        spec.register = register.to_string();
+        spec.office = Some(office.to_string());
+        spec.ledger_path = Some(files.dir.join("ledgers").join(format!("{id}-{office}.json")));
+        specs.push(spec);
+    }
     let portal = PortalIdentity {
         portal_id: "sportello".into(),
         cert_pem: read(&files.portal_cert())?,
@@ -345,7 +359,13 @@ pub async fn start_simulators(
     tuning.no_news_after = Some(std::time::Duration::from_secs(15 * 60));
     let (handles, channels) = start_simulated(specs, &portal, tuning, clock, random).await?;
     // In the order of DEMO_INSTITUTIONS, for the banner.
-    let ordered = DEMO_INSTITUTIONS.iter().filter_map(|(id, _)| handles.get(*id).cloned()).collect();
+    let offices = DEMO_OFFICES.iter().map(|(id, office, _)| format!("{id}/{office}"));
+    let ordered = DEMO_INSTITUTIONS
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .chain(offices)
+        .filter_map(|key| handles.get(&key).cloned())
+        .collect();
     Ok((ordered, channels))
 }
 

@@ -302,6 +302,11 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
     for ((id, register), sim) in demo::DEMO_INSTITUTIONS.iter().zip(&simulators) {
         println!("  simulated {id:<17} https://{} (protocol register {register})", sim.addr);
     }
+    for ((id, office, register), sim) in
+        demo::DEMO_OFFICES.iter().zip(simulators.iter().skip(demo::DEMO_INSTITUTIONS.len()))
+    {
+        println!("  simulated {id}/{office} https://{} (protocol register {register})", sim.addr);
+    }
     println!("  test smart cards (PKCS#12 password: {}):", files.card_password);
     for card in &DEMO_CARDS {
         println!(

@@ -29,6 +29,9 @@ pub struct SimSpec {
     pub profile: Option<PathBuf>,
     /// Where it keeps its ledger across restarts.
     pub ledger_path: Option<PathBuf>,
+    /// For a second simulator of an institution: the office it stands for (it gets its own
+    /// address on the first one's channel, and the handle `<id>/<office>`).
+    pub office: Option<String>,
 }
 
 impl SimSpec {
@@ -43,6 +46,7 @@ impl SimSpec {
             interface: Interface::Sportello,
             profile: None,
             ledger_path: None,
+            office: None,
         }
     }
 
@@ -109,7 +113,7 @@ pub async fn start_simulated(
     random: Arc<dyn domain::Randomness>,
 ) -> anyhow::Result<(BTreeMap<String, SimHandle>, Channels)> {
     let mut handles = BTreeMap::new();
-    let mut institutions = BTreeMap::new();
+    let mut institutions: BTreeMap<String, Arc<Channel>> = BTreeMap::new();
     for spec in specs {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let handle = simulator::start(
@@ -130,8 +134,20 @@ pub async fn start_simulated(
             },
         )
         .await?;
-        let mut channel =
-            Channel::sportello(&spec.id, &format!("https://{}", handle.addr), &portal.ca_pem, &spec.cert_pem)?;
+        let address = format!("https://{}", handle.addr);
+        // Another office of an institution already started: its own address on that channel.
+        if let (Some(office), Some(channel)) = (&spec.office, institutions.get_mut(&spec.id)) {
+            let endpoint = delivery::channels::OfficeEndpoint {
+                base_url: address,
+                ca_pem: portal.ca_pem.clone(),
+                certificate_pem: spec.cert_pem.clone(),
+                audience: spec.id.clone(),
+            };
+            Arc::make_mut(channel).offices.insert(office.clone(), endpoint);
+            handles.insert(format!("{}/{office}", spec.id), handle);
+            continue;
+        }
+        let mut channel = Channel::sportello(&spec.id, &address, &portal.ca_pem, &spec.cert_pem)?;
         if let Some(path) = &spec.profile {
             let profile = Profile::load(path).map_err(|errors| {
                 anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))

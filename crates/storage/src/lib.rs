@@ -277,6 +277,8 @@ pub struct ClaimedDelivery {
     /// Who sent it: the owner, or a collaborator acting on the owner's behalf.
     pub actor: CodiceFiscale,
     pub service_id: String,
+    /// The institution's office competent for the practice, when it routes by territory.
+    pub office: Option<String>,
 }
 
 /// A delivery whose institution is asked for news (it does not call back, or not yet), or
@@ -291,6 +293,7 @@ pub struct PollItem {
     pub filing_kind: String,
     /// Where the institution said to ask (NONBLOCK_PULL_REST), if it did.
     pub status_url: Option<String>,
+    pub office: Option<String>,
 }
 
 /// How often to ask an institution for news: `first` after the last request, doubling with each
@@ -814,6 +817,7 @@ impl PracticeRow {
 
 /// A delivery row as both adapters read it.
 struct DeliveryRow {
+    office: Option<String>,
     news_values: String,
     news_at: Option<i64>,
     institution: String,
@@ -853,6 +857,7 @@ impl DeliveryRow {
             filing_kind: self.filing_kind,
             updated_at: self.updated_at,
             last_news_at: self.news_at.map(from_millis).transpose()?,
+            office: self.office,
             values: serde_json::from_str(&self.news_values)
                 .map_err(|e| StoreError::Corrupt(format!("delivery values: {e}")))?,
         })

@@ -35,6 +35,7 @@ const MIGRATIONS: Migrations = &[
     (6, "delegations", include_str!("../migrations/postgres/0006_delegations.sql")),
     (7, "delegation expiry", include_str!("../migrations/postgres/0007_delegation_expiry.sql")),
     (8, "channel news", include_str!("../migrations/postgres/0008_channel_news.sql")),
+    (9, "delivery office", include_str!("../migrations/postgres/0009_delivery_office.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data::text AS data, reference, \
@@ -42,11 +43,11 @@ const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, own
 
 const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at, \
      d.attempts::bigint AS attempts, d.revision::bigint AS revision, d.protocol_number, d.rejection::text AS rejection, \
-     d.last_error, d.news_values, d.news_at";
+     d.last_error, d.news_values, d.news_at, d.office";
 
 /// The columns of a [`PollItem`], from a delivery `d` and its practice `p`.
 const POLL_ITEM_SELECT: &str = "SELECT d.practice_id::text AS practice_id, d.institution, d.revision::bigint AS revision, \
-     p.owner_cf, p.service_id, p.reference, d.filing_kind, d.status_url FROM deliveries d JOIN practices p ON p.id = d.practice_id";
+     p.owner_cf, p.service_id, p.reference, d.filing_kind, d.status_url, d.office FROM deliveries d JOIN practices p ON p.id = d.practice_id";
 
 /// Key of the advisory lock taken while migrating ("sportello" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x73_70_6f_72_74_65_6c;
@@ -106,6 +107,7 @@ fn delivery_row(r: &PgRow) -> Result<DeliveryRow, sqlx::Error> {
         last_error: r.try_get("last_error")?,
         news_values: r.try_get("news_values")?,
         news_at: r.try_get("news_at")?,
+        office: r.try_get("office")?,
     })
 }
 
@@ -125,6 +127,7 @@ fn poll_item(r: &PgRow) -> Result<PollItem, StoreError> {
         reference: r.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
         filing_kind: r.try_get("filing_kind")?,
         status_url: r.try_get("status_url")?,
+        office: r.try_get("office")?,
     })
 }
 
@@ -349,11 +352,12 @@ impl PracticeStore for PostgresStore {
             // filing changed.
             sqlx::query(
                 "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
-                 actor_cf) VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6, $6, $7) \
+                 actor_cf, office) VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6, $6, $7, $8) \
                  ON CONFLICT (practice_id, institution) DO UPDATE SET \
                    revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
                    payload = excluded.payload, state = 'queued', attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
-                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf",
+                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf, \
+                   office = excluded.office, status_url = NULL, news_at = NULL, polls = 0",
             )
             .bind(id.0)
             .bind(&filing.institution)
@@ -362,6 +366,7 @@ impl PracticeStore for PostgresStore {
             .bind(filing.payload.to_string())
             .bind(submission.submitted_at)
             .bind(submission.actor.as_str())
+            .bind(&filing.office)
             .execute(&mut *tx)
             .await?;
             let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
@@ -496,7 +501,7 @@ impl DeliveryQueue for PostgresStore {
              WHERE d.practice_id = due.practice_id AND d.institution = due.institution AND p.id = d.practice_id \
              RETURNING d.practice_id::text AS practice_id, d.institution, d.fence, d.attempts::bigint AS attempts, \
                d.revision::bigint AS revision, d.filing_kind, d.payload::text AS payload, p.owner_cf, COALESCE(d.actor_cf, p.owner_cf) AS actor_cf, \
-               p.reference, p.service_id",
+               p.reference, p.service_id, d.office",
         )
         .bind(now)
         .bind(i64::from(limit))
@@ -524,6 +529,7 @@ impl DeliveryQueue for PostgresStore {
                     reference: r.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
                     owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
                     service_id: r.try_get("service_id")?,
+                    office: r.try_get("office")?,
                 })
             })
             .collect()

@@ -37,6 +37,7 @@ const MIGRATIONS: Migrations = &[
     (6, "delegations", include_str!("../migrations/sqlite/0006_delegations.sql")),
     (7, "delegation expiry", include_str!("../migrations/sqlite/0007_delegation_expiry.sql")),
     (8, "channel news", include_str!("../migrations/sqlite/0008_channel_news.sql")),
+    (9, "delivery office", include_str!("../migrations/sqlite/0009_delivery_office.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data, \
@@ -45,10 +46,10 @@ const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS ac
 /// The columns of a [`PollItem`], from a delivery `d` and its practice `p`.
 const POLL_ITEM_SELECT: &str =
     "SELECT d.practice_id, d.institution, d.revision, p.owner_cf, p.service_id, p.reference, \
-     d.filing_kind, d.status_url FROM deliveries d JOIN practices p ON p.id = d.practice_id";
+     d.filing_kind, d.status_url, d.office FROM deliveries d JOIN practices p ON p.id = d.practice_id";
 
 const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload, d.updated_at, d.attempts, \
-     d.revision, d.protocol_number, d.rejection, d.last_error, d.news_values, d.news_at";
+     d.revision, d.protocol_number, d.rejection, d.last_error, d.news_values, d.news_at, d.office";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -129,6 +130,7 @@ fn delivery_row(r: &SqliteRow) -> Result<DeliveryRow, sqlx::Error> {
         last_error: r.try_get("last_error")?,
         news_values: r.try_get("news_values")?,
         news_at: r.try_get("news_at")?,
+        office: r.try_get("office")?,
     })
 }
 
@@ -149,6 +151,7 @@ fn poll_item(r: &SqliteRow) -> Result<PollItem, StoreError> {
         reference: r.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
         filing_kind: r.try_get("filing_kind")?,
         status_url: r.try_get("status_url")?,
+        office: r.try_get("office")?,
     })
 }
 
@@ -367,11 +370,12 @@ impl PracticeStore for SqliteStore {
             // filing changed.
             sqlx::query(
                 "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
-                 actor_cf) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?) \
+                 actor_cf, office) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) \
                  ON CONFLICT (practice_id, institution) DO UPDATE SET \
                    revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
                    payload = excluded.payload, state = 'queued', attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
-                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf",
+                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf, \
+                   office = excluded.office, status_url = NULL, news_at = NULL, polls = 0",
             )
             .bind(id.to_string())
             .bind(&filing.institution)
@@ -381,6 +385,7 @@ impl PracticeStore for SqliteStore {
             .bind(submission.submitted_at)
             .bind(submission.submitted_at)
             .bind(submission.actor.as_str())
+            .bind(&filing.office)
             .execute(&mut *tx)
             .await?;
             let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
@@ -509,7 +514,7 @@ impl DeliveryQueue for SqliteStore {
              WHERE rowid IN (SELECT rowid FROM deliveries WHERE state = 'queued' \
                AND COALESCE(next_attempt_at, 0) <= ? AND COALESCE(lease_until, 0) <= ? \
                ORDER BY COALESCE(next_attempt_at, 0) LIMIT ?) \
-             RETURNING practice_id, institution, fence, attempts, revision, filing_kind, payload",
+             RETURNING practice_id, institution, fence, attempts, revision, filing_kind, payload, office",
         )
         .bind(until_ms)
         .bind(now_ms)
@@ -543,6 +548,7 @@ impl DeliveryQueue for SqliteStore {
                 reference: p.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
                 owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
                 service_id: p.try_get("service_id")?,
+                office: r.try_get("office")?,
             });
         }
         tx.commit().await?;

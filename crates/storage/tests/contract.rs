@@ -195,6 +195,7 @@ fn submission(data: &[(&str, &str)]) -> Submission {
         filings: ["registro-imprese", "inps", "inail"]
             .into_iter()
             .map(|institution| Filing {
+                office: None,
                 institution: institution.into(),
                 filing_kind: format!("{institution}-filing"),
                 payload: serde_json::json!({ "for": institution, "name": data.get("business.name") }),

@@ -281,6 +281,9 @@ pub struct DeliveryView {
     last_news_at: Option<time::OffsetDateTime>,
     /// Values the institution's answers carried (REA number, codice ditta, ...).
     values: std::collections::BTreeMap<String, String>,
+    /// The institution's office competent for the practice, when it routes by territory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    office: Option<String>,
     payload: serde_json::Value,
 }
 
@@ -318,6 +321,7 @@ fn practice_view(app: &AppState, practice: Practice, deliveries: Option<Vec<Deli
                 updated_at: d.updated_at,
                 last_news_at: d.last_news_at,
                 values: d.values,
+                office: d.office,
                 payload: d.payload,
             })
             .collect()

@@ -681,6 +681,36 @@ struct ReviewPage<'a> {
     refusal: Vec<String>,
     groups: Vec<AnswerGroup>,
     needs_resend: bool,
+    /// Each recipient institution, with the office competent for this practice.
+    destinations: Vec<String>,
+}
+
+/// Where each filing of `service` goes with `data`: the institution and, when it routes by
+/// territory, its competent office.
+pub fn destinations(
+    app: &AppState,
+    service: &Service,
+    data: &domain::practice::PracticeData,
+    lang: Lang,
+) -> Vec<String> {
+    service
+        .recipients
+        .iter()
+        .map(|r| {
+            let name = app
+                .catalog
+                .institution(&r.institution)
+                .map_or_else(|| r.institution.clone(), |i| i.name.get(lang).to_string());
+            let office = r
+                .routing
+                .as_ref()
+                .and_then(|(routing, _)| routing.key_in(data).and_then(|(_, v)| routing.office_for(v)));
+            match office {
+                Some(o) => format!("{name}: {}", o.name.get(lang)),
+                None => name,
+            }
+        })
+        .collect()
 }
 
 /// The value as the user reads it: a choice by its label, a missing one as such.
@@ -740,6 +770,7 @@ fn review_page(
         refusal,
         groups,
         needs_resend: practice.needs_resend,
+        destinations: destinations(app, service, &practice.data, lang),
         tr,
     };
     // Looking at what is still missing is not an error; a refused send is.

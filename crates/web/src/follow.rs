@@ -88,6 +88,8 @@ pub struct RecipientRow {
     resend: Option<(String, String)>,
     /// The fields at fault, editable (rejected).
     correction: Option<CorrectionForm>,
+    /// The office the filing went to, when the institution routes by territory.
+    office: Option<String>,
 }
 
 #[derive(Debug)]
@@ -219,7 +221,15 @@ async fn practice_page(
                     tr.fmt("practice-resend", &[("institution", name.clone())]),
                 )
             });
+            let office = d.office.as_ref().map(|o| {
+                app.catalog
+                    .institution(&d.institution)
+                    .and_then(|i| i.routing.as_ref())
+                    .and_then(|r| r.office(o))
+                    .map_or_else(|| o.clone(), |office| office.name.get(lang).to_string())
+            });
             RecipientRow {
+                office,
                 id: d.institution.clone(),
                 institution: name,
                 state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),

@@ -123,6 +123,7 @@ mod tests {
             Reason::ControlCharacters,
             Reason::NotAtFault,
             Reason::NotCorrected,
+            Reason::NoOffice { institution: "Registro delle imprese".into() },
         ];
         for r in &all {
             match r {
@@ -153,7 +154,8 @@ mod tests {
                 | Reason::NotAnOption { .. }
                 | Reason::ControlCharacters
                 | Reason::NotAtFault
-                | Reason::NotCorrected => {}
+                | Reason::NotCorrected
+                | Reason::NoOffice { .. } => {}
             }
         }
         all

@@ -77,7 +77,16 @@ pub(crate) async fn world_with(options: Options) -> World {
             spec = spec.with_own_interface(&sportello::simulated::repository_channels_dir());
         }
         spec.ledger_path = options.ledgers.as_ref().map(|d| d.join(format!("{id}.json")));
-        specs.push(spec);
+        if options.own_interfaces && id == "registro-imprese" {
+            // The chamber of Milano Monza Brianza Lodi has an address of its own.
+            let mut milan = spec.clone();
+            milan.register = "CCIAA-MI-RI".into();
+            milan.office = Some("cciaa-milano-monza-brianza-lodi".into());
+            specs.push(spec);
+            specs.push(milan);
+        } else {
+            specs.push(spec);
+        }
         certs.insert(id.to_string(), cert);
     }
     let identity = PortalIdentity {

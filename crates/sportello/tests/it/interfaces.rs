@@ -191,6 +191,7 @@ async fn a_restarted_simulator_keeps_its_ledger_and_processes_nothing_twice() {
         declarant: crate::api::HOLDER.into(),
         on_behalf_of: None,
         callback_url: String::new(),
+        office: None,
         payload: json!({"impresa": {"denominazione": "Bar"}, "sede": {"provincia": "RM"}}),
     };
     let context = delivery::worker::template_context(&envelope, "registro-imprese", None);
@@ -215,4 +216,60 @@ async fn a_restarted_simulator_keeps_its_ledger_and_processes_nothing_twice() {
     assert_eq!(again.protocol_number, before.protocol_number, "the first answer again");
     assert_eq!(again.values, before.values);
     assert_eq!(second.received().len(), 1, "not processed twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milan_and_rome_go_to_their_chambers_and_an_unrouted_value_is_refused_before_sending() {
+    let mut w = world_with(own_interfaces()).await;
+    let milan_chamber = "registro-imprese/cciaa-milano-monza-brianza-lodi";
+    let mut milan = with_long_description();
+    milan["seat.province"] = json!("MI");
+    milan["seat.cap"] = json!("20121");
+    milan["seat.municipality"] = json!("Milano");
+    let in_milan = w.submit(milan).await;
+    let in_rome = w.submit(with_long_description()).await;
+    let p = w.wait_for(&in_milan, "Milan accepted", |p| all_in(p, "accepted")).await;
+    let ri = delivery(&p, "registro-imprese");
+    assert_eq!(ri["office"], "cciaa-milano-monza-brianza-lodi", "{ri:#}");
+    assert_eq!(ri["values"]["ufficio_rea"], "MI");
+    assert!(ri["protocol_number"].as_str().is_some_and(|n| n.starts_with("CCIAA-MI-RI-")), "{ri:#}");
+    let p = w.wait_for(&in_rome, "Rome accepted", |p| all_in(p, "accepted")).await;
+    assert_eq!(delivery(&p, "registro-imprese")["office"], "cciaa-roma");
+    assert_eq!(w.sims[milan_chamber].count_of(&in_milan), 1);
+    assert_eq!(w.sims[milan_chamber].count_of(&in_rome), 0, "Rome's filing never went to Milan");
+    assert_eq!(w.sims["registro-imprese"].count_of(&in_milan), 0, "Milan's never went to Rome");
+    assert_eq!(w.sims["registro-imprese"].count_of(&in_rome), 1);
+    // The check-answers page names the office before anything is sent.
+    let mut draft = with_long_description();
+    draft["seat.province"] = json!("LO");
+    let r = w
+        .client()
+        .post(w.url("/api/v1/practices"))
+        .json(&json!({"service": "avvio-ditta-individuale", "data": draft}))
+        .send()
+        .await
+        .expect("create");
+    let id = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let page = w.client().get(w.url(&format!("/pratiche/{id}/riepilogo"))).send().await.expect("page");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("Camera di commercio di Milano Monza Brianza Lodi"), "{html}");
+
+    // A closure whose REA number names no province: refused as typed, naming the field and
+    // the institution, and nothing is stored or sent.
+    let r = w
+        .client()
+        .post(w.url("/api/v1/practices"))
+        .json(&json!({"service": "cessazione-impresa", "data": {"business.rea_number": "ZZ-1234567"}}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = r.json().await.expect("json");
+    let error = problem["errors"]
+        .as_array()
+        .and_then(|es| es.iter().find(|e| e["field"] == "business.rea_number"))
+        .unwrap_or_else(|| panic!("{problem:#}"));
+    assert_eq!(error["code"], "no-office", "{error:#}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("Registro delle imprese")), "{error:#}");
+    w.stop().await;
 }
