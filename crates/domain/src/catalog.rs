@@ -18,24 +18,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::routing::{RawRouting, Routing};
-use crate::Lang;
 
-/// A text in Italian and English.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Text {
-    pub it: String,
-    pub en: String,
-}
-
-impl Text {
-    pub fn get(&self, lang: Lang) -> &str {
-        match lang {
-            Lang::It => &self.it,
-            Lang::En => &self.en,
-        }
-    }
-}
+pub use crate::text::Text;
 
 /// What kind of value a field holds, and its rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod identifiers;
 pub mod practice;
 pub mod routing;
+pub mod text;
 pub mod validation;
 
 use time::{Date, OffsetDateTime, UtcOffset, Weekday};

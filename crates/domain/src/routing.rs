@@ -22,8 +22,8 @@
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::catalog::Text;
 use crate::identifiers::PROVINCES;
+use crate::text::Text;
 
 /// One office and the provinces it is competent for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

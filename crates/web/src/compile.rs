@@ -697,10 +697,7 @@ pub fn destinations(
         .recipients
         .iter()
         .map(|r| {
-            let name = app
-                .catalog
-                .institution(&r.institution)
-                .map_or_else(|| r.institution.clone(), |i| i.name.get(lang).to_string());
+            let name = app.institution_name(&r.institution, lang);
             let office = r
                 .routing
                 .as_ref()
@@ -891,10 +888,7 @@ pub async fn help(State(app): State<AppState>, UserLang(lang): UserLang, Path(id
         .recipients
         .iter()
         .map(|r| {
-            let name = app
-                .catalog
-                .institution(&r.institution)
-                .map_or_else(|| r.institution.clone(), |i| i.name.get(lang).into());
+            let name = app.institution_name(&r.institution, lang);
             let filing = app.catalog.filing(r).map(|f| f.title.get(lang).to_string()).unwrap_or_default();
             format!("{name}: {filing}")
         })

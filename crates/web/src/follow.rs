@@ -54,7 +54,7 @@ pub fn payload_digest(payload: &serde_json::Value) -> String {
 }
 
 fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
-    app.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
+    app.institution_name(id, lang)
 }
 
 fn state_class(state: DeliveryState) -> &'static str {

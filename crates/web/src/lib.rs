@@ -60,6 +60,13 @@ pub struct AppState {
     pub delegation_policy: Arc<acting::DelegationPolicy>,
 }
 
+impl AppState {
+    /// An institution's name in `lang` (its id when the catalog does not know it).
+    pub fn institution_name(&self, id: &str, lang: domain::Lang) -> String {
+        self.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
+    }
+}
+
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

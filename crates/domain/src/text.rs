@@ -1,0 +1,22 @@
+//! Texts the catalog gives in both of the portal's languages.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Lang;
+
+/// A text in Italian and English.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Text {
+    pub it: String,
+    pub en: String,
+}
+
+impl Text {
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::It => &self.it,
+            Lang::En => &self.en,
+        }
+    }
+}
