@@ -98,6 +98,16 @@ pub struct PayloadMapping {
     pub source: String,
 }
 
+/// A value of a filing's payload taken from another institution's answer: the protocol
+/// number, or a value its channel reads from its answers (the REA number, the codice ditta).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerMapping {
+    pub target: String,
+    pub institution: String,
+    /// `protocol_number`, or one of the institution's `provides`.
+    pub value: String,
+}
+
 /// A kind of filing an institution receives ("adempimento").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FilingKind {
@@ -105,6 +115,8 @@ pub struct FilingKind {
     pub title: Text,
     pub fields: Vec<FieldSpec>,
     pub payload: Vec<PayloadMapping>,
+    /// Values taken from another institution's answer: the filing waits for that answer.
+    pub answers: Vec<AnswerMapping>,
 }
 
 /// An institution that receives filings ("ente").
@@ -118,6 +130,8 @@ pub struct Institution {
     /// Which office a filing goes to, when the institution has several ("competenza
     /// territoriale").
     pub routing: Option<Routing>,
+    /// The values its answers carry that other filings may use (besides the protocol number).
+    pub provides: Vec<String>,
 }
 
 impl Institution {
@@ -133,6 +147,8 @@ pub struct Recipient {
     pub filing: String,
     /// The institution's routing to its offices, if it has one; with its name, for messages.
     pub routing: Option<(Routing, Text)>,
+    /// The recipient whose answer this filing waits for (its filing uses values from it).
+    pub waits_for: Option<String>,
 }
 
 /// Where a field of a service is shown: the common data, or one recipient's own section.
@@ -285,6 +301,8 @@ struct RawInstitution {
     #[serde(default)]
     filings: Vec<Spanned<RawFiling>>,
     routing: Option<RawRouting>,
+    #[serde(default)]
+    provides: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +314,9 @@ struct RawFiling {
     fields: Vec<Spanned<RawField>>,
     #[serde(default)]
     payload: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Payload target → `<institution>.<value>` from that institution's answer.
+    #[serde(default)]
+    answers: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -327,6 +348,58 @@ struct RawRecipient {
 }
 
 // ---- checking ------------------------------------------------------------------------------
+
+/// Sets which recipient each filing waits for, from the answers its filing uses; returns the
+/// mistakes: an institution that is not a recipient of the service, a value it does not
+/// provide, answers from two institutions, a circle of waits.
+fn link_answers(service: &str, recipients: &mut [Recipient], institutions: &[Institution]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let ids: Vec<String> = recipients.iter().map(|r| r.institution.clone()).collect();
+    for recipient in recipients.iter_mut() {
+        let filing =
+            institutions.iter().find(|i| i.id == recipient.institution).and_then(|i| i.filing(&recipient.filing));
+        let Some(filing) = filing else { continue };
+        let mut from: BTreeSet<&str> = BTreeSet::new();
+        for a in &filing.answers {
+            from.insert(a.institution.as_str());
+            let other = institutions.iter().find(|i| i.id == a.institution).filter(|_| ids.contains(&a.institution));
+            let Some(other) = other else {
+                problems.push(format!(
+                    "service `{service}`: the filing for `{}` uses `{}.{}`, but `{}` is not a recipient of the service",
+                    recipient.institution, a.institution, a.value, a.institution
+                ));
+                continue;
+            };
+            if a.value != "protocol_number" && !other.provides.contains(&a.value) {
+                let provided: String = other.provides.iter().map(|p| format!(", {p}")).collect();
+                problems.push(format!(
+                    "service `{service}`: `{}` does not provide `{}` (it provides protocol_number{provided})",
+                    a.institution, a.value
+                ));
+            }
+        }
+        if from.len() > 1 {
+            problems.push(format!(
+                "service `{service}`: the filing for `{}` waits for more than one institution",
+                recipient.institution
+            ));
+        }
+        recipient.waits_for = from.into_iter().next().map(str::to_string);
+    }
+    for start in recipients.iter() {
+        let mut at = start.waits_for.clone();
+        for _ in 0..recipients.len() {
+            let Some(next) = at else { break };
+            if next == start.institution {
+                problems
+                    .push(format!("service `{service}`: `{}` waits, through others, for itself", start.institution));
+                break;
+            }
+            at = recipients.iter().find(|r| r.institution == next).and_then(|r| r.waits_for.clone());
+        }
+    }
+    problems
+}
 
 /// Collects errors against the file being read.
 struct Reporter<'a> {
@@ -659,7 +732,31 @@ impl Catalog {
                 if payload.is_empty() {
                     r.at(rf.span().start, format!("filing `{filing_id}` has an empty payload mapping"));
                 }
-                filings.push(FilingKind { id: filing_id, title: f.title.get_ref().clone(), fields, payload });
+                let mut answers = Vec::new();
+                for (target, src) in &f.answers {
+                    let source = src.get_ref();
+                    match source.split_once('.') {
+                        Some((institution, value)) if is_target_path(target.get_ref()) => answers.push(AnswerMapping {
+                            target: target.get_ref().clone(),
+                            institution: institution.to_string(),
+                            value: value.to_string(),
+                        }),
+                        _ => r.at(
+                            src.span().start,
+                            format!("answer `{source}` for `{}` must be `<institution>.<value>`, e.g. `registro-imprese.numero_rea`", target.get_ref()),
+                        ),
+                    }
+                    if payload.iter().any(|p| &p.target == target.get_ref()) {
+                        r.at(
+                            target.span().start,
+                            format!(
+                                "payload target `{}` is filled both from a field and from an answer",
+                                target.get_ref()
+                            ),
+                        );
+                    }
+                }
+                filings.push(FilingKind { id: filing_id, title: f.title.get_ref().clone(), fields, payload, answers });
             }
             if filings.is_empty() {
                 r.at(raw.id.span().start, format!("institution `{id}` has no filing kinds"));
@@ -674,6 +771,7 @@ impl Catalog {
                 authorisation_help: raw.authorisation_help.get_ref().clone(),
                 filings,
                 routing,
+                provides: raw.provides.clone(),
             });
         }
 
@@ -726,8 +824,12 @@ impl Catalog {
 
                 let mut recipients = Vec::new();
                 for rr in s.recipients.get_ref() {
-                    let mut recipient =
-                        Recipient { institution: rr.institution.clone(), filing: rr.filing.clone(), routing: None };
+                    let mut recipient = Recipient {
+                        institution: rr.institution.clone(),
+                        filing: rr.filing.clone(),
+                        routing: None,
+                        waits_for: None,
+                    };
                     let Some(institution) = institutions.iter().find(|i| i.id == rr.institution) else {
                         r.at(
                             s.recipients.span().start,
@@ -785,6 +887,9 @@ impl Catalog {
                 }
                 if s.recipients.get_ref().is_empty() {
                     r.at(s.recipients.span().start, format!("service `{id}` has no recipients"));
+                }
+                for message in link_answers(&id, &mut recipients, &institutions) {
+                    r.at(s.recipients.span().start, message);
                 }
                 for optional in &s.optional_fields {
                     match fields.iter_mut().find(|f| &f.spec.id == optional.get_ref()) {

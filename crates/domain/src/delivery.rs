@@ -9,6 +9,7 @@
 //!   failed ──resend──▶ queued          rejected ──corrected and resent──▶ queued (new revision)
 //!   delivered / taken_in_charge ──no news past the channel's deadline──▶ no_news ──resend──▶ queued
 //!   no_news ──late news from the institution──▶ delivered / taken_in_charge / outcome
+//!   waiting (for another recipient's answer) ──that recipient accepted──▶ queued
 //! ```
 //!
 //! Answers and callbacks can arrive late, twice or out of order. [`apply`] never lets an
@@ -42,10 +43,13 @@ pub enum DeliveryState {
     /// by callback nor when asked ("nessuna notizia"). May be sent again (same revision, same
     /// idempotency key: the institution answers as the first time); late news still counts.
     NoNews,
+    /// Not sent yet: its filing uses values from another recipient's answer, which has not
+    /// come, or was a rejection or a failure ("in attesa di …").
+    Waiting,
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 7] = [
+    pub const ALL: [DeliveryState; 8] = [
         Self::Queued,
         Self::Delivered,
         Self::TakenInCharge,
@@ -53,6 +57,7 @@ impl DeliveryState {
         Self::Rejected,
         Self::Failed,
         Self::NoNews,
+        Self::Waiting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +69,7 @@ impl DeliveryState {
             Self::Rejected => "rejected",
             Self::Failed => "failed",
             Self::NoNews => "no_news",
+            Self::Waiting => "waiting",
         }
     }
 
@@ -74,7 +80,7 @@ impl DeliveryState {
     /// How far along the institution's own process the filing is; later never yields to earlier.
     fn progress(self) -> u8 {
         match self {
-            Self::Queued | Self::Failed | Self::NoNews => 0,
+            Self::Queued | Self::Failed | Self::NoNews | Self::Waiting => 0,
             Self::Delivered => 1,
             Self::TakenInCharge => 2,
             Self::Accepted | Self::Rejected => 3,
@@ -137,6 +143,8 @@ pub enum DeliveryEvent {
     ResendCorrected,
     /// The institution has given no news within the channel's deadline.
     NoNews,
+    /// The recipient this one waits for accepted: its values are in the payload, send it.
+    Released,
 }
 
 /// The event does not fit the delivery's state.
@@ -178,6 +186,15 @@ pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied,
         }
         changed
     };
+    if from == S::Waiting {
+        // Nothing is sent, so nothing can come from the institution; only the release counts.
+        return match event {
+            DeliveryEvent::Released => Ok(Applied::Changed(DeliveryStatus { state: S::Queued, ..current.clone() })),
+            DeliveryEvent::Resend => illegal("resend"),
+            DeliveryEvent::ResendCorrected => illegal("resend corrected"),
+            _ => Ok(Applied::Unchanged),
+        };
+    }
     let changed = match event {
         DeliveryEvent::Sent { protocol_number } => {
             let to = if protocol_number.is_some() { S::TakenInCharge } else { S::Delivered };
@@ -217,6 +234,7 @@ pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied,
             }
             _ => false,
         },
+        DeliveryEvent::Released => false,
         DeliveryEvent::NoNews => match from {
             S::Delivered | S::TakenInCharge => {
                 next.state = S::NoNews;
@@ -246,7 +264,10 @@ pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied,
 pub fn practice_event_for(states: &[DeliveryState]) -> Option<PracticeEvent> {
     if states.is_empty() {
         None
-    } else if states.iter().all(|s| *s == DeliveryState::Failed) {
+    } else if states.iter().all(|s| matches!(s, DeliveryState::Failed | DeliveryState::Waiting))
+        && states.contains(&DeliveryState::Failed)
+    {
+        // Those that wait can only wait for one that failed: nobody was reached.
         // Not delivered to any recipient: back to the drafts, to be sent again.
         Some(PracticeEvent::NoRecipientReached)
     } else if states.iter().all(|s| s.is_outcome()) {
@@ -398,6 +419,25 @@ mod tests {
         let again = changed(&silent, DeliveryEvent::Resend);
         assert_eq!((again.state, again.revision), (S::Queued, 0), "same idempotency key");
         assert_eq!(practice_event_for(&[S::NoNews, S::Accepted]), None, "no news is not an outcome");
+    }
+
+    #[test]
+    fn a_waiting_filing_takes_nothing_but_its_release() {
+        let waiting = status(S::Waiting);
+        for event in [
+            DeliveryEvent::Sent { protocol_number: None },
+            DeliveryEvent::Outcome { accepted: true, protocol_number: None, rejection: None },
+            DeliveryEvent::NoNews,
+            DeliveryEvent::Failed { reason: "x".into() },
+        ] {
+            assert_eq!(apply(&waiting, &event), Ok(Applied::Unchanged), "{event:?}");
+        }
+        assert!(apply(&waiting, &DeliveryEvent::Resend).is_err());
+        assert_eq!(changed(&waiting, DeliveryEvent::Released).state, S::Queued);
+        assert_eq!(apply(&DeliveryStatus::queued(), &DeliveryEvent::Released), Ok(Applied::Unchanged));
+        assert_eq!(practice_event_for(&[S::Failed, S::Waiting]), Some(PracticeEvent::NoRecipientReached));
+        assert_eq!(practice_event_for(&[S::Rejected, S::Waiting]), None, "held until corrected");
+        assert_eq!(practice_event_for(&[S::Waiting, S::Waiting]), None);
     }
 
     #[test]

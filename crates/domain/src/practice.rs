@@ -194,6 +194,9 @@ pub struct Delivery {
     /// The office of the institution the filing went to, when it routes by territory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub office: Option<String>,
+    /// The recipient whose answer this filing waits for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<String>,
 }
 
 impl Delivery {
@@ -357,25 +360,56 @@ pub fn validate_data(service: &Service, data: &PracticeData, today: Date) -> Res
 pub fn build_payload(filing: &FilingKind, data: &PracticeData) -> Value {
     let mut root = Map::new();
     for mapping in &filing.payload {
-        let Some(value) = data.get(&mapping.source) else {
-            continue;
-        };
-        let mut node = &mut root;
-        let mut segments = mapping.target.split('.').peekable();
-        while let Some(segment) = segments.next() {
-            if segments.peek().is_none() {
-                node.insert(segment.to_string(), Value::String(value.clone()));
-            } else {
-                let child = node.entry(segment.to_string()).or_insert_with(|| Value::Object(Map::new()));
-                match child {
-                    Value::Object(map) => node = map,
-                    // The catalog check forbids a target that is both a value and a parent.
-                    _ => break,
-                }
-            }
+        if let Some(value) = data.get(&mapping.source) {
+            insert_at(&mut root, &mapping.target, value.clone());
         }
     }
     Value::Object(root)
+}
+
+/// `payload` with the values another recipient's answer gave (`uses`), and the values the
+/// answer did not carry (left out of the payload).
+pub fn fill_from_answer(
+    payload: &Value,
+    uses: &[crate::catalog::AnswerMapping],
+    protocol_number: Option<&str>,
+    values: &std::collections::BTreeMap<String, String>,
+) -> (Value, Vec<String>) {
+    let mut root = match payload {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let mut missing = Vec::new();
+    for u in uses {
+        let value = if u.value == "protocol_number" {
+            protocol_number.map(str::to_string)
+        } else {
+            values.get(&u.value).cloned()
+        };
+        match value {
+            Some(v) => insert_at(&mut root, &u.target, v),
+            None => missing.push(u.value.clone()),
+        }
+    }
+    (Value::Object(root), missing)
+}
+
+/// Puts `value` at the dotted `target` of `root`, making the objects on the way.
+fn insert_at(root: &mut Map<String, Value>, target: &str, value: String) {
+    let mut node = root;
+    let mut segments = target.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        if segments.peek().is_none() {
+            node.insert(segment.to_string(), Value::String(value));
+            return;
+        }
+        let child = node.entry(segment.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        match child {
+            Value::Object(map) => node = map,
+            // The catalog check forbids a target that is both a value and a parent.
+            _ => return,
+        }
+    }
 }
 
 /// One filing ready to be queued for a recipient.
@@ -386,6 +420,9 @@ pub struct Filing {
     pub payload: Value,
     /// The institution's office competent for this practice, when it routes by territory.
     pub office: Option<String>,
+    /// The recipient whose answer this filing waits for, and the values it takes from it.
+    pub waits_for: Option<String>,
+    pub uses: Vec<crate::catalog::AnswerMapping>,
 }
 
 /// Everything the store needs to write a submission in one transaction.
@@ -419,6 +456,7 @@ pub fn prepare_correction(
     institution: &str,
     at_fault: &[String],
     corrections: &PracticeData,
+    sent_payload: &Value,
     today: Date,
 ) -> Result<(PracticeData, Value), SubmitError> {
     let service = catalog
@@ -443,7 +481,16 @@ pub fn prepare_correction(
         .find(|r| r.institution == institution)
         .ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
     let filing = catalog.filing(recipient).ok_or_else(|| SubmitError::UnknownService(service.id.clone()))?;
-    let payload = build_payload(filing, &data);
+    // Values another institution's answer gave stay as they were sent.
+    let mut payload = build_payload(filing, &data);
+    if let Value::Object(root) = &mut payload {
+        for u in &filing.answers {
+            let pointer = format!("/{}", u.target.replace('.', "/"));
+            if let Some(value) = sent_payload.pointer(&pointer).and_then(Value::as_str) {
+                insert_at(root, &u.target, value.to_string());
+            }
+        }
+    }
     Ok((data, payload))
 }
 
@@ -471,6 +518,8 @@ pub fn prepare_submission(
             filing_kind: recipient.filing.clone(),
             payload: build_payload(filing, &data),
             office,
+            waits_for: recipient.waits_for.clone(),
+            uses: filing.answers.clone(),
         });
     }
     Ok(Submission { data, filings, submitted_at: now, actor: practice.owner.clone() })
@@ -657,7 +706,7 @@ mod tests {
         let at_fault = vec!["inail.work_processes".to_string()];
         let correct = |corrections: &[(&str, &str)]| {
             let corrections: PracticeData = corrections.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            prepare_correction(&sent, &catalog, "inail", &at_fault, &corrections, today)
+            prepare_correction(&sent, &catalog, "inail", &at_fault, &corrections, &Value::Null, today)
         };
         let unchanged = sent.data["inail.work_processes"].clone();
         for attempt in [vec![], vec![("inail.work_processes", unchanged.as_str())]] {
@@ -691,6 +740,7 @@ mod tests {
                 PayloadMapping { target: "impresa.sede.cap".into(), source: "seat.cap".into() },
                 PayloadMapping { target: "note".into(), source: "business.note".into() },
             ],
+            answers: vec![],
         };
         let data: PracticeData =
             [("business.name".to_string(), "Bar Roma".to_string()), ("seat.cap".to_string(), "00184".to_string())]

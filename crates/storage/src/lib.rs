@@ -367,6 +367,27 @@ impl DeliveryUpdate {
     }
 }
 
+/// What releasing a waiting filing writes: its payload with the values of the answer it waited
+/// for, and the timeline's detail (which values, and any the answer did not carry).
+fn release_plan(
+    payload: &str,
+    uses: &str,
+    protocol: Option<&str>,
+    values: &str,
+) -> Result<(String, Value), StoreError> {
+    let payload: Value = serde_json::from_str(payload).map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
+    let uses: Vec<domain::catalog::AnswerMapping> =
+        serde_json::from_str(uses).map_err(|e| StoreError::Corrupt(format!("uses: {e}")))?;
+    let values: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(values).map_err(|e| StoreError::Corrupt(format!("values: {e}")))?;
+    let (filled, missing) = domain::practice::fill_from_answer(&payload, &uses, protocol, &values);
+    let taken: Vec<&str> = uses.iter().map(|u| u.value.as_str()).filter(|v| !missing.iter().any(|m| m == v)).collect();
+    if !missing.is_empty() {
+        tracing::warn!(?missing, "an answer did not carry values a waiting filing uses; sent without them");
+    }
+    Ok((filled.to_string(), serde_json::json!({ "values": taken, "missing": missing })))
+}
+
 /// The delivery's values with `update`'s merged in, as stored (a JSON object of text).
 fn merged_values(current: &str, update: &DeliveryUpdate) -> String {
     let mut values: std::collections::BTreeMap<String, String> = serde_json::from_str(current).unwrap_or_default();
@@ -714,6 +735,7 @@ fn event_kind(event: &DeliveryEvent) -> &'static str {
         DeliveryEvent::Resend => "resend",
         DeliveryEvent::ResendCorrected => "resend_corrected",
         DeliveryEvent::NoNews => "no_news",
+        DeliveryEvent::Released => "released",
     }
 }
 
@@ -734,7 +756,9 @@ fn event_detail(event: &DeliveryEvent, recorded: &Recorded) -> Value {
         DeliveryEvent::TransientFailure { reason } | DeliveryEvent::Failed { reason } => {
             serde_json::json!({ "reason": reason })
         }
-        DeliveryEvent::Resend | DeliveryEvent::ResendCorrected | DeliveryEvent::NoNews => serde_json::json!({}),
+        DeliveryEvent::Resend | DeliveryEvent::ResendCorrected | DeliveryEvent::NoNews | DeliveryEvent::Released => {
+            serde_json::json!({})
+        }
     };
     if let (Value::Object(map), Recorded::Unchanged) = (&mut detail, recorded) {
         map.insert("ignored".into(), Value::Bool(true));
@@ -818,6 +842,7 @@ impl PracticeRow {
 /// A delivery row as both adapters read it.
 struct DeliveryRow {
     office: Option<String>,
+    waits_for: Option<String>,
     news_values: String,
     news_at: Option<i64>,
     institution: String,
@@ -858,6 +883,7 @@ impl DeliveryRow {
             updated_at: self.updated_at,
             last_news_at: self.news_at.map(from_millis).transpose()?,
             office: self.office,
+            waits_for: self.waits_for,
             values: serde_json::from_str(&self.news_values)
                 .map_err(|e| StoreError::Corrupt(format!("delivery values: {e}")))?,
         })

@@ -36,6 +36,7 @@ const MIGRATIONS: Migrations = &[
     (7, "delegation expiry", include_str!("../migrations/postgres/0007_delegation_expiry.sql")),
     (8, "channel news", include_str!("../migrations/postgres/0008_channel_news.sql")),
     (9, "delivery office", include_str!("../migrations/postgres/0009_delivery_office.sql")),
+    (10, "waiting filings", include_str!("../migrations/postgres/0010_waiting_filings.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data::text AS data, reference, \
@@ -43,7 +44,7 @@ const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, own
 
 const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at, \
      d.attempts::bigint AS attempts, d.revision::bigint AS revision, d.protocol_number, d.rejection::text AS rejection, \
-     d.last_error, d.news_values, d.news_at, d.office";
+     d.last_error, d.news_values, d.news_at, d.office, d.waits_for";
 
 /// The columns of a [`PollItem`], from a delivery `d` and its practice `p`.
 const POLL_ITEM_SELECT: &str = "SELECT d.practice_id::text AS practice_id, d.institution, d.revision::bigint AS revision, \
@@ -108,7 +109,50 @@ fn delivery_row(r: &PgRow) -> Result<DeliveryRow, sqlx::Error> {
         news_values: r.try_get("news_values")?,
         news_at: r.try_get("news_at")?,
         office: r.try_get("office")?,
+        waits_for: r.try_get("waits_for")?,
     })
+}
+
+/// Queues the filings that waited for `key`'s answer, now accepted, with its values in their
+/// payload.
+async fn release_dependants(tx: &mut PgConnection, key: &DeliveryKey, at: OffsetDateTime) -> Result<(), StoreError> {
+    let first =
+        sqlx::query("SELECT protocol_number, news_values FROM deliveries WHERE practice_id = $1 AND institution = $2")
+            .bind(key.practice_id.0)
+            .bind(&key.institution)
+            .fetch_one(&mut *tx)
+            .await?;
+    let protocol: Option<String> = first.try_get("protocol_number")?;
+    let values: String = first.try_get("news_values")?;
+    let waiting = sqlx::query(
+        "SELECT institution, payload::text AS payload, uses FROM deliveries \
+         WHERE practice_id = $1 AND waits_for = $2 AND state = 'waiting' ORDER BY position FOR UPDATE",
+    )
+    .bind(key.practice_id.0)
+    .bind(&key.institution)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &waiting {
+        let dependant = DeliveryKey { practice_id: key.practice_id, institution: row.try_get("institution")? };
+        let (payload, detail) = crate::release_plan(
+            &row.try_get::<String, _>("payload")?,
+            &row.try_get::<String, _>("uses")?,
+            protocol.as_deref(),
+            &values,
+        )?;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'queued', payload = $1::jsonb, attempts = 0, next_attempt_at = NULL, \
+             lease_until = NULL, updated_at = $2 WHERE practice_id = $3 AND institution = $4",
+        )
+        .bind(payload)
+        .bind(at)
+        .bind(key.practice_id.0)
+        .bind(&dependant.institution)
+        .execute(&mut *tx)
+        .await?;
+        log_event(tx, &dependant, at, "released", DeliveryState::Queued, &detail, None).await?;
+    }
+    Ok(())
 }
 
 /// A polled or silent delivery from a [`POLL_ITEM_SELECT`] row.
@@ -352,12 +396,13 @@ impl PracticeStore for PostgresStore {
             // filing changed.
             sqlx::query(
                 "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
-                 actor_cf, office) VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6, $6, $7, $8) \
+                 actor_cf, office, waits_for, uses) VALUES ($1, $2, $3, $4, $9, $5::jsonb, $6, $6, $7, $8, $10, $11) \
                  ON CONFLICT (practice_id, institution) DO UPDATE SET \
                    revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
-                   payload = excluded.payload, state = 'queued', attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
+                   payload = excluded.payload, state = excluded.state, attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
                    last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf, \
-                   office = excluded.office, status_url = NULL, news_at = NULL, polls = 0",
+                   office = excluded.office, status_url = NULL, news_at = NULL, polls = 0, \
+                   waits_for = excluded.waits_for, uses = excluded.uses",
             )
             .bind(id.0)
             .bind(&filing.institution)
@@ -367,6 +412,9 @@ impl PracticeStore for PostgresStore {
             .bind(submission.submitted_at)
             .bind(submission.actor.as_str())
             .bind(&filing.office)
+            .bind(if filing.waits_for.is_some() { "waiting" } else { "queued" })
+            .bind(&filing.waits_for)
+            .bind(serde_json::to_string(&filing.uses).unwrap_or_else(|_| "[]".into()))
             .execute(&mut *tx)
             .await?;
             let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
@@ -616,6 +664,9 @@ impl DeliveryQueue for PostgresStore {
             .bind(&key.institution)
             .execute(&mut *tx)
             .await?;
+        }
+        if plan.status.as_ref().is_some_and(|s| s.state == DeliveryState::Accepted) {
+            release_dependants(&mut tx, key, update.at).await?;
         }
         if plan.release_lease {
             let retry = update.next_at;

@@ -149,6 +149,8 @@ contract!(
     resend_touches_one_recipient_only,
     silent_institutions_are_polled_on_schedule,
     status_addresses_values_and_silence_are_kept,
+    waiting_filings_are_held_until_the_first_is_accepted_and_take_its_values,
+    nobody_reached_when_the_first_failed_and_the_others_wait,
     sessions_live_until_they_expire_or_end,
     search_by_every_key_with_pages_and_order,
     archive_and_bring_back,
@@ -196,6 +198,8 @@ fn submission(data: &[(&str, &str)]) -> Submission {
             .into_iter()
             .map(|institution| Filing {
                 office: None,
+                waits_for: None,
+                uses: Vec::new(),
                 institution: institution.into(),
                 filing_kind: format!("{institution}-filing"),
                 payload: serde_json::json!({ "for": institution, "name": data.get("business.name") }),
@@ -625,6 +629,81 @@ async fn status_addresses_values_and_silence_are_kept(b: Backend) {
     // Resent: queued again with the same revision; late news from before still counts.
     let resent = b.store.resend(&holder(), &key(id, "inail"), None, cutoff).await.expect("resend");
     assert_eq!((resent.state(), resent.status.revision, resent.last_news_at), (DeliveryState::Queued, 0, None));
+}
+
+async fn waiting_filings_are_held_until_the_first_is_accepted_and_take_its_values(b: Backend) {
+    let p = draft(&holder(), &[("business.name", "Bar Roma")]);
+    b.store.create_draft(&p).await.expect("create");
+    let mut submission = submission(&[("business.name", "Bar Roma")]);
+    let uses = |target: &str, value: &str| domain::catalog::AnswerMapping {
+        target: target.into(),
+        institution: "registro-imprese".into(),
+        value: value.into(),
+    };
+    for f in submission.filings.iter_mut().filter(|f| f.institution != "registro-imprese") {
+        f.waits_for = Some("registro-imprese".into());
+        f.uses = vec![uses("impresa.rea", "numero_rea"), uses("impresa.protocollo_ri", "protocol_number")];
+    }
+    b.store.submit(&holder(), p.id, &submission).await.expect("submit");
+    let id = p.id;
+    assert_eq!(state_of(&b, id, "inps").await, DeliveryState::Waiting);
+    let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    assert_eq!(
+        claimed.iter().map(|c| c.key.institution.as_str()).collect::<Vec<_>>(),
+        ["registro-imprese"],
+        "only the first"
+    );
+    // Rejected: the others stay held.
+    let rejection = Rejection { reasons: vec!["PEC".into()], fields: vec!["business.pec".into()] };
+    let mut rejected = DeliveryUpdate::new(DeliveryEvent::RejectedOnReceipt(rejection), NOW);
+    rejected.fence = Some(claimed[0].fence);
+    b.store.record(&key(id, "registro-imprese"), &rejected).await.expect("rejected");
+    assert_eq!(state_of(&b, id, "inail").await, DeliveryState::Waiting, "held");
+    let practice = b.other.practice(&holder(), id).await.expect("practice");
+    assert_eq!(practice.state, PracticeState::InProgress, "a rejection to correct, not a return to drafts");
+    // Corrected and accepted, with the REA number: the others go, with it in their payload.
+    let data: PracticeData = [("business.name".to_string(), "Bar Roma".to_string())].into_iter().collect();
+    let corrected = serde_json::json!({"for": "registro-imprese", "pec": "ok"});
+    b.store.resend(&holder(), &key(id, "registro-imprese"), Some((&data, &corrected)), NOW).await.expect("resend");
+    let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let mut accepted = DeliveryUpdate::new(
+        DeliveryEvent::Outcome { accepted: true, protocol_number: Some("RI-1".into()), rejection: None },
+        NOW,
+    );
+    accepted.fence = Some(claimed[0].fence);
+    accepted.values.insert("numero_rea".into(), "RM-1234567".into());
+    b.store.record(&key(id, "registro-imprese"), &accepted).await.expect("accepted");
+    let mut released = b.other.claim_due(NOW, LEASE, 10).await.expect("claim");
+    released.sort_by(|a, b| a.key.institution.cmp(&b.key.institution));
+    assert_eq!(released.iter().map(|c| c.key.institution.as_str()).collect::<Vec<_>>(), ["inail", "inps"]);
+    for r in &released {
+        assert_eq!(r.payload["impresa"]["rea"], "RM-1234567", "{:?}", r.payload);
+        assert_eq!(r.payload["impresa"]["protocollo_ri"], "RI-1");
+        assert_eq!(r.payload["for"], r.key.institution, "the rest of the payload kept");
+    }
+    let timeline = b.store.timeline(&holder(), id).await.expect("timeline");
+    assert_eq!(timeline.iter().filter(|e| e.kind == "released").count(), 2);
+}
+
+async fn nobody_reached_when_the_first_failed_and_the_others_wait(b: Backend) {
+    let p = draft(&holder(), &[("business.name", "Bar Roma")]);
+    b.store.create_draft(&p).await.expect("create");
+    let mut submission = submission(&[("business.name", "Bar Roma")]);
+    for f in submission.filings.iter_mut().filter(|f| f.institution != "registro-imprese") {
+        f.waits_for = Some("registro-imprese".into());
+    }
+    b.store.submit(&holder(), p.id, &submission).await.expect("submit");
+    let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    let mut failed = DeliveryUpdate::new(DeliveryEvent::Failed { reason: "down".into() }, NOW);
+    failed.fence = Some(claimed[0].fence);
+    b.store.record(&key(p.id, "registro-imprese"), &failed).await.expect("failed");
+    let practice = b.other.practice(&holder(), p.id).await.expect("practice");
+    assert_eq!((practice.state, practice.needs_resend), (PracticeState::Draft, true), "back to the drafts");
+    // Sent again from the drafts: the others wait again.
+    b.store.submit(&holder(), p.id, &submission).await.expect("submit again");
+    assert_eq!(state_of(&b, p.id, "inps").await, DeliveryState::Waiting);
+    assert_eq!(state_of(&b, p.id, "registro-imprese").await, DeliveryState::Queued);
 }
 
 async fn sessions_live_until_they_expire_or_end(b: Backend) {

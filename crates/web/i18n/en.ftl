@@ -95,6 +95,8 @@ delivery-state-accepted = accepted
 delivery-state-rejected = rejected
 delivery-state-failed = not delivered
 delivery-state-no_news = no news
+delivery-state-waiting = waiting for another institution
+delivery-state-waiting-for = waiting for { $institution }
 
 ## Pages.
 page-skip = Skip to main content
@@ -169,6 +171,7 @@ event-outcome = outcome given by the institution
 event-rejected_on_receipt = rejected on receipt
 event-transient_failure = delivery failed, another attempt scheduled
 event-failed = not delivered
+event-released = sent after the answer of the institution it depends on, with its data
 event-no_news = no news from the institution in time
 event-resend = sent again
 event-resend_corrected = corrected and sent again

@@ -95,6 +95,8 @@ delivery-state-accepted = accolta
 delivery-state-rejected = respinta
 delivery-state-failed = non consegnata
 delivery-state-no_news = nessuna notizia
+delivery-state-waiting = in attesa di un altro ente
+delivery-state-waiting-for = in attesa di { $institution }
 
 ## Pagine.
 page-skip = Vai al contenuto principale
@@ -169,6 +171,7 @@ event-outcome = esito comunicato dall'ente
 event-rejected_on_receipt = respinta in accettazione
 event-transient_failure = consegna non riuscita, nuovo tentativo programmato
 event-failed = consegna non riuscita
+event-released = inviata dopo la risposta dell'ente da cui dipende, con i suoi dati
 event-no_news = nessuna notizia dall'ente entro il termine
 event-resend = inviata di nuovo
 event-resend_corrected = corretta e inviata di nuovo

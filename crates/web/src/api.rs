@@ -284,6 +284,9 @@ pub struct DeliveryView {
     /// The institution's office competent for the practice, when it routes by territory.
     #[serde(skip_serializing_if = "Option::is_none")]
     office: Option<String>,
+    /// For `waiting`: the recipient whose answer this filing waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waits_for: Option<String>,
     payload: serde_json::Value,
 }
 
@@ -322,6 +325,7 @@ fn practice_view(app: &AppState, practice: Practice, deliveries: Option<Vec<Deli
                 last_news_at: d.last_news_at,
                 values: d.values,
                 office: d.office,
+                waits_for: d.waits_for,
                 payload: d.payload,
             })
             .collect()
@@ -625,17 +629,23 @@ pub async fn resend(
         domain::delivery::DeliveryState::Rejected => {
             let at_fault = delivery.status.rejection.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
             let today = domain::italian_date(now);
-            let (data, payload) =
-                prepare_correction(&practice, &app.catalog, institution, &at_fault, corrections, today).map_err(
-                    |e| match e {
-                        SubmitError::Invalid(errors) => ApiError::Validation {
-                            errors,
-                            service: app.catalog.service(&practice.service_id).cloned().map(Box::new),
-                        },
-                        SubmitError::Illegal(t) => ApiError::WrongState(t.from),
-                        SubmitError::UnknownService(s) => ApiError::UnknownService(s),
-                    },
-                )?;
+            let (data, payload) = prepare_correction(
+                &practice,
+                &app.catalog,
+                institution,
+                &at_fault,
+                corrections,
+                &delivery.payload,
+                today,
+            )
+            .map_err(|e| match e {
+                SubmitError::Invalid(errors) => ApiError::Validation {
+                    errors,
+                    service: app.catalog.service(&practice.service_id).cloned().map(Box::new),
+                },
+                SubmitError::Illegal(t) => ApiError::WrongState(t.from),
+                SubmitError::UnknownService(s) => ApiError::UnknownService(s),
+            })?;
             app.store.resend(&principal.owner, &key, Some((&data, &payload)), now).await?;
         }
         other => return Err(ApiError::WrongDeliveryState(other)),

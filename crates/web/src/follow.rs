@@ -232,7 +232,12 @@ async fn practice_page(
                 office,
                 id: d.institution.clone(),
                 institution: name,
-                state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),
+                state: match (&d.waits_for, d.state()) {
+                    (Some(first), DeliveryState::Waiting) => {
+                        tr.fmt("delivery-state-waiting-for", &[("institution", institution_name(app, first, lang))])
+                    }
+                    (_, state) => tr.msg(&format!("delivery-state-{}", state.as_str())),
+                },
                 class: state_class(d.state()),
                 protocol: d.status.protocol_number.clone().unwrap_or_else(|| match d.state() {
                     DeliveryState::Failed | DeliveryState::Rejected => "—".to_string(),

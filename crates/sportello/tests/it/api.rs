@@ -208,7 +208,9 @@ async fn happy_path(app: &mut TestApp) {
     let deliveries = sent["deliveries"].as_array().expect("deliveries");
     let recipients: Vec<&str> = deliveries.iter().filter_map(|d| d["institution"].as_str()).collect();
     assert_eq!(recipients, ["registro-imprese", "inps", "inail"]);
-    assert!(deliveries.iter().all(|d| d["state"] == "queued"));
+    assert_eq!(deliveries[0]["state"], "queued");
+    // INPS and INAIL take the REA number from the Registro Imprese's answer: they wait for it.
+    assert!(deliveries[1..].iter().all(|d| d["state"] == "waiting" && d["waits_for"] == "registro-imprese"));
     assert_eq!(deliveries[2]["payload"]["lavorazioni"]["retribuzioni_presunte"], "24000.00");
     assert_eq!(deliveries[1]["payload"]["titolare"]["codice_fiscale"], HOLDER);
 

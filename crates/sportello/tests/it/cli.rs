@@ -181,3 +181,32 @@ fn channels_check_reports_profile_mistakes_with_file_line_and_column() {
     let expected = format!("{}:{line}:11: `esito` is not a JSON Pointer", broken.display());
     assert!(stderr.contains(&expected), "{stderr}\nexpected {expected}");
 }
+
+#[test]
+fn catalog_check_reports_answers_not_provided_and_circles_of_waits() {
+    let dir = tempfile::tempdir().expect("temp");
+    copy_dir(&shipped_catalog(), dir.path());
+    let inps = dir.path().join("institutions/inps.toml");
+    let text = std::fs::read_to_string(&inps).expect("inps");
+    std::fs::write(&inps, text.replace("\"registro-imprese.numero_rea\"", "\"registro-imprese.numero_ditta\""))
+        .expect("write");
+    let ri = dir.path().join("institutions/registro-imprese.toml");
+    let text = std::fs::read_to_string(&ri).expect("ri");
+    let looped = text.replacen(
+        "[filings.payload]\n",
+        "[filings.answers]\n\"impresa.posizione_inps\" = \"inps.protocol_number\"\n\n[filings.payload]\n",
+        1,
+    );
+    std::fs::write(&ri, looped).expect("write");
+    let out = Command::new(binary()).args(["catalog", "check"]).arg(dir.path()).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "`registro-imprese` does not provide `numero_ditta` (it provides protocol_number, numero_rea, ufficio_rea)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`registro-imprese` waits, through others, for itself"), "{stderr}");
+    assert!(stderr.contains("services.toml:"), "with file, line and column: {stderr}");
+}

@@ -56,7 +56,7 @@ async fn three_interfaces_give_three_protocol_numbers_and_their_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejections_in_each_interface_map_back_to_catalog_fields_and_are_corrected() {
+async fn a_registry_rejection_holds_the_others_until_corrected_then_its_rea_number_flows_into_them() {
     let mut w = world_with(own_interfaces()).await;
     w.sims["inail"].set_behaviour(Behaviour { rules: simulator::inail_rules(), ..quick_behaviour() });
     let pec_rule = simulator::Rule {
@@ -69,30 +69,52 @@ async fn rejections_in_each_interface_map_back_to_catalog_fields_and_are_correct
     data["inail.work_processes"] = json!("Bar");
     data["business.pec"] = json!("a@pec.it");
     let id = w.submit(data).await;
+    // The Registro Imprese refuses on receipt (BLOCK_REST 422): INPS and INAIL wait for it.
     let p = w
-        .wait_for(&id, "RI and INAIL rejected", |p| {
+        .wait_for(&id, "RI rejected, the others held", |p| {
             let s = states(p);
-            s["registro-imprese"] == "rejected" && s["inail"] == "rejected" && s["inps"] == "accepted"
+            s["registro-imprese"] == "rejected" && s["inail"] == "waiting" && s["inps"] == "waiting"
         })
         .await;
     let ri = delivery(&p, "registro-imprese");
     assert_eq!(ri["rejection"]["fields"], json!(["business.pec"]), "BLOCK_REST 422 mapped back: {ri:#}");
     assert_eq!(ri["rejection"]["reasons"][0], "Indirizzo PEC non presente nell'indice INI-PEC");
-    let inail = delivery(&p, "inail");
-    assert_eq!(inail["rejection"]["fields"], json!(["inail.work_processes"]), "outcome mapped back: {inail:#}");
-    assert!(inail["protocol_number"].as_str().is_some(), "a pull institution registers, then rejects");
+    assert_eq!(delivery(&p, "inps")["waits_for"], "registro-imprese");
+    assert!(w.sims["inps"].received().is_empty() && w.sims["inail"].received().is_empty(), "nothing sent to them");
+    let page =
+        w.client().get(w.url(&format!("/pratiche/{id}"))).send().await.expect("page").text().await.expect("html");
+    assert!(page.contains("in attesa di Registro delle imprese"), "{page}");
 
     let resend = |institution: &str, data: Value| {
         let url = w.url(&format!("/api/v1/practices/{id}/deliveries/{institution}/resend"));
         let client = w.client();
         async move { client.post(url).json(&json!({ "data": data })).send().await.expect("resend") }
     };
-    let r = resend("inail", json!({"inail.work_processes": "Somministrazione di alimenti e bevande al banco"})).await;
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
     let r = resend("registro-imprese", json!({"business.pec": "bar.centrale@pec.example.it"})).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    // Corrected and registered: INPS and INAIL go, with the REA number and the registry's
+    // protocol number in their payloads; INAIL's own outcome (pull) then rejects a short
+    // description, mapped back to its catalog field.
+    let p = w
+        .wait_for(&id, "RI and INPS accepted, INAIL rejected", |p| {
+            let s = states(p);
+            s["registro-imprese"] == "accepted" && s["inps"] == "accepted" && s["inail"] == "rejected"
+        })
+        .await;
+    let rea = delivery(&p, "registro-imprese")["values"]["numero_rea"].as_str().expect("REA number").to_string();
+    let ri_protocol = delivery(&p, "registro-imprese")["protocol_number"].as_str().expect("protocol").to_string();
+    assert_eq!(w.sims["inps"].received()[0].payload["azienda"]["rea"]["numero"], rea.as_str());
+    assert_eq!(w.sims["inps"].received()[0].payload["azienda"]["rea"]["ufficio"], "RM");
+    assert_eq!(w.sims["inps"].received()[0].payload["azienda"]["protocollo_registro_imprese"], ri_protocol.as_str());
+    assert_eq!(w.sims["inail"].received()[0].payload["ditta"]["rea"]["numero"], rea.as_str());
+    let inail = delivery(&p, "inail");
+    assert_eq!(inail["rejection"]["fields"], json!(["inail.work_processes"]), "outcome mapped back: {inail:#}");
+    assert!(inail["protocol_number"].as_str().is_some(), "a pull institution registers, then rejects");
+    let r = resend("inail", json!({"inail.work_processes": "Somministrazione di alimenti e bevande al banco"})).await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
     let p = w.wait_for(&id, "all accepted", |p| all_in(p, "accepted")).await;
     assert_eq!(delivery(&p, "inail")["revision"], 1);
+    assert_eq!(w.sims["inail"].received()[1].payload["ditta"]["rea"]["numero"], rea.as_str(), "kept in the correction");
     assert_eq!(w.sims["registro-imprese"].count_of(&id), 1, "the refused revision was never registered");
     assert_eq!(w.sims["inail"].count_of(&format!("{id}.inail.1")), 1, "the corrected one once");
     w.stop().await;
@@ -111,7 +133,7 @@ async fn a_silent_callback_institution_is_asked_then_marked_no_news_and_resent()
     }
     // INPS takes the filing but then cannot be asked: its status service is down.
     let id = w.submit(with_long_description()).await;
-    w.wait_for(&id, "INPS delivered", |p| states(p)["inps"] != "queued").await;
+    w.wait_for(&id, "INPS delivered", |p| states(p)["inps"] == "delivered").await;
     let behaviour = w.sims["inps"].behaviour();
     w.sims["inps"].set_behaviour(Behaviour { down: true, ..behaviour.clone() });
     // The others never call back either, but answer when asked past the deadline.
