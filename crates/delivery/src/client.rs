@@ -80,6 +80,23 @@ pub enum SendResult {
     Misconfigured(String),
 }
 
+/// Why a filing's request could not be made: nothing left the portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsent {
+    /// The profile cannot make it (a template, an address): an operator must mend the profile.
+    Misconfigured(String),
+    /// It may be made later (the signing key, for one).
+    Transient(String),
+}
+
+impl std::fmt::Display for Unsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsent::Misconfigured(why) | Unsent::Transient(why) => f.write_str(why),
+        }
+    }
+}
+
 /// What an institution says when asked about a filing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollResult {
@@ -258,6 +275,28 @@ impl InstitutionClient {
         PollResult::Unanswered("too many redirects".into())
     }
 
+    /// The signed request that sends a filing, as the channel's profile writes it (also what
+    /// `sportello channels check --dry-run` prints). `Err` is the result to record instead.
+    pub fn submit_request(
+        &self,
+        envelope: &FilingEnvelope,
+        context: &Value,
+        reply_to: &str,
+        signer: &Signer,
+    ) -> Result<reqwest::Request, Unsent> {
+        let rendered = self.channel.profile.render_submit(context).map_err(Unsent::Misconfigured)?;
+        let url = self.url_for(&rendered.target).map_err(Unsent::Misconfigured)?;
+        let who = (envelope.declarant.as_str(), envelope.on_behalf_of.as_deref());
+        let mut request = self
+            .request(rendered.method, &url, &rendered.content_type, rendered.body, who, signer)
+            .map_err(Unsent::Transient)?
+            .header("idempotency-key", &envelope.filing_id);
+        if self.channel.profile.pattern == crate::profile::Pattern::NonblockPushRest {
+            request = request.header("x-replyto", reply_to);
+        }
+        request.build().map_err(|e| Unsent::Misconfigured(format!("the request cannot be made: {e}")))
+    }
+
     /// Sends a filing as the channel's profile writes it, signed, with its idempotency key.
     /// `context` is the template context (see [`crate::profile`]); `reply_to` the address a
     /// NONBLOCK_PUSH_REST institution calls back.
@@ -269,25 +308,12 @@ impl InstitutionClient {
         signer: &Signer,
     ) -> SendResult {
         let profile = &self.channel.profile;
-        let rendered = match profile.render_submit(context) {
+        let request = match self.submit_request(envelope, context, reply_to, signer) {
             Ok(r) => r,
-            Err(e) => return SendResult::Misconfigured(e),
+            Err(Unsent::Misconfigured(why)) => return SendResult::Misconfigured(why),
+            Err(Unsent::Transient(why)) => return SendResult::Transient(why),
         };
-        let url = match self.url_for(&rendered.target) {
-            Ok(u) => u,
-            Err(e) => return SendResult::Misconfigured(e),
-        };
-        let who = (envelope.declarant.as_str(), envelope.on_behalf_of.as_deref());
-        let request = match self.request(rendered.method, &url, &rendered.content_type, rendered.body, who, signer) {
-            Ok(r) => r.header("idempotency-key", &envelope.filing_id),
-            Err(e) => return SendResult::Transient(e),
-        };
-        let request = if profile.pattern == crate::profile::Pattern::NonblockPushRest {
-            request.header("x-replyto", reply_to)
-        } else {
-            request
-        };
-        let response = match request.send().await {
+        let response = match self.http.execute(request).await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
                 return SendResult::Transient("no answer in time: outcome unknown, will retry with the same key".into())

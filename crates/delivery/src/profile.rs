@@ -407,15 +407,8 @@ impl Compiler<'_> {
     }
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
 fn at(file: &str, text: &str, span: std::ops::Range<usize>, message: String) -> ProfileError {
-    let (line, column) = line_column(text, span.start);
+    let (line, column) = domain::line_column(text, span.start);
     ProfileError { file: file.to_string(), line, column, message }
 }
 

@@ -409,9 +409,7 @@ struct Reporter<'a> {
 
 impl Reporter<'_> {
     fn at(&mut self, offset: usize, message: impl Into<String>) {
-        let before = &self.source.text[..offset.min(self.source.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let (line, column) = crate::line_column(&self.source.text, offset);
         self.errors.push(CatalogError { file: self.source.path.clone(), line, column, message: message.into() });
     }
 

@@ -24,6 +24,19 @@ pub mod routing;
 pub mod text;
 pub mod validation;
 
+/// Line and column (both from 1, the column in characters) of byte `offset` in `text`, for
+/// `file:line:column` messages about configuration files.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
 use time::{Date, OffsetDateTime, UtcOffset, Weekday};
 
 /// The two languages of the interface. Italian first.

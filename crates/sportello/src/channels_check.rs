@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use delivery::channels::Channels;
-use delivery::client::{filing_id, FilingEnvelope};
+use delivery::client::{filing_id, FilingEnvelope, InstitutionClient};
 use delivery::modi::Signer;
 use domain::catalog::Catalog;
 
@@ -37,7 +37,8 @@ pub fn check(path: &Path, catalog: Option<&Catalog>) -> Result<(Channels, String
     Ok((channels, summary))
 }
 
-/// The request a filing with `payload` would be sent to `institution` as, written out.
+/// The request a filing with `payload` would be sent to `institution` as, written out: made
+/// by the same client code that sends filings, signed, and not sent.
 pub fn dry_run(channels: &Channels, institution: &str, payload: serde_json::Value) -> Result<String, String> {
     let channel = channels.get(institution).ok_or_else(|| format!("no channel for `{institution}`"))?;
     let practice_id = "00000000-0000-4000-8000-000000000000";
@@ -53,34 +54,23 @@ pub fn dry_run(channels: &Channels, institution: &str, payload: serde_json::Valu
         payload,
     };
     let context = delivery::worker::template_context(&envelope, institution, None);
-    let request = channel.profile.render_submit(&context)?;
-    let url = if request.target.starts_with('/') {
-        format!("{}{}", channel.base_url, request.target)
-    } else {
-        request.target.clone()
-    };
+    let reply_to =
+        format!("{}/institutions/v1/{institution}/filings/{}/events", channels.callback_base_url, envelope.filing_id);
     let clock: Arc<dyn domain::Clock> = Arc::new(web::SystemClock);
     let random: Arc<dyn domain::Randomness> = Arc::new(web::SystemRandomness::default());
     let signer = Signer::new(&channels.portal_id, &channels.key_pem, &channels.certificate_pem, clock, random)
         .map_err(|e| format!("the portal's key: {e}"))?;
-    let headers = signer
-        .sign(&channel.audience, &request.body, &request.content_type, &envelope.declarant)
-        .map_err(|e| format!("signing: {e}"))?;
-    let mut out = format!(
-        "{} {url}\ncontent-type: {}\nidempotency-key: {}\n",
-        request.method, request.content_type, envelope.filing_id
-    );
-    if channel.profile.pattern == delivery::profile::Pattern::NonblockPushRest {
-        out.push_str(&format!(
-            "x-replyto: {}/institutions/v1/{institution}/filings/{}/events\n",
-            channels.callback_base_url, envelope.filing_id
-        ));
-    }
-    for (name, value) in headers {
-        out.push_str(&format!("{name}: {value}\n"));
+    let client = InstitutionClient::new(channel.clone(), &channels.certificate_pem, &channels.key_pem)
+        .map_err(|e| e.to_string())?;
+    let request =
+        client.submit_request(&envelope, &context, &reply_to, &signer).map_err(|unsent| unsent.to_string())?;
+    let mut out = format!("{} {}\n", request.method(), request.url());
+    for (name, value) in request.headers() {
+        out.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
     }
     out.push('\n');
-    out.push_str(&String::from_utf8_lossy(&request.body));
+    let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default();
+    out.push_str(&String::from_utf8_lossy(body));
     out.push('\n');
     Ok(out)
 }
