@@ -20,7 +20,7 @@ use serde_json::Value;
 use domain::authorisation::Grant;
 
 use crate::channels::Channel;
-use crate::mapping::News;
+use crate::mapping::{Answer, News};
 use crate::modi::Signer;
 
 /// What the portal sends to an institution for one filing.
@@ -259,10 +259,14 @@ impl InstitutionClient {
             if !op.answer.delivered.contains(status.as_u16()) {
                 return PollResult::Unanswered(format!("HTTP {status}"));
             }
-            let Ok(document) = response.json::<Value>().await else {
-                return PollResult::Unanswered("unreadable answer".into());
+            let answer = match response.bytes().await {
+                Ok(body) => op.answer.parse(&body),
+                Err(_) => Answer::Unreadable,
             };
-            let news = op.answer.read(&document);
+            if answer == Answer::Unreadable {
+                return PollResult::Unanswered("unreadable answer".into());
+            }
+            let news = op.answer.read_answer(&answer);
             if let Some(word) = &news.unknown_outcome {
                 tracing::warn!(institution = %self.channel.institution, %word, "an outcome word the profile does not list");
             }
@@ -334,20 +338,22 @@ fn read_answer(
     location: Option<String>,
     text: &str,
 ) -> SendResult {
-    let document = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let answer = map.parse(text.as_bytes());
     let code = status.as_u16();
     if map.rejected.contains(code) {
-        let news = map.read(&document);
+        let news = map.read_answer(&answer);
         if !news.reasons.is_empty() || !news.paths.is_empty() {
             return SendResult::Rejected { reasons: news.reasons, paths: news.paths };
         }
     }
     if map.delivered.contains(code) {
-        return SendResult::Taken { news: map.read(&document), status_url: location };
+        return SendResult::Taken { news: map.read_answer(&answer), status_url: location };
     }
+    // A problem+json's own words, when the institution gives them; else the start of the body.
+    let problem = serde_json::from_str::<Value>(text).ok();
     let summary = ["/detail", "/title", "/message"]
         .iter()
-        .find_map(|p| document.pointer(p).and_then(Value::as_str).map(str::to_string))
+        .find_map(|p| problem.as_ref()?.pointer(p).and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| text.chars().take(200).collect());
     if map.retry.contains(code) {
         SendResult::Transient(format!("HTTP {status}: {summary}"))

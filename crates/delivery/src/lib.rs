@@ -16,3 +16,4 @@ pub mod mapping;
 pub mod modi;
 pub mod profile;
 pub mod worker;
+pub mod xml;

@@ -1,7 +1,8 @@
 //! Where an institution puts what the portal needs in its answers: status codes that mean
-//! delivered, rejected or "try again", and JSON Pointers (RFC 6901, with `*` for every element
-//! of an array or object) to the protocol number, the outcome, the reasons, the fields at fault
-//! and any other value later filings use (the REA number, the codice ditta).
+//! delivered, rejected or "try again", and [`Locator`]s — JSON Pointers (RFC 6901, with `*` for
+//! every element of an array or object) in JSON answers, XPath 1.0 in XML answers — to the
+//! protocol number, the outcome, the reasons, the fields at fault and any other value later
+//! filings use (the REA number, the codice ditta).
 //!
 //! One [`AnswerMap`] reads the answer to a filing, to a status request and to a callback alike,
 //! so that an institution's own shapes are described once, by configuration.
@@ -10,6 +11,67 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::xml::{self, Namespaces};
+
+/// How an institution writes its answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Json,
+    Xml,
+}
+
+/// Where a value is in an answer: a JSON Pointer or an XPath, by the answer's [`Format`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    Json(Pointer),
+    XPath(String),
+}
+
+impl Locator {
+    /// A locator for an answer in `format`, or why `source` is not one.
+    pub fn parse(format: Format, source: &str) -> Result<Self, String> {
+        match format {
+            Format::Json => Pointer::parse(source).map(Self::Json),
+            Format::Xml if xml::is_xpath(source) => Ok(Self::XPath(source.to_string())),
+            Format::Xml => Err(format!("`{source}` is not an XPath 1.0 expression")),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Json(p) => p.as_str(),
+            Self::XPath(x) => x,
+        }
+    }
+}
+
+/// An answer's body, parsed once for its format; every locator is then read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Json(Value),
+    /// The values each XPath of the map selected.
+    Xml(BTreeMap<String, Vec<String>>),
+    /// A body that is not what the format says (or empty): nothing is found in it.
+    Unreadable,
+}
+
+impl Answer {
+    /// Every text `locator` reaches.
+    pub fn texts(&self, locator: &Locator) -> Vec<String> {
+        match (self, locator) {
+            (Self::Json(document), Locator::Json(p)) => p.texts(document),
+            (Self::Xml(selected), Locator::XPath(x)) => selected.get(x).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The first text `locator` reaches.
+    pub fn text(&self, locator: &Locator) -> Option<String> {
+        self.texts(locator).into_iter().next()
+    }
+}
 
 /// A set of HTTP status codes: `422`, `"2xx"`, `"500-599"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +188,7 @@ fn scalar_text(value: &Value) -> Option<String> {
 /// processed".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutcomeMap {
-    pub at: Pointer,
+    pub at: Locator,
     pub accepted: Vec<String>,
     pub rejected: Vec<String>,
     /// Words that mean "no outcome yet" (anything neither accepted nor rejected is read so too,
@@ -152,19 +214,26 @@ pub struct News {
 /// Where, in an institution's answer, each thing the portal needs is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerMap {
+    pub format: Format,
+    /// XML answers: the prefixes their XPaths use.
+    pub namespaces: Namespaces,
     pub delivered: StatusSet,
     pub rejected: StatusSet,
     pub retry: StatusSet,
-    pub protocol_number: Option<Pointer>,
+    pub protocol_number: Option<Locator>,
     pub outcome: Option<OutcomeMap>,
-    pub reasons: Option<Pointer>,
-    pub fields: Option<Pointer>,
-    pub values: BTreeMap<String, Pointer>,
+    pub reasons: Option<Locator>,
+    pub fields: Option<Locator>,
+    pub values: BTreeMap<String, Locator>,
+    /// Locators read besides these (a callback's filing id and message id).
+    pub extra: Vec<Locator>,
 }
 
 impl Default for AnswerMap {
     fn default() -> Self {
         Self {
+            format: Format::Json,
+            namespaces: Namespaces::new(),
             delivered: StatusSet(vec![(200, 299)]),
             rejected: StatusSet(vec![(422, 422)]),
             retry: StatusSet(vec![(408, 409), (425, 425), (429, 429), (500, 599)]),
@@ -173,22 +242,56 @@ impl Default for AnswerMap {
             reasons: None,
             fields: None,
             values: BTreeMap::new(),
+            extra: Vec::new(),
         }
     }
 }
 
 impl AnswerMap {
-    /// Reads what `document` says.
-    pub fn read(&self, document: &Value) -> News {
+    /// Every locator of the map.
+    fn locators(&self) -> impl Iterator<Item = &Locator> {
+        [&self.protocol_number, &self.reasons, &self.fields]
+            .into_iter()
+            .flatten()
+            .chain(self.outcome.as_ref().map(|o| &o.at))
+            .chain(self.values.values())
+            .chain(self.extra.iter())
+    }
+
+    /// Parses `body` as the map's format says, reading every XPath of the map at once.
+    pub fn parse(&self, body: &[u8]) -> Answer {
+        match self.format {
+            Format::Json => serde_json::from_slice(body).map(Answer::Json).unwrap_or(Answer::Unreadable),
+            Format::Xml => {
+                let Ok(text) = std::str::from_utf8(body) else { return Answer::Unreadable };
+                let expressions: Vec<&str> = self.locators().map(Locator::as_str).collect();
+                match xml::select(text, &self.namespaces, &expressions) {
+                    Ok(found) => Answer::Xml(expressions.iter().map(|e| e.to_string()).zip(found).collect()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "an XML answer that cannot be read");
+                        Answer::Unreadable
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what a body says.
+    pub fn read(&self, body: &[u8]) -> News {
+        self.read_answer(&self.parse(body))
+    }
+
+    /// Reads what a parsed answer says.
+    pub fn read_answer(&self, answer: &Answer) -> News {
         let mut news = News {
-            protocol_number: self.protocol_number.as_ref().and_then(|p| p.text(document)),
-            reasons: self.reasons.as_ref().map(|p| p.texts(document)).unwrap_or_default(),
-            paths: self.fields.as_ref().map(|p| p.texts(document)).unwrap_or_default(),
-            values: self.values.iter().filter_map(|(name, p)| Some((name.clone(), p.text(document)?))).collect(),
+            protocol_number: self.protocol_number.as_ref().and_then(|p| answer.text(p)),
+            reasons: self.reasons.as_ref().map(|p| answer.texts(p)).unwrap_or_default(),
+            paths: self.fields.as_ref().map(|p| answer.texts(p)).unwrap_or_default(),
+            values: self.values.iter().filter_map(|(name, p)| Some((name.clone(), answer.text(p)?))).collect(),
             ..News::default()
         };
         if let Some(outcome) = &self.outcome {
-            if let Some(word) = outcome.at.text(document) {
+            if let Some(word) = answer.text(&outcome.at) {
                 let is = |list: &[String]| list.iter().any(|w| w.eq_ignore_ascii_case(word.trim()));
                 if is(&outcome.accepted) {
                     news.accepted = Some(true);
@@ -210,6 +313,10 @@ mod tests {
 
     fn pointer(s: &str) -> Pointer {
         Pointer::parse(s).expect("pointer")
+    }
+
+    fn json(s: &str) -> Locator {
+        Locator::Json(pointer(s))
     }
 
     #[test]
@@ -241,30 +348,61 @@ mod tests {
     #[test]
     fn an_answer_map_reads_an_institutions_own_words() {
         let map = AnswerMap {
-            protocol_number: Some(pointer("/protocollo")),
+            protocol_number: Some(json("/protocollo")),
             outcome: Some(OutcomeMap {
-                at: pointer("/esito"),
+                at: json("/esito"),
                 accepted: vec!["ISCRITTA".into()],
                 rejected: vec!["RESPINTA".into()],
                 pending: vec!["IN_LAVORAZIONE".into()],
             }),
-            reasons: Some(pointer("/errori/*/descrizione")),
-            fields: Some(pointer("/errori/*/campo")),
-            values: BTreeMap::from([("numero_rea".to_string(), pointer("/rea/numero"))]),
+            reasons: Some(json("/errori/*/descrizione")),
+            fields: Some(json("/errori/*/campo")),
+            values: BTreeMap::from([("numero_rea".to_string(), json("/rea/numero"))]),
             ..AnswerMap::default()
         };
-        let news = map.read(&json!({"protocollo": "RI-1", "esito": "iscritta", "rea": {"numero": "MI-1"}}));
+        let read = |v: Value| map.read(v.to_string().as_bytes());
+        let news = read(json!({"protocollo": "RI-1", "esito": "iscritta", "rea": {"numero": "MI-1"}}));
         assert_eq!(news.protocol_number.as_deref(), Some("RI-1"));
         assert_eq!(news.accepted, Some(true));
         assert_eq!(news.values["numero_rea"], "MI-1");
-        let news = map.read(&json!({"esito": "RESPINTA", "errori": [{"campo": "sede/cap", "descrizione": "CAP"}]}));
+        let news = read(json!({"esito": "RESPINTA", "errori": [{"campo": "sede/cap", "descrizione": "CAP"}]}));
         assert_eq!(
             (news.accepted, news.paths, news.reasons),
             (Some(false), vec!["sede/cap".into()], vec!["CAP".into()])
         );
-        let news = map.read(&json!({"esito": "IN_LAVORAZIONE"}));
+        let news = read(json!({"esito": "IN_LAVORAZIONE"}));
         assert_eq!((news.accepted, news.unknown_outcome), (None, None));
-        let news = map.read(&json!({"esito": "BOH"}));
+        let news = read(json!({"esito": "BOH"}));
         assert_eq!(news.unknown_outcome.as_deref(), Some("BOH"));
+        assert_eq!(map.read(b"<not json>"), News::default());
+    }
+
+    #[test]
+    fn an_xml_answer_is_read_with_xpath() {
+        let x = |s: &str| Locator::parse(Format::Xml, s).expect("xpath");
+        let map = AnswerMap {
+            format: Format::Xml,
+            namespaces: Namespaces::from([("e".to_string(), "urn:inps:esito".to_string())]),
+            protocol_number: Some(x("/e:esito/e:protocollo")),
+            outcome: Some(OutcomeMap {
+                at: x("/e:esito/@stato"),
+                accepted: vec!["ACCOLTA".into()],
+                rejected: vec!["RESPINTA".into()],
+                pending: vec![],
+            }),
+            reasons: Some(x("//e:motivo")),
+            fields: Some(x("//e:motivo/@campo")),
+            ..AnswerMap::default()
+        };
+        let news = map.read(
+            br#"<esito xmlns="urn:inps:esito" stato="RESPINTA"><protocollo>INPS-1</protocollo>
+                <motivo campo="/domanda/titolare/codice_fiscale">codice fiscale errato</motivo></esito>"#,
+        );
+        assert_eq!(news.protocol_number.as_deref(), Some("INPS-1"));
+        assert_eq!(news.accepted, Some(false));
+        assert_eq!(news.paths, vec!["/domanda/titolare/codice_fiscale"]);
+        assert_eq!(news.reasons, vec!["codice fiscale errato"]);
+        assert_eq!(map.read(b"{\"json\": true}"), News::default());
+        assert!(Locator::parse(Format::Xml, "/e:esito[").is_err());
     }
 }

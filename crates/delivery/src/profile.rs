@@ -8,12 +8,15 @@
 //! path = "/pratiche"                # a template, like the body
 //! body = "registro-imprese.json"    # a template file beside this one; .json escapes as JSON
 //! content_type = "application/json"
+//! schema = "domanda.xsd"            # XML bodies: the institution's XSD; a body that does not
+//!                                   #   validate is a configuration error, never sent
 //!
 //! [submit.answer]                   # reading the answer
 //! delivered = ["2xx"]               # status codes: taken (default 2xx)
 //! rejected = [422]                  # refused on receipt, with reasons and fields
 //! retry = [408, 429, "5xx"]         # try again later, same idempotency key
-//! protocol_number = "/protocollo"   # JSON Pointers; `*` takes every element
+//! protocol_number = "/protocollo"   # JSON Pointers (`*` takes every element); XPath with
+//!                                   #   format = "xml" (prefixes from [namespaces])
 //! outcome = "/esito"
 //! accepted = ["ISCRITTA"]
 //! rejected_outcomes = ["RESPINTA"]
@@ -39,13 +42,18 @@
 //!
 //! [fields]                          # the institution's names of fields → payload paths
 //! "lavorazioni/descrizione" = "lavorazioni.descrizione"
+//!
+//! [namespaces]                      # XML answers: prefix → URI, for the XPaths
+//! e = "urn:inps:esito"
 //! ```
 //!
 //! Templates are [minijinja]; they see `filing` (id, reference, practice_id, kind, declarant,
 //! on_behalf_of, callback_url, office), `payload` (the filing's data), `envelope` (Sportello's own
 //! envelope, as today's institutions take it), `institution` and, for status requests,
 //! `status_url`. Output escapes for the template's kind (`.json`: JSON values; `.xml`: XML).
-//! A rendered JSON body that does not parse is a configuration error, never sent.
+//! A rendered JSON body that does not parse, or an XML body that is not well-formed or does not
+//! follow its schema (libxml2's validator, see [`crate::xml`]), is a configuration error, never
+//! sent.
 //!
 //! Sportello's own interface (`POST /filings` with the envelope, callbacks, `GET
 //! /filings/{id}`) is the built-in profile [`Profile::sportello`].
@@ -59,7 +67,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use toml::Spanned;
 
-use crate::mapping::{AnswerMap, OutcomeMap, Pointer, StatusSet, StatusSpec};
+use crate::mapping::{AnswerMap, Format, Locator, OutcomeMap, StatusSet, StatusSpec};
+use crate::xml::Namespaces;
 
 /// The ModI interaction pattern of an institution's filing intake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -115,14 +124,16 @@ pub struct Operation {
     path_template: String,
     body_template: Option<String>,
     pub content_type: String,
+    /// The XSD the body must follow: its file name and text.
+    schema: Option<(String, String)>,
     pub answer: AnswerMap,
 }
 
 /// What a callback looks like.
 #[derive(Debug, Clone)]
 pub struct CallbackMap {
-    pub filing_id: Option<Pointer>,
-    pub message_id: Option<Pointer>,
+    pub filing_id: Option<Locator>,
+    pub message_id: Option<Locator>,
     pub answer: AnswerMap,
 }
 
@@ -181,12 +192,12 @@ impl Profile {
         let mut templates = BTreeMap::new();
         let mut errors = Vec::new();
         for op in [Some(&raw.submit), raw.status.as_ref()].into_iter().flatten() {
-            if let Some(body) = &op.body {
-                match std::fs::read_to_string(base.join(body.get_ref())) {
+            for file in [&op.body, &op.schema].into_iter().flatten() {
+                match std::fs::read_to_string(base.join(file.get_ref())) {
                     Ok(t) => {
-                        templates.insert(body.get_ref().clone(), t);
+                        templates.insert(file.get_ref().clone(), t);
                     }
-                    Err(e) => errors.push(at(&name, &text, body.span(), format!("cannot read the template: {e}"))),
+                    Err(e) => errors.push(at(&name, &text, file.span(), format!("cannot read the file: {e}"))),
                 }
             }
         }
@@ -224,8 +235,17 @@ impl Profile {
                 AutoEscape::None
             }
         });
+        let mut schemas = BTreeMap::new();
         for (file, source) in template_texts {
             let file_shown = shown.get(&file).cloned().unwrap_or_else(|| file.clone());
+            if file.ends_with(".xsd") {
+                if let Err(problems) = crate::xml::check_schema(&source) {
+                    let message = format!("the XML schema cannot be used: {}", problems.join("; "));
+                    errors.push(ProfileError { file: file_shown, line: 1, column: 1, message });
+                }
+                schemas.insert(file, source);
+                continue;
+            }
             if let Err(e) = env.add_template_owned(file.clone(), source) {
                 errors.push(ProfileError {
                     file: file_shown,
@@ -235,7 +255,9 @@ impl Profile {
                 });
             }
         }
-        let mut ctx = Compiler { name, text, errors: &mut errors, env: &mut env };
+        let namespaces = raw.namespaces.clone();
+        let mut ctx =
+            Compiler { name, text, errors: &mut errors, env: &mut env, namespaces: &namespaces, schemas: &schemas };
         let pattern = Pattern::parse(raw.pattern.get_ref()).unwrap_or_else(|| {
             ctx.error(
                 raw.pattern.span(),
@@ -248,10 +270,13 @@ impl Profile {
         });
         let submit = ctx.operation("submit", &raw.submit);
         let status = raw.status.as_ref().map(|s| ctx.operation("status", s));
-        let callback = raw.callback.as_ref().map(|c| CallbackMap {
-            filing_id: c.filing_id.as_ref().and_then(|p| ctx.pointer(p)),
-            message_id: c.message_id.as_ref().and_then(|p| ctx.pointer(p)),
-            answer: ctx.answer(&c.answer),
+        let callback = raw.callback.as_ref().map(|c| {
+            let mut answer = ctx.answer(&c.answer);
+            let format = answer.format;
+            let filing_id = c.filing_id.as_ref().and_then(|p| ctx.locator(format, p));
+            let message_id = c.message_id.as_ref().and_then(|p| ctx.locator(format, p));
+            answer.extra.extend(filing_id.iter().chain(&message_id).cloned());
+            CallbackMap { filing_id, message_id, answer }
         });
         let ms = |v: Option<u64>| v.map(|ms| Duration::from_millis(ms.max(50)));
         let news = NewsPolicy {
@@ -316,6 +341,23 @@ impl Profile {
             serde_json::from_slice::<Value>(&body)
                 .map_err(|e| format!("the body made by {} is not JSON ({e}); nothing was sent", self.name))?;
         }
+        if op.content_type.contains("xml") {
+            let checked = match &op.schema {
+                Some((file, xsd)) => {
+                    crate::xml::validate(xsd, &body).map_err(|p| (format!("does not follow {file}"), p))
+                }
+                None => crate::xml::select(&String::from_utf8_lossy(&body), &Namespaces::new(), &[])
+                    .map(drop)
+                    .map_err(|p| ("is not well-formed XML".to_string(), vec![p])),
+            };
+            if let Err((what, problems)) = checked {
+                return Err(format!(
+                    "the body made by {} {what}: {}; nothing was sent",
+                    self.name,
+                    problems.join("; ")
+                ));
+            }
+        }
         Ok(RenderedRequest { method: op.method.clone(), target, content_type: op.content_type.clone(), body })
     }
 
@@ -330,6 +372,8 @@ struct Compiler<'a> {
     text: &'a str,
     errors: &'a mut Vec<ProfileError>,
     env: &'a mut Environment<'static>,
+    namespaces: &'a Namespaces,
+    schemas: &'a BTreeMap<String, String>,
 }
 
 impl Compiler<'_> {
@@ -337,8 +381,8 @@ impl Compiler<'_> {
         self.errors.push(at(self.name, self.text, span, message));
     }
 
-    fn pointer(&mut self, p: &Spanned<String>) -> Option<Pointer> {
-        Pointer::parse(p.get_ref()).map_err(|m| self.error(p.span(), m)).ok()
+    fn locator(&mut self, format: Format, p: &Spanned<String>) -> Option<Locator> {
+        Locator::parse(format, p.get_ref()).map_err(|m| self.error(p.span(), m)).ok()
     }
 
     fn statuses(&mut self, specs: &Option<Spanned<Vec<StatusSpec>>>, default: StatusSet) -> StatusSet {
@@ -355,20 +399,36 @@ impl Compiler<'_> {
 
     fn answer(&mut self, raw: &RawAnswer) -> AnswerMap {
         let defaults = AnswerMap::default();
+        let format = match raw.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
+            None | Some(("json", _)) => Format::Json,
+            Some(("xml", _)) => Format::Xml,
+            Some((other, span)) => {
+                self.error(span, format!("format `{other}`: expected \"json\" or \"xml\""));
+                Format::Json
+            }
+        };
+        let (delivered, rejected, retry) = (
+            self.statuses(&raw.delivered, defaults.delivered),
+            self.statuses(&raw.rejected, defaults.rejected),
+            self.statuses(&raw.retry, defaults.retry),
+        );
         AnswerMap {
-            delivered: self.statuses(&raw.delivered, defaults.delivered),
-            rejected: self.statuses(&raw.rejected, defaults.rejected),
-            retry: self.statuses(&raw.retry, defaults.retry),
-            protocol_number: raw.protocol_number.as_ref().and_then(|p| self.pointer(p)),
-            outcome: raw.outcome.as_ref().and_then(|p| self.pointer(p)).map(|at| OutcomeMap {
+            format,
+            namespaces: if format == Format::Xml { self.namespaces.clone() } else { Namespaces::new() },
+            extra: Vec::new(),
+            delivered,
+            rejected,
+            retry,
+            protocol_number: raw.protocol_number.as_ref().and_then(|p| self.locator(format, p)),
+            outcome: raw.outcome.as_ref().and_then(|p| self.locator(format, p)).map(|at| OutcomeMap {
                 at,
                 accepted: raw.accepted.clone(),
                 rejected: raw.rejected_outcomes.clone(),
                 pending: raw.pending.clone(),
             }),
-            reasons: raw.reasons.as_ref().and_then(|p| self.pointer(p)),
-            fields: raw.fields.as_ref().and_then(|p| self.pointer(p)),
-            values: raw.values.iter().filter_map(|(k, p)| Some((k.clone(), self.pointer(p)?))).collect(),
+            reasons: raw.reasons.as_ref().and_then(|p| self.locator(format, p)),
+            fields: raw.fields.as_ref().and_then(|p| self.locator(format, p)),
+            values: raw.values.iter().filter_map(|(k, p)| Some((k.clone(), self.locator(format, p)?))).collect(),
         }
     }
 
@@ -397,9 +457,17 @@ impl Compiler<'_> {
                 self.error(body.span(), format!("template `{}` is not loaded", body.get_ref()));
             }
         }
+        let schema = raw.schema.as_ref().and_then(|file| {
+            let found = self.schemas.get(file.get_ref()).map(|xsd| (file.get_ref().clone(), xsd.clone()));
+            if found.is_none() {
+                self.error(file.span(), format!("schema `{}` is not loaded", file.get_ref()));
+            }
+            found
+        });
         Operation {
             method,
             path_template,
+            schema,
             body_template: raw.body.as_ref().map(|b| b.get_ref().clone()),
             content_type: raw.content_type.clone().unwrap_or_else(|| "application/json".to_string()),
             answer: self.answer(&raw.answer),
@@ -429,6 +497,8 @@ struct RawProfile {
     news: RawNews,
     #[serde(default)]
     fields: BTreeMap<String, String>,
+    #[serde(default)]
+    namespaces: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -438,6 +508,7 @@ struct RawOperation {
     path: Spanned<String>,
     body: Option<Spanned<String>>,
     content_type: Option<String>,
+    schema: Option<Spanned<String>>,
     #[serde(default)]
     answer: RawAnswer,
 }
@@ -445,6 +516,7 @@ struct RawOperation {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAnswer {
+    format: Option<Spanned<String>>,
     delivered: Option<Spanned<Vec<StatusSpec>>>,
     rejected: Option<Spanned<Vec<StatusSpec>>>,
     retry: Option<Spanned<Vec<StatusSpec>>>,

@@ -13,11 +13,12 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use delivery::client::parse_filing_id;
+use delivery::mapping::Answer;
 use delivery::profile::Profile;
 use domain::delivery::{fields_at_fault, DeliveryEvent, Rejection};
 use domain::practice::PracticeId;
 use serde::Serialize;
-use serde_json::Value;
+
 use std::sync::Arc;
 use storage::{DeliveryKey, DeliveryUpdate, Recorded, StoreError};
 
@@ -71,8 +72,14 @@ async fn take(
         return Err(ApiError::BadSignature(e.to_string()));
     }
     let callback = channel.profile.callback.as_ref().ok_or(ApiError::NotFound)?;
-    let document: Value = serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    let in_body = callback.filing_id.as_ref().and_then(|p| p.text(&document));
+    let document = callback.answer.parse(body);
+    if document == Answer::Unreadable {
+        return Err(ApiError::MalformedJson(format!(
+            "the callback's body is not {} as {institution}'s profile says",
+            if callback.answer.format == delivery::mapping::Format::Xml { "XML" } else { "JSON" }
+        )));
+    }
+    let in_body = callback.filing_id.as_ref().and_then(|p| document.text(p));
     let filing = match (named_filing, in_body) {
         (Some(path), Some(body)) if path != body => {
             return Err(ApiError::WrongShape(format!("the address names filing {path}, the body {body}")))
@@ -86,8 +93,8 @@ async fn take(
         return Err(ApiError::NotFound);
     }
     let message_id =
-        callback.message_id.as_ref().and_then(|p| p.text(&document)).unwrap_or_else(|| crate::follow::sha256_hex(body));
-    let news = callback.answer.read(&document);
+        callback.message_id.as_ref().and_then(|p| document.text(p)).unwrap_or_else(|| crate::follow::sha256_hex(body));
+    let news = callback.answer.read_answer(&document);
     let values = news.values.clone();
     let event = match (news.accepted, news.protocol_number) {
         (Some(accepted), protocol_number) => {

@@ -39,7 +39,8 @@ fn the_built_in_profile_sends_the_envelope_as_today() {
     let status = p.render_status(&context()).expect("status").expect("render");
     assert_eq!((status.method.as_str(), status.target.as_str()), ("GET", "/filings/p1.registro-imprese.0"));
     let callback = p.callback.expect("callback");
-    let news = callback.answer.read(&json!({"accepted": false, "reasons": ["no"], "fields": ["a.b"]}));
+    let news =
+        callback.answer.read(json!({"accepted": false, "reasons": ["no"], "fields": ["a.b"]}).to_string().as_bytes());
     assert_eq!((news.accepted, news.paths), (Some(false), vec!["a.b".to_string()]));
 }
 
@@ -100,4 +101,87 @@ fn a_path_must_stay_under_the_channel_or_be_https() {
     let mut ctx = context();
     ctx["status_url"] = json!("ftp://elsewhere/");
     assert!(p.render_submit(&ctx).is_err());
+}
+
+const INPS_XSD: &str = r#"<?xml version="1.0"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:inps:domanda"
+           xmlns="urn:inps:domanda" elementFormDefault="qualified">
+  <xs:element name="domanda"><xs:complexType><xs:sequence>
+    <xs:element name="denominazione"><xs:simpleType><xs:restriction base="xs:string">
+      <xs:maxLength value="30"/></xs:restriction></xs:simpleType></xs:element>
+  </xs:sequence></xs:complexType></xs:element>
+</xs:schema>"#;
+
+const XML_PUSH: &str = r#"pattern = "NONBLOCK_PUSH_REST"
+[submit]
+path = "/domande"
+body = "inps.xml"
+content_type = "application/xml"
+schema = "inps.xsd"
+[submit.answer]
+format = "xml"
+protocol_number = "/r:ricevuta/r:protocollo"
+[callback]
+filing_id = "/r:esito/@domanda"
+[callback.answer]
+format = "xml"
+outcome = "/r:esito/@stato"
+accepted = ["ACCOLTA"]
+rejected_outcomes = ["RESPINTA"]
+reasons = "//r:motivo"
+fields = "//r:motivo/@campo"
+[namespaces]
+r = "urn:inps:esito"
+"#;
+
+#[test]
+fn an_xml_body_that_does_not_follow_its_schema_is_never_sent() {
+    let template = "<domanda xmlns=\"urn:inps:domanda\"><denominazione>{{ payload.impresa.denominazione }}</denominazione></domanda>";
+    let p = profile(XML_PUSH, &[("inps.xml", template), ("inps.xsd", INPS_XSD)]).expect("profile");
+    let r = p.render_submit(&context()).expect("valid XML");
+    assert!(String::from_utf8_lossy(&r.body).contains("Bar &quot;Sport&quot; &amp; &lt;Figli&gt;"));
+    let mut long = context();
+    long["payload"]["impresa"]["denominazione"] = json!("Una denominazione di molto più di trenta caratteri");
+    let error = p.render_submit(&long).expect_err("too long for the XSD");
+    assert!(
+        error.contains("does not follow inps.xsd")
+            && error.contains("denominazione")
+            && error.contains("nothing was sent"),
+        "{error}"
+    );
+    let p = profile(XML_PUSH, &[("inps.xml", "<domanda>"), ("inps.xsd", INPS_XSD)]).expect("profile");
+    assert!(p.render_submit(&context()).expect_err("malformed").contains("not well-formed"));
+}
+
+#[test]
+fn xml_answers_and_callbacks_are_read_with_xpath() {
+    let p = profile(XML_PUSH, &[("inps.xml", "<a/>"), ("inps.xsd", INPS_XSD)]).expect("profile");
+    let news = p.submit.answer.read(br#"<ricevuta xmlns="urn:inps:esito"><protocollo>INPS-7</protocollo></ricevuta>"#);
+    assert_eq!(news.protocol_number.as_deref(), Some("INPS-7"));
+    let callback = p.callback.expect("callback");
+    let body = br#"<esito xmlns="urn:inps:esito" domanda="p1.inps.0" stato="RESPINTA"><motivo campo="titolare/cf">errato</motivo></esito>"#;
+    let answer = callback.answer.parse(body);
+    assert_eq!(callback.filing_id.as_ref().and_then(|l| answer.text(l)).as_deref(), Some("p1.inps.0"));
+    let news = callback.answer.read_answer(&answer);
+    assert_eq!(
+        (news.accepted, news.paths, news.reasons),
+        (Some(false), vec!["titolare/cf".into()], vec!["errato".into()])
+    );
+}
+
+#[test]
+fn xml_profile_mistakes_are_reported_where_they_are() {
+    let broken = XML_PUSH.replace("/r:ricevuta/r:protocollo", "/r:ricevuta[");
+    let errors = profile(&broken, &[("inps.xml", "<a/>"), ("inps.xsd", INPS_XSD)]).expect_err("bad xpath");
+    assert!(errors.iter().any(|e| e.line == 9 && e.message.contains("XPath")), "{errors:?}");
+    let errors = profile(XML_PUSH, &[("inps.xml", "<a/>"), ("inps.xsd", "<xs:schema")]).expect_err("bad xsd");
+    assert!(errors.iter().any(|e| e.file == "inps.xsd" && e.message.contains("schema")), "{errors:?}");
+    let errors = profile(XML_PUSH, &[("inps.xml", "<a/>")]).expect_err("no xsd");
+    assert!(errors.iter().any(|e| e.line == 6 && e.message.contains("inps.xsd")), "{errors:?}");
+    let errors = profile(
+        &XML_PUSH.replacen("format = \"xml\"", "format = \"yaml\"", 1),
+        &[("inps.xml", "<a/>"), ("inps.xsd", INPS_XSD)],
+    )
+    .expect_err("bad format");
+    assert!(errors.iter().any(|e| e.message.contains("format `yaml`")), "{errors:?}");
 }
