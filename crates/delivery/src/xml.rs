@@ -196,9 +196,6 @@ mod tests {
         let (root, value) =
             to_value(br#"<d xmlns="urn:t"><a><b>1</b><b>2</b></a><c k="v">t</c><e/></d>"#).expect("tree");
         assert_eq!(root, "d");
-        assert_eq!(
-            value,
-            serde_json::json!({"a": {"b": ["1", "2"]}, "c": {"@k": "v", "#text": "t"}, "e": ""})
-        );
+        assert_eq!(value, serde_json::json!({"a": {"b": ["1", "2"]}, "c": {"@k": "v", "#text": "t"}, "e": ""}));
     }
 }

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`Interface::Sportello`] | `POST /filings`, Sportello's envelope | 202, then callbacks; `GET /filings/{id}` |
 //! | [`Interface::RegistroBlock`] | `POST /pratiche` `{pratica: {...}, dati: {...}}` | BLOCK_REST: 201 `{protocollo, esito: "ISCRITTA", rea: {ufficio, numero}}` or 422 `{esito: "RESPINTA", errori: [{campo, descrizione}]}` |
+//! | [`Interface::InpsXml`] | `POST /domande`, an XML `domanda` following `channels/inps.xsd` | NONBLOCK_PUSH_REST: 202 `<ricevuta>`, then signed XML `<esito>` callbacks at `X-ReplyTo` (taken in charge, then `ACCOLTA` / `RESPINTA` with `<motivo campo>`); `GET /domande/{id}/esito` |
 //! | [`Interface::InailPull`] | `POST /denunce` `{identificativo, ..., denuncia: {...}}` | NONBLOCK_PULL_REST: 202 + `Location: /denunce/{n}/stato`; the status answers `IN_LAVORAZIONE` a few times, then 303 to `/denunce/{n}/esito`: `{esito: "ACCOLTA" | "RESPINTA", protocollo, codice_ditta, motivi: [{campo, messaggio}]}` |
 
 use axum::extract::{Path, State};
@@ -26,6 +27,7 @@ pub enum Interface {
     Sportello,
     RegistroBlock,
     InailPull,
+    InpsXml,
 }
 
 impl Interface {
@@ -34,6 +36,7 @@ impl Interface {
             "sportello" => Some(Self::Sportello),
             "registro-block" => Some(Self::RegistroBlock),
             "inail-pull" => Some(Self::InailPull),
+            "inps-xml" => Some(Self::InpsXml),
             _ => None,
         }
     }
@@ -44,7 +47,14 @@ impl Interface {
             Self::Sportello => "/filings",
             Self::RegistroBlock => "/pratiche",
             Self::InailPull => "/denunce",
+            Self::InpsXml => "/domande",
         }
+    }
+
+    /// Takes every well-formed filing and decides afterwards (a rule broken is a rejection
+    /// in the outcome, not a refusal on receipt).
+    pub fn decides_later(self) -> bool {
+        matches!(self, Self::InailPull | Self::InpsXml)
     }
 }
 
@@ -53,10 +63,16 @@ fn text(doc: &Value, pointer: &str) -> Option<String> {
 }
 
 /// The filing in the institution's own shape, read into the simulator's common form.
-pub(crate) fn read_filing(interface: Interface, body: &[u8]) -> Option<FilingEnvelope> {
-    if interface == Interface::Sportello {
-        return serde_json::from_slice(body).ok();
+pub(crate) fn read_filing(interface: Interface, body: &[u8]) -> Result<FilingEnvelope, Vec<String>> {
+    let unreadable = || vec!["the filing is not in this institution's format".to_string()];
+    match interface {
+        Interface::Sportello => serde_json::from_slice(body).map_err(|e| vec![e.to_string()]),
+        Interface::InpsXml => crate::inps_xml::read_filing(body),
+        _ => read_json_filing(interface, body).ok_or_else(unreadable),
     }
+}
+
+fn read_json_filing(interface: Interface, body: &[u8]) -> Option<FilingEnvelope> {
     let doc: Value = serde_json::from_slice(body).ok()?;
     let (head, payload) = match interface {
         Interface::RegistroBlock => ("/pratica", doc.pointer("/dati")?.clone()),
@@ -104,6 +120,7 @@ pub(crate) fn answer(
             }
         },
         Interface::InailPull => (202, json!({ "stato": "RICEVUTA" }), Some(format!("/denunce/{handle}/stato"))),
+        Interface::InpsXml => (202, Value::String(crate::inps_xml::receipt(handle)), None),
     }
 }
 

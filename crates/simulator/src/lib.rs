@@ -11,6 +11,7 @@
 //! - records every filing it processed, so tests can count them (`GET /_sim/filings`);
 //! - shows and takes its behaviour while it runs (`GET` and `PUT /_sim/behaviour`).
 
+mod inps_xml;
 mod interfaces;
 
 pub use interfaces::Interface;
@@ -330,25 +331,28 @@ impl Sim {
         for event in events {
             tokio::time::sleep(delay).await;
             let body = event.to_string().into_bytes();
-            for attempt in 1..=5u32 {
-                let Ok(headers) =
-                    self.signer.sign(&self.settings.portal_id, &body, "application/json", &envelope.declarant)
-                else {
+            self.post_signed(&envelope.callback_url, &envelope.declarant, body, "application/json").await;
+        }
+    }
+
+    /// Posts a signed callback to the portal, trying up to five times; a 4xx is an answer too.
+    async fn post_signed(&self, url: &str, declarant: &str, body: Vec<u8>, content_type: &str) {
+        for attempt in 1..=5u32 {
+            let Ok(headers) = self.signer.sign(&self.settings.portal_id, &body, content_type, declarant) else {
+                return;
+            };
+            let mut request = self.callback_client.post(url).body(body.clone());
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            match request.send().await {
+                Ok(r) if r.status().is_success() || r.status().is_client_error() => {
+                    tracing::debug!(institution = %self.settings.institution, status = %r.status(), "callback delivered");
                     return;
-                };
-                let mut request = self.callback_client.post(&envelope.callback_url).body(body.clone());
-                for (name, value) in headers {
-                    request = request.header(name, value);
                 }
-                match request.send().await {
-                    Ok(r) if r.status().is_success() || r.status().is_client_error() => {
-                        tracing::debug!(institution = %self.settings.institution, status = %r.status(), "callback delivered");
-                        break;
-                    }
-                    other => {
-                        tracing::debug!(institution = %self.settings.institution, attempt, ?other, "callback failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-                    }
+                other => {
+                    tracing::debug!(institution = %self.settings.institution, attempt, ?other, "callback failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
                 }
             }
         }
@@ -370,9 +374,13 @@ async fn receive_filing(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: B
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string) else {
         return problem(StatusCode::BAD_REQUEST, "Idempotency-Key mancante", json!([]));
     };
-    let Some(envelope) = interfaces::read_filing(sim.settings.interface, &body) else {
-        return problem(StatusCode::BAD_REQUEST, "Pratica non leggibile", json!([]));
+    let mut envelope = match interfaces::read_filing(sim.settings.interface, &body) {
+        Ok(envelope) => envelope,
+        Err(problems) => return problem(StatusCode::BAD_REQUEST, "Pratica non leggibile", json!(problems)),
     };
+    if envelope.callback_url.is_empty() {
+        envelope.callback_url = headers.get("x-replyto").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    }
     if verified.user_id != envelope.declarant || verified.on_behalf_of != envelope.on_behalf_of {
         return problem(
             StatusCode::UNAUTHORIZED,
@@ -497,7 +505,7 @@ async fn process(
 /// A filing taken by an institution with an interface of its own: recorded, answered as that
 /// interface answers (see [`interfaces`]).
 fn process_own_interface(
-    sim: &Sim,
+    sim: &Arc<Sim>,
     key: String,
     envelope: FilingEnvelope,
     digest: String,
@@ -508,7 +516,7 @@ fn process_own_interface(
         return problem(StatusCode::INTERNAL_SERVER_ERROR, "ledger", json!([]));
     };
     // A BLOCK_REST registry refuses on receipt; a pull institution takes everything and decides.
-    let taken = broken.is_empty() || interface == Interface::InailPull;
+    let taken = broken.is_empty() || interface.decides_later();
     let protocol = taken.then(|| sim.next_protocol(&mut ledger));
     let handle = ledger.processed.len() + 1;
     let (status, body, location) =
@@ -529,13 +537,21 @@ fn process_own_interface(
     }
     ledger.by_key.insert(key, Intake::Done { digest, status, body: body.clone(), location: location.clone() });
     sim.persist(&ledger);
+    let calls_back = sim.behaviour.lock().map(|b| b.callbacks).unwrap_or(true);
+    if let (Interface::InpsXml, true, Some(taken)) = (interface, calls_back, ledger.processed.last().cloned()) {
+        tokio::spawn(inps_xml::call_back(sim.clone(), taken, envelope.callback_url));
+    }
     answered(status, body, location)
 }
 
 /// An answer with its status and, when given, its `Location`.
 fn answered(status: u16, body: Value, location: Option<String>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let mut response = (status, Json(body)).into_response();
+    let mut response = match body {
+        // An interface that answers in XML keeps its document as text.
+        Value::String(xml) => (status, [("content-type", "application/xml")], xml).into_response(),
+        json => (status, Json(json)).into_response(),
+    };
     if let Some(location) = location.and_then(|l| axum::http::HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert("location", location);
     }
@@ -729,6 +745,7 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         .route("/filings/{id}", get(filing_state))
         .route("/denunce/{n}/stato", get(interfaces::pull_status))
         .route("/denunce/{n}/esito", get(interfaces::pull_outcome))
+        .route("/domande/{id}/esito", get(inps_xml::outcome))
         .route("/authorisations/{tax_code}", get(authorisations))
         .route("/delegations", post(register_delegation))
         .route("/delegations/{id}", axum::routing::delete(revoke_delegation))

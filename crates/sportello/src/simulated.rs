@@ -62,11 +62,12 @@ impl SimSpec {
 }
 
 /// The interfaces of the demo's institutions: the Registro Imprese over BLOCK_REST, INAIL over
-/// NONBLOCK_PULL_REST; INPS keeps Sportello's own (NONBLOCK_PUSH_REST with callbacks).
+/// NONBLOCK_PULL_REST, INPS over NONBLOCK_PUSH_REST with XML to its published schema.
 pub fn demo_interface(institution: &str) -> Option<(Interface, &'static str)> {
     match institution {
         "registro-imprese" => Some((Interface::RegistroBlock, "registro-imprese.toml")),
         "inail" => Some((Interface::InailPull, "inail.toml")),
+        "inps" => Some((Interface::InpsXml, "inps.toml")),
         _ => None,
     }
 }

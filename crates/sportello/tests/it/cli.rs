@@ -116,6 +116,11 @@ fn demo_creates_its_data_once_and_stops_on_ctrl_c() {
 
 /// A channels file reaching the repository's profiles, with test certificates, in `dir`.
 fn channels_file(dir: &Path, inail_profile: &Path) -> PathBuf {
+    channels_file_with(dir, inail_profile, "")
+}
+
+/// The same, with `inps_lines` added to INPS's table (a profile, say).
+fn channels_file_with(dir: &Path, inail_profile: &Path, inps_lines: &str) -> PathBuf {
     let pki = identity::test_pki::TestPki::generate("Channels check CA").expect("pki");
     let portal = pki.client("sportello").expect("portal");
     std::fs::write(dir.join("ca.pem"), &pki.ca.cert_pem).expect("ca");
@@ -124,7 +129,7 @@ fn channels_file(dir: &Path, inail_profile: &Path) -> PathBuf {
     let profiles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels");
     let text = format!(
         "portal_id = \"sportello\"\ncallback_base_url = \"https://portal.example\"\ncertificate = \"portal.pem\"\nkey = \"portal-key.pem\"\n\n\
-         [institutions.inps]\nbase_url = \"https://inps.example\"\nca = \"ca.pem\"\ncertificate = \"ca.pem\"\n\n\
+         [institutions.inps]\n{inps_lines}base_url = \"https://inps.example\"\nca = \"ca.pem\"\ncertificate = \"ca.pem\"\n\n\
          [institutions.inail]\nprofile = \"{}\"\nbase_url = \"https://inail.example\"\nca = \"ca.pem\"\ncertificate = \"ca.pem\"\n\n\
          [institutions.registro-imprese]\nprofile = \"{}\"\nbase_url = \"https://ri.example\"\nca = \"ca.pem\"\ncertificate = \"ca.pem\"\n",
         inail_profile.display(),
@@ -163,6 +168,37 @@ fn channels_check_describes_each_channel_and_dry_runs_a_filing() {
     let body: serde_json::Value = serde_json::from_str(body.trim()).expect("the body is JSON");
     assert_eq!(body["dati"]["impresa"]["denominazione"], "Bar \"Centrale\"");
     assert_eq!(body["pratica"]["identificativo"], "00000000-0000-4000-8000-000000000000.registro-imprese.0");
+}
+
+#[test]
+fn channels_check_dry_runs_an_xml_filing_against_its_schema() {
+    let dir = tempfile::tempdir().expect("temp");
+    let profiles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels");
+    let inps = format!("profile = \"{}\"\n", profiles.join("inps.toml").display());
+    let file = channels_file_with(dir.path(), &profiles.join("inail.toml"), &inps);
+    let dry_run = |sample: &str| {
+        let path = dir.path().join("sample.json");
+        std::fs::write(&path, sample).expect("sample");
+        Command::new(binary())
+            .args(["channels", "check"])
+            .arg(&file)
+            .args(["--dry-run", "inps", "--sample"])
+            .arg(&path)
+            .output()
+            .expect("run")
+    };
+    let out = dry_run(r#"{"azienda": {"denominazione": "Bar <Centrale> & C.", "codice_fiscale": "RSSMRA45C12F205C"}}"#);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("inps: NONBLOCK_PUSH_REST"), "{stdout}");
+    assert!(stdout.contains("POST https://inps.example/domande"), "{stdout}");
+    assert!(stdout.contains("content-type: application/xml"), "{stdout}");
+    assert!(stdout.contains("<denominazione>Bar &lt;Centrale&gt; &amp; C.</denominazione>"), "escaped: {stdout}");
+    // A payload the schema refuses (a codice fiscale of the wrong shape): shown, never sent.
+    let out = dry_run(r#"{"azienda": {"denominazione": "Bar", "codice_fiscale": "rss"}}"#);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("does not follow inps.xsd") && stderr.contains("codice_fiscale"), "{stderr}");
 }
 
 #[test]

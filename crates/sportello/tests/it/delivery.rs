@@ -52,12 +52,14 @@ pub(crate) struct Options {
     /// The channels poll the institutions at this pace.
     pub(crate) poll: Option<Duration>,
     /// The institutions speak the demo's interfaces (Registro Imprese BLOCK_REST, INAIL
-    /// NONBLOCK_PULL_REST) instead of Sportello's own.
+    /// NONBLOCK_PULL_REST, INPS XML) instead of Sportello's own.
     pub(crate) own_interfaces: bool,
     pub(crate) callback_deadline: Option<Duration>,
     pub(crate) no_news_after: Option<Duration>,
     /// The simulators keep their ledgers in this folder.
     pub(crate) ledgers: Option<std::path::PathBuf>,
+    /// With `own_interfaces`: the profiles' folder (default: the repository's `channels/`).
+    pub(crate) channels_dir: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn world_with(options: Options) -> World {
@@ -74,7 +76,8 @@ pub(crate) async fn world_with(options: Options) -> World {
         let cert = pki.server(&["127.0.0.1"]).expect("institution cert");
         let mut spec = SimSpec::sportello(id, register, &cert.cert_pem, &cert.key_pem, quick_behaviour());
         if options.own_interfaces {
-            spec = spec.with_own_interface(&sportello::simulated::repository_channels_dir());
+            let profiles = options.channels_dir.clone().unwrap_or_else(sportello::simulated::repository_channels_dir);
+            spec = spec.with_own_interface(&profiles);
         }
         spec.ledger_path = options.ledgers.as_ref().map(|d| d.join(format!("{id}.json")));
         if options.own_interfaces && id == "registro-imprese" {

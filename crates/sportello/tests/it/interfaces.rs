@@ -18,7 +18,7 @@ use simulator::{Behaviour, Interface, SimSettings};
 use crate::api::complete_start_data;
 use crate::delivery::{all_in, quick_behaviour, states, with_long_description, world_with, Options};
 
-fn delivery<'a>(p: &'a Value, institution: &str) -> &'a Value {
+pub(crate) fn delivery<'a>(p: &'a Value, institution: &str) -> &'a Value {
     p["deliveries"]
         .as_array()
         .and_then(|ds| ds.iter().find(|d| d["institution"] == institution))

@@ -10,3 +10,4 @@ mod delegations;
 mod delivery;
 mod desk;
 mod interfaces;
+mod xml_channel;
