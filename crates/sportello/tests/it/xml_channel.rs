@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use simulator::Behaviour;
 
 use crate::delivery::{all_in, quick_behaviour, states, with_long_description, world_with, Options};
