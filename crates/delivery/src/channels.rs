@@ -24,6 +24,16 @@
 //! callback_deadline_ms = 3600000   # optional, overrides the profile's: no callback by then → ask
 //! no_news_after_ms = 604800000     # optional, overrides the profile's: silent by then → no news
 //!
+//! [institutions.inps.pdnd]          # only for a profile with security = "pdnd"
+//! token_url = "https://auth.interop.pagopa.it/token.oauth2"
+//! client_id = "9b361d49-33f4-4f1e-a88b-4e12661f2309"
+//! purpose_id = "1b361d49-33f4-4f1e-a88b-4e12661f2300"
+//! assertion_audience = "auth.interop.pagopa.it/client-assertion"
+//! kid = "ZmYxZGE2YjQtMzY2Yy00NWI5LThjNGItMDJmYmQyZGIyMmZh"
+//! ca = "pki/pdnd-ca.pem"            # trusted issuer of the token endpoint's certificate
+//! key = "pki/pdnd-client-key.pem"   # optional: the key registered on PDND (RSA PKCS#1 →
+//!                                   #   RS256, EC PKCS#8 → ES256); default the portal's key
+//!
 //! [institutions.registro-imprese.offices.cciaa-roma]   # optional: one address per office of
 //! base_url = "https://127.0.0.1:9201"  # an institution that routes by territory (the catalog's
 //!                                   # [routing]); ca, certificate and audience default to the
@@ -86,6 +96,19 @@ struct RawChannel {
     no_news_after_ms: Option<u64>,
     #[serde(default)]
     offices: BTreeMap<String, RawOffice>,
+    pdnd: Option<RawPdnd>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPdnd {
+    token_url: String,
+    client_id: String,
+    purpose_id: String,
+    assertion_audience: String,
+    kid: String,
+    ca: PathBuf,
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +154,8 @@ pub struct Channel {
     /// One endpoint per office, for an institution that routes by territory; empty when one
     /// address serves every office.
     pub offices: BTreeMap<String, OfficeEndpoint>,
+    /// For an institution behind PDND (its profile's `security = "pdnd"`): how vouchers are had.
+    pub pdnd: Option<crate::pdnd::PdndSettings>,
 }
 
 impl Channel {
@@ -168,6 +193,7 @@ impl Channel {
             callback_deadline: None,
             no_news_after: None,
             offices: BTreeMap::new(),
+            pdnd: None,
         })
     }
 
@@ -285,7 +311,26 @@ impl Channels {
                 };
                 offices.insert(office.clone(), endpoint);
             }
+            let pdnd = match &c.pdnd {
+                None => None,
+                Some(p) => Some(crate::pdnd::PdndSettings {
+                    token_url: p.token_url.clone(),
+                    client_id: p.client_id.clone(),
+                    purpose_id: p.purpose_id.clone(),
+                    assertion_audience: p.assertion_audience.clone(),
+                    kid: p.kid.clone(),
+                    ca_pem: read(&p.ca)?,
+                    key_pem: read(p.key.as_deref().unwrap_or(&raw.key))?,
+                }),
+            };
+            if profile.security == crate::profile::Security::Pdnd && pdnd.is_none() {
+                return Err(ChannelError::Invalid(
+                    id,
+                    format!("the profile {} asks for PDND vouchers: the channel needs a [pdnd] table", profile.name),
+                ));
+            }
             let channel = Channel {
+                pdnd,
                 offices,
                 profile,
                 callback_deadline: ms(c.callback_deadline_ms),

@@ -22,6 +22,7 @@ use domain::authorisation::Grant;
 use crate::channels::Channel;
 use crate::mapping::{Answer, News};
 use crate::modi::Signer;
+use crate::pdnd::{VoucherError, VoucherSource};
 
 /// What the portal sends to an institution for one filing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +113,8 @@ pub enum PollResult {
 pub struct InstitutionClient {
     channel: Arc<Channel>,
     http: reqwest::Client,
+    /// For an institution behind PDND: where its vouchers come from.
+    vouchers: Option<Arc<VoucherSource>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,11 +153,25 @@ impl InstitutionClient {
             .connect_timeout(channel.timeout)
             .build()
             .map_err(|e| err(e.to_string()))?;
-        Ok(Self { channel, http })
+        Ok(Self { channel, http, vouchers: None })
     }
 
     pub fn channel(&self) -> &Channel {
         &self.channel
+    }
+
+    /// The same client presenting PDND vouchers from `source` (see [`crate::pdnd`]).
+    pub fn with_vouchers(mut self, source: Arc<VoucherSource>) -> Self {
+        self.vouchers = Some(source);
+        self
+    }
+
+    /// The voucher to present, if the institution is behind PDND.
+    async fn bearer(&self) -> Result<Option<String>, VoucherError> {
+        match &self.vouchers {
+            Some(source) => source.voucher().await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Asks the institution for which businesses `tax_code` may file there
@@ -189,7 +206,9 @@ impl InstitutionClient {
         Err(format!("`{target}` is not under the channel's address {}", self.channel.base_url))
     }
 
-    /// A signed request for `rendered`.
+    /// A signed request for `rendered`. With a PDND `voucher`, it is the `Authorization` in
+    /// place of the ModI authentication token; the integrity and audit headers stay.
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &self,
         method: reqwest::Method,
@@ -198,6 +217,7 @@ impl InstitutionClient {
         body: Vec<u8>,
         who: (&str, Option<&str>),
         signer: &Signer,
+        voucher: Option<&str>,
     ) -> Result<reqwest::RequestBuilder, String> {
         let headers = signer
             .sign_on_behalf(&self.channel.audience, &body, content_type, who.0, who.1)
@@ -207,7 +227,10 @@ impl InstitutionClient {
             request = request.body(body);
         }
         for (name, value) in headers {
-            request = request.header(name, value);
+            match (name, voucher) {
+                ("authorization", Some(voucher)) => request = request.header(name, format!("Bearer {voucher}")),
+                _ => request = request.header(name, value),
+            }
         }
         Ok(request)
     }
@@ -229,6 +252,10 @@ impl InstitutionClient {
             Err(e) => return PollResult::Unanswered(e),
         };
         for _hop in 0..2 {
+            let voucher = match self.bearer().await {
+                Ok(v) => v,
+                Err(e) => return PollResult::Unanswered(e.to_string()),
+            };
             let request = match self.request(
                 rendered.method.clone(),
                 &url,
@@ -236,6 +263,7 @@ impl InstitutionClient {
                 rendered.body.clone(),
                 (declarant, None),
                 signer,
+                voucher.as_deref(),
             ) {
                 Ok(r) => r,
                 Err(e) => return PollResult::Unanswered(e),
@@ -245,6 +273,10 @@ impl InstitutionClient {
                 Err(e) => return PollResult::Unanswered(format!("cannot reach the institution: {e}")),
             };
             let status = response.status();
+            if let (Some(source), Some(voucher), reqwest::StatusCode::UNAUTHORIZED) = (&self.vouchers, &voucher, status)
+            {
+                source.drop_voucher(voucher);
+            }
             if status == reqwest::StatusCode::SEE_OTHER {
                 let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
                 match location.map(|l| self.url_for(&l)) {
@@ -287,12 +319,13 @@ impl InstitutionClient {
         context: &Value,
         reply_to: &str,
         signer: &Signer,
+        voucher: Option<&str>,
     ) -> Result<reqwest::Request, Unsent> {
         let rendered = self.channel.profile.render_submit(context).map_err(Unsent::Misconfigured)?;
         let url = self.url_for(&rendered.target).map_err(Unsent::Misconfigured)?;
         let who = (envelope.declarant.as_str(), envelope.on_behalf_of.as_deref());
         let mut request = self
-            .request(rendered.method, &url, &rendered.content_type, rendered.body, who, signer)
+            .request(rendered.method, &url, &rendered.content_type, rendered.body, who, signer, voucher)
             .map_err(Unsent::Transient)?
             .header("idempotency-key", &envelope.filing_id);
         if self.channel.profile.pattern == crate::profile::Pattern::NonblockPushRest {
@@ -312,17 +345,41 @@ impl InstitutionClient {
         signer: &Signer,
     ) -> SendResult {
         let profile = &self.channel.profile;
-        let request = match self.submit_request(envelope, context, reply_to, signer) {
-            Ok(r) => r,
-            Err(Unsent::Misconfigured(why)) => return SendResult::Misconfigured(why),
-            Err(Unsent::Transient(why)) => return SendResult::Transient(why),
-        };
-        let response = match self.http.execute(request).await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                return SendResult::Transient("no answer in time: outcome unknown, will retry with the same key".into())
+        let mut renewed = false;
+        let response = loop {
+            let voucher = match self.bearer().await {
+                Ok(v) => v,
+                Err(VoucherError::Refused(why)) => {
+                    return SendResult::Permanent(format!("PDND refused the voucher: {why}"))
+                }
+                Err(VoucherError::Key(why)) => return SendResult::Misconfigured(format!("PDND client key: {why}")),
+                Err(e @ VoucherError::Unavailable(_)) => return SendResult::Transient(e.to_string()),
+            };
+            let request = match self.submit_request(envelope, context, reply_to, signer, voucher.as_deref()) {
+                Ok(r) => r,
+                Err(Unsent::Misconfigured(why)) => return SendResult::Misconfigured(why),
+                Err(Unsent::Transient(why)) => return SendResult::Transient(why),
+            };
+            let response = match self.http.execute(request).await {
+                Ok(r) => r,
+                Err(e) if e.is_timeout() => {
+                    return SendResult::Transient(
+                        "no answer in time: outcome unknown, will retry with the same key".into(),
+                    )
+                }
+                Err(e) => return SendResult::Transient(format!("cannot reach the institution: {e}")),
+            };
+            // A voucher refused by the institution (revoked, expired early): asked again once.
+            match (&self.vouchers, voucher) {
+                (Some(source), Some(voucher)) if response.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                    source.drop_voucher(&voucher);
+                    if renewed {
+                        break response;
+                    }
+                    renewed = true;
+                }
+                _ => break response,
             }
-            Err(e) => return SendResult::Transient(format!("cannot reach the institution: {e}")),
         };
         let status = response.status();
         let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);

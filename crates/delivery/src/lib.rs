@@ -14,6 +14,7 @@ pub mod channels;
 pub mod client;
 pub mod mapping;
 pub mod modi;
+pub mod pdnd;
 pub mod profile;
 pub mod worker;
 pub mod xml;

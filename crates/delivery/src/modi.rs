@@ -287,14 +287,19 @@ impl Verifier {
 
     /// Checks every ModI header of a request against its body.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, ModiError> {
-        let header = |name: &'static str| -> Result<&str, ModiError> {
-            headers.get(name).and_then(|v| v.to_str().ok()).ok_or(ModiError::Missing(name))
-        };
-        let bearer = header("authorization")?.strip_prefix("Bearer ").ok_or(ModiError::Missing("authorization"))?;
+        let bearer =
+            header(headers, "authorization")?.strip_prefix("Bearer ").ok_or(ModiError::Missing("authorization"))?;
         let auth: AuthClaims = self.decode("authorization", bearer)?;
+        self.check("authorization", &auth.aud, auth.iat, auth.nbf, auth.exp, &auth.jti)?;
+        self.verify_integrity(headers, body)
+    }
+
+    /// Checks the integrity and audit headers only (INTEGRITY_REST_01, AUDIT_REST_01): for a
+    /// request whose `Authorization` is a PDND voucher, checked by the receiver on its own.
+    pub fn verify_integrity(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, ModiError> {
+        let header = |name: &'static str| header(headers, name);
         let signature: SignatureClaims = self.decode(SIGNATURE, header(SIGNATURE)?)?;
         let tracking: TrackingClaims = self.decode(TRACKING, header(TRACKING)?)?;
-        self.check("authorization", &auth.aud, auth.iat, auth.nbf, auth.exp, &auth.jti)?;
         self.check(SIGNATURE, &signature.aud, signature.iat, signature.nbf, signature.exp, &signature.jti)?;
         self.check(TRACKING, &tracking.aud, tracking.iat, tracking.nbf, tracking.exp, &tracking.jti)?;
         // The signed header values must be the ones actually sent.
@@ -318,8 +323,12 @@ impl Verifier {
         if header(DIGEST)? != digest_header(body) {
             return Err(ModiError::Digest);
         }
-        Ok(Verified { issuer: auth.iss, user_id: tracking.userID, on_behalf_of: tracking.onBehalfOf })
+        Ok(Verified { issuer: signature.iss, user_id: tracking.userID, on_behalf_of: tracking.onBehalfOf })
     }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, ModiError> {
+    headers.get(name).and_then(|v| v.to_str().ok()).ok_or(ModiError::Missing(name))
 }
 
 #[cfg(test)]

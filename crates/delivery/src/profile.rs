@@ -2,6 +2,9 @@
 //!
 //! ```toml
 //! pattern = "BLOCK_REST"            # or NONBLOCK_PULL_REST, NONBLOCK_PUSH_REST (ModI names)
+//! security = "modi"                 # or "pdnd": a PDND voucher as Authorization (the channel
+//!                                   #   gives [institutions.<id>.pdnd]), with the ModI
+//!                                   #   integrity and audit headers
 //!
 //! [submit]                          # sending a filing
 //! method = "POST"
@@ -100,6 +103,16 @@ impl Pattern {
     }
 }
 
+/// How requests prove who sends them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum Security {
+    /// ModI: an authentication JWS signed with the portal's certificate (ID_AUTH_REST_02).
+    #[default]
+    Modi,
+    /// A PDND Interoperabilità voucher (see [`crate::pdnd`]).
+    Pdnd,
+}
+
 /// A mistake in a profile, where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileError {
@@ -162,6 +175,7 @@ pub struct Profile {
     /// The file it came from, or `sportello` for the built-in one.
     pub name: String,
     pub pattern: Pattern,
+    pub security: Security,
     pub submit: Operation,
     pub status: Option<Operation>,
     pub callback: Option<CallbackMap>,
@@ -268,6 +282,14 @@ impl Profile {
             );
             Pattern::NonblockPushRest
         });
+        let security = match raw.security.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("modi", _)) => Security::Modi,
+            Some(("pdnd", _)) => Security::Pdnd,
+            Some((other, span)) => {
+                ctx.error(span, format!("security `{other}`: expected \"modi\" or \"pdnd\""));
+                Security::Modi
+            }
+        };
         let submit = ctx.operation("submit", &raw.submit);
         let status = raw.status.as_ref().map(|s| ctx.operation("status", s));
         let callback = raw.callback.as_ref().map(|c| {
@@ -305,6 +327,7 @@ impl Profile {
         Ok(Self {
             name: name.to_string(),
             pattern,
+            security,
             submit,
             status,
             callback,
@@ -490,6 +513,7 @@ pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ProfileError {
 #[serde(deny_unknown_fields)]
 struct RawProfile {
     pattern: Spanned<String>,
+    security: Option<Spanned<String>>,
     submit: RawOperation,
     status: Option<RawOperation>,
     callback: Option<RawCallback>,

@@ -98,6 +98,8 @@ pub enum WorkerSetupError {
     Client(#[from] crate::client::ClientError),
     #[error("signing key: {0}")]
     Signer(#[from] crate::modi::ModiError),
+    #[error(transparent)]
+    Voucher(#[from] crate::pdnd::VoucherError),
 }
 
 impl Worker {
@@ -113,14 +115,27 @@ impl Worker {
         let mut clients = BTreeMap::new();
         let mut office_clients = BTreeMap::new();
         for (id, channel) in &channels.institutions {
-            clients.insert(
-                id.clone(),
-                InstitutionClient::new(channel.clone(), &channels.certificate_pem, &channels.key_pem)?,
-            );
+            // One voucher cache per PDND client, shared by the institution's offices.
+            let vouchers = match &channel.pdnd {
+                Some(settings) => Some(Arc::new(crate::pdnd::VoucherSource::new(
+                    settings.clone(),
+                    clock.clone(),
+                    random.clone(),
+                    channel.timeout,
+                )?)),
+                None => None,
+            };
+            let client = |channel: Arc<crate::channels::Channel>| -> Result<InstitutionClient, WorkerSetupError> {
+                let client = InstitutionClient::new(channel, &channels.certificate_pem, &channels.key_pem)?;
+                Ok(match &vouchers {
+                    Some(source) => client.with_vouchers(source.clone()),
+                    None => client,
+                })
+            };
+            clients.insert(id.clone(), client(channel.clone())?);
             for office in channel.offices.keys() {
                 let Some(aimed) = channel.for_office(office) else { continue };
-                let client = InstitutionClient::new(Arc::new(aimed), &channels.certificate_pem, &channels.key_pem)?;
-                office_clients.insert((id.clone(), office.clone()), client);
+                office_clients.insert((id.clone(), office.clone()), client(Arc::new(aimed))?);
             }
         }
         let signer = Signer::new(

@@ -13,6 +13,7 @@
 
 mod inps_xml;
 mod interfaces;
+pub mod pdnd;
 
 pub use interfaces::Interface;
 
@@ -68,6 +69,8 @@ pub struct Behaviour {
     pub authorisations_down: bool,
     /// NONBLOCK_PULL_REST: status requests answered "in lavorazione" before the outcome.
     pub pending_polls: u32,
+    /// Behind PDND: vouchers (by `jti`) refused from now on, as if revoked.
+    pub revoked_vouchers: Vec<String>,
 }
 
 impl Default for Behaviour {
@@ -83,6 +86,7 @@ impl Default for Behaviour {
             authorisations: BTreeMap::new(),
             authorisations_down: false,
             pending_polls: 2,
+            revoked_vouchers: Vec::new(),
         }
     }
 }
@@ -124,6 +128,10 @@ pub struct SimSettings {
     /// Where it keeps its ledger (what it processed, its register, its answers), so that a
     /// restarted simulator still knows; `None` keeps it in memory only.
     pub ledger_path: Option<PathBuf>,
+    /// Behind PDND: the certificate PDND signs vouchers with. Filings and status requests must
+    /// then carry a voucher for this institution (as `Authorization`) with the ModI integrity
+    /// and audit headers; authorisation look-ups and delegation notices stay ModI-signed.
+    pub pdnd_cert_pem: Option<String>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
 }
@@ -216,6 +224,7 @@ struct Sim {
     behaviour: Mutex<Behaviour>,
     ledger: Mutex<Ledger>,
     verifier: Verifier,
+    voucher_check: Option<pdnd::VoucherCheck>,
     signer: Signer,
     callback_client: reqwest::Client,
 }
@@ -301,10 +310,20 @@ impl Sim {
         if self.behaviour.lock().map(|b| b.down).unwrap_or(false) {
             return Some(problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([])));
         }
-        self.verifier
-            .verify(headers, b"")
-            .err()
-            .map(|e| problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([])))
+        self.authenticate(headers, b"").err().map(|e| problem(StatusCode::UNAUTHORIZED, &e, json!([])))
+    }
+
+    /// Who a filing or status request comes from: the ModI headers, or behind PDND the
+    /// voucher and the ModI integrity and audit headers. The error is the 401's title.
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<delivery::modi::Verified, String> {
+        match &self.voucher_check {
+            None => self.verifier.verify(headers, body).map_err(|e| format!("ModI: {e}")),
+            Some(check) => {
+                let revoked = self.behaviour.lock().map(|b| b.revoked_vouchers.clone()).unwrap_or_default();
+                check.check(headers, &revoked).map_err(|e| format!("PDND: {e}"))?;
+                self.verifier.verify_integrity(headers, body).map_err(|e| format!("ModI: {e}"))
+            }
+        }
     }
 
     fn chance(&self) -> f64 {
@@ -364,11 +383,11 @@ async fn receive_filing(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: B
     if behaviour.down {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([]));
     }
-    let verified = match sim.verifier.verify(&headers, &body) {
+    let verified = match sim.authenticate(&headers, &body) {
         Ok(verified) => verified,
         Err(e) => {
-            tracing::info!(institution = %sim.settings.institution, error = %e, "ModI check failed");
-            return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
+            tracing::info!(institution = %sim.settings.institution, error = %e, "authentication failed");
+            return problem(StatusCode::UNAUTHORIZED, &e, json!([]));
         }
     };
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string) else {
@@ -565,8 +584,8 @@ async fn filing_state(State(sim): State<Arc<Sim>>, Path(id): Path<String>, heade
     if sim.behaviour.lock().map(|b| b.down).unwrap_or(false) {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([]));
     }
-    if let Err(e) = sim.verifier.verify(&headers, b"") {
-        return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
+    if let Err(e) = sim.authenticate(&headers, b"") {
+        return problem(StatusCode::UNAUTHORIZED, &e, json!([]));
     }
     let found = sim.ledger.lock().ok().and_then(|l| l.processed.iter().find(|r| r.filing_id == id).cloned());
     match found {
@@ -684,6 +703,45 @@ async fn set_behaviour(State(sim): State<Arc<Sim>>, Json(b): Json<Behaviour>) ->
     Json(b).into_response()
 }
 
+/// TLS for a simulated service with `cert_pem`/`key_pem`, HTTP/1.1.
+pub(crate) fn server_tls(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes()).filter_map(Result::ok).collect();
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no key".to_string())?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// Serves `app` over TLS on `listener`, in the background.
+pub(crate) fn serve(listener: TcpListener, app: Router, tls: rustls::ServerConfig) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    tower::ServiceExt::oneshot(app.clone(), request)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
 /// Starts a simulated institution on `listener` (HTTPS with `cert_pem`/`key_pem`).
 pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHandle, SimError> {
     let setup = |e: &dyn std::fmt::Display| SimError::Setup(format!("{}: {e}", settings.institution));
@@ -712,17 +770,7 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| setup(&e))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut settings.cert_pem.as_bytes()).filter_map(Result::ok).collect();
-    let key = rustls_pemfile::private_key(&mut settings.key_pem.as_bytes())
-        .map_err(|e| setup(&e))?
-        .ok_or_else(|| setup(&"no key"))?;
-    let mut server_tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| setup(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| setup(&e))?;
-    server_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let server_tls = server_tls(&settings.cert_pem, &settings.key_pem).map_err(|e| setup(&e))?;
     let addr = listener.local_addr().map_err(|e| setup(&e))?;
     let ledger = match &settings.ledger_path {
         Some(path) if path.exists() => {
@@ -732,7 +780,14 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         _ => Ledger::default(),
     };
     let interface = settings.interface;
+    let voucher_check = match &settings.pdnd_cert_pem {
+        Some(pem) => {
+            Some(pdnd::VoucherCheck::new(pem, &settings.institution, settings.clock.clone()).map_err(|e| setup(&e))?)
+        }
+        None => None,
+    };
     let sim = Arc::new(Sim {
+        voucher_check,
         behaviour: Mutex::new(settings.behaviour.clone()),
         ledger: Mutex::new(ledger),
         verifier,
@@ -753,25 +808,7 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         .route("/_sim/filings", get(list_received))
         .route("/_sim/behaviour", get(get_behaviour).put(set_behaviour))
         .with_state(sim.clone());
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls));
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    tower::ServiceExt::oneshot(app.clone(), request)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    serve(listener, app, server_tls);
     Ok(SimHandle { addr, sim })
 }
 

@@ -33,6 +33,12 @@ pub fn check(path: &Path, catalog: Option<&Catalog>) -> Result<(Channels, String
             channel.base_url,
             if profile.callback.is_some() { ", takes callbacks" } else { "" },
         ));
+        if let Some(pdnd) = &channel.pdnd {
+            summary.push_str(&format!(
+                "    PDND vouchers from {} (client {}, purpose {})\n",
+                pdnd.token_url, pdnd.client_id, pdnd.purpose_id
+            ));
+        }
     }
     Ok((channels, summary))
 }
@@ -62,8 +68,11 @@ pub fn dry_run(channels: &Channels, institution: &str, payload: serde_json::Valu
         .map_err(|e| format!("the portal's key: {e}"))?;
     let client = InstitutionClient::new(channel.clone(), &channels.certificate_pem, &channels.key_pem)
         .map_err(|e| e.to_string())?;
-    let request =
-        client.submit_request(&envelope, &context, &reply_to, &signer).map_err(|unsent| unsent.to_string())?;
+    // A PDND voucher is asked for only when a filing is really sent.
+    let voucher = channel.pdnd.as_ref().map(|p| format!("<a PDND voucher from {}>", p.token_url));
+    let request = client
+        .submit_request(&envelope, &context, &reply_to, &signer, voucher.as_deref())
+        .map_err(|unsent| unsent.to_string())?;
     let mut out = format!("{} {}\n", request.method(), request.url());
     for (name, value) in request.headers() {
         out.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));

@@ -116,13 +116,18 @@ enum Command {
         /// callback_delay_ms, rules.
         #[arg(long)]
         behaviour: Option<PathBuf>,
-        /// The interface it speaks: `sportello`, `registro-block` (BLOCK_REST) or `inail-pull`
-        /// (NONBLOCK_PULL_REST); see `channels/` for the profiles that speak them.
+        /// The interface it speaks: `sportello`, `registro-block` (BLOCK_REST), `inail-pull`
+        /// (NONBLOCK_PULL_REST) or `inps-xml` (XML, NONBLOCK_PUSH_REST); see `channels/` for
+        /// the profiles that speak them.
         #[arg(long, default_value = "sportello", value_parser = parse_interface)]
         interface: simulator::Interface,
         /// Where it keeps its ledger across restarts (JSON).
         #[arg(long)]
         ledger: Option<PathBuf>,
+        /// Behind PDND: the certificate PDND signs vouchers with (PEM); filings must then carry
+        /// a voucher for this institution.
+        #[arg(long)]
+        pdnd_cert: Option<PathBuf>,
     },
     /// The audit trail: verify the hash chain, or export it.
     Audit {
@@ -264,7 +269,8 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
 }
 
 fn parse_interface(s: &str) -> Result<simulator::Interface, String> {
-    simulator::Interface::parse(s).ok_or_else(|| format!("`{s}`: expected sportello, registro-block or inail-pull"))
+    simulator::Interface::parse(s)
+        .ok_or_else(|| format!("`{s}`: expected sportello, registro-block, inail-pull or inps-xml"))
 }
 
 async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Option<String>) -> anyhow::Result<()> {
@@ -404,6 +410,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             behaviour,
             interface,
             ledger,
+            pdnd_cert,
         } => {
             let behaviour = match behaviour {
                 Some(path) => {
@@ -426,6 +433,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     behaviour,
                     interface,
                     ledger_path: ledger,
+                    pdnd_cert_pem: pdnd_cert.as_ref().map(read).transpose()?,
                     clock: std::sync::Arc::new(web::SystemClock),
                     random: std::sync::Arc::new(web::SystemRandomness::default()),
                 },

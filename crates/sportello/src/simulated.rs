@@ -96,12 +96,81 @@ pub struct ChannelTuning {
     /// Overrides of the profiles' deadlines.
     pub callback_deadline: Option<Duration>,
     pub no_news_after: Option<Duration>,
+    /// How long the simulated PDND's vouchers last (default 600 s, as PDND's example).
+    pub voucher_lifetime: Option<Duration>,
 }
 
 impl ChannelTuning {
     pub fn new(timeout: Duration, retry: RetryPolicy) -> Self {
-        Self { timeout, retry, poll_interval: None, callback_deadline: None, no_news_after: None }
+        Self {
+            timeout,
+            retry,
+            poll_interval: None,
+            callback_deadline: None,
+            no_news_after: None,
+            voucher_lifetime: None,
+        }
     }
+}
+
+/// The simulated PDND's client registration of the portal.
+pub const PDND_CLIENT_ID: &str = "sportello-demo-client";
+pub const PDND_KID: &str = "sportello-pdnd-key-1";
+pub const PDND_ASSERTION_AUDIENCE: &str = "auth.pdnd-sim.local/client-assertion";
+
+/// The purpose the portal uses an institution's e-service for, on the simulated PDND.
+pub fn pdnd_purpose(institution: &str) -> String {
+    format!("purpose-{institution}-filings")
+}
+
+/// A simulated PDND for the institutions whose profile asks for vouchers, with a CA and a
+/// certificate of its own; the portal is registered with its own key as the client, with one
+/// active purpose per such institution. Returns its certificate (the institutions check
+/// vouchers with it) and the channel settings.
+async fn start_pdnd(
+    institutions: &[String],
+    portal: &PortalIdentity,
+    tuning: ChannelTuning,
+    clock: Arc<dyn domain::Clock>,
+    random: Arc<dyn domain::Randomness>,
+) -> anyhow::Result<(String, delivery::pdnd::PdndSettings)> {
+    let (ca_pem, server) = {
+        let pki = identity::test_pki::TestPki::generate("Simulated PDND CA")?;
+        let server = pki.server(&["127.0.0.1"])?;
+        (pki.ca.cert_pem.clone(), server)
+    };
+    let purposes = institutions.iter().map(|id| (pdnd_purpose(id), id.clone())).collect();
+    let client = simulator::pdnd::PdndClient { cert_pem: portal.cert_pem.clone(), kid: PDND_KID.into(), purposes };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let handle = simulator::pdnd::start(
+        listener,
+        simulator::pdnd::PdndSettings {
+            cert_pem: server.cert_pem.clone(),
+            key_pem: server.key_pem.clone(),
+            assertion_audience: PDND_ASSERTION_AUDIENCE.into(),
+            clients: BTreeMap::from([(PDND_CLIENT_ID.to_string(), client)]),
+            voucher_lifetime: tuning.voucher_lifetime.unwrap_or(Duration::from_secs(600)),
+            clock,
+            random,
+        },
+    )
+    .await?;
+    let settings = delivery::pdnd::PdndSettings {
+        token_url: handle.token_url(),
+        client_id: PDND_CLIENT_ID.into(),
+        purpose_id: String::new(),
+        assertion_audience: PDND_ASSERTION_AUDIENCE.into(),
+        kid: PDND_KID.into(),
+        ca_pem,
+        key_pem: portal.key_pem.clone(),
+    };
+    Ok((server.cert_pem, settings))
+}
+
+fn load_profile(path: &std::path::Path) -> anyhow::Result<Profile> {
+    let profile = Profile::load(path)
+        .map_err(|errors| anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")));
+    profile.with_context(|| format!("profile {}", path.display()))
 }
 
 /// Starts each simulator on a loopback port; returns them with the channels reaching them (the
@@ -115,7 +184,23 @@ pub async fn start_simulated(
 ) -> anyhow::Result<(BTreeMap<String, SimHandle>, Channels)> {
     let mut handles = BTreeMap::new();
     let mut institutions: BTreeMap<String, Arc<Channel>> = BTreeMap::new();
+    let mut profiles = BTreeMap::new();
+    for spec in &specs {
+        if let Some(path) = &spec.profile {
+            profiles.insert(spec.id.clone(), Arc::new(load_profile(path)?));
+        }
+    }
+    let behind_pdnd: Vec<String> = profiles
+        .iter()
+        .filter(|(_, p)| p.security == delivery::profile::Security::Pdnd)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let pdnd = match behind_pdnd.is_empty() {
+        true => None,
+        false => Some(start_pdnd(&behind_pdnd, portal, tuning, clock.clone(), random.clone()).await?),
+    };
     for spec in specs {
+        let pdnd_cert_pem = pdnd.as_ref().filter(|_| behind_pdnd.contains(&spec.id)).map(|(cert, _)| cert.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let handle = simulator::start(
             listener,
@@ -130,6 +215,7 @@ pub async fn start_simulated(
                 behaviour: spec.behaviour,
                 interface: spec.interface,
                 ledger_path: spec.ledger_path.clone(),
+                pdnd_cert_pem,
                 clock: clock.clone(),
                 random: random.clone(),
             },
@@ -149,11 +235,12 @@ pub async fn start_simulated(
             continue;
         }
         let mut channel = Channel::sportello(&spec.id, &address, &portal.ca_pem, &spec.cert_pem)?;
-        if let Some(path) = &spec.profile {
-            let profile = Profile::load(path).map_err(|errors| {
-                anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
-            });
-            channel.profile = Arc::new(profile.with_context(|| format!("profile {}", path.display()))?);
+        if let Some(profile) = profiles.get(&spec.id) {
+            channel.profile = profile.clone();
+        }
+        if let (Some((_, settings)), true) = (&pdnd, behind_pdnd.contains(&spec.id)) {
+            channel.pdnd =
+                Some(delivery::pdnd::PdndSettings { purpose_id: pdnd_purpose(&spec.id), ..settings.clone() });
         }
         channel.timeout = tuning.timeout;
         channel.retry = tuning.retry;

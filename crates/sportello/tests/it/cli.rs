@@ -175,7 +175,17 @@ fn channels_check_dry_runs_an_xml_filing_against_its_schema() {
     let dir = tempfile::tempdir().expect("temp");
     let profiles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels");
     let inps = format!("profile = \"{}\"\n", profiles.join("inps.toml").display());
+    let without_pdnd = channels_file_with(dir.path(), &profiles.join("inail.toml"), &inps);
+    let out = Command::new(binary()).args(["channels", "check"]).arg(&without_pdnd).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("needs a [pdnd] table"), "{stderr}");
+    let pdnd = "[institutions.inps.pdnd]\ntoken_url = \"https://pdnd.example/token.oauth2\"\nclient_id = \"c1\"\n\
+                purpose_id = \"p1\"\nassertion_audience = \"pdnd.example/client-assertion\"\nkid = \"k1\"\nca = \"ca.pem\"\n";
     let file = channels_file_with(dir.path(), &profiles.join("inail.toml"), &inps);
+    let text = std::fs::read_to_string(&file)
+        .expect("channels")
+        .replace("[institutions.inail]", &format!("{pdnd}\n[institutions.inail]"));
+    std::fs::write(&file, text).expect("channels");
     let dry_run = |sample: &str| {
         let path = dir.path().join("sample.json");
         std::fs::write(&path, sample).expect("sample");
@@ -193,6 +203,12 @@ fn channels_check_dry_runs_an_xml_filing_against_its_schema() {
     assert!(stdout.contains("inps: NONBLOCK_PUSH_REST"), "{stdout}");
     assert!(stdout.contains("POST https://inps.example/domande"), "{stdout}");
     assert!(stdout.contains("content-type: application/xml"), "{stdout}");
+    assert!(
+        stdout.contains("PDND vouchers from https://pdnd.example/token.oauth2 (client c1, purpose p1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("authorization: Bearer <a PDND voucher from"), "{stdout}");
+    assert!(stdout.contains("agid-jwt-signature: "), "integrity signed as ever: {stdout}");
     assert!(stdout.contains("<denominazione>Bar &lt;Centrale&gt; &amp; C.</denominazione>"), "escaped: {stdout}");
     // A payload the schema refuses (a codice fiscale of the wrong shape): shown, never sent.
     let out = dry_run(r#"{"azienda": {"denominazione": "Bar", "codice_fiscale": "rss"}}"#);

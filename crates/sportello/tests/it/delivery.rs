@@ -32,6 +32,8 @@ pub(crate) struct World {
     portal: Issued,
     institution_certs: BTreeMap<String, Issued>,
     pub(crate) sims: BTreeMap<String, SimHandle>,
+    /// The portal's PDND settings for INPS, when INPS is behind the simulated PDND.
+    pub(crate) pdnd: Option<delivery::pdnd::PdndSettings>,
     _dir: tempfile::TempDir,
 }
 
@@ -60,6 +62,10 @@ pub(crate) struct Options {
     pub(crate) ledgers: Option<std::path::PathBuf>,
     /// With `own_interfaces`: the profiles' folder (default: the repository's `channels/`).
     pub(crate) channels_dir: Option<std::path::PathBuf>,
+    /// How long the simulated PDND's vouchers last.
+    pub(crate) voucher_lifetime: Option<Duration>,
+    /// The purpose the portal names to PDND for INPS, instead of the active one.
+    pub(crate) pdnd_purpose: Option<String>,
 }
 
 pub(crate) async fn world_with(options: Options) -> World {
@@ -105,7 +111,8 @@ pub(crate) async fn world_with(options: Options) -> World {
     tuning.poll_interval = options.poll;
     tuning.callback_deadline = options.callback_deadline;
     tuning.no_news_after = options.no_news_after;
-    let (sims, channels) = start_simulated(
+    tuning.voucher_lifetime = options.voucher_lifetime;
+    let (sims, mut channels) = start_simulated(
         specs,
         &identity,
         tuning,
@@ -114,6 +121,12 @@ pub(crate) async fn world_with(options: Options) -> World {
     )
     .await
     .expect("simulators");
+    let pdnd = channels.get("inps").and_then(|c| c.pdnd.clone());
+    if let (Some(purpose), Some(inps)) = (&options.pdnd_purpose, channels.institutions.get_mut("inps")) {
+        if let Some(settings) = Arc::make_mut(inps).pdnd.as_mut() {
+            settings.purpose_id = purpose.clone();
+        }
+    }
     let tls = TlsMaterial::new(server.cert_pem.clone(), server.key_pem.clone(), pki.ca.cert_pem.clone());
     let database_url = format!("sqlite://{}", dir.path().join("delivery.db").display());
     let catalog = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../catalog");
@@ -134,6 +147,7 @@ pub(crate) async fn world_with(options: Options) -> World {
         portal,
         institution_certs: certs,
         sims,
+        pdnd,
         _dir: dir,
     }
 }

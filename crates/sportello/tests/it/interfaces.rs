@@ -193,6 +193,7 @@ async fn a_restarted_simulator_keeps_its_ledger_and_processes_nothing_twice() {
             behaviour: Behaviour::default(),
             interface: Interface::RegistroBlock,
             ledger_path: Some(ledger),
+            pdnd_cert_pem: None,
             clock: clock.clone(),
             random: random.clone(),
         };

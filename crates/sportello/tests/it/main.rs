@@ -9,5 +9,5 @@ mod crash;
 mod delegations;
 mod delivery;
 mod desk;
+mod inps_channel;
 mod interfaces;
-mod xml_channel;

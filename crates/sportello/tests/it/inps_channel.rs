@@ -1,14 +1,42 @@
-//! INPS as the demo has it: XML filings to its published schema, XML answers and signed XML
-//! callbacks read with XPath (see `channels/inps.toml`).
+//! INPS as the demo has it: behind a simulated PDND (vouchers), XML filings to its published
+//! schema, XML answers and signed XML callbacks read with XPath (see `channels/inps.toml`).
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use simulator::Behaviour;
 
 use crate::delivery::{all_in, quick_behaviour, states, with_long_description, world_with, Options};
 use crate::interfaces::delivery;
+
+/// The vouchers the simulated PDND has issued, asked over HTTPS with PDND's own CA.
+async fn vouchers_issued(w: &crate::delivery::World) -> Vec<Value> {
+    let pdnd = w.pdnd.as_ref().expect("INPS is behind PDND");
+    let url = pdnd.token_url.replace("/token.oauth2", "/_sim/vouchers");
+    let client = sportello::bench::https_client(&pdnd.ca_pem, None).expect("client");
+    client.get(url).send().await.expect("vouchers").json().await.expect("json")
+}
+
+async fn accepted_everywhere(w: &crate::delivery::World) -> String {
+    let id = w.submit(with_long_description()).await;
+    w.wait_for(&id, "all accepted", |p| all_in(p, "accepted")).await;
+    id
+}
+
+/// Submits a practice, waits until INPS failed and the others were accepted; returns the
+/// practice and INPS's last error.
+async fn inps_failed_alone(w: &crate::delivery::World) -> (Value, String) {
+    let id = w.submit(with_long_description()).await;
+    let p = w
+        .wait_for(&id, "INPS failed, the others accepted", |p| {
+            let s = states(p);
+            s["inps"] == "failed" && s["registro-imprese"] == "accepted" && s["inail"] == "accepted"
+        })
+        .await;
+    let error = delivery(&p, "inps")["last_error"].as_str().unwrap_or_default().to_string();
+    (p, error)
+}
 
 fn own_interfaces(channels_dir: Option<std::path::PathBuf>) -> Options {
     Options { own_interfaces: true, poll: Some(Duration::from_millis(50)), channels_dir, ..Options::default() }
@@ -66,16 +94,51 @@ async fn an_xml_filing_that_does_not_follow_the_schema_is_never_sent_and_the_ope
     std::fs::write(&template, broken).expect("write");
 
     let mut w = world_with(own_interfaces(Some(dir.path().to_path_buf()))).await;
-    let id = w.submit(with_long_description()).await;
-    let p = w
-        .wait_for(&id, "INPS failed, the others accepted", |p| {
-            let s = states(p);
-            s["inps"] == "failed" && s["registro-imprese"] == "accepted" && s["inail"] == "accepted"
-        })
-        .await;
-    let error = delivery(&p, "inps")["last_error"].as_str().unwrap_or_default().to_string();
+    let (_, error) = inps_failed_alone(&w).await;
     assert!(error.contains("does not follow inps.xsd") && error.contains("nothing was sent"), "{error}");
     assert!(error.contains("dichiarante"), "libxml2 names the element expected: {error}");
     assert!(w.sims["inps"].received().is_empty(), "nothing reached INPS");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdnd_voucher_is_reused_until_near_expiry_then_renewed_and_a_revoked_one_replaced() {
+    let options = Options { voucher_lifetime: Some(Duration::from_secs(6)), ..own_interfaces(None) };
+    let mut w = world_with(options).await;
+    accepted_everywhere(&w).await;
+    accepted_everywhere(&w).await;
+    let issued = vouchers_issued(&w).await;
+    assert_eq!(issued.len(), 1, "one voucher for both filings and every status request: {issued:#?}");
+    assert_eq!(issued[0]["purpose_id"], "purpose-inps-filings");
+    assert_eq!(issued[0]["audience"], "inps");
+    // Renewed a fifth of its life before it expires (here: a second before).
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    accepted_everywhere(&w).await;
+    let issued = vouchers_issued(&w).await;
+    assert_eq!(issued.len(), 2, "renewed near expiry: {issued:#?}");
+    // INPS stops honouring the current voucher: the 401 drops it, a new one is asked, the
+    // filing goes, once.
+    let current = issued[1]["jti"].as_str().expect("jti").to_string();
+    let behaviour = w.sims["inps"].behaviour();
+    w.sims["inps"].set_behaviour(Behaviour { revoked_vouchers: vec![current], ..behaviour });
+    let id = accepted_everywhere(&w).await;
+    assert_eq!(vouchers_issued(&w).await.len(), 3, "renewed after the institution refused it");
+    assert_eq!(w.sims["inps"].count_of(&id), 1);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purpose_pdnd_refuses_fails_the_filing_with_pdnd_s_reason() {
+    let options = Options { pdnd_purpose: Some("purpose-never-approved".into()), ..own_interfaces(None) };
+    let mut w = world_with(options).await;
+    let (p, error) = inps_failed_alone(&w).await;
+    assert!(
+        error.contains("PDND refused the voucher: unauthorized_client")
+            && error.contains("purpose-never-approved is not active"),
+        "{error}"
+    );
+    assert_eq!(delivery(&p, "inps")["attempts"], 1, "a refusal is not retried");
+    assert!(w.sims["inps"].received().is_empty(), "nothing reached INPS");
+    assert!(vouchers_issued(&w).await.is_empty());
     w.stop().await;
 }
