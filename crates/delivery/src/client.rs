@@ -20,6 +20,7 @@ use serde_json::Value;
 use domain::authorisation::Grant;
 
 use crate::channels::Channel;
+use crate::evidence::Evidence;
 use crate::mapping::{Answer, News};
 use crate::modi::Signer;
 use crate::pdnd::{VoucherError, VoucherSource};
@@ -74,6 +75,8 @@ pub enum SendResult {
     Rejected {
         reasons: Vec<String>,
         paths: Vec<String>,
+        /// The refusal as the institution signed it, when it did.
+        evidence: Option<Evidence>,
     },
     Permanent(String),
     Transient(String),
@@ -291,14 +294,14 @@ impl InstitutionClient {
             if !op.answer.delivered.contains(status.as_u16()) {
                 return PollResult::Unanswered(format!("HTTP {status}"));
             }
-            let answer = match response.bytes().await {
-                Ok(body) => op.answer.parse(&body),
-                Err(_) => Answer::Unreadable,
-            };
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap_or_default();
+            let answer = op.answer.parse(&body);
             if answer == Answer::Unreadable {
                 return PollResult::Unanswered("unreadable answer".into());
             }
-            let news = op.answer.read_answer(&answer);
+            let mut news = op.answer.read_answer(&answer);
+            news.evidence = Evidence::from_message(&headers, &body);
             if let Some(word) = &news.unknown_outcome {
                 tracing::warn!(institution = %self.channel.institution, %word, "an outcome word the profile does not list");
             }
@@ -383,8 +386,16 @@ impl InstitutionClient {
         };
         let status = response.status();
         let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let text = response.text().await.unwrap_or_default();
-        read_answer(&profile.submit.answer, status, location, &text)
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap_or_default();
+        let mut result = read_answer(&profile.submit.answer, status, location, &String::from_utf8_lossy(&body));
+        let signed = Evidence::from_message(&headers, &body);
+        match &mut result {
+            SendResult::Taken { news, .. } => news.evidence = signed,
+            SendResult::Rejected { evidence, .. } => *evidence = signed,
+            _ => {}
+        }
+        result
     }
 }
 
@@ -400,7 +411,7 @@ fn read_answer(
     if map.rejected.contains(code) {
         let news = map.read_answer(&answer);
         if !news.reasons.is_empty() || !news.paths.is_empty() {
-            return SendResult::Rejected { reasons: news.reasons, paths: news.paths };
+            return SendResult::Rejected { reasons: news.reasons, paths: news.paths, evidence: None };
         }
     }
     if map.delivered.contains(code) {

@@ -12,6 +12,7 @@
 pub mod authorisation;
 pub mod channels;
 pub mod client;
+pub mod evidence;
 pub mod mapping;
 pub mod modi;
 pub mod pdnd;

@@ -209,6 +209,8 @@ pub struct News {
     pub values: BTreeMap<String, String>,
     /// An outcome word the profile does not list.
     pub unknown_outcome: Option<String>,
+    /// The answer as the institution signed it, when it did.
+    pub evidence: Option<crate::evidence::Evidence>,
 }
 
 /// Where, in an institution's answer, each thing the portal needs is.

@@ -398,10 +398,12 @@ impl Worker {
         tracing::info!(filing = %envelope.filing_id, attempt = delivery.attempts, ?result, "filing sent");
         let mut status_url = None;
         let mut values = BTreeMap::new();
+        let mut evidence = None;
         let (event, next_at) = match result {
             SendResult::Taken { news, status_url: location } => {
                 status_url = location;
                 values = news.values.clone();
+                evidence = news.evidence.clone();
                 let event = match news.accepted {
                     None => DeliveryEvent::Sent { protocol_number: news.protocol_number },
                     Some(_) => self.event_for(news, &delivery.service_id, &institution, client),
@@ -410,7 +412,8 @@ impl Worker {
                 let first_poll = client.channel().first_poll_after().map(|i| self.clock.now() + i);
                 (event, first_poll)
             }
-            SendResult::Rejected { reasons, paths } => {
+            SendResult::Rejected { reasons, paths, evidence: signed } => {
+                evidence = signed;
                 let fields = self.fields_at_fault(&delivery.service_id, &institution, client, &paths);
                 (DeliveryEvent::RejectedOnReceipt(Rejection { reasons, fields }), None)
             }
@@ -436,6 +439,7 @@ impl Worker {
         update.next_at = next_at;
         update.status_url = status_url;
         update.values = values;
+        update.evidence = evidence.and_then(|e| serde_json::to_value(e).ok());
         self.record(&delivery, update).await;
     }
 
@@ -464,10 +468,12 @@ impl Worker {
             PollResult::News(news) => news,
         };
         let values = news.values.clone();
+        let evidence = news.evidence.clone().and_then(|e| serde_json::to_value(e).ok());
         let event = self.event_for(news, &item.service_id, &item.key.institution, client);
         let mut update = DeliveryUpdate::new(event, self.clock.now());
         update.revision = Some(item.revision);
         update.values = values;
+        update.evidence = evidence;
         if let Err(e) = self.queue.record(&item.key, &update).await {
             tracing::error!(error = %e, filing = %id, "could not record a poll answer");
         }

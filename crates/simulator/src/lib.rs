@@ -703,6 +703,31 @@ async fn set_behaviour(State(sim): State<Arc<Sim>>, Json(b): Json<Behaviour>) ->
     Json(b).into_response()
 }
 
+/// Signs every answer as an institution does (ModI INTEGRITY_REST_01: `Digest` and
+/// `Agid-JWT-Signature`), so that the portal can keep it as evidence.
+async fn sign_answers(
+    State(sim): State<Arc<Sim>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, "answer too large", json!([]));
+    };
+    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    if let Ok(headers) = sim.signer.sign(&sim.settings.portal_id, &bytes, &content_type, &sim.settings.institution) {
+        for (name, value) in headers {
+            if name == delivery::modi::DIGEST || name == delivery::modi::SIGNATURE {
+                if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                    parts.headers.insert(name, value);
+                }
+            }
+        }
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
 /// TLS for a simulated service with `cert_pem`/`key_pem`, HTTP/1.1.
 pub(crate) fn server_tls(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, String> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes()).filter_map(Result::ok).collect();
@@ -807,6 +832,7 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         .route("/_sim/delegations", get(list_delegations))
         .route("/_sim/filings", get(list_received))
         .route("/_sim/behaviour", get(get_behaviour).put(set_behaviour))
+        .layer(axum::middleware::from_fn_with_state(sim.clone(), sign_answers))
         .with_state(sim.clone());
     serve(listener, app, server_tls);
     Ok(SimHandle { addr, sim })

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod catalog_files;
 pub mod channels_check;
 pub mod demo;
+pub mod receipt;
 pub mod simulated;
 
 use std::net::SocketAddr;

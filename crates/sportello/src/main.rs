@@ -156,6 +156,11 @@ enum Command {
         #[arg(long, default_value_t = 21)]
         rounds: usize,
     },
+    /// Signed receipts: `receipt verify FILE` checks a practices export offline.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
     /// Delivery channel tools.
     Channels {
         #[command(subcommand)]
@@ -179,6 +184,21 @@ enum AuditCommand {
     Export {
         #[arg(long, env = "SPORTELLO_DATABASE_URL", default_value = "sqlite://sportello-data/sportello.db")]
         database_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptCommand {
+    /// Checks every institution's signed answer in an export (the desk's "Esporta") against
+    /// the institutions' certificates, and every digest; exit status 1 if anything fails.
+    Verify {
+        file: PathBuf,
+        /// The institutions' certificates from a channels file...
+        #[arg(long, conflicts_with = "certificates")]
+        channels: Option<PathBuf>,
+        /// ...or from a folder of `<institution>.pem` (the demo's `sportello-data/pki`).
+        #[arg(long, default_value = "sportello-data/pki")]
+        certificates: PathBuf,
     },
 }
 
@@ -450,6 +470,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BenchSearch { practices, rounds } => {
             let report = sportello::bench::search(practices.clamp(100, 5_000_000), rounds.clamp(1, 1000)).await?;
             println!("{report}");
+        }
+        Command::Receipt { command: ReceiptCommand::Verify { file, channels, certificates } } => {
+            let text = read(&file)?;
+            let certificates = match channels {
+                Some(path) => sportello::receipt::certificates_of_channels(&delivery::channels::Channels::load(&path)?),
+                None => {
+                    let export: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    let named = sportello::receipt::institutions_named(&export);
+                    let named: Vec<&str> = named.iter().map(String::as_str).collect();
+                    sportello::receipt::certificates_in(&certificates, &named)
+                }
+            };
+            let report = sportello::receipt::verify(&text, &certificates)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            for line in &report.lines {
+                println!("{line}");
+            }
+            println!("{} verified, {} failed", report.verified, report.failed);
+            if report.failed > 0 {
+                std::process::exit(1);
+            }
         }
         Command::Audit { command: AuditCommand::Verify { database_url } } => {
             let store = storage::connect(&database_url).await?;

@@ -342,6 +342,9 @@ pub struct DeliveryUpdate {
     pub status_url: Option<String>,
     /// Values the institution's answer carried, merged into the delivery's.
     pub values: std::collections::BTreeMap<String, String>,
+    /// The answer as the institution signed it (`delivery::evidence::Evidence`), kept in the
+    /// event's detail as `evidence`.
+    pub evidence: Option<Value>,
 }
 
 impl DeliveryUpdate {
@@ -355,6 +358,7 @@ impl DeliveryUpdate {
             next_at: None,
             status_url: None,
             values: std::collections::BTreeMap::new(),
+            evidence: None,
         }
     }
 
@@ -737,6 +741,15 @@ fn event_kind(event: &DeliveryEvent) -> &'static str {
         DeliveryEvent::NoNews => "no_news",
         DeliveryEvent::Released => "released",
     }
+}
+
+/// What the timeline keeps of an update: the event's detail and the signed evidence.
+fn update_detail(update: &DeliveryUpdate, recorded: &Recorded) -> Value {
+    let mut detail = event_detail(&update.event, recorded);
+    if let (Value::Object(map), Some(evidence)) = (&mut detail, &update.evidence) {
+        map.insert("evidence".into(), evidence.clone());
+    }
+    detail
 }
 
 fn event_detail(event: &DeliveryEvent, recorded: &Recorded) -> Value {

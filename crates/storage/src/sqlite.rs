@@ -22,7 +22,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::{
-    data_json, event_detail, event_kind, merged_values, plan_record, reference_year, rejection_json, unix_millis,
+    data_json, event_kind, merged_values, plan_record, reference_year, rejection_json, unix_millis, update_detail,
     ClaimedDelivery, CurrentDelivery, DeliveryKey, DeliveryQueue, DeliveryRow, DeliveryUpdate, Migrations, PollItem,
     PollPace, PracticeQuery, PracticeRow, PracticeSearch, PracticeStore, Recorded, SearchPage, StoreError,
     TimelineEntry,
@@ -716,7 +716,7 @@ impl DeliveryQueue for SqliteStore {
         }
         if plan.log {
             let state = plan.status.as_ref().map_or(current.status.state, |s| s.state);
-            let detail = event_detail(&update.event, &plan.recorded);
+            let detail = update_detail(update, &plan.recorded);
             log_event(&mut tx, key, update.at, event_kind(&update.event), state, &detail, update.message_id.as_deref())
                 .await?;
         }

@@ -421,6 +421,8 @@ async fn answers_and_callbacks_in_any_order(b: Backend) {
     // INAIL calls back "taken in charge" before the worker records its answer.
     let mut callback = DeliveryUpdate::new(DeliveryEvent::TakenInCharge { protocol_number: "INAIL-7".into() }, NOW);
     callback.message_id = Some("inail-msg-1".into());
+    let evidence = serde_json::json!({ "content_type": "application/json", "body": "e30=", "digest": "SHA-256=x", "signature": "a.b.c" });
+    callback.evidence = Some(evidence.clone());
     assert!(matches!(b.store.record(&key(id, "inail"), &callback).await.expect("callback"), Recorded::Applied(_)));
     assert_eq!(b.other.record(&key(id, "inail"), &callback).await.expect("again"), Recorded::Duplicate);
     let inail = claimed.iter().find(|c| c.key.institution == "inail").expect("inail");
@@ -454,7 +456,8 @@ async fn answers_and_callbacks_in_any_order(b: Backend) {
         Some("INAIL-7")
     );
     let timeline = b.store.timeline(&holder(), id).await.expect("timeline");
-    assert!(timeline.iter().any(|e| e.kind == "taken_in_charge" && e.institution == "inail"));
+    let taken = timeline.iter().find(|e| e.kind == "taken_in_charge" && e.institution == "inail").expect("taken");
+    assert_eq!(taken.detail["evidence"], evidence, "the signed answer is kept exactly with its event");
     assert!(b.store.timeline(&stranger(), id).await.expect("timeline").is_empty());
     let unknown = key(PracticeId::from_random_bytes([9; 16]), "inps");
     assert!(matches!(b.store.record(&unknown, &callback).await, Err(StoreError::NotFound)));

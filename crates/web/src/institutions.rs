@@ -125,6 +125,9 @@ async fn take(
     update.message_id = Some(format!("{institution}:{message_id}"));
     update.revision = Some(revision);
     update.values = values;
+    // The callback was verified above: kept as the institution signed it.
+    update.evidence =
+        delivery::evidence::Evidence::from_message(headers, body).and_then(|e| serde_json::to_value(e).ok());
     let key = DeliveryKey { practice_id, institution: institution.to_string() };
     let recorded = app.store.record(&key, &update).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::NotFound,

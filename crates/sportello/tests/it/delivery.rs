@@ -30,7 +30,7 @@ pub(crate) struct World {
     pub(crate) collaborator: Issued,
     pub(crate) stranger: Issued,
     portal: Issued,
-    institution_certs: BTreeMap<String, Issued>,
+    pub(crate) institution_certs: BTreeMap<String, Issued>,
     pub(crate) sims: BTreeMap<String, SimHandle>,
     /// The portal's PDND settings for INPS, when INPS is behind the simulated PDND.
     pub(crate) pdnd: Option<delivery::pdnd::PdndSettings>,

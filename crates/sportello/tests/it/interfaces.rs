@@ -296,3 +296,65 @@ async fn milan_and_rome_go_to_their_chambers_and_an_unrouted_value_is_refused_be
     assert!(error["message"].as_str().is_some_and(|m| m.contains("Registro delle imprese")), "{error:#}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signed_answer_is_kept_exported_and_verified_offline_and_one_byte_changed_fails() {
+    use base64::Engine;
+    let mut w = world_with(own_interfaces()).await;
+    let id = w.submit(with_long_description()).await;
+    w.wait_for(&id, "all accepted", |p| all_in(p, "accepted")).await;
+    let export: Value = w
+        .client()
+        .get(w.url(&format!("/pratiche/esporta?pratica={id}")))
+        .send()
+        .await
+        .expect("export")
+        .json()
+        .await
+        .expect("json");
+    // Kept with the event that carried it: the BLOCK_REST answer, INAIL's polled outcome,
+    // INPS's two XML callbacks.
+    let timeline = export["practices"][0]["timeline"].as_array().expect("timeline").clone();
+    let signed = |institution: &str| {
+        timeline.iter().filter(|e| e["institution"] == institution && e["detail"].get("evidence").is_some()).count()
+    };
+    assert!(signed("registro-imprese") >= 1 && signed("inail") >= 1 && signed("inps") >= 2, "{timeline:#?}");
+
+    let dir = tempfile::tempdir().expect("temp");
+    for (institution, cert) in &w.institution_certs {
+        std::fs::write(dir.path().join(format!("{institution}.pem")), &cert.cert_pem).expect("cert");
+    }
+    let file = dir.path().join("export.json");
+    let verify = |export: &Value| {
+        std::fs::write(&file, serde_json::to_vec_pretty(export).expect("json")).expect("write");
+        let out = std::process::Command::new(crate::cli::binary())
+            .args(["receipt", "verify"])
+            .arg(&file)
+            .arg("--certificates")
+            .arg(dir.path())
+            .output()
+            .expect("run");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (ok, report) = verify(&export);
+    assert!(ok, "{report}");
+    assert!(report.contains("signed by inps") && report.contains("signed by registro-imprese"), "{report}");
+    assert!(report.contains(" 0 failed"), "{report}");
+
+    // One byte of one kept answer changed: the verification names it and fails.
+    let mut tampered = export.clone();
+    let entry = tampered["practices"][0]["timeline"]
+        .as_array_mut()
+        .and_then(|t| t.iter_mut().find(|e| e["institution"] == "inps" && e["detail"].get("evidence").is_some()))
+        .expect("an INPS answer");
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut body = engine.decode(entry["detail"]["evidence"]["body"].as_str().expect("body")).expect("base64");
+    let at = body.len() / 2;
+    body[at] ^= 0x01;
+    entry["detail"]["evidence"]["body"] = json!(engine.encode(&body));
+    let (ok, report) = verify(&tampered);
+    assert!(!ok, "{report}");
+    assert!(report.contains("FAILED") && report.contains("was changed"), "{report}");
+    assert!(report.contains(" 1 failed"), "only that one: {report}");
+    w.stop().await;
+}
