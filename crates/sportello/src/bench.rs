@@ -1,6 +1,9 @@
 //! `sportello bench`: submits practices with three recipients over the real HTTPS API against
 //! the simulated institutions, and reports intake, delivery throughput and the time from
-//! submission to the last protocol number, next to the raw SQLite commit rate of the same disk.
+//! submission to the last protocol number, next to the raw SQLite commit rate of the same disk;
+//! and, per institution, the time to its protocol number and to its outcome through its own
+//! kind of channel (with `--interfaces own`, the demo's: BLOCK_REST, NONBLOCK_PULL_REST, and
+//! NONBLOCK_PUSH_REST with XML behind PDND; with `sportello`, Sportello's own for all).
 //!
 //! Everything runs on loopback in one process (portal, worker, three simulators), with a fresh
 //! SQLite database in a temporary folder; request loops are bounded by the number of practices.
@@ -67,6 +70,34 @@ pub struct Report {
     pub latency_p99: Duration,
     pub latency_max: Duration,
     pub sqlite_commits_per_second: f64,
+    /// Per institution: its channel's kind, and the time from submission to its protocol
+    /// number and to its outcome.
+    pub per_channel: Vec<ChannelFigures>,
+}
+
+/// What one institution's channel took.
+#[derive(Debug, Clone)]
+pub struct ChannelFigures {
+    pub institution: String,
+    pub kind: String,
+    pub protocol_p50: Duration,
+    pub protocol_p99: Duration,
+    pub outcome_p50: Duration,
+    pub outcome_p99: Duration,
+}
+
+/// The kind of a channel, as the benchmark reports it.
+fn channel_kind(channel: &delivery::channels::Channel) -> String {
+    let profile = &channel.profile;
+    let mut kind = profile.pattern.as_str().to_string();
+    if profile.submit.content_type.contains("xml") {
+        kind.push_str(", XML");
+    }
+    if profile.security == delivery::profile::Security::Pdnd {
+        kind.push_str(", PDND voucher");
+    }
+    kind.push_str(&format!(" ({})", profile.name.rsplit('/').next().unwrap_or_default()));
+    kind
 }
 
 impl std::fmt::Display for Report {
@@ -85,7 +116,21 @@ impl std::fmt::Display for Report {
             self.latency_p99.as_millis(),
             self.latency_max.as_millis()
         )?;
-        write!(f, "raw SQLite commits, same disk:  {:.1} commits/s", self.sqlite_commits_per_second)
+        writeln!(f, "raw SQLite commits, same disk:  {:.1} commits/s", self.sqlite_commits_per_second)?;
+        writeln!(f, "per channel (from submission; p50 / p99):")?;
+        for c in &self.per_channel {
+            writeln!(
+                f,
+                "  {:<17} {:<58} protocol {:>6} / {:>6} ms, outcome {:>6} / {:>6} ms",
+                c.institution,
+                c.kind,
+                c.protocol_p50.as_millis(),
+                c.protocol_p99.as_millis(),
+                c.outcome_p50.as_millis(),
+                c.outcome_p99.as_millis()
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -98,7 +143,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs the benchmark with `practices` practices, `concurrency` at a time.
-pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::Path) -> anyhow::Result<Report> {
+pub async fn run(
+    practices: usize,
+    concurrency: usize,
+    catalog_dir: &std::path::Path,
+    own_interfaces: bool,
+) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
     let sqlite_commits_per_second = storage::sqlite::measure_commit_rate(&dir.path().join("probe.db"), 300).await?;
 
@@ -112,9 +162,15 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
     let mut specs = Vec::new();
     for (id, register) in crate::demo::DEMO_INSTITUTIONS {
         let cert = pki.server(&["127.0.0.1"])?;
-        let mut behaviour = simulator::Behaviour { callback_delay_ms: 0, ..simulator::Behaviour::default() };
+        // A pull institution answers at the first status request.
+        let mut behaviour =
+            simulator::Behaviour { callback_delay_ms: 0, pending_polls: 0, ..simulator::Behaviour::default() };
         simulator::grant(&mut behaviour.authorisations, cf, &[cf], domain::authorisation::Role::Owner);
-        specs.push(SimSpec::sportello(id, register, &cert.cert_pem, &cert.key_pem, behaviour));
+        let spec = SimSpec::sportello(id, register, &cert.cert_pem, &cert.key_pem, behaviour);
+        specs.push(match own_interfaces {
+            true => spec.with_own_interface(&catalog_dir.parent().unwrap_or(catalog_dir).join("channels")),
+            false => spec,
+        });
     }
     let identity = PortalIdentity {
         portal_id: "sportello".into(),
@@ -122,8 +178,12 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
         key_pem: portal.key_pem.clone(),
         ca_pem: pki.ca.cert_pem.clone(),
     };
-    let tuning = ChannelTuning::new(Duration::from_secs(10), domain::delivery::RetryPolicy::default());
+    let mut tuning = ChannelTuning::new(Duration::from_secs(10), domain::delivery::RetryPolicy::default());
+    // Asked every 200 ms rather than at INAIL's real pace (1 s, then backing off).
+    tuning.poll_interval = own_interfaces.then_some(Duration::from_millis(200));
     let (_sims, channels) = start_simulated(specs, &identity, tuning, clock, random).await?;
+    let kinds: Vec<(String, String)> =
+        channels.institutions.iter().map(|(id, c)| (id.clone(), channel_kind(c))).collect();
     let tls = TlsMaterial::new(server.cert_pem.clone(), server.key_pem.clone(), pki.ca.cert_pem.clone());
     let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let settings = Settings {
@@ -166,26 +226,21 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
     }
     let intake = started.elapsed();
 
-    // Wait for every protocol number, then read each practice's own timeline.
+    // Wait for every outcome, then read each practice's own timeline.
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut latencies = Vec::with_capacity(practices);
+    let mut by_channel: std::collections::BTreeMap<String, (Vec<Duration>, Vec<Duration>)> = Default::default();
     let mut last_protocol = started_utc;
     for (id, submitted_at) in &submitted {
         loop {
             let p: Value = client.get(format!("{base}/api/v1/practices/{id}")).send().await?.json().await?;
-            let protocols = p["deliveries"]
-                .as_array()
-                .map_or(0, |ds| ds.iter().filter(|d| d["protocol_number"].is_string()).count());
-            if protocols == 3 {
+            let decided =
+                p["deliveries"].as_array().map_or(0, |ds| ds.iter().filter(|d| d["state"] == "accepted").count());
+            if decided == 3 {
+                channel_times(&p, &mut by_channel);
                 // The last protocol number's arrival, from the practice's own timeline.
                 let submitted_ts = p["submitted_at"].as_str().and_then(parse_ts);
-                let last_ts = p["timeline"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|e| e["kind"] == "taken_in_charge" || e["kind"] == "sent")
-                    .filter_map(|e| e["at"].as_str().and_then(parse_ts))
-                    .max();
+                let last_ts = protocol_arrivals(&p).into_values().max();
                 let latency = match (submitted_ts, last_ts) {
                     (Some(s), Some(l)) if l >= s => (l - s).unsigned_abs(),
                     _ => submitted_at.elapsed(),
@@ -201,6 +256,22 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
     let all_done = (last_protocol - started_utc).unsigned_abs();
     running.stop().await;
     latencies.sort();
+    let per_channel = kinds
+        .into_iter()
+        .map(|(institution, kind)| {
+            let (mut protocol, mut outcome) = by_channel.remove(&institution).unwrap_or_default();
+            protocol.sort();
+            outcome.sort();
+            ChannelFigures {
+                institution,
+                kind,
+                protocol_p50: percentile(&protocol, 50.0),
+                protocol_p99: percentile(&protocol, 99.0),
+                outcome_p50: percentile(&outcome, 50.0),
+                outcome_p99: percentile(&outcome, 99.0),
+            }
+        })
+        .collect();
     Ok(Report {
         practices,
         concurrency,
@@ -210,7 +281,40 @@ pub async fn run(practices: usize, concurrency: usize, catalog_dir: &std::path::
         latency_p99: percentile(&latencies, 99.0),
         latency_max: latencies.last().copied().unwrap_or_default(),
         sqlite_commits_per_second,
+        per_channel,
     })
+}
+
+/// When each institution's protocol number first arrived (whatever event carried it: an
+/// answer, a callback, a polled outcome).
+fn protocol_arrivals(p: &Value) -> std::collections::BTreeMap<String, time::OffsetDateTime> {
+    let mut first = std::collections::BTreeMap::new();
+    for e in p["timeline"].as_array().into_iter().flatten() {
+        let (Some(institution), Some(at)) = (e["institution"].as_str(), e["at"].as_str().and_then(parse_ts)) else {
+            continue;
+        };
+        if e["detail"]["protocol_number"].is_string() {
+            first.entry(institution.to_string()).or_insert(at);
+        }
+    }
+    first
+}
+
+/// Adds, per institution, the times from the practice's submission to the first event that
+/// carried its protocol number and to its outcome.
+fn channel_times(p: &Value, into: &mut std::collections::BTreeMap<String, (Vec<Duration>, Vec<Duration>)>) {
+    let Some(submitted) = p["submitted_at"].as_str().and_then(parse_ts) else { return };
+    let timeline = p["timeline"].as_array().cloned().unwrap_or_default();
+    let since = |e: &Value| e["at"].as_str().and_then(parse_ts).map(|at| (at - submitted).unsigned_abs());
+    for d in p["deliveries"].as_array().into_iter().flatten() {
+        let Some(institution) = d["institution"].as_str() else { continue };
+        let events = || timeline.iter().filter(move |e| e["institution"] == institution);
+        let protocol = protocol_arrivals(p).get(institution).map(|at| (*at - submitted).unsigned_abs());
+        let outcome = events().filter(|e| e["kind"] == "outcome").find_map(since);
+        let entry = into.entry(institution.to_string()).or_default();
+        entry.0.extend(protocol);
+        entry.1.extend(outcome);
+    }
 }
 
 fn parse_ts(s: &str) -> Option<time::OffsetDateTime> {

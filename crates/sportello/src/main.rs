@@ -148,6 +148,10 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value = "catalog")]
         catalog: PathBuf,
+        /// `own`: the demo's institutions with their own interfaces (channels/ beside the
+        /// catalog); `sportello`: every institution with Sportello's own.
+        #[arg(long, default_value = "own", value_parser = ["own", "sportello"])]
+        interfaces: String,
     },
     /// Times the desk's searches on a fresh SQLite store filled with many practices.
     BenchSearch {
@@ -462,9 +466,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("simulated {institution} on https://{}", handle.addr);
             shutdown.await;
         }
-        Command::Bench { practices, concurrency, catalog } => {
+        Command::Bench { practices, concurrency, catalog, interfaces } => {
+            let own = interfaces == "own";
             let report =
-                sportello::bench::run(practices.clamp(1, 100_000), concurrency.clamp(1, 256), &catalog).await?;
+                sportello::bench::run(practices.clamp(1, 100_000), concurrency.clamp(1, 256), &catalog, own).await?;
             println!("{report}");
         }
         Command::BenchSearch { practices, rounds } => {
