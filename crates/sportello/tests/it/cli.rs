@@ -171,6 +171,24 @@ fn channels_check_describes_each_channel_and_dry_runs_a_filing() {
 }
 
 #[test]
+fn channels_check_refuses_a_profile_that_never_reads_a_value_the_catalog_promises() {
+    let dir = tempfile::tempdir().expect("temp");
+    let profiles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels");
+    let file = channels_file(dir.path(), &profiles.join("inail.toml"));
+    // The Registro Imprese left on Sportello's own interface: nothing reads its REA number.
+    let text = std::fs::read_to_string(&file).expect("channels");
+    let ri_profile = format!("profile = \"{}\"\n", profiles.join("registro-imprese.toml").display());
+    assert!(text.contains(&ri_profile));
+    std::fs::write(&file, text.replace(&ri_profile, "")).expect("write");
+    let out =
+        Command::new(binary()).args(["channels", "check"]).arg(&file).arg("--catalog").arg(shipped_catalog()).output();
+    let out = out.expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(stderr.contains("registro-imprese provides `numero_rea`") && stderr.contains("ufficio_rea"), "{stderr}");
+}
+
+#[test]
 fn channels_check_dry_runs_an_xml_filing_against_its_schema() {
     let dir = tempfile::tempdir().expect("temp");
     let profiles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels");
