@@ -11,9 +11,13 @@
 //! - records every filing it processed, so tests can count them (`GET /_sim/filings`);
 //! - shows and takes its behaviour while it runs (`GET` and `PUT /_sim/behaviour`).
 
+mod delegations;
 mod inps_xml;
 mod interfaces;
 pub mod pdnd;
+mod serve;
+
+pub(crate) use serve::{serve, server_tls};
 
 pub use interfaces::Interface;
 
@@ -597,87 +601,6 @@ async fn filing_state(State(sim): State<Arc<Sim>>, Path(id): Path<String>, heade
     }
 }
 
-async fn authorisations(State(sim): State<Arc<Sim>>, Path(tax_code): Path<String>, headers: HeaderMap) -> Response {
-    let behaviour = sim.behaviour.lock().map(|b| b.clone()).unwrap_or_default();
-    if behaviour.authorisations_down {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio abilitazioni non disponibile", json!([]));
-    }
-    if let Err(e) = sim.verifier.verify(&headers, b"") {
-        return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
-    }
-    let grants = behaviour.authorisations.get(&tax_code.to_ascii_uppercase()).cloned().unwrap_or_default();
-    Json(json!({ "tax_code": tax_code, "businesses": grants })).into_response()
-}
-
-/// `POST /delegations`: registers a sub-delegation if the grantor may file here for every
-/// business named; otherwise refuses it with the reason. The same delegation sent again gets
-/// the same answer.
-async fn register_delegation(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
-    let behaviour = sim.behaviour.lock().map(|b| b.clone()).unwrap_or_default();
-    if behaviour.down {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([]));
-    }
-    let verified = match sim.verifier.verify(&headers, &body) {
-        Ok(v) => v,
-        Err(e) => return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([])),
-    };
-    let Ok(message) = serde_json::from_slice::<delivery::client::DelegationMessage>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "Delega non leggibile", json!([]));
-    };
-    if verified.user_id != message.grantor {
-        return problem(StatusCode::UNAUTHORIZED, "ModI: la traccia non indica il delegante", json!([]));
-    }
-    let grants = behaviour.authorisations.get(&message.grantor.to_ascii_uppercase()).cloned().unwrap_or_default();
-    if let Some(missing) =
-        message.businesses.iter().find(|b| !grants.iter().any(|g| g.business.eq_ignore_ascii_case(b)))
-    {
-        let reason = format!("Il delegante non risulta abilitato presso l'ente per l'impresa {missing}");
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "status": "refused", "reason": reason })))
-            .into_response();
-    }
-    let Ok(mut ledger) = sim.ledger.lock() else {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, "ledger", json!([]));
-    };
-    if let Some(known) = ledger.delegations.get(&message.delegation_id) {
-        return Json(json!({ "status": "active", "reference": known.reference })).into_response();
-    }
-    let reference = format!("{}-DEL-{:05}", sim.settings.register, ledger.delegations.len() + 1);
-    ledger.delegations.insert(
-        message.delegation_id.clone(),
-        RegisteredDelegation {
-            reference: reference.clone(),
-            grantor: message.grantor,
-            delegate: message.delegate,
-            businesses: message.businesses,
-            revoked: false,
-        },
-    );
-    sim.persist(&ledger);
-    (StatusCode::CREATED, Json(json!({ "status": "active", "reference": reference }))).into_response()
-}
-
-/// `DELETE /delegations/{id}`: the sub-delegation no longer holds.
-async fn revoke_delegation(State(sim): State<Arc<Sim>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let behaviour = sim.behaviour.lock().map(|b| b.clone()).unwrap_or_default();
-    if behaviour.down {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, "Servizio non disponibile", json!([]));
-    }
-    if let Err(e) = sim.verifier.verify(&headers, b"") {
-        return problem(StatusCode::UNAUTHORIZED, &format!("ModI: {e}"), json!([]));
-    }
-    let Ok(mut ledger) = sim.ledger.lock() else {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, "ledger", json!([]));
-    };
-    match ledger.delegations.get_mut(&id) {
-        Some(d) => {
-            d.revoked = true;
-            sim.persist(&ledger);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => problem(StatusCode::NOT_FOUND, "Delega sconosciuta", json!([])),
-    }
-}
-
 async fn list_delegations(State(sim): State<Arc<Sim>>) -> Response {
     let delegations = sim.ledger.lock().map(|l| l.delegations.clone()).unwrap_or_default();
     Json(json!({ "delegations": delegations })).into_response()
@@ -701,70 +624,6 @@ async fn set_behaviour(State(sim): State<Arc<Sim>>, Json(b): Json<Behaviour>) ->
         *current = b.clone();
     }
     Json(b).into_response()
-}
-
-/// Signs every answer as an institution does (ModI INTEGRITY_REST_01: `Digest` and
-/// `Agid-JWT-Signature`), so that the portal can keep it as evidence.
-async fn sign_answers(
-    State(sim): State<Arc<Sim>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let response = next.run(request).await;
-    let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, "answer too large", json!([]));
-    };
-    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    if let Ok(headers) = sim.signer.sign(&sim.settings.portal_id, &bytes, &content_type, &sim.settings.institution) {
-        for (name, value) in headers {
-            if name == delivery::modi::DIGEST || name == delivery::modi::SIGNATURE {
-                if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
-                    parts.headers.insert(name, value);
-                }
-            }
-        }
-    }
-    Response::from_parts(parts, axum::body::Body::from(bytes))
-}
-
-/// TLS for a simulated service with `cert_pem`/`key_pem`, HTTP/1.1.
-pub(crate) fn server_tls(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, String> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes()).filter_map(Result::ok).collect();
-    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "no key".to_string())?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tls)
-}
-
-/// Serves `app` over TLS on `listener`, in the background.
-pub(crate) fn serve(listener: TcpListener, app: Router, tls: rustls::ServerConfig) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    tower::ServiceExt::oneshot(app.clone(), request)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
 }
 
 /// Starts a simulated institution on `listener` (HTTPS with `cert_pem`/`key_pem`).
@@ -826,13 +685,13 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         .route("/denunce/{n}/stato", get(interfaces::pull_status))
         .route("/denunce/{n}/esito", get(interfaces::pull_outcome))
         .route("/domande/{id}/esito", get(inps_xml::outcome))
-        .route("/authorisations/{tax_code}", get(authorisations))
-        .route("/delegations", post(register_delegation))
-        .route("/delegations/{id}", axum::routing::delete(revoke_delegation))
+        .route("/authorisations/{tax_code}", get(delegations::authorisations))
+        .route("/delegations", post(delegations::register_delegation))
+        .route("/delegations/{id}", axum::routing::delete(delegations::revoke_delegation))
         .route("/_sim/delegations", get(list_delegations))
         .route("/_sim/filings", get(list_received))
         .route("/_sim/behaviour", get(get_behaviour).put(set_behaviour))
-        .layer(axum::middleware::from_fn_with_state(sim.clone(), sign_answers))
+        .layer(axum::middleware::from_fn_with_state(sim.clone(), serve::sign_answers))
         .with_state(sim.clone());
     serve(listener, app, server_tls);
     Ok(SimHandle { addr, sim })
