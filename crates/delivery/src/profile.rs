@@ -238,37 +238,7 @@ impl Profile {
         shown: &BTreeMap<String, String>,
     ) -> Result<Self, Vec<ProfileError>> {
         let mut errors = Vec::new();
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
-        env.set_auto_escape_callback(|template| {
-            if template.ends_with(".json") {
-                AutoEscape::Json
-            } else if template.ends_with(".xml") || template.ends_with(".html") {
-                AutoEscape::Html
-            } else {
-                AutoEscape::None
-            }
-        });
-        let mut schemas = BTreeMap::new();
-        for (file, source) in template_texts {
-            let file_shown = shown.get(&file).cloned().unwrap_or_else(|| file.clone());
-            if file.ends_with(".xsd") {
-                if let Err(problems) = crate::xml::check_schema(&source) {
-                    let message = format!("the XML schema cannot be used: {}", problems.join("; "));
-                    errors.push(ProfileError { file: file_shown, line: 1, column: 1, message });
-                }
-                schemas.insert(file, source);
-                continue;
-            }
-            if let Err(e) = env.add_template_owned(file.clone(), source) {
-                errors.push(ProfileError {
-                    file: file_shown,
-                    line: e.line().unwrap_or(1),
-                    column: 1,
-                    message: format!("template: {}", e.detail().unwrap_or("syntax error")),
-                });
-            }
-        }
+        let (mut env, schemas) = load_files(template_texts, shown, &mut errors);
         let namespaces = raw.namespaces.clone();
         let mut ctx =
             Compiler { name, text, errors: &mut errors, env: &mut env, namespaces: &namespaces, schemas: &schemas };
@@ -496,6 +466,47 @@ impl Compiler<'_> {
             answer: self.answer(&raw.answer),
         }
     }
+}
+
+/// The template engine with the profile's templates, and its XML schemas (checked here), from
+/// the files' texts by name; each unusable file is an error naming it.
+fn load_files(
+    texts: BTreeMap<String, String>,
+    shown: &BTreeMap<String, String>,
+    errors: &mut Vec<ProfileError>,
+) -> (Environment<'static>, BTreeMap<String, String>) {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_auto_escape_callback(|template| {
+        if template.ends_with(".json") {
+            AutoEscape::Json
+        } else if template.ends_with(".xml") || template.ends_with(".html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    let mut schemas = BTreeMap::new();
+    for (file, source) in texts {
+        let file_shown = shown.get(&file).cloned().unwrap_or_else(|| file.clone());
+        if file.ends_with(".xsd") {
+            if let Err(problems) = crate::xml::check_schema(&source) {
+                let message = format!("the XML schema cannot be used: {}", problems.join("; "));
+                errors.push(ProfileError { file: file_shown, line: 1, column: 1, message });
+            }
+            schemas.insert(file, source);
+            continue;
+        }
+        if let Err(e) = env.add_template_owned(file.clone(), source) {
+            errors.push(ProfileError {
+                file: file_shown,
+                line: e.line().unwrap_or(1),
+                column: 1,
+                message: format!("template: {}", e.detail().unwrap_or("syntax error")),
+            });
+        }
+    }
+    (env, schemas)
 }
 
 fn at(file: &str, text: &str, span: std::ops::Range<usize>, message: String) -> ProfileError {

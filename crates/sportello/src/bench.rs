@@ -226,33 +226,8 @@ pub async fn run(
     }
     let intake = started.elapsed();
 
-    // Wait for every outcome, then read each practice's own timeline.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut latencies = Vec::with_capacity(practices);
-    let mut by_channel: std::collections::BTreeMap<String, (Vec<Duration>, Vec<Duration>)> = Default::default();
-    let mut last_protocol = started_utc;
-    for (id, submitted_at) in &submitted {
-        loop {
-            let p: Value = client.get(format!("{base}/api/v1/practices/{id}")).send().await?.json().await?;
-            let decided =
-                p["deliveries"].as_array().map_or(0, |ds| ds.iter().filter(|d| d["state"] == "accepted").count());
-            if decided == 3 {
-                channel_times(&p, &mut by_channel);
-                // The last protocol number's arrival, from the practice's own timeline.
-                let submitted_ts = p["submitted_at"].as_str().and_then(parse_ts);
-                let last_ts = protocol_arrivals(&p).into_values().max();
-                let latency = match (submitted_ts, last_ts) {
-                    (Some(s), Some(l)) if l >= s => (l - s).unsigned_abs(),
-                    _ => submitted_at.elapsed(),
-                };
-                last_protocol = last_protocol.max(last_ts.unwrap_or_else(time::OffsetDateTime::now_utc));
-                latencies.push(latency);
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "practice {id} did not get its protocol numbers in time");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    let Waited { mut latencies, mut by_channel, last_protocol } =
+        wait_for_outcomes(&client, &base, &submitted, started_utc).await?;
     let all_done = (last_protocol - started_utc).unsigned_abs();
     running.stop().await;
     latencies.sort();
@@ -283,6 +258,55 @@ pub async fn run(
         sqlite_commits_per_second,
         per_channel,
     })
+}
+
+/// What the wait for every outcome read from the practices' timelines.
+struct Waited {
+    /// Per practice, submission → its last protocol number.
+    latencies: Vec<Duration>,
+    /// Per institution, submission → its protocol number, and → its outcome.
+    by_channel: std::collections::BTreeMap<String, (Vec<Duration>, Vec<Duration>)>,
+    /// When the last protocol number of the run arrived.
+    last_protocol: time::OffsetDateTime,
+}
+
+/// Waits (up to ten minutes) until every practice has three accepted recipients, then reads
+/// each one's own timeline.
+async fn wait_for_outcomes(
+    client: &reqwest::Client,
+    base: &str,
+    submitted: &[(String, Instant)],
+    started_utc: time::OffsetDateTime,
+) -> anyhow::Result<Waited> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut waited = Waited {
+        latencies: Vec::with_capacity(submitted.len()),
+        by_channel: Default::default(),
+        last_protocol: started_utc,
+    };
+    for (id, submitted_at) in submitted {
+        loop {
+            let p: Value = client.get(format!("{base}/api/v1/practices/{id}")).send().await?.json().await?;
+            let decided =
+                p["deliveries"].as_array().map_or(0, |ds| ds.iter().filter(|d| d["state"] == "accepted").count());
+            if decided == 3 {
+                channel_times(&p, &mut waited.by_channel);
+                // The last protocol number's arrival, from the practice's own timeline.
+                let submitted_ts = p["submitted_at"].as_str().and_then(parse_ts);
+                let last_ts = protocol_arrivals(&p).into_values().max();
+                let latency = match (submitted_ts, last_ts) {
+                    (Some(s), Some(l)) if l >= s => (l - s).unsigned_abs(),
+                    _ => submitted_at.elapsed(),
+                };
+                waited.last_protocol = waited.last_protocol.max(last_ts.unwrap_or_else(time::OffsetDateTime::now_utc));
+                waited.latencies.push(latency);
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "practice {id} did not get its protocol numbers in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(waited)
 }
 
 /// When each institution's protocol number first arrived (whatever event carried it: an
