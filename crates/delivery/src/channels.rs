@@ -254,6 +254,30 @@ impl Channels {
         Ok(())
     }
 
+    /// The values the catalog says an institution provides (`provides`, used by filings that
+    /// wait for it) that its channel's profile reads from no answer: they would never arrive.
+    pub fn values_not_read(&self, catalog: &domain::catalog::Catalog) -> Vec<String> {
+        let mut problems = Vec::new();
+        for institution in &catalog.institutions {
+            let Some(channel) = self.get(&institution.id) else { continue };
+            let profile = &channel.profile;
+            let maps = [
+                Some(&profile.submit.answer),
+                profile.status.as_ref().map(|s| &s.answer),
+                profile.callback.as_ref().map(|c| &c.answer),
+            ];
+            for value in &institution.provides {
+                if !maps.iter().flatten().any(|m| m.values.contains_key(value)) {
+                    problems.push(format!(
+                        "{}: the catalog says {} provides `{value}`, but no answer of the profile reads it (add it to `values` of an answer)",
+                        profile.name, institution.id
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     /// Reads the channels file at `path`.
     pub fn load(path: &Path) -> Result<Self, ChannelError> {
         let file_error = |p: &Path, message: String| ChannelError::File { path: p.display().to_string(), message };

@@ -17,7 +17,7 @@ pub fn check(path: &Path, catalog: Option<&Catalog>) -> Result<(Channels, String
         channels
             .require(catalog.institutions.iter().map(|i| i.id.as_str()))
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let missing = values_not_read(&channels, catalog);
+        let missing = channels.values_not_read(catalog);
         if !missing.is_empty() {
             return Err(missing.join("\n"));
         }
@@ -86,28 +86,4 @@ pub fn dry_run(channels: &Channels, institution: &str, payload: serde_json::Valu
     out.push_str(&String::from_utf8_lossy(body));
     out.push('\n');
     Ok(out)
-}
-
-/// The values the catalog says an institution provides (`provides`, used by filings that wait
-/// for it) that its channel's profile reads from no answer: they would never arrive.
-fn values_not_read(channels: &Channels, catalog: &domain::catalog::Catalog) -> Vec<String> {
-    let mut problems = Vec::new();
-    for institution in &catalog.institutions {
-        let Some(channel) = channels.get(&institution.id) else { continue };
-        let profile = &channel.profile;
-        let maps = [
-            Some(&profile.submit.answer),
-            profile.status.as_ref().map(|s| &s.answer),
-            profile.callback.as_ref().map(|c| &c.answer),
-        ];
-        for value in &institution.provides {
-            if !maps.iter().flatten().any(|m| m.values.contains_key(value)) {
-                problems.push(format!(
-                    "{}: the catalog says {} provides `{value}`, but no answer of the profile reads it (add it to `values` of an answer)",
-                    profile.name, institution.id
-                ));
-            }
-        }
-    }
-    problems
 }
