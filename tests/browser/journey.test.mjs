@@ -109,6 +109,10 @@ const SECTIONS = [
 ];
 
 /** The same answers as the API takes them (journeys 2 and 3 start from such a draft). */
+// Long enough for the rule INAIL publishes (20 characters), but matching no item of its
+// tariff: only INAIL can tell, on receipt.
+const UNCLASSIFIABLE = 'Attività da definire in seguito';
+
 function completeData(name, workProcesses) {
   return {
     'business.name': name,
@@ -506,9 +510,9 @@ test('INPS is down: its filing fails and stands out, and is sent again to INPS a
   checks.assertClean();
 });
 
-test('INAIL rejects a short description of the work processes; corrected, it goes to INAIL alone', async () => {
+test('INAIL rejects work processes its tariff cannot classify; corrected, it goes to INAIL alone', async () => {
   const checks = new PageChecks('inail-rejects');
-  const id = await createDraft(completeData('Bar Corto di Utente DiProva', 'Bar'));
+  const id = await createDraft(completeData('Bar Corto di Utente DiProva', UNCLASSIFIABLE));
   const context = await newContext(browser, 'diprova');
   try {
     const page = await newPage(context);
@@ -523,7 +527,7 @@ test('INAIL rejects a short description of the work processes; corrected, it goe
     if (looks.inail === looks.inps) {
       checks.fail('rejected', `the rejected INAIL row looks like the accepted ones (row-attention has no style): ${looks.inail}`);
     }
-    assert.match(rows.inail.notes, /Descrizione delle lavorazioni insufficiente/, 'the reason INAIL gave is shown');
+    assert.match(rows.inail.notes, /Lavorazioni non riconducibili/, 'the reason INAIL gave is shown');
 
     // Only the field at fault, editable, with what was sent.
     const correction = page.getByRole('region', { name: `Dati da correggere per: ${INSTITUTIONS.inail}` });
@@ -531,7 +535,7 @@ test('INAIL rejects a short description of the work processes; corrected, it goe
     const controls = correction.locator('input:not([type="hidden"]), select, textarea');
     assert.equal(await controls.count(), 1, 'only the field at fault is offered');
     const field = correction.getByLabel('Descrizione delle lavorazioni', { exact: true });
-    assert.equal(await field.inputValue(), 'Bar');
+    assert.equal(await field.inputValue(), UNCLASSIFIABLE);
     assert.ok(await field.isEditable());
     await checks.check(page, 'rejected', { response });
 

@@ -17,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::receivability::{RawRule, Rule};
 use crate::routing::{RawRouting, Routing};
 
 pub use crate::text::Text;
@@ -117,6 +118,8 @@ pub struct FilingKind {
     pub payload: Vec<PayloadMapping>,
     /// Values taken from another institution's answer: the filing waits for that answer.
     pub answers: Vec<AnswerMapping>,
+    /// What the institution checks on receipt ("condizioni di ricevibilità").
+    pub rules: Vec<Rule>,
 }
 
 /// An institution that receives filings ("ente").
@@ -144,7 +147,11 @@ impl Institution {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Recipient {
     pub institution: String,
+    /// The institution's name, for messages.
+    pub name: Text,
     pub filing: String,
+    /// The filing kind's receivability rules.
+    pub rules: Vec<Rule>,
     /// The institution's routing to its offices, if it has one; with its name, for messages.
     pub routing: Option<(Routing, Text)>,
     /// The recipient whose answer this filing waits for (its filing uses values from it).
@@ -317,6 +324,8 @@ struct RawFiling {
     /// Payload target → `<institution>.<value>` from that institution's answer.
     #[serde(default)]
     answers: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    rules: Vec<Spanned<RawRule>>,
 }
 
 #[derive(Deserialize)]
@@ -754,7 +763,20 @@ impl Catalog {
                         );
                     }
                 }
-                filings.push(FilingKind { id: filing_id, title: f.title.get_ref().clone(), fields, payload, answers });
+                let sources: Vec<&str> = payload.iter().map(|p| p.source.as_str()).collect();
+                let rules = f
+                    .rules
+                    .iter()
+                    .filter_map(|raw| crate::receivability::build(raw, &sources, &mut |offset, m| r.at(offset, m)))
+                    .collect();
+                filings.push(FilingKind {
+                    id: filing_id,
+                    title: f.title.get_ref().clone(),
+                    fields,
+                    payload,
+                    answers,
+                    rules,
+                });
             }
             if filings.is_empty() {
                 r.at(raw.id.span().start, format!("institution `{id}` has no filing kinds"));
@@ -824,7 +846,9 @@ impl Catalog {
                 for rr in s.recipients.get_ref() {
                     let mut recipient = Recipient {
                         institution: rr.institution.clone(),
+                        name: Text { it: String::new(), en: String::new() },
                         filing: rr.filing.clone(),
+                        rules: Vec::new(),
                         routing: None,
                         waits_for: None,
                     };
@@ -842,6 +866,8 @@ impl Catalog {
                         );
                         continue;
                     };
+                    recipient.name = institution.name.clone();
+                    recipient.rules = filing.rules.clone();
                     if recipients.iter().any(|x: &Recipient| x.institution == rr.institution) {
                         r.at(
                             s.recipients.span().start,

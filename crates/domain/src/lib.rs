@@ -20,6 +20,7 @@ pub mod delegation;
 pub mod delivery;
 pub mod identifiers;
 pub mod practice;
+pub mod receivability;
 pub mod routing;
 pub mod text;
 pub mod validation;

@@ -5,7 +5,7 @@
 //! illegal transition, [`check_draft`] says what a draft may hold, and [`prepare_submission`]
 //! validates every field and builds one filing per recipient from the catalog's payload mapping.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -217,11 +217,15 @@ fn has_control_chars(value: &str, multiline: bool) -> bool {
 }
 
 /// What a draft may hold: only the service's fields, and every value given must be valid.
-/// Missing values are fine: a draft is saved to be completed later ("salva in bozza").
+/// Missing values are fine: a draft is saved to be completed later ("salva in bozza"); so is a
+/// value an institution would refuse on receipt, which stays among the draft's problems.
 pub fn check_draft(service: &Service, data: &PracticeData, today: Date) -> Vec<FieldError> {
     match validate_data(service, data, today) {
         Ok(_) => Vec::new(),
-        Err(errors) => errors.into_iter().filter(|e| e.reason != Reason::Required).collect(),
+        Err(errors) => errors
+            .into_iter()
+            .filter(|e| !matches!(e.reason, Reason::Required | Reason::Receivability { .. }))
+            .collect(),
     }
 }
 
@@ -334,6 +338,20 @@ pub fn validate_data(service: &Service, data: &PracticeData, today: Date) -> Res
         let Some((field, value)) = routing.key_in(&clean) else { continue };
         if routing.office_for(value).is_none() && !errors.iter().any(|e| e.field == field) {
             errors.push(FieldError::new(field, Reason::NoOffice { institution: name.it.clone() }));
+        }
+    }
+    // What each institution would refuse on receipt, on values that passed their own checks.
+    let faulted: BTreeSet<String> = errors.iter().map(|e| e.field.clone()).collect();
+    for recipient in &service.recipients {
+        for rule in recipient.rules.iter().filter(|rule| !faulted.contains(&rule.field)) {
+            if rule.is_broken(&clean) {
+                let reason = Reason::Receivability {
+                    institution: recipient.institution.clone(),
+                    name: recipient.name.clone(),
+                    message: rule.message.clone(),
+                };
+                errors.push(FieldError::new(&rule.field, reason));
+            }
         }
     }
     // A person's codice fiscale must encode the birth date given with it.
@@ -741,6 +759,7 @@ mod tests {
                 PayloadMapping { target: "note".into(), source: "business.note".into() },
             ],
             answers: vec![],
+            rules: vec![],
         };
         let data: PracticeData =
             [("business.name".to_string(), "Bar Roma".to_string()), ("seat.cap".to_string(), "00184".to_string())]

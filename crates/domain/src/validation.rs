@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+use crate::text::Text;
+
 /// Why one value is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "code", rename_all = "kebab-case")]
@@ -61,6 +63,14 @@ pub enum Reason {
     NoOffice {
         institution: String,
     },
+    /// An institution would refuse the filing on receipt, in its own words (a receivability
+    /// rule of the catalog).
+    Receivability {
+        /// The institution's id in the catalog.
+        institution: String,
+        name: Text,
+        message: Text,
+    },
 }
 
 impl Reason {
@@ -96,6 +106,7 @@ impl Reason {
             Self::NotAtFault => "not-at-fault",
             Self::NotCorrected => "not-corrected",
             Self::NoOffice { .. } => "no-office",
+            Self::Receivability { .. } => "receivability",
         }
     }
 
@@ -109,6 +120,12 @@ impl Reason {
             Self::NumberTooLarge { max } => vec![("max", max.to_string())],
             Self::NotAnOption { options } => vec![("options", options.clone())],
             Self::NoOffice { institution } => vec![("institution", institution.clone())],
+            Self::Receivability { name, message, .. } => vec![
+                ("institution_it", name.it.clone()),
+                ("institution_en", name.en.clone()),
+                ("message_it", message.it.clone()),
+                ("message_en", message.en.clone()),
+            ],
             _ => Vec::new(),
         }
     }

@@ -15,6 +15,7 @@ mod delegations;
 mod inps_xml;
 mod interfaces;
 pub mod pdnd;
+mod rules;
 mod serve;
 
 pub(crate) use serve::{serve, server_tls};
@@ -33,6 +34,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+pub use rules::{inail_rules, inps_rules, registry_rules, Check, Rule};
+
 use delivery::client::FilingEnvelope;
 use delivery::modi::{Signer, Verifier};
 use domain::authorisation::{Grant, Role};
@@ -40,14 +43,6 @@ use domain::{Clock, Randomness};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-
-/// A field rule: the filing is rejected when the value at `path` is shorter than `min_length`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rule {
-    pub path: String,
-    pub min_length: usize,
-    pub message: String,
-}
 
 /// How the simulated institution behaves; can be changed while it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,16 +88,6 @@ impl Default for Behaviour {
             revoked_vouchers: Vec::new(),
         }
     }
-}
-
-/// The rules the demo's INAIL applies: a real description of the work processes is needed to
-/// classify the risk.
-pub fn inail_rules() -> Vec<Rule> {
-    vec![Rule {
-        path: "lavorazioni.descrizione".into(),
-        min_length: 20,
-        message: "Descrizione delle lavorazioni insufficiente per classificare il rischio (almeno 20 caratteri)".into(),
-    }]
 }
 
 /// Grants `tax_code` the right to file for `businesses` as `role` (a helper for set-ups).
@@ -160,12 +145,29 @@ pub struct Received {
     /// Its outcome (NONBLOCK_PULL_REST institutions decide after taking the filing).
     #[serde(default = "accepted_by_default")]
     pub accepted: bool,
-    /// The rules it broke, `{path, message}`.
+    /// The rules it broke, `{path, message, published}`.
     #[serde(default)]
     pub reasons: Vec<Value>,
     /// Status requests about it so far.
     #[serde(default)]
     pub polls: u32,
+}
+
+impl Received {
+    fn of(envelope: &FilingEnvelope, protocol_number: Option<String>, broken: Vec<Value>) -> Self {
+        Self {
+            filing_id: envelope.filing_id.clone(),
+            declarant: envelope.declarant.clone(),
+            on_behalf_of: envelope.on_behalf_of.clone(),
+            filing_kind: envelope.filing_kind.clone(),
+            reference: envelope.reference.clone(),
+            protocol_number,
+            payload: envelope.payload.clone(),
+            accepted: broken.is_empty(),
+            reasons: broken,
+            polls: 0,
+        }
+    }
 }
 
 fn accepted_by_default() -> bool {
@@ -208,6 +210,9 @@ impl Register {
 struct Ledger {
     by_key: HashMap<String, Intake>,
     processed: Vec<Received>,
+    /// Filings refused on receipt without being taken (a 4xx with the rules they broke).
+    #[serde(default)]
+    refused: Vec<Received>,
     register: Register,
     /// Sub-delegations registered here, by the portal's id.
     delegations: std::collections::BTreeMap<String, RegisteredDelegation>,
@@ -252,6 +257,11 @@ impl SimHandle {
         self.sim.ledger.lock().map(|l| l.processed.clone()).unwrap_or_default()
     }
 
+    /// Every filing refused on receipt, without a protocol number, in order.
+    pub fn refused(&self) -> Vec<Received> {
+        self.sim.ledger.lock().map(|l| l.refused.clone()).unwrap_or_default()
+    }
+
     /// How many times a filing id was processed (1 at most, by idempotency).
     pub fn count_of(&self, filing_prefix: &str) -> usize {
         self.received().iter().filter(|r| r.filing_id.starts_with(filing_prefix)).count()
@@ -282,10 +292,6 @@ fn problem(status: StatusCode, title: &str, errors: Value) -> Response {
     r
 }
 
-fn json_at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(value, |v, segment| v.get(segment))
-}
-
 impl Sim {
     /// Writes the ledger to its file (answers still in flight are left out: a retry after a
     /// restart is processed afresh, as it was never answered).
@@ -299,6 +305,7 @@ impl Sim {
                 .map(|(k, i)| (k.clone(), i.clone()))
                 .collect(),
             processed: ledger.processed.clone(),
+            refused: ledger.refused.clone(),
             register: Register { year: ledger.register.year, last: ledger.register.last },
             delegations: ledger.delegations.clone(),
         };
@@ -462,16 +469,7 @@ async fn process(
         }
         return problem(StatusCode::SERVICE_UNAVAILABLE, "Errore temporaneo", json!([]));
     }
-    let broken: Vec<Value> = behaviour
-        .rules
-        .iter()
-        .filter(|rule| {
-            let len =
-                json_at(&envelope.payload, &rule.path).and_then(Value::as_str).map_or(0, |s| s.trim().chars().count());
-            len < rule.min_length
-        })
-        .map(|rule| json!({ "path": rule.path, "message": rule.message }))
-        .collect();
+    let broken = rules::broken(&behaviour.rules, &envelope.payload);
     if sim.settings.interface != Interface::Sportello {
         return process_own_interface(&sim, key, envelope, digest, broken);
     }
@@ -481,18 +479,7 @@ async fn process(
         };
         if broken.is_empty() {
             let protocol = sim.next_protocol(&mut ledger);
-            ledger.processed.push(Received {
-                declarant: envelope.declarant.clone(),
-                on_behalf_of: envelope.on_behalf_of.clone(),
-                filing_id: envelope.filing_id.clone(),
-                filing_kind: envelope.filing_kind.clone(),
-                reference: envelope.reference.clone(),
-                protocol_number: Some(protocol.clone()),
-                payload: envelope.payload.clone(),
-                accepted: true,
-                reasons: Vec::new(),
-                polls: 0,
-            });
+            ledger.processed.push(Received::of(&envelope, Some(protocol.clone()), Vec::new()));
             let answer = if behaviour.protocol_in_answer {
                 json!({ "status": "received", "protocol_number": protocol })
             } else {
@@ -507,6 +494,7 @@ async fn process(
         } else {
             let answer = json!({ "type": "about:blank", "title": "Pratica respinta", "status": 422,
                                  "detail": "Pratica respinta in accettazione", "errors": broken });
+            ledger.refused.push(Received::of(&envelope, None, broken));
             ledger.by_key.insert(
                 key.clone(),
                 Intake::Done { digest: digest.clone(), status: 422, body: answer.clone(), location: None },
@@ -544,24 +532,17 @@ fn process_own_interface(
     let handle = ledger.processed.len() + 1;
     let (status, body, location) =
         interfaces::answer(interface, protocol.as_deref(), &broken, handle, &envelope.payload, &sim.settings.register);
+    let received = Received::of(&envelope, protocol, broken);
     if taken {
-        ledger.processed.push(Received {
-            filing_id: envelope.filing_id.clone(),
-            declarant: envelope.declarant.clone(),
-            on_behalf_of: envelope.on_behalf_of.clone(),
-            filing_kind: envelope.filing_kind.clone(),
-            reference: envelope.reference.clone(),
-            protocol_number: protocol,
-            payload: envelope.payload.clone(),
-            accepted: broken.is_empty(),
-            reasons: broken,
-            polls: 0,
-        });
+        ledger.processed.push(received);
+    } else {
+        ledger.refused.push(received);
     }
     ledger.by_key.insert(key, Intake::Done { digest, status, body: body.clone(), location: location.clone() });
     sim.persist(&ledger);
     let calls_back = sim.behaviour.lock().map(|b| b.callbacks).unwrap_or(true);
-    if let (Interface::InpsXml, true, Some(taken)) = (interface, calls_back, ledger.processed.last().cloned()) {
+    let just_taken = ledger.processed.last().filter(|_| taken).cloned();
+    if let (Interface::InpsXml, true, Some(taken)) = (interface, calls_back, just_taken) {
         tokio::spawn(inps_xml::call_back(sim.clone(), taken, envelope.callback_url));
     }
     answered(status, body, location)
@@ -707,12 +688,5 @@ mod tests {
         assert_eq!(register.next("INPS-AOO1", 2026), "INPS-AOO1-2026-0000001");
         assert_eq!(register.next("INPS-AOO1", 2026), "INPS-AOO1-2026-0000002");
         assert_eq!(register.next("INPS-AOO1", 2027), "INPS-AOO1-2027-0000001");
-    }
-
-    #[test]
-    fn rules_read_nested_payload_paths() {
-        let payload = json!({"lavorazioni": {"descrizione": "Bar"}});
-        assert_eq!(json_at(&payload, "lavorazioni.descrizione"), Some(&json!("Bar")));
-        assert_eq!(json_at(&payload, "lavorazioni.addetti"), None);
     }
 }

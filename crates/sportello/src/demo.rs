@@ -311,10 +311,13 @@ pub async fn start_simulators(
     let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     let mut specs = Vec::new();
     for (id, register) in DEMO_INSTITUTIONS {
-        let mut behaviour = simulator::Behaviour::default();
-        if id == "inail" {
-            behaviour.rules = simulator::inail_rules();
-        }
+        // Each institution checks on receipt with its own copy of its rules.
+        let rules = match id {
+            "inail" => simulator::inail_rules(),
+            "inps" => simulator::inps_rules(),
+            _ => simulator::registry_rules(),
+        };
+        let mut behaviour = simulator::Behaviour { rules, ..simulator::Behaviour::default() };
         demo_authorisations(id, &mut behaviour.authorisations);
         let mut spec = SimSpec::sportello(
             id,

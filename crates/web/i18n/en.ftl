@@ -15,6 +15,7 @@ business-tax-code-format = { $field }: give 16 characters for a sole trader or 1
 company-tax-code-check-digit = { $field }: the company tax code is not valid, its last (check) digit does not match.
 cap-format = { $field }: a postcode (CAP) has 5 digits.
 no-office = { $field }: no office of { $institution } that the portal reaches is competent for this value. Check the province code; if it is right, the filing for that institution must be made directly at the competent office. The draft is kept.
+receivability = { $field }: { $institution_en } would not accept the filing: { $message_en }
 province-unknown = { $field }: give the code of an Italian province, for example RM.
 ateco-format = { $field }: an ATECO code has 6 digits as NN.NN.NN, for example 56.30.00.
 email-format = { $field }: the address is not valid, for example business@pec.it.

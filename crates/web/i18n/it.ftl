@@ -15,6 +15,7 @@ business-tax-code-format = { $field }: indicare 16 caratteri per una ditta indiv
 company-tax-code-check-digit = { $field }: il codice fiscale della società non è valido, l'ultima cifra (di controllo) non corrisponde.
 cap-format = { $field }: il CAP deve avere 5 cifre.
 no-office = { $field }: nessun ufficio di { $institution } raggiungibile dal portale è competente per questo valore. Controlla la sigla della provincia; se è giusta, la pratica per quell'ente va presentata direttamente all'ufficio competente. La bozza resta salvata.
+receivability = { $field }: { $institution_it } non riceverebbe la pratica: { $message_it }
 province-unknown = { $field }: indicare la sigla di una provincia italiana, ad esempio RM.
 ateco-format = { $field }: il codice ATECO deve avere 6 cifre nel formato NN.NN.NN, ad esempio 56.30.00.
 email-format = { $field }: l'indirizzo non è valido, ad esempio impresa@pec.it.

@@ -239,6 +239,9 @@ pub struct ProblemView {
     field: String,
     code: &'static str,
     pub message: String,
+    /// The institution whose receivability rule refuses the value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    institution: Option<String>,
 }
 
 impl ProblemView {
@@ -259,8 +262,12 @@ pub fn draft_problems(app: &AppState, practice: &Practice, lang: Lang) -> Vec<Pr
             let label = service.field(&e.field).map(|f| &f.spec.label);
             ProblemView {
                 message: app.translations.reason(lang, label, &e.field, &e.reason),
-                field: e.field,
                 code: e.reason.code(),
+                institution: match e.reason {
+                    domain::validation::Reason::Receivability { institution, .. } => Some(institution),
+                    _ => None,
+                },
+                field: e.field,
             }
         })
         .collect()

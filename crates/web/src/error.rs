@@ -18,7 +18,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::catalog::Service;
 use domain::practice::PracticeState;
-use domain::validation::FieldError;
+use domain::validation::{FieldError, Reason};
 use domain::Lang;
 use serde::Serialize;
 use storage::StoreError;
@@ -114,6 +114,9 @@ struct ProblemField {
     label: Option<String>,
     code: &'static str,
     message: String,
+    /// The institution whose receivability rule refuses the value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    institution: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -264,6 +267,10 @@ impl ApiError {
                         label: label.map(|l| l.get(lang).to_string()),
                         code: e.reason.code(),
                         message: t.reason(lang, label, &e.field, &e.reason),
+                        institution: match &e.reason {
+                            Reason::Receivability { institution, .. } => Some(institution.clone()),
+                            _ => None,
+                        },
                     }
                 })
                 .collect(),

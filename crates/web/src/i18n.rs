@@ -124,6 +124,11 @@ mod tests {
             Reason::NotAtFault,
             Reason::NotCorrected,
             Reason::NoOffice { institution: "Registro delle imprese".into() },
+            Reason::Receivability {
+                institution: "inail".into(),
+                name: domain::catalog::Text { it: "INAIL".into(), en: "INAIL".into() },
+                message: domain::catalog::Text { it: "troppo corta".into(), en: "too short".into() },
+            },
         ];
         for r in &all {
             match r {
@@ -155,7 +160,8 @@ mod tests {
                 | Reason::ControlCharacters
                 | Reason::NotAtFault
                 | Reason::NotCorrected
-                | Reason::NoOffice { .. } => {}
+                | Reason::NoOffice { .. }
+                | Reason::Receivability { .. } => {}
             }
         }
         all

@@ -358,7 +358,7 @@ async fn a_rejected_filing_is_corrected_and_resent_alone() {
     let mut w = world().await;
     w.sims["inail"].set_behaviour(Behaviour { rules: simulator::inail_rules(), ..quick_behaviour() });
     let mut data = complete_start_data();
-    data["inail.work_processes"] = json!("Bar");
+    data["inail.work_processes"] = json!("Attività da definire in seguito");
     let id = w.submit(data).await;
     let p = w
         .wait_for(&id, "INAIL rejected, others accepted", |p| {

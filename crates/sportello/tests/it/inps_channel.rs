@@ -45,11 +45,11 @@ fn own_interfaces(channels_dir: Option<std::path::PathBuf>) -> Options {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inps_takes_xml_and_its_xml_rejection_is_mapped_to_the_field_and_corrected() {
     let mut w = world_with(own_interfaces(None)).await;
-    let pec_rule = simulator::Rule {
-        path: "azienda.pec".into(),
-        min_length: 25,
-        message: "PEC <non> registrata & non valida".into(),
-    };
+    let pec_rule = simulator::Rule::unpublished(
+        "azienda.pec",
+        simulator::Check::MinLength { min: 25 },
+        "PEC <non> registrata & non valida",
+    );
     w.sims["inps"].set_behaviour(Behaviour { rules: vec![pec_rule], ..quick_behaviour() });
     let id = w.submit(with_long_description()).await;
     let p = w

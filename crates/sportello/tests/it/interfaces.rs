@@ -59,14 +59,14 @@ async fn three_interfaces_give_three_protocol_numbers_and_their_values() {
 async fn a_registry_rejection_holds_the_others_until_corrected_then_its_rea_number_flows_into_them() {
     let mut w = world_with(own_interfaces()).await;
     w.sims["inail"].set_behaviour(Behaviour { rules: simulator::inail_rules(), ..quick_behaviour() });
-    let pec_rule = simulator::Rule {
-        path: "impresa.pec".into(),
-        min_length: 18,
-        message: "Indirizzo PEC non presente nell'indice INI-PEC".into(),
-    };
+    let pec_rule = simulator::Rule::unpublished(
+        "impresa.pec",
+        simulator::Check::MinLength { min: 18 },
+        "Indirizzo PEC non presente nell'indice INI-PEC",
+    );
     w.sims["registro-imprese"].set_behaviour(Behaviour { rules: vec![pec_rule], ..quick_behaviour() });
     let mut data = complete_start_data();
-    data["inail.work_processes"] = json!("Bar");
+    data["inail.work_processes"] = json!("Attività da definire in seguito");
     data["business.pec"] = json!("a@pec.it");
     let id = w.submit(data).await;
     // The Registro Imprese refuses on receipt (BLOCK_REST 422): INPS and INAIL wait for it.

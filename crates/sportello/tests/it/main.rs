@@ -11,3 +11,4 @@ mod delivery;
 mod desk;
 mod inps_channel;
 mod interfaces;
+mod receivability;
