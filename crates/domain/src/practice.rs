@@ -769,4 +769,40 @@ mod tests {
             serde_json::json!({"impresa": {"denominazione": "Bar Roma", "sede": {"cap": "00184"}}})
         );
     }
+
+    // Receivability rules of the shipped catalog (the rules themselves: `receivability`).
+    #[test]
+    fn the_shipped_catalog_refuses_before_sending_what_an_institution_would() {
+        use crate::catalog::tests::{complete_start_data, shipped};
+        use crate::validation::Reason;
+        let catalog = shipped();
+        let service = catalog.service("avvio-ditta-individuale").expect("service");
+        let today = time::macros::date!(2026 - 12 - 01);
+        assert!(validate_data(service, &complete_start_data(), today).is_ok());
+        let mut data = complete_start_data();
+        data.insert("inail.work_processes".into(), "Bar".into());
+        data.insert("inps.scheme".into(), "artigiani".into());
+        let errors = validate_data(service, &data, today).expect_err("refused");
+        let refused: Vec<(&str, &str)> = errors
+            .iter()
+            .filter_map(|e| match &e.reason {
+                Reason::Receivability { institution, .. } => Some((e.field.as_str(), institution.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused, [("business.ateco", "inps"), ("inail.work_processes", "inail")], "{errors:?}");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
+    fn a_catalog_rule_mistake_names_file_line_and_column() {
+        let mut sources = crate::catalog::tests::shipped_sources();
+        let inail = sources.iter_mut().find(|s| s.path == "institutions/inail.toml").expect("inail");
+        inail.text = inail.text.replacen("min_length = 20", "min_length = 20\npattern = \"[a-z\"", 1);
+        let line = inail.text.lines().position(|l| l.starts_with("pattern = ")).expect("line") + 1;
+        let errors = crate::catalog::Catalog::from_sources(&sources).expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!((errors[0].file.as_str(), errors[0].line, errors[0].column), ("institutions/inail.toml", line, 11));
+        assert!(errors[0].message.contains("not a regular expression"), "{errors:?}");
+    }
 }

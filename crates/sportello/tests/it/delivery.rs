@@ -161,17 +161,23 @@ impl World {
         format!("{}{path}", self.base)
     }
 
-    /// Creates and submits a complete "avvio-ditta-individuale"; returns its id.
-    pub(crate) async fn submit(&self, data: Value) -> String {
-        let client = self.client();
-        let r = client
+    /// Creates a draft "avvio-ditta-individuale"; returns its id.
+    pub(crate) async fn create(&self, data: Value) -> String {
+        let r = self
+            .client()
             .post(self.url("/api/v1/practices"))
             .json(&json!({"service": "avvio-ditta-individuale", "data": data}))
             .send()
             .await
             .expect("create");
         assert_eq!(r.status(), StatusCode::CREATED);
-        let id = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+        r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string()
+    }
+
+    /// Creates and submits a complete "avvio-ditta-individuale"; returns its id.
+    pub(crate) async fn submit(&self, data: Value) -> String {
+        let client = self.client();
+        let id = self.create(data).await;
         let r = client.post(self.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
         id

@@ -84,14 +84,7 @@ fn own_interfaces() -> Options {
 /// with 422.
 async fn try_submit(w: &World, data: Value) -> Result<String, (String, Vec<Value>)> {
     let client = w.client();
-    let r = client
-        .post(w.url("/api/v1/practices"))
-        .json(&json!({"service": "avvio-ditta-individuale", "data": data}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED, "a draft takes any valid value");
-    let id = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let id = w.create(data).await;
     let r = client.post(w.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
     match r.status() {
         StatusCode::OK => Ok(id),
