@@ -3,6 +3,7 @@
 //! is "unknown", kept only briefly so that it is asked again soon.
 
 use std::collections::{BTreeMap, HashMap};
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,8 +20,8 @@ use crate::worker::WorkerSetupError;
 const UNKNOWN_TTL: Duration = Duration::from_secs(5);
 
 pub struct AuthorisationService {
-    clients: BTreeMap<String, InstitutionClient>,
-    signer: Signer,
+    clients: Arc<BTreeMap<String, InstitutionClient>>,
+    signer: Arc<Signer>,
     clock: Arc<dyn Clock>,
     ttl: Duration,
     cache: Mutex<HashMap<(String, String), (OffsetDateTime, Authorisation)>>,
@@ -39,16 +40,22 @@ impl AuthorisationService {
         random: Arc<dyn Randomness>,
         ttl: Duration,
     ) -> Result<Self, WorkerSetupError> {
-        let mut clients = BTreeMap::new();
-        for (id, channel) in &channels.institutions {
-            clients.insert(
-                id.clone(),
-                InstitutionClient::new(channel.clone(), &channels.certificate_pem, &channels.key_pem)?,
-            );
-        }
+        // Behind PDND, look-ups present vouchers like filings do.
+        let (clients, _offices) = crate::worker::institution_clients(channels, &clock, &random)?;
         let signer =
             Signer::new(&channels.portal_id, &channels.key_pem, &channels.certificate_pem, clock.clone(), random)?;
-        Ok(Self { clients, signer, clock, ttl, cache: Mutex::new(HashMap::new()) })
+        Ok(Self::with_clients(Arc::new(clients), Arc::new(signer), clock, ttl))
+    }
+
+    /// A service asking through clients already made (the worker's, so that one PDND voucher
+    /// serves filings and look-ups alike).
+    pub fn with_clients(
+        clients: Arc<BTreeMap<String, InstitutionClient>>,
+        signer: Arc<Signer>,
+        clock: Arc<dyn Clock>,
+        ttl: Duration,
+    ) -> Self {
+        Self { clients, signer, clock, ttl, cache: Mutex::new(HashMap::new()) }
     }
 
     /// What `institution` says about `tax_code`, from the cache when fresh.
@@ -63,10 +70,7 @@ impl AuthorisationService {
         }
         let answer = match self.clients.get(institution) {
             None => Authorisation::Unknown { reason: format!("no channel for {institution}") },
-            Some(client) => match client.authorisations(tax_code, &self.signer).await {
-                Ok(grants) => Authorisation::Known { grants },
-                Err(reason) => Authorisation::Unknown { reason },
-            },
+            Some(client) => client.authorisations(tax_code, &self.signer).await,
         };
         tracing::info!(%institution, holder = %tax_code, answer = ?answer, "authorisation checked");
         if let Ok(mut cache) = self.cache.lock() {

@@ -159,6 +159,17 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// Collaborators may act here on the portal's own record of a sub-delegation: the channel
+    /// says so, or the institution takes no notices and its profile's policy is
+    /// `portal_record`.
+    pub fn trusts_portal_record(&self) -> bool {
+        self.trusts_portal_delegations
+            || matches!(
+                self.profile.delegations,
+                crate::profile::DelegationNotices::NotOffered(crate::profile::DelegationPolicy::PortalRecord)
+            )
+    }
+
     /// The same channel aimed at one of its offices.
     pub fn for_office(&self, office: &str) -> Option<Self> {
         let endpoint = self.offices.get(office)?;

@@ -10,14 +10,12 @@
 //! | 408, 409, 425, 429, 5xx, no connection, timeout | transient: retried (same idempotency key) |
 //! | anything else | failed: retrying the same request cannot help |
 //!
-//! Authorisation look-ups and delegation notices still use Sportello's own interface.
+//! Authorisation look-ups and delegation notices follow the profile too (see [`services`]).
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use domain::authorisation::Grant;
 
 use crate::channels::Channel;
 use crate::evidence::Evidence;
@@ -170,36 +168,16 @@ impl InstitutionClient {
     }
 
     /// The voucher to present, if the institution is behind PDND.
-    async fn bearer(&self) -> Result<Option<String>, VoucherError> {
+    pub(crate) async fn bearer(&self) -> Result<Option<String>, VoucherError> {
         match &self.vouchers {
             Some(source) => source.voucher().await.map(Some),
             None => Ok(None),
         }
     }
 
-    /// Asks the institution for which businesses `tax_code` may file there
-    /// (`GET /authorisations/{tax_code}`, signed).
-    pub async fn authorisations(&self, tax_code: &str, signer: &Signer) -> Result<Vec<Grant>, String> {
-        let headers =
-            signer.sign(&self.channel.audience, b"", "application/json", tax_code).map_err(|e| e.to_string())?;
-        let mut request = self.http.get(format!("{}/authorisations/{tax_code}", self.channel.base_url));
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.map_err(|e| format!("cannot reach the institution: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            businesses: Vec<Grant>,
-        }
-        response.json::<Answer>().await.map(|a| a.businesses).map_err(|e| format!("unreadable answer: {e}"))
-    }
-
     /// Resolves a rendered target under the channel's address; an absolute address must be
     /// the channel's own (a signed request never goes elsewhere).
-    fn url_for(&self, target: &str) -> Result<String, String> {
+    pub(crate) fn url_for(&self, target: &str) -> Result<String, String> {
         if target.starts_with('/') {
             return Ok(format!("{}{target}", self.channel.base_url));
         }
@@ -212,7 +190,7 @@ impl InstitutionClient {
     /// A signed request for `rendered`. With a PDND `voucher`, it is the `Authorization` in
     /// place of the ModI authentication token; the integrity and audit headers stay.
     #[allow(clippy::too_many_arguments)]
-    fn request(
+    pub(crate) fn request(
         &self,
         method: reqwest::Method,
         url: &str,
@@ -430,94 +408,5 @@ fn read_answer(
     }
 }
 
-/// What the portal tells an institution about a sub-delegation (`POST /delegations`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DelegationMessage {
-    pub delegation_id: String,
-    /// Who grants and stays responsible.
-    pub grantor: String,
-    /// The collaborator.
-    pub delegate: String,
-    pub businesses: Vec<String>,
-    pub services: Vec<String>,
-    /// RFC 3339.
-    pub valid_from: String,
-    pub valid_until: String,
-}
-
-/// An institution's answer about a delegation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DelegationResult {
-    Active {
-        reference: String,
-    },
-    Refused {
-        reason: String,
-    },
-    Revoked,
-    /// No answer that settles it (network, 5xx, a malformed answer): try again later.
-    Retry(String),
-}
-
-#[derive(Debug, Deserialize)]
-struct DelegationAnswer {
-    status: String,
-    reference: Option<String>,
-    reason: Option<String>,
-}
-
-impl InstitutionClient {
-    /// Registers a sub-delegation at the institution (signed by the portal for the grantor).
-    pub async fn grant_delegation(&self, message: &DelegationMessage, signer: &Signer) -> DelegationResult {
-        let body = match serde_json::to_vec(message) {
-            Ok(b) => b,
-            Err(e) => return DelegationResult::Retry(format!("cannot encode: {e}")),
-        };
-        let headers = match signer.sign(&self.channel.audience, &body, "application/json", &message.grantor) {
-            Ok(h) => h,
-            Err(e) => return DelegationResult::Retry(format!("cannot sign the request: {e}")),
-        };
-        let mut request = self
-            .http
-            .post(format!("{}/delegations", self.channel.base_url))
-            .header("idempotency-key", &message.delegation_id)
-            .body(body);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => return DelegationResult::Retry(format!("cannot reach the institution: {e}")),
-        };
-        let status = response.status();
-        let answer = response.json::<DelegationAnswer>().await.ok();
-        match (status.as_u16(), answer) {
-            (200..=299, Some(a)) if a.status == "active" => match a.reference.filter(|r| !r.trim().is_empty()) {
-                Some(reference) => DelegationResult::Active { reference },
-                None => DelegationResult::Retry("active without a reference".into()),
-            },
-            (400..=499, Some(a)) if a.status == "refused" => {
-                DelegationResult::Refused { reason: a.reason.unwrap_or_else(|| format!("HTTP {status}")) }
-            }
-            (code, _) => DelegationResult::Retry(format!("HTTP {code}")),
-        }
-    }
-
-    /// Tells the institution a sub-delegation ended (revoked, renounced).
-    pub async fn revoke_delegation(&self, delegation_id: &str, grantor: &str, signer: &Signer) -> DelegationResult {
-        let headers = match signer.sign(&self.channel.audience, b"", "application/json", grantor) {
-            Ok(h) => h,
-            Err(e) => return DelegationResult::Retry(format!("cannot sign the request: {e}")),
-        };
-        let mut request = self.http.delete(format!("{}/delegations/{delegation_id}", self.channel.base_url));
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        match request.send().await {
-            // Gone already, or never registered: either way it no longer holds there.
-            Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => DelegationResult::Revoked,
-            Ok(r) => DelegationResult::Retry(format!("HTTP {}", r.status())),
-            Err(e) => DelegationResult::Retry(format!("cannot reach the institution: {e}")),
-        }
-    }
-}
+mod services;
+pub use services::{DelegationMessage, DelegationResult, GRANTOR_ONLY_REASON, PORTAL_RECORD_PREFIX};

@@ -66,12 +66,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use toml::Spanned;
 
 use crate::mapping::{AnswerMap, Format, Locator, OutcomeMap, StatusSet, StatusSpec};
 use crate::xml::Namespaces;
+use raw::{RawAnswer, RawOperation, RawProfile};
 
 /// The ModI interaction pattern of an institution's filing intake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -182,11 +183,16 @@ pub struct Profile {
     pub news: NewsPolicy,
     /// The institution's names for fields → the filing's payload paths.
     pub field_names: BTreeMap<String, String>,
+    /// Who may file there (see [`services`]).
+    pub authorisations: Lookup,
+    /// Sub-delegation notices (see [`services`]).
+    pub delegations: DelegationNotices,
     templates: Environment<'static>,
 }
 
 const SPORTELLO_PROFILE: &str = include_str!("../profiles/sportello.toml");
 const SPORTELLO_ENVELOPE: &str = include_str!("../profiles/sportello-envelope.json");
+const SPORTELLO_DELEGATION: &str = include_str!("../profiles/sportello-delegation.json");
 
 impl Profile {
     /// Sportello's own interface, as the first institutions spoke it (built in; a unit test
@@ -194,6 +200,14 @@ impl Profile {
     pub fn sportello() -> Result<Self, Vec<ProfileError>> {
         let templates = BTreeMap::from([("sportello-envelope.json".to_string(), SPORTELLO_ENVELOPE.to_string())]);
         Self::from_text("sportello", SPORTELLO_PROFILE, &templates)
+    }
+
+    /// The request that asks who may file there, unless the institution offers none.
+    pub fn render_lookup(&self, context: &Value) -> Option<Result<RenderedRequest, String>> {
+        match &self.authorisations {
+            Lookup::Asked(lookup) => Some(self.render(&lookup.operation, context)),
+            Lookup::NotOffered(_) => None,
+        }
     }
 
     /// Reads a profile file and the templates it names (relative to its folder).
@@ -205,7 +219,9 @@ impl Profile {
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         let mut templates = BTreeMap::new();
         let mut errors = Vec::new();
-        for op in [Some(&raw.submit), raw.status.as_ref()].into_iter().flatten() {
+        let delegations = raw.delegations.as_ref().map(|d| d.get_ref());
+        let ops = [Some(&raw.submit), raw.status.as_ref()].into_iter().flatten();
+        for op in ops.chain(delegations.into_iter().flat_map(|d| d.operations())) {
             for file in [&op.body, &op.schema].into_iter().flatten() {
                 match std::fs::read_to_string(base.join(file.get_ref())) {
                     Ok(t) => {
@@ -291,6 +307,7 @@ impl Profile {
         if pattern == Pattern::NonblockPullRest && news.poll_interval.is_none() {
             ctx.error(raw.pattern.span(), "NONBLOCK_PULL_REST needs news.poll_interval_ms".to_string());
         }
+        let (authorisations, delegations) = ctx.services(&raw);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -303,6 +320,8 @@ impl Profile {
             callback,
             news,
             field_names: raw.fields,
+            authorisations,
+            delegations,
             templates: env,
         })
     }
@@ -317,7 +336,8 @@ impl Profile {
         self.status.as_ref().map(|op| self.render(op, context))
     }
 
-    fn render(&self, op: &Operation, context: &Value) -> Result<RenderedRequest, String> {
+    /// The request `op` of this profile makes in `context`.
+    pub fn render(&self, op: &Operation, context: &Value) -> Result<RenderedRequest, String> {
         let run = |name: &str| -> Result<String, String> {
             let template = self.templates.get_template(name).map_err(|e| format!("template {name}: {e}"))?;
             template.render(context).map_err(|e| format!("template {name}: {e:#}"))
@@ -357,6 +377,42 @@ impl Profile {
     /// The payload path an institution's own field name stands for.
     pub fn payload_path(&self, institution_name: &str) -> String {
         self.field_names.get(institution_name).cloned().unwrap_or_else(|| institution_name.to_string())
+    }
+}
+
+impl Compiler<'_> {
+    /// The look-up and the notices the profile declares, else Sportello's own.
+    fn services(&mut self, raw: &RawProfile) -> (Lookup, DelegationNotices) {
+        let built_in = match (&raw.authorisations, &raw.delegations) {
+            (Some(_), Some(_)) => None,
+            _ => toml::from_str::<RawProfile>(SPORTELLO_PROFILE).ok(),
+        };
+        let (mut default_lookup, mut default_notices) = (None, None);
+        if let Some(b) = &built_in {
+            let mut errors = Vec::new();
+            let mut sportello = Compiler {
+                name: "sportello",
+                text: SPORTELLO_PROFILE,
+                errors: &mut errors,
+                env: &mut *self.env,
+                namespaces: self.namespaces,
+                schemas: self.schemas,
+            };
+            default_lookup = b.authorisations.as_ref().map(|l| sportello.lookup(l.get_ref(), l.span()));
+            default_notices = b.delegations.as_ref().map(|d| sportello.delegations(d.get_ref(), d.span()));
+            self.errors.extend(errors);
+        }
+        let lookup = match &raw.authorisations {
+            Some(l) => self.lookup(l.get_ref(), l.span()),
+            None => {
+                default_lookup.unwrap_or(Lookup::NotOffered(domain::authorisation::NotOfferedPolicy::OwnBusinessOnly))
+            }
+        };
+        let notices = match &raw.delegations {
+            Some(d) => self.delegations(d.get_ref(), d.span()),
+            None => default_notices.unwrap_or(DelegationNotices::NotOffered(DelegationPolicy::GrantorOnly)),
+        };
+        (lookup, notices)
     }
 }
 
@@ -432,13 +488,18 @@ impl Compiler<'_> {
                 "GET" => reqwest::Method::GET,
                 "POST" => reqwest::Method::POST,
                 "PUT" => reqwest::Method::PUT,
+                "DELETE" => reqwest::Method::DELETE,
                 other => {
-                    self.error(m.span(), format!("method `{other}`: expected GET, POST or PUT"));
+                    self.error(m.span(), format!("method `{other}`: expected GET, POST, PUT or DELETE"));
                     reqwest::Method::POST
                 }
             },
         };
-        let method = if raw.method.is_none() && which == "status" { reqwest::Method::GET } else { method };
+        let method = match (&raw.method, which) {
+            (None, "status" | "authorisations") => reqwest::Method::GET,
+            (None, "delegations.revoke") => reqwest::Method::DELETE,
+            _ => method,
+        };
         let path_template = format!("{which}.path");
         if let Err(e) = self.env.add_template_owned(path_template.clone(), raw.path.get_ref().clone()) {
             self.error(raw.path.span(), format!("path template: {}", e.detail().unwrap_or("syntax error")));
@@ -487,6 +548,9 @@ fn load_files(
         }
     });
     let mut schemas = BTreeMap::new();
+    let mut texts = texts;
+    // The built-in profile's sections stand in for those a profile leaves out.
+    texts.entry("sportello-delegation.json".to_string()).or_insert_with(|| SPORTELLO_DELEGATION.to_string());
     for (file, source) in texts {
         let file_shown = shown.get(&file).cloned().unwrap_or_else(|| file.clone());
         if file.ends_with(".xsd") {
@@ -520,72 +584,10 @@ pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ProfileError {
     at(file, text, span, e.message().to_string())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProfile {
-    pattern: Spanned<String>,
-    security: Option<Spanned<String>>,
-    submit: RawOperation,
-    status: Option<RawOperation>,
-    callback: Option<RawCallback>,
-    #[serde(default)]
-    news: RawNews,
-    #[serde(default)]
-    fields: BTreeMap<String, String>,
-    #[serde(default)]
-    namespaces: BTreeMap<String, String>,
-}
+mod raw;
+mod services;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOperation {
-    method: Option<Spanned<String>>,
-    path: Spanned<String>,
-    body: Option<Spanned<String>>,
-    content_type: Option<String>,
-    schema: Option<Spanned<String>>,
-    #[serde(default)]
-    answer: RawAnswer,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAnswer {
-    format: Option<Spanned<String>>,
-    delivered: Option<Spanned<Vec<StatusSpec>>>,
-    rejected: Option<Spanned<Vec<StatusSpec>>>,
-    retry: Option<Spanned<Vec<StatusSpec>>>,
-    protocol_number: Option<Spanned<String>>,
-    outcome: Option<Spanned<String>>,
-    #[serde(default)]
-    accepted: Vec<String>,
-    #[serde(default)]
-    rejected_outcomes: Vec<String>,
-    #[serde(default)]
-    pending: Vec<String>,
-    reasons: Option<Spanned<String>>,
-    fields: Option<Spanned<String>>,
-    #[serde(default)]
-    values: BTreeMap<String, Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCallback {
-    filing_id: Option<Spanned<String>>,
-    message_id: Option<Spanned<String>>,
-    #[serde(default)]
-    answer: RawAnswer,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNews {
-    poll_interval_ms: Option<u64>,
-    max_poll_interval_ms: Option<u64>,
-    callback_deadline_ms: Option<u64>,
-    no_news_after_ms: Option<u64>,
-}
+pub use services::{AuthorisationLookup, DelegationNotices, DelegationPolicy, Lookup};
 
 #[cfg(test)]
 mod tests;

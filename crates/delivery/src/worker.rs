@@ -102,6 +102,43 @@ pub enum WorkerSetupError {
     Voucher(#[from] crate::pdnd::VoucherError),
 }
 
+/// One client per institution and per office; those behind PDND share one voucher cache per
+/// institution.
+type Clients = (BTreeMap<String, InstitutionClient>, BTreeMap<(String, String), InstitutionClient>);
+
+pub(crate) fn institution_clients(
+    channels: &Channels,
+    clock: &Arc<dyn Clock>,
+    random: &Arc<dyn Randomness>,
+) -> Result<Clients, WorkerSetupError> {
+    let mut clients = BTreeMap::new();
+    let mut office_clients = BTreeMap::new();
+    for (id, channel) in &channels.institutions {
+        let vouchers = match &channel.pdnd {
+            Some(settings) => Some(Arc::new(crate::pdnd::VoucherSource::new(
+                settings.clone(),
+                clock.clone(),
+                random.clone(),
+                channel.timeout,
+            )?)),
+            None => None,
+        };
+        let client = |channel: Arc<crate::channels::Channel>| -> Result<InstitutionClient, WorkerSetupError> {
+            let client = InstitutionClient::new(channel, &channels.certificate_pem, &channels.key_pem)?;
+            Ok(match &vouchers {
+                Some(source) => client.with_vouchers(source.clone()),
+                None => client,
+            })
+        };
+        clients.insert(id.clone(), client(channel.clone())?);
+        for office in channel.offices.keys() {
+            let Some(aimed) = channel.for_office(office) else { continue };
+            office_clients.insert((id.clone(), office.clone()), client(Arc::new(aimed))?);
+        }
+    }
+    Ok((clients, office_clients))
+}
+
 impl Worker {
     pub fn new(
         queue: Arc<dyn DeliveryQueue>,
@@ -112,32 +149,7 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Result<Self, WorkerSetupError> {
         channels.require(catalog.institutions.iter().map(|i| i.id.as_str()))?;
-        let mut clients = BTreeMap::new();
-        let mut office_clients = BTreeMap::new();
-        for (id, channel) in &channels.institutions {
-            // One voucher cache per PDND client, shared by the institution's offices.
-            let vouchers = match &channel.pdnd {
-                Some(settings) => Some(Arc::new(crate::pdnd::VoucherSource::new(
-                    settings.clone(),
-                    clock.clone(),
-                    random.clone(),
-                    channel.timeout,
-                )?)),
-                None => None,
-            };
-            let client = |channel: Arc<crate::channels::Channel>| -> Result<InstitutionClient, WorkerSetupError> {
-                let client = InstitutionClient::new(channel, &channels.certificate_pem, &channels.key_pem)?;
-                Ok(match &vouchers {
-                    Some(source) => client.with_vouchers(source.clone()),
-                    None => client,
-                })
-            };
-            clients.insert(id.clone(), client(channel.clone())?);
-            for office in channel.offices.keys() {
-                let Some(aimed) = channel.for_office(office) else { continue };
-                office_clients.insert((id.clone(), office.clone()), client(Arc::new(aimed))?);
-            }
-        }
+        let (clients, office_clients) = institution_clients(channels, &clock, &random)?;
         let signer = Signer::new(
             &channels.portal_id,
             &channels.key_pem,
@@ -158,6 +170,16 @@ impl Worker {
             settings,
             last_sweep_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         })
+    }
+
+    /// Who may file where, asked through this worker's clients (sharing their PDND vouchers).
+    pub fn authorisation_service(&self, ttl: Duration) -> crate::authorisation::AuthorisationService {
+        crate::authorisation::AuthorisationService::with_clients(
+            self.clients.clone(),
+            self.signer.clone(),
+            self.clock.clone(),
+            ttl,
+        )
     }
 
     /// Also tells institutions about sub-delegations granted and ended.
@@ -307,28 +329,21 @@ impl Worker {
         use crate::client::{DelegationMessage, DelegationResult};
         use storage::{NoticeAnswer, NoticeKind};
         let d = &notice.delegation;
-        let result = match self.clients.get(&notice.institution) {
-            None => DelegationResult::Refused { reason: format!("no channel for {}", notice.institution) },
-            Some(client) => match notice.kind {
-                NoticeKind::Grant => {
-                    let rfc3339 = |t: time::OffsetDateTime| {
-                        t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-                    };
-                    let message = DelegationMessage {
-                        delegation_id: d.id.to_string(),
-                        grantor: d.grantor.to_string(),
-                        delegate: d.delegate.to_string(),
-                        businesses: d.scope.businesses.iter().cloned().collect(),
-                        services: d.scope.services.iter().cloned().collect(),
-                        valid_from: rfc3339(d.valid_from),
-                        valid_until: rfc3339(d.valid_until),
-                    };
-                    client.grant_delegation(&message, &self.signer).await
-                }
-                NoticeKind::Revoke => {
-                    client.revoke_delegation(&d.id.to_string(), d.grantor.as_str(), &self.signer).await
-                }
-            },
+        let rfc3339 =
+            |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let message = DelegationMessage {
+            delegation_id: d.id.to_string(),
+            grantor: d.grantor.to_string(),
+            delegate: d.delegate.to_string(),
+            businesses: d.scope.businesses.iter().cloned().collect(),
+            services: d.scope.services.iter().cloned().collect(),
+            valid_from: rfc3339(d.valid_from),
+            valid_until: rfc3339(d.valid_until),
+        };
+        let result = match (self.clients.get(&notice.institution), notice.kind) {
+            (None, _) => DelegationResult::Refused { reason: format!("no channel for {}", notice.institution) },
+            (Some(client), NoticeKind::Grant) => client.grant_delegation(&message, &self.signer).await,
+            (Some(client), NoticeKind::Revoke) => client.revoke_delegation(&message, &self.signer).await,
         };
         tracing::info!(delegation = %d.id, institution = %notice.institution, kind = ?notice.kind, ?result, "delegation notice");
         let answer = match result {

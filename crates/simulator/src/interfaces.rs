@@ -51,6 +51,11 @@ impl Interface {
         }
     }
 
+    /// Offers no authorisation look-up: checks on receipt who may file for the business.
+    pub fn checks_authorisation_on_receipt(self) -> bool {
+        self == Self::RegistroBlock
+    }
+
     /// Takes every well-formed filing and decides afterwards (a rule broken is a rejection
     /// in the outcome, not a refusal on receipt).
     pub fn decides_later(self) -> bool {

@@ -469,7 +469,10 @@ async fn process(
         }
         return problem(StatusCode::SERVICE_UNAVAILABLE, "Errore temporaneo", json!([]));
     }
-    let broken = rules::broken(&behaviour.rules, &envelope.payload);
+    let mut broken = rules::broken(&behaviour.rules, &envelope.payload);
+    if sim.settings.interface.checks_authorisation_on_receipt() {
+        broken.extend(delegations::unauthorised(&sim, &envelope));
+    }
     if sim.settings.interface != Interface::Sportello {
         return process_own_interface(&sim, key, envelope, digest, broken);
     }
@@ -669,6 +672,9 @@ pub async fn start(listener: TcpListener, settings: SimSettings) -> Result<SimHa
         .route("/authorisations/{tax_code}", get(delegations::authorisations))
         .route("/delegations", post(delegations::register_delegation))
         .route("/delegations/{id}", axum::routing::delete(delegations::revoke_delegation))
+        .route("/abilitazioni/{tax_code}", get(delegations::authorisations))
+        .route("/deleghe", post(delegations::register_delegation))
+        .route("/deleghe/{id}", axum::routing::delete(delegations::revoke_delegation))
         .route("/_sim/delegations", get(list_delegations))
         .route("/_sim/filings", get(list_received))
         .route("/_sim/behaviour", get(get_behaviour).put(set_behaviour))

@@ -163,6 +163,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             worker_stopped.clone(),
         ));
     }
+    let mut authorisations = None;
     let worker = match (&channels, settings.run_worker) {
         (Some(channels), true) => {
             let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
@@ -170,20 +171,19 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             let worker =
                 Worker::new(queue, catalog.clone(), channels, clock.clone(), random.clone(), settings.worker.clone())?
                     .with_delegations(delegations);
+            authorisations = Some(Arc::new(worker.authorisation_service(AUTHORISATION_TTL)));
             Some(tokio::spawn(worker.run(worker_stopped)))
         }
         _ => None,
     };
-
-    let authorisations = match &channels {
-        Some(channels) => Some(Arc::new(delivery::authorisation::AuthorisationService::new(
+    if let (None, Some(channels)) = (&authorisations, &channels) {
+        authorisations = Some(Arc::new(delivery::authorisation::AuthorisationService::new(
             channels,
             clock.clone(),
             random.clone(),
             AUTHORISATION_TTL,
-        )?)),
-        None => None,
-    };
+        )?));
+    }
     let demo_cards = settings.demo_cards.clone().map(|cards| {
         Arc::new(web::demo_cards::DemoCards { cards, tls: tls.clone(), profile: settings.card_profile.clone() })
     });
@@ -204,7 +204,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
                 .map(|c| {
                     c.institutions
                         .values()
-                        .filter(|ch| ch.trusts_portal_delegations)
+                        .filter(|ch| ch.trusts_portal_record())
                         .map(|ch| ch.institution.clone())
                         .collect()
                 })

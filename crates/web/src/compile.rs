@@ -255,17 +255,37 @@ async fn known_businesses(app: &AppState, principal: &Principal) -> Result<Vec<(
     }
     if let Some(answers) = crate::api::holder_authorisations(app, &principal.owner).await {
         for answer in answers.values() {
-            if let domain::authorisation::Authorisation::Known { grants } = answer {
-                for grant in grants {
-                    let code = grant.business.trim().to_uppercase();
-                    if !out.iter().any(|(c, _)| *c == code) {
-                        out.push((code, String::new()));
-                    }
+            for grant in answer.grants() {
+                let code = grant.business.trim().to_uppercase();
+                if !out.iter().any(|(c, _)| *c == code) {
+                    out.push((code, String::new()));
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// The tag shown beside a recipient of a service: authorised (for which businesses), not,
+/// unknown now, or what applies where the institution cannot be asked.
+fn authorisation_tag(tr: &Tr, answer: &domain::authorisation::Authorisation) -> (&'static str, String) {
+    use domain::authorisation::{Authorisation, NotOfferedPolicy};
+    let list = |grants: &[domain::authorisation::Grant]| {
+        let businesses = grants.iter().map(|g| g.business.clone()).collect::<Vec<_>>().join(", ");
+        tr.fmt("service-authorised-for", &[("businesses", businesses)])
+    };
+    match answer {
+        Authorisation::Known { grants } if !grants.is_empty() => ("tag-ok", list(grants)),
+        Authorisation::Known { .. } => ("tag-missing", tr.msg("service-not-authorised")),
+        Authorisation::Unknown { .. } => ("tag-unknown", tr.msg("service-unknown")),
+        Authorisation::NotOffered { policy: NotOfferedPolicy::OnReceipt, .. } => {
+            ("tag-ok", tr.msg("service-checked-on-receipt"))
+        }
+        Authorisation::NotOffered { policy: NotOfferedPolicy::OwnBusinessOnly, grants } => {
+            let businesses = grants.iter().map(|g| g.business.clone()).collect::<Vec<_>>().join(", ");
+            ("tag-ok", tr.fmt("service-own-business-only", &[("business", businesses)]))
+        }
+    }
 }
 
 /// `GET /servizi/{id}`: one service, whether the holder may file at each recipient, and the
@@ -301,14 +321,7 @@ pub async fn service(
     if let Some(principal) = &principal {
         let answers = crate::api::authorisations_for(&app, service, &principal.owner, lang).await;
         for r in &answers.recipients {
-            let (class, status) = match r.authorisation() {
-                domain::authorisation::Authorisation::Known { grants } if !grants.is_empty() => {
-                    let list = grants.iter().map(|g| g.business.clone()).collect::<Vec<_>>().join(", ");
-                    ("tag-ok", tr.fmt("service-authorised-for", &[("businesses", list)]))
-                }
-                domain::authorisation::Authorisation::Known { .. } => ("tag-missing", tr.msg("service-not-authorised")),
-                domain::authorisation::Authorisation::Unknown { .. } => ("tag-unknown", tr.msg("service-unknown")),
-            };
+            let (class, status) = authorisation_tag(&tr, r.authorisation());
             let filing = service
                 .recipients
                 .iter()

@@ -82,6 +82,11 @@ fn row(app: &AppState, d: &Delegation, other: String, lang: Lang, in_use: bool) 
         .map(|i| {
             let state = d.state_at(i, now);
             let detail = match d.institutions.get(i) {
+                Some(InstitutionState::Active { reference })
+                    if state == "active" && reference.starts_with(delivery::client::PORTAL_RECORD_PREFIX) =>
+                {
+                    tr.msg("delegation-portal-record")
+                }
                 Some(InstitutionState::Active { reference }) if state == "active" => {
                     tr.fmt("delegation-reference", &[("reference", reference.clone())])
                 }
@@ -232,9 +237,7 @@ fn new_page(
         .collect();
     let mut codes = BTreeSet::new();
     for answer in answers.values() {
-        if let domain::authorisation::Authorisation::Known { grants } = answer {
-            codes.extend(grants.iter().map(|g| g.business.trim().to_uppercase()));
-        }
+        codes.extend(answer.grants().iter().map(|g| g.business.trim().to_uppercase()));
     }
     let businesses = codes
         .into_iter()

@@ -1,4 +1,5 @@
 use super::*;
+use domain::authorisation::{Grant, Role};
 use serde_json::json;
 
 fn context() -> Value {
@@ -184,4 +185,109 @@ fn xml_profile_mistakes_are_reported_where_they_are() {
     )
     .expect_err("bad format");
     assert!(errors.iter().any(|e| e.message.contains("format `yaml`")), "{errors:?}");
+}
+
+const INAIL_LOOKUP: &str = r#"
+[authorisations]
+path = "/abilitazioni/{{ tax_code }}"
+business = "/abilitazioni/*/impresa"
+role = "/abilitazioni/*/ruolo"
+roles = { TITOLARE = "owner", INTERMEDIARIO = "intermediary" }
+[authorisations.answer]
+delivered = [200]
+"#;
+
+fn lookup_of(p: &Profile) -> &AuthorisationLookup {
+    match &p.authorisations {
+        Lookup::Asked(l) => l,
+        Lookup::NotOffered(policy) => panic!("not offered: {policy:?}"),
+    }
+}
+
+#[test]
+fn a_profile_without_look_up_or_notices_uses_sportello_s_own() {
+    let p = profile(BLOCK, &[("ri.json", "{}")]).expect("profile");
+    let r = p.render_lookup(&json!({"tax_code": "RSSMRA80A01H501U"})).expect("asked").expect("render");
+    assert_eq!((r.method.as_str(), r.target.as_str()), ("GET", "/authorisations/RSSMRA80A01H501U"));
+    let DelegationNotices::Sent { grant, revoke } = &p.delegations else { panic!("notices sent") };
+    let delegation = json!({"delegation": {"delegation_id": "d-1", "grantor": "G", "businesses": ["X"]}});
+    let g = p.render(grant, &delegation).expect("grant");
+    assert_eq!((g.method.as_str(), g.target.as_str()), ("POST", "/delegations"));
+    assert_eq!(serde_json::from_slice::<Value>(&g.body).expect("json"), delegation["delegation"]);
+    let r = p.render(revoke, &delegation).expect("revoke");
+    assert_eq!((r.method.as_str(), r.target.as_str()), ("DELETE", "/delegations/d-1"));
+    let answer = lookup_of(&p)
+        .operation
+        .answer
+        .parse(br#"{"businesses": [{"business": "00743110157", "role": "intermediary"}]}"#);
+    let grants = lookup_of(&p).grants(&answer).expect("grants");
+    assert_eq!(grants, vec![Grant { business: "00743110157".into(), role: Role::Intermediary }]);
+}
+
+#[test]
+fn an_institution_s_own_look_up_reads_its_words_for_roles() {
+    let p = profile(&format!("{BLOCK}{INAIL_LOOKUP}"), &[("ri.json", "{}")]).expect("profile");
+    let lookup = lookup_of(&p);
+    let r = p.render_lookup(&json!({"tax_code": "RSSMRA80A01H501U"})).expect("asked").expect("render");
+    assert_eq!(r.target, "/abilitazioni/RSSMRA80A01H501U");
+    let answer = lookup.operation.answer.parse(
+        br#"{"abilitazioni": [{"impresa": "rssmra80a01h501u", "ruolo": "TITOLARE"},
+                             {"impresa": "00743110157", "ruolo": "DELEGATO_SCONOSCIUTO"},
+                             {"impresa": "01879020517", "ruolo": "INTERMEDIARIO"}]}"#,
+    );
+    let grants = lookup.grants(&answer).expect("grants");
+    // An unknown role word grants nothing: refusing is the safe side.
+    assert_eq!(
+        grants,
+        vec![
+            Grant { business: "RSSMRA80A01H501U".into(), role: Role::Owner },
+            Grant { business: "01879020517".into(), role: Role::Intermediary },
+        ]
+    );
+    let uneven = lookup.operation.answer.parse(br#"{"abilitazioni": [{"impresa": "X"}]}"#);
+    assert!(lookup.grants(&uneven).is_err(), "a business without its role is not read as a grant");
+    assert!(lookup.grants(&crate::mapping::Answer::Unreadable).is_err());
+}
+
+#[test]
+fn services_not_offered_carry_their_policy() {
+    let text = format!(
+        "{BLOCK}\n[authorisations]\noffered = false\npolicy = \"on_receipt\"\n\n[delegations]\noffered = false\npolicy = \"portal_record\"\n"
+    );
+    let p = profile(&text, &[("ri.json", "{}")]).expect("profile");
+    assert!(matches!(p.authorisations, Lookup::NotOffered(domain::authorisation::NotOfferedPolicy::OnReceipt)));
+    assert!(p.render_lookup(&json!({})).is_none());
+    assert!(matches!(p.delegations, DelegationNotices::NotOffered(DelegationPolicy::PortalRecord)));
+    let grantor_only = text.replace("portal_record", "grantor_only").replace("on_receipt", "own_business_only");
+    let p = profile(&grantor_only, &[("ri.json", "{}")]).expect("profile");
+    assert!(matches!(p.authorisations, Lookup::NotOffered(domain::authorisation::NotOfferedPolicy::OwnBusinessOnly)));
+    assert!(matches!(p.delegations, DelegationNotices::NotOffered(DelegationPolicy::GrantorOnly)));
+}
+
+#[test]
+fn look_up_and_notice_mistakes_are_reported_where_they_are() {
+    let text = format!(
+        "{BLOCK}\n[authorisations]\noffered = false\npolicy = \"sometimes\"\npath = \"/x\"\n\n[delegations.grant]\npath = \"/deleghe\"\nmethod = \"PATCH\"\n"
+    );
+    let errors = profile(&text, &[("ri.json", "{}")]).expect_err("mistakes");
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).expect("line") + 1;
+    let expect = |needle: &str, message: &str| {
+        let prefix = format!("test.toml:{}:", line_of(needle));
+        assert!(
+            shown.iter().any(|s| s.starts_with(&prefix) && s.contains(message)),
+            "{message} at {prefix}: {shown:#?}"
+        );
+    };
+    expect("policy = \"sometimes\"", "policy `sometimes`: expected \"on_receipt\" or \"own_business_only\"");
+    expect("path = \"/x\"", "a look-up that is not offered has no request");
+    expect("method = \"PATCH\"", "method `PATCH`");
+    assert!(shown.iter().any(|s| s.contains("needs both [delegations.grant] and [delegations.revoke]")), "{shown:#?}");
+    let bad_role = format!("{BLOCK}{}", INAIL_LOOKUP.replace("\"intermediary\"", "\"boss\""));
+    let errors = profile(&bad_role, &[("ri.json", "{}")]).expect_err("a role Sportello does not know");
+    let line = bad_role.lines().position(|l| l.contains("\"boss\"")).expect("line") + 1;
+    assert!(errors.iter().any(|e| e.line == line && e.message.contains("role `boss`")), "{errors:#?}");
+    let no_business = format!("{BLOCK}\n[authorisations]\npath = \"/abilitazioni/{{{{ tax_code }}}}\"\n");
+    let errors = profile(&no_business, &[("ri.json", "{}")]).expect_err("no business locator");
+    assert!(errors.iter().any(|e| e.message.contains("needs a path and a business locator")), "{errors:#?}");
 }
