@@ -34,7 +34,8 @@ use crate::{problem, RegisteredDelegation, Sim};
 const BUSINESS_PATH: &str = "impresa.codice_fiscale";
 
 /// The refusal on receipt of a filing whose responsible person may not file for its business
-/// here (as a broken rule; the portal could not check it, the institution offering no look-up).
+/// here (as a broken rule naming no field; the portal could not check it, the institution
+/// offering no look-up).
 pub(crate) fn unauthorised(sim: &Sim, envelope: &delivery::client::FilingEnvelope) -> Option<Value> {
     let business = crate::rules::json_at(&envelope.payload, BUSINESS_PATH)?.as_str()?.trim().to_uppercase();
     if business.is_empty() {
@@ -47,7 +48,8 @@ pub(crate) fn unauthorised(sim: &Sim, envelope: &delivery::client::FilingEnvelop
         return None;
     }
     let message = format!("{responsible} non risulta abilitato a presentare pratiche per l'impresa {business}");
-    Some(json!({ "path": BUSINESS_PATH, "message": message, "published": false }))
+    // About the sender, not a field of the filing: no field at fault.
+    Some(json!({ "path": null, "message": message, "published": false }))
 }
 
 fn inail_role(role: Role) -> &'static str {

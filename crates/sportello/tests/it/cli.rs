@@ -242,7 +242,9 @@ fn channels_check_reports_profile_mistakes_with_file_line_and_column() {
     let broken = dir.path().join("inail.toml");
     let text = std::fs::read_to_string(shipped.join("inail.toml")).expect("profile");
     std::fs::write(&broken, text.replace("outcome = \"/esito\"", "outcome = \"esito\"")).expect("write");
-    std::fs::copy(shipped.join("inail.json"), dir.path().join("inail.json")).expect("template");
+    for template in ["inail.json", "inail-delega.json"] {
+        std::fs::copy(shipped.join(template), dir.path().join(template)).expect("template");
+    }
     let file = channels_file(dir.path(), &broken);
     let out = Command::new(binary()).args(["channels", "check"]).arg(&file).output().expect("run");
     assert_eq!(out.status.code(), Some(1));

@@ -306,3 +306,61 @@ async fn a_delegation_holds_only_from_its_start_and_where_the_institution_accept
     let problem: Value = r.json().await.expect("problem");
     assert!(problem["detail"].as_str().is_some_and(|d| d.contains("inail")), "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_notices_go_in_each_institution_s_own_shape_or_the_portal_s_record_holds() {
+    // The registry takes no notices of sub-delegations.
+    let profiles = crate::delivery::profiles_with(
+        "registro-imprese.toml",
+        "[delegations]\noffered = false\npolicy = \"portal_record\"\n",
+    );
+    let options = crate::delivery::Options {
+        own_interfaces: true,
+        poll: Some(Duration::from_millis(50)),
+        channels_dir: Some(profiles.path().to_path_buf()),
+        ..crate::delivery::Options::default()
+    };
+    let mut w = crate::delivery::world_with(options).await;
+    let mut grantor = Browser::with(w.url(""), &w.ca_pem, Some(&w.holder));
+    let id = grant(&w, &mut grantor, &["avvio-ditta-individuale"], 0).await;
+    let page = wait_for_outcomes(&mut grantor, "attiva", 3).await;
+    // INAIL took its own shape (POST /deleghe) and answered with its own reference; INPS, behind
+    // PDND, Sportello's; the registry was not told, and the portal's record holds there.
+    let listed = |sim: &simulator::SimHandle| {
+        let url = format!("https://{}/_sim/delegations", sim.addr);
+        async move {
+            let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().expect("client");
+            client.get(url).send().await.expect("sim").json::<Value>().await.expect("json")
+        }
+    };
+    let at_inail = listed(&w.sims["inail"]).await;
+    assert_eq!(at_inail["delegations"][&id]["delegate"], COLLABORATOR, "{at_inail}");
+    assert_eq!(at_inail["delegations"][&id]["businesses"], json!([HOLDER]), "{at_inail}");
+    let reference = at_inail["delegations"][&id]["reference"].as_str().expect("INAIL's reference").to_string();
+    assert!(page.contains(&format!("riferimento dell&#39;ente {reference}")), "{page}");
+    assert!(listed(&w.sims["inps"]).await["delegations"][&id].is_object(), "INPS told");
+    assert!(listed(&w.sims["registro-imprese"]).await["delegations"][&id].is_null(), "the registry is not told");
+    assert!(page.contains("vale la registrazione del portale"), "{page}");
+
+    // The collaborator acts, the registry included (it trusts the portal's record).
+    let api = acting_client(&w);
+    let r = api
+        .post(w.url("/api/v1/practices"))
+        .header("x-sportello-delegation", &id)
+        .json(&json!({"service": "avvio-ditta-individuale", "data": crate::delivery::with_long_description()}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap_or_default());
+
+    // Revoked: INAIL is told in its own words (DELETE /deleghe/{id}).
+    let (_, _, page) = grantor.get("/deleghe").await;
+    let (_, at, _) = grantor.post(&format!("/deleghe/{id}/revoca"), &[("_csrf", &csrf(&page))]).await;
+    assert!(at.ends_with("esito=revocata"), "{at}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed(&w.sims["inail"]).await["delegations"][&id]["revoked"] != true {
+        assert!(Instant::now() < deadline, "INAIL never told of the revocation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.stop().await;
+}

@@ -44,6 +44,19 @@ pub(crate) fn quick_behaviour() -> Behaviour {
     b
 }
 
+/// The repository's channel profiles in a folder of the test's, with `text` added to `file`.
+pub(crate) fn profiles_with(file: &str, text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp");
+    for entry in std::fs::read_dir(sportello::simulated::repository_channels_dir()).expect("channels") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+    }
+    let profile = dir.path().join(file);
+    let shipped = std::fs::read_to_string(&profile).expect("profile");
+    std::fs::write(&profile, format!("{shipped}\n{text}")).expect("write");
+    dir
+}
+
 pub(crate) async fn world() -> World {
     world_with(Options::default()).await
 }

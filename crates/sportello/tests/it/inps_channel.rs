@@ -129,7 +129,17 @@ async fn a_pdnd_voucher_is_reused_until_near_expiry_then_renewed_and_a_revoked_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purpose_pdnd_refuses_fails_the_filing_with_pdnd_s_reason() {
-    let options = Options { pdnd_purpose: Some("purpose-never-approved".into()), ..own_interfaces(None) };
+    // INPS's look-up is not offered here (only for one's own business), so that the refusal
+    // falls on the filing itself; otherwise the look-up, behind the same purpose, would be
+    // "cannot be known" and nothing would be sent.
+    let profiles = crate::delivery::profiles_with(
+        "inps.toml",
+        "[authorisations]\noffered = false\npolicy = \"own_business_only\"\n",
+    );
+    let options = Options {
+        pdnd_purpose: Some("purpose-never-approved".into()),
+        ..own_interfaces(Some(profiles.path().to_path_buf()))
+    };
     let mut w = world_with(options).await;
     let (p, error) = inps_failed_alone(&w).await;
     assert!(

@@ -358,3 +358,69 @@ async fn every_signed_answer_is_kept_exported_and_verified_offline_and_one_byte_
     assert!(report.contains(" 1 failed"), "only that one: {report}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorisations_are_asked_as_each_profile_says_and_the_registry_checks_on_receipt() {
+    let mut w = world_with(own_interfaces()).await;
+    // The registry offers no look-up and knows nothing of the holder.
+    w.sims["registro-imprese"].set_behaviour(Behaviour { authorisations: Default::default(), ..quick_behaviour() });
+    let checklist: Value = w
+        .client()
+        .get(w.url("/api/v1/services/avvio-ditta-individuale/authorisations"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let recipient = |id: &str| {
+        checklist["recipients"].as_array().and_then(|rs| rs.iter().find(|r| r["institution"] == id)).cloned()
+    };
+    // INAIL's own words (TITOLARE) read as a role; INPS asked behind PDND, with a voucher.
+    let inail = recipient("inail").expect("inail");
+    assert_eq!((inail["status"].as_str(), inail["grants"][0]["role"].as_str()), (Some("known"), Some("owner")));
+    assert_eq!(recipient("inps").expect("inps")["status"], "known", "{checklist:#}");
+    let pdnd = w.pdnd.as_ref().expect("INPS is behind PDND");
+    let client = sportello::bench::https_client(&pdnd.ca_pem, None).expect("client");
+    let issued: Vec<Value> = client
+        .get(pdnd.token_url.replace("/token.oauth2", "/_sim/vouchers"))
+        .send()
+        .await
+        .expect("vouchers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(issued.len(), 1, "the look-up presented a voucher");
+    let registry = recipient("registro-imprese").expect("registry");
+    assert_eq!((registry["status"].as_str(), registry["policy"].as_str()), (Some("not_offered"), Some("on_receipt")));
+    assert_eq!(checklist["complete"], true, "nothing the portal can check is missing: {checklist:#}");
+    let page = w.client().get(w.url("/servizi/avvio-ditta-individuale")).send().await.expect("page");
+    let page = page.text().await.expect("html");
+    assert!(page.contains("Verificata dall&#39;ente alla ricezione della pratica"), "{page}");
+
+    // Sent; the registry refuses on receipt, naming the business (no field is at fault); the
+    // others wait for it.
+    let id = w.submit(with_long_description()).await;
+    let p = w
+        .wait_for(&id, "RI rejected, the others held", |p| {
+            let s = states(p);
+            s["registro-imprese"] == "rejected" && s["inps"] == "waiting" && s["inail"] == "waiting"
+        })
+        .await;
+    let ri = delivery(&p, "registro-imprese");
+    assert_eq!(ri["rejection"]["fields"], json!([]), "{ri:#}");
+    let reason = ri["rejection"]["reasons"][0].as_str().unwrap_or_default();
+    assert!(reason.contains("non risulta abilitato") && reason.contains(crate::api::HOLDER), "{ri:#}");
+    // Once the chamber records the authorisation, the same filing is sent again and goes.
+    w.sims["registro-imprese"].set_behaviour(quick_behaviour());
+    let r = w
+        .client()
+        .post(w.url(&format!("/api/v1/practices/{id}/deliveries/registro-imprese/resend")))
+        .json(&json!({ "data": {} }))
+        .send()
+        .await
+        .expect("resend");
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    w.wait_for(&id, "all accepted", |p| all_in(p, "accepted")).await;
+    w.stop().await;
+}
