@@ -172,14 +172,10 @@ impl Worker {
         })
     }
 
-    /// Who may file where, asked through this worker's clients (sharing their PDND vouchers).
-    pub fn authorisation_service(&self, ttl: Duration) -> crate::authorisation::AuthorisationService {
-        crate::authorisation::AuthorisationService::with_clients(
-            self.clients.clone(),
-            self.signer.clone(),
-            self.clock.clone(),
-            ttl,
-        )
+    /// This worker's clients and signer, for look-ups that share their PDND vouchers (see
+    /// [`crate::authorisation::AuthorisationService::with_clients`]).
+    pub fn clients(&self) -> (Arc<BTreeMap<String, InstitutionClient>>, Arc<Signer>) {
+        (self.clients.clone(), self.signer.clone())
     }
 
     /// Also tells institutions about sub-delegations granted and ended.

@@ -171,7 +171,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             let worker =
                 Worker::new(queue, catalog.clone(), channels, clock.clone(), random.clone(), settings.worker.clone())?
                     .with_delegations(delegations);
-            authorisations = Some(Arc::new(worker.authorisation_service(AUTHORISATION_TTL)));
+            let (clients, signer) = worker.clients();
+            authorisations = Some(Arc::new(delivery::authorisation::AuthorisationService::with_clients(
+                clients,
+                signer,
+                clock.clone(),
+                AUTHORISATION_TTL,
+            )));
             Some(tokio::spawn(worker.run(worker_stopped)))
         }
         _ => None,
