@@ -53,6 +53,24 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// The practice's next state once its deliveries changed, from the states as stored (shared
+/// by both adapters). `None`: the practice stays as it is. A state that cannot be read is an
+/// error, never skipped: a practice must not complete because one of its rows was ignored.
+fn practice_follows(
+    current: &str,
+    delivery_states: &[String],
+) -> Result<Option<(PracticeState, domain::practice::PracticeEvent)>, StoreError> {
+    let states = delivery_states
+        .iter()
+        .map(|s| DeliveryState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("delivery state `{s}`"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(event) = domain::delivery::practice_event_for(&states) else { return Ok(None) };
+    let current =
+        PracticeState::parse(current).ok_or_else(|| StoreError::Corrupt(format!("practice state `{current}`")))?;
+    // A transition the practice's state does not allow (already completed, say) changes nothing.
+    Ok(current.apply(event).ok().map(|next| (next, event)))
+}
+
 /// What a collaborator acting under a sub-delegation sees of the grantor's practices: those
 /// of the delegated services and businesses, and the collaborator's own drafts that do not
 /// name a business yet.
@@ -68,9 +86,14 @@ impl ScopeFilter {
     fn params(scope: Option<&ScopeFilter>) -> (Option<String>, Option<String>, Option<String>) {
         match scope {
             None => (None, None, None),
+            // Fails closed: a list that could not be written as JSON matches nothing (an
+            // absent parameter would mean "no filter").
             Some(s) => (
-                serde_json::to_string(&s.services).ok(),
-                serde_json::to_string(&s.businesses.iter().map(|b| b.to_uppercase()).collect::<Vec<_>>()).ok(),
+                Some(serde_json::to_string(&s.services).unwrap_or_else(|_| "[]".into())),
+                Some(
+                    serde_json::to_string(&s.businesses.iter().map(|b| b.to_uppercase()).collect::<Vec<_>>())
+                        .unwrap_or_else(|_| "[]".into()),
+                ),
                 Some(s.actor.clone()),
             ),
         }
@@ -915,3 +938,20 @@ fn reference_year(submission: &Submission) -> i32 {
 
 /// Ordered list of (version, name, SQL) for a backend.
 type Migrations = &'static [(i64, &'static str, &'static str)];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_state_stops_the_practice_from_moving_instead_of_being_skipped() {
+        let states = |s: &[&str]| s.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        let moved = practice_follows("in_progress", &states(&["accepted", "rejected"])).expect("readable");
+        assert_eq!(moved.map(|(next, _)| next), Some(PracticeState::Completed));
+        // Without the unreadable row the others would all have outcomes: it must not be dropped.
+        let corrupt = practice_follows("in_progress", &states(&["accepted", "lost-in-migration"]));
+        assert!(matches!(corrupt, Err(StoreError::Corrupt(m)) if m.contains("lost-in-migration")));
+        assert!(matches!(practice_follows("??", &states(&["accepted"])), Err(StoreError::Corrupt(_))));
+        assert_eq!(practice_follows("in_progress", &states(&["accepted", "delivered"])).expect("readable"), None);
+    }
+}

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::delivery::{practice_event_for, DeliveryEvent, DeliveryState, DeliveryStatus};
+use domain::delivery::{DeliveryEvent, DeliveryState, DeliveryStatus};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
     Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber, Submission,
@@ -222,11 +222,7 @@ async fn follow_deliveries(tx: &mut PgConnection, id: PracticeId, at: OffsetDate
         .bind(id.0)
         .fetch_all(&mut *tx)
         .await?;
-    let states: Vec<DeliveryState> = states.iter().filter_map(|s| DeliveryState::parse(s)).collect();
-    let Some(event) = practice_event_for(&states) else {
-        return Ok(());
-    };
-    let Some(next) = PracticeState::parse(&current).and_then(|s| s.apply(event).ok()) else {
+    let Some((next, event)) = crate::practice_follows(&current, &states)? else {
         return Ok(());
     };
     sqlx::query("UPDATE practices SET state = $1, needs_resend = $2, updated_at = $3 WHERE id = $4")

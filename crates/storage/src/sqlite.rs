@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::delivery::{practice_event_for, DeliveryEvent, DeliveryState, DeliveryStatus};
+use domain::delivery::{DeliveryEvent, DeliveryState, DeliveryStatus};
 use domain::identifiers::CodiceFiscale;
 use domain::practice::{
     Delivery, Practice, PracticeData, PracticeEvent, PracticeId, PracticeState, ReferenceNumber, Submission,
@@ -248,13 +248,9 @@ async fn follow_deliveries(tx: &mut SqliteConnection, id: PracticeId, at: Offset
         .bind(id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-    let states: Vec<DeliveryState> = states.iter().filter_map(|s| DeliveryState::parse(s)).collect();
-    let Some(event) = practice_event_for(&states) else {
-        return Ok(());
-    };
     let current: String =
         sqlx::query_scalar("SELECT state FROM practices WHERE id = ?").bind(id.to_string()).fetch_one(&mut *tx).await?;
-    let Some(next) = PracticeState::parse(&current).and_then(|s| s.apply(event).ok()) else {
+    let Some((next, event)) = crate::practice_follows(&current, &states)? else {
         return Ok(());
     };
     sqlx::query("UPDATE practices SET state = ?, needs_resend = ?, updated_at = ? WHERE id = ?")

@@ -983,4 +983,10 @@ async fn a_collaborator_sees_only_what_the_delegation_covers(b: Backend) {
     assert_eq!(found.total, 2);
     assert_eq!(b.store.list(&holder(), &PracticeQuery::default()).await.expect("all").len(), 5, "the grantor sees all");
     assert_eq!(b.store.practice(&holder(), collaborators_draft.id).await.expect("read").actor, stranger());
+    // A delegation covering nothing shows nothing, not everything (the filter fails closed).
+    let nothing = ScopeFilter { services: vec![], businesses: vec![], actor: stranger().to_string() };
+    let query = PracticeQuery { scope: Some(nothing.clone()), ..Default::default() };
+    assert!(b.store.list(&holder(), &query).await.expect("list").is_empty());
+    let search = PracticeSearch { scope: Some(nothing), ..Default::default() };
+    assert_eq!(b.store.search(&holder(), &search).await.expect("search").total, 0);
 }
