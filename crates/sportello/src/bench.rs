@@ -381,6 +381,9 @@ pub struct SearchReport {
     pub fill: Duration,
     /// (what was searched, results in all, median time, slowest time).
     pub searches: Vec<(String, u64, Duration, Duration)>,
+    /// The desk's home: median time of its summary, and of the reference taken in the same run
+    /// (the former way: up to 200 practices per state listed, then one query per practice).
+    pub home: (Duration, Duration),
 }
 
 impl std::fmt::Display for SearchReport {
@@ -400,8 +403,44 @@ impl std::fmt::Display for SearchReport {
                 max.as_secs_f64() * 1000.0
             )?;
         }
-        Ok(())
+        let (summary, former) = self.home;
+        writeln!(
+            f,
+            "  desk home summary: median {:.2} ms; former per-practice reads {:.2} ms (ratio {:.1}x)",
+            summary.as_secs_f64() * 1000.0,
+            former.as_secs_f64() * 1000.0,
+            former.as_secs_f64() / summary.as_secs_f64().max(1e-9)
+        )
     }
+}
+
+/// Median times of the desk home's summary and of the former way of reading it, for `holder`.
+async fn time_home(
+    store: &storage::sqlite::SqliteStore,
+    holder: &domain::identifiers::CodiceFiscale,
+    rounds: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    use domain::practice::PracticeState;
+    use storage::{PracticeQuery, PracticeStore};
+    let median = |mut times: Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (mut summary, mut former) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let t = Instant::now();
+        store.desk_summary(holder, None, 50).await?;
+        summary.push(t.elapsed());
+        let t = Instant::now();
+        for state in [PracticeState::Draft, PracticeState::InProgress, PracticeState::Completed] {
+            let query = PracticeQuery { state: Some(state), limit: PracticeQuery::MAX_LIMIT, ..Default::default() };
+            for practice in store.list(holder, &query).await? {
+                store.deliveries(holder, practice.id).await?;
+            }
+        }
+        former.push(t.elapsed());
+    }
+    Ok((median(summary), median(former)))
 }
 
 /// Fills a fresh SQLite store with `total` sent practices (each with one delivery and its
@@ -488,5 +527,6 @@ pub async fn search(total: usize, rounds: usize) -> anyhow::Result<SearchReport>
         let max = times[times.len() - 1];
         searches.push((what, found, median, max));
     }
-    Ok(SearchReport { practices: total, owner_practices: total.div_ceil(100), fill, searches })
+    let home = time_home(&store, &holder, rounds).await?;
+    Ok(SearchReport { practices: total, owner_practices: total.div_ceil(100), fill, searches, home })
 }

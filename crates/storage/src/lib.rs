@@ -64,7 +64,7 @@ fn practice_follows(
         .iter()
         .map(|s| DeliveryState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("delivery state `{s}`"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(event) = domain::delivery::practice_event_for(&states) else { return Ok(None) };
+    let Some(event) = domain::practice::practice_event_for(&states) else { return Ok(None) };
     let current =
         PracticeState::parse(current).ok_or_else(|| StoreError::Corrupt(format!("practice state `{current}`")))?;
     // A transition the practice's state does not allow (already completed, say) changes nothing.
@@ -99,6 +99,38 @@ impl ScopeFilter {
         }
     }
 }
+
+/// The desk's home: counts per state and what needs the owner (see
+/// [`PracticeStore::desk_summary`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeskSummary {
+    /// Practices per state; a state with none is absent.
+    pub counts: Vec<(PracticeState, u64)>,
+    /// Reference numbers of drafts back from sending because no institution was reached.
+    pub to_resend: Vec<String>,
+    /// Deliveries failed, rejected or without news, with their practice's reference number.
+    pub attention: Vec<(String, Delivery)>,
+}
+
+impl DeskSummary {
+    pub fn count(&self, state: PracticeState) -> u64 {
+        self.counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n)
+    }
+
+    /// The counts as read: each state must be one the domain knows.
+    fn counts_from(rows: Vec<(String, i64)>) -> Result<Vec<(PracticeState, u64)>, StoreError> {
+        rows.into_iter()
+            .map(|(state, n)| {
+                let state = PracticeState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("practice state `{state}`")))?;
+                Ok((state, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+}
+
+/// The delivery states the desk's home asks the owner to act on.
+const NEEDS_THE_OWNER: &str = "'failed', 'rejected', 'no_news'";
 
 /// Which practices to list.
 #[derive(Debug, Clone, Default)]
@@ -253,6 +285,16 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
 
     /// The owner's practices matching `search`, one page of them, with the total count.
     async fn search(&self, owner: &CodiceFiscale, search: &PracticeSearch) -> Result<SearchPage, StoreError>;
+
+    /// What the desk's home shows, in three queries however many practices there are: the
+    /// count of practices in each state, and at most `limit` of the drafts to send again and
+    /// of the deliveries that need the owner, most recently changed first.
+    async fn desk_summary(
+        &self,
+        owner: &CodiceFiscale,
+        scope: Option<&ScopeFilter>,
+        limit: u32,
+    ) -> Result<DeskSummary, StoreError>;
 
     /// Archives a draft or a completed practice (`archive`), or brings an archived one back
     /// (to the drafts if it was never sent, else to the completed). The domain decides what

@@ -453,6 +453,62 @@ impl PracticeStore for PostgresStore {
         rows.iter().map(|r| practice_row(r)?.into_practice()).collect()
     }
 
+    async fn desk_summary(
+        &self,
+        owner: &CodiceFiscale,
+        scope: Option<&crate::ScopeFilter>,
+        limit: u32,
+    ) -> Result<crate::DeskSummary, StoreError> {
+        let (services, businesses, actor) = crate::ScopeFilter::params(scope);
+        let mine = format!("owner_cf = $1 AND {}", scope_clause(2));
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as(&format!("SELECT state, COUNT(*) FROM practices WHERE {mine} GROUP BY state"))
+                .bind(owner.as_str())
+                .bind(services.clone())
+                .bind(businesses.clone())
+                .bind(actor.clone())
+                .fetch_all(&self.pool)
+                .await?;
+        let to_resend: Vec<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT reference FROM practices WHERE {mine} AND state = 'draft' AND needs_resend \
+             ORDER BY updated_at DESC, id LIMIT $5"
+        ))
+        .bind(owner.as_str())
+        .bind(services.clone())
+        .bind(businesses.clone())
+        .bind(actor.clone())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        // The practices are filtered first, so that the scope's columns are theirs alone.
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS}, p.reference AS practice_reference FROM deliveries d \
+             JOIN (SELECT id, reference, updated_at FROM practices WHERE {mine} \
+                   AND state IN ('in_progress', 'completed')) p ON p.id = d.practice_id \
+             WHERE d.state IN ({}) ORDER BY p.updated_at DESC, p.id, d.position LIMIT $5",
+            crate::NEEDS_THE_OWNER
+        ))
+        .bind(owner.as_str())
+        .bind(services.clone())
+        .bind(businesses.clone())
+        .bind(actor.clone())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let attention = rows
+            .iter()
+            .map(|r| {
+                let reference: Option<String> = r.try_get("practice_reference")?;
+                Ok((reference.unwrap_or_default(), delivery_row(r)?.into_delivery()?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(crate::DeskSummary {
+            counts: crate::DeskSummary::counts_from(counts)?,
+            to_resend: to_resend.into_iter().flatten().collect(),
+            attention,
+        })
+    }
+
     async fn search(&self, owner: &CodiceFiscale, search: &PracticeSearch) -> Result<SearchPage, StoreError> {
         // One WHERE clause for the page and the count.
         let filter = "owner_cf = $1 \

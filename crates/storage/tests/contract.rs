@@ -157,6 +157,7 @@ contract!(
     audit_chain_detects_every_tampering,
     delegations_and_their_notices,
     a_collaborator_sees_only_what_the_delegation_covers,
+    the_desk_summary_counts_every_state_and_lists_what_needs_the_owner,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -989,4 +990,40 @@ async fn a_collaborator_sees_only_what_the_delegation_covers(b: Backend) {
     assert!(b.store.list(&holder(), &query).await.expect("list").is_empty());
     let search = PracticeSearch { scope: Some(nothing), ..Default::default() };
     assert_eq!(b.store.search(&holder(), &search).await.expect("search").total, 0);
+}
+
+async fn the_desk_summary_counts_every_state_and_lists_what_needs_the_owner(b: Backend) {
+    let fail = |c: &storage::ClaimedDelivery| {
+        let mut failed = DeliveryUpdate::new(DeliveryEvent::Failed { reason: "down".into() }, NOW);
+        failed.fence = Some(c.fence);
+        failed
+    };
+    // Nobody reached: back to the drafts, to be sent again.
+    let unreached = submitted(&b).await;
+    for c in b.store.claim_due(NOW, LEASE, 10).await.expect("claim") {
+        b.store.record(&c.key, &fail(&c)).await.expect("record");
+    }
+    // One recipient failed, the others still on their way.
+    let partly = submitted(&b).await;
+    let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    let inps = claimed.iter().find(|c| c.key.practice_id == partly && c.key.institution == "inps").expect("inps");
+    b.store.record(&inps.key, &fail(inps)).await.expect("record");
+    b.store.create_draft(&draft(&holder(), &[])).await.expect("a plain draft");
+    b.store.create_draft(&draft(&stranger(), &[])).await.expect("someone else's");
+
+    let summary = b.store.desk_summary(&holder(), None, 50).await.expect("summary");
+    assert_eq!((summary.count(PracticeState::Draft), summary.count(PracticeState::InProgress)), (2, 1));
+    assert_eq!(summary.count(PracticeState::Completed), 0);
+    let store = &b.store;
+    let reference = |id| async move { store.practice(&holder(), id).await.expect("p").reference.expect("ref") };
+    assert_eq!(summary.to_resend, vec![reference(unreached).await.to_string()]);
+    assert_eq!(summary.attention.len(), 1, "{:?}", summary.attention);
+    let (of, delivery) = &summary.attention[0];
+    assert_eq!((of.as_str(), delivery.institution.as_str()), (reference(partly).await.to_string().as_str(), "inps"));
+    assert_eq!(delivery.state(), DeliveryState::Failed);
+    // Bounded, and a delegation covering nothing sees nothing.
+    assert!(b.store.desk_summary(&holder(), None, 0).await.expect("summary").attention.is_empty());
+    let nothing = ScopeFilter { services: vec![], businesses: vec![], actor: stranger().to_string() };
+    let scoped = b.store.desk_summary(&holder(), Some(&nothing), 50).await.expect("summary");
+    assert!(scoped.counts.is_empty() && scoped.attention.is_empty() && scoped.to_resend.is_empty());
 }

@@ -228,9 +228,9 @@ struct HomePage<'a> {
     tr: Tr<'a>,
     greeting: String,
     actions: Vec<String>,
-    drafts: usize,
-    in_progress: usize,
-    completed: usize,
+    drafts: u64,
+    in_progress: u64,
+    completed: u64,
 }
 
 #[derive(Template)]
@@ -240,6 +240,9 @@ struct LoginPage<'a> {
     refusal: Option<String>,
     demo: bool,
 }
+
+/// How many of each kind of action the home lists at most (the full lists are a click away).
+const HOME_ACTIONS: u32 = 50;
 
 /// `GET /`: the desk's home for a holder with a card (or a demo session); how to log in for
 /// anyone else.
@@ -260,44 +263,27 @@ pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting:
     };
     let tr = Tr::acting(&app.translations, lang, &principal);
     let holder = principal.actor.clone();
-    let count = |state| {
-        let app = app.clone();
-        let owner = principal.owner.clone();
-        let scope = principal.scope_filter();
-        async move {
-            let query = PracticeQuery { state: Some(state), limit: PracticeQuery::MAX_LIMIT, offset: 0, scope };
-            app.store.list(&owner, &query).await
-        }
-    };
-    let (drafts, in_progress, completed) = match (
-        count(PracticeState::Draft).await,
-        count(PracticeState::InProgress).await,
-        count(PracticeState::Completed).await,
-    ) {
-        (Ok(d), Ok(i), Ok(c)) => (d, i, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return ApiError::from(e).into_response(),
+    let summary = match app.store.desk_summary(&principal.owner, principal.scope_filter().as_ref(), HOME_ACTIONS).await
+    {
+        Ok(summary) => summary,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let mut actions = Vec::new();
-    for practice in drafts.iter().filter(|p| p.needs_resend) {
-        let reference = practice.reference.as_ref().map(ToString::to_string).unwrap_or_default();
-        actions.push(app.translations.message(lang, "desk-action-resend-all", &[("reference", reference)]));
+    for reference in &summary.to_resend {
+        actions.push(app.translations.message(lang, "desk-action-resend-all", &[("reference", reference.clone())]));
     }
-    for practice in in_progress.iter().chain(completed.iter()) {
-        let Ok(deliveries) = app.store.deliveries(&principal.owner, practice.id).await else { continue };
-        for d in deliveries.iter() {
-            let id = match d.state() {
-                DeliveryState::Failed => "desk-action-failed",
-                DeliveryState::Rejected => "desk-action-rejected",
-                DeliveryState::NoNews => "desk-action-no-news",
-                _ => continue,
-            };
-            let institution =
-                app.catalog.institution(&d.institution).map(|i| i.name.get(lang).to_string()).unwrap_or_default();
-            let reference = practice.reference.as_ref().map(ToString::to_string).unwrap_or_default();
-            let since = d.last_news_at.map(domain::italian_display).unwrap_or_default();
-            let args = [("reference", reference), ("institution", institution), ("since", since)];
-            actions.push(app.translations.message(lang, id, &args));
-        }
+    for (reference, d) in &summary.attention {
+        let id = match d.state() {
+            DeliveryState::Failed => "desk-action-failed",
+            DeliveryState::Rejected => "desk-action-rejected",
+            DeliveryState::NoNews => "desk-action-no-news",
+            _ => continue,
+        };
+        let institution =
+            app.catalog.institution(&d.institution).map(|i| i.name.get(lang).to_string()).unwrap_or_default();
+        let since = d.last_news_at.map(domain::italian_display).unwrap_or_default();
+        let args = [("reference", reference.clone()), ("institution", institution), ("since", since)];
+        actions.push(app.translations.message(lang, id, &args));
     }
     let greeting = app.translations.message(
         lang,
@@ -309,9 +295,9 @@ pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting:
             tr,
             greeting,
             actions,
-            drafts: drafts.len(),
-            in_progress: in_progress.len(),
-            completed: completed.len(),
+            drafts: summary.count(PracticeState::Draft),
+            in_progress: summary.count(PracticeState::InProgress),
+            completed: summary.count(PracticeState::Completed),
         },
         StatusCode::OK,
     )
