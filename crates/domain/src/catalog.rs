@@ -987,7 +987,7 @@ pub(crate) mod tests {
     }
 
     /// A complete, valid "avvio-ditta-individuale" as a user would type it.
-    pub(crate) fn complete_start_data() -> crate::practice::PracticeData {
+    pub(crate) fn complete_start_data() -> BTreeMap<String, String> {
         [
             ("business.name", "Bar Centrale di Mario Rossi"),
             ("business.tax_code", "RSSMRA45C12F205C"),

@@ -21,7 +21,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::FilingKind;
-use crate::practice::PracticeEvent;
 
 /// Where one recipient's filing stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -260,23 +259,6 @@ pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied,
     Ok(if changed { Applied::Changed(next) } else { Applied::Unchanged })
 }
 
-/// What the practice as a whole becomes once its deliveries stand as `states`, if anything.
-pub fn practice_event_for(states: &[DeliveryState]) -> Option<PracticeEvent> {
-    if states.is_empty() {
-        None
-    } else if states.iter().all(|s| matches!(s, DeliveryState::Failed | DeliveryState::Waiting))
-        && states.contains(&DeliveryState::Failed)
-    {
-        // Those that wait can only wait for one that failed: nobody was reached.
-        // Not delivered to any recipient: back to the drafts, to be sent again.
-        Some(PracticeEvent::NoRecipientReached)
-    } else if states.iter().all(|s| s.is_outcome()) {
-        Some(PracticeEvent::AllOutcomesKnown)
-    } else {
-        None
-    }
-}
-
 /// Maps payload paths an institution names (e.g. `lavorazioni.descrizione`) back to the
 /// catalog fields that fill them; unknown paths are kept as they are.
 pub fn fields_at_fault(filing: &FilingKind, payload_paths: &[String]) -> Vec<String> {
@@ -418,7 +400,6 @@ mod tests {
         assert_eq!(late.state, S::Accepted);
         let again = changed(&silent, DeliveryEvent::Resend);
         assert_eq!((again.state, again.revision), (S::Queued, 0), "same idempotency key");
-        assert_eq!(practice_event_for(&[S::NoNews, S::Accepted]), None, "no news is not an outcome");
     }
 
     #[test]
@@ -435,17 +416,6 @@ mod tests {
         assert!(apply(&waiting, &DeliveryEvent::Resend).is_err());
         assert_eq!(changed(&waiting, DeliveryEvent::Released).state, S::Queued);
         assert_eq!(apply(&DeliveryStatus::queued(), &DeliveryEvent::Released), Ok(Applied::Unchanged));
-        assert_eq!(practice_event_for(&[S::Failed, S::Waiting]), Some(PracticeEvent::NoRecipientReached));
-        assert_eq!(practice_event_for(&[S::Rejected, S::Waiting]), None, "held until corrected");
-        assert_eq!(practice_event_for(&[S::Waiting, S::Waiting]), None);
-    }
-
-    #[test]
-    fn practice_follows_its_deliveries() {
-        assert_eq!(practice_event_for(&[S::Failed, S::Failed, S::Failed]), Some(PracticeEvent::NoRecipientReached));
-        assert_eq!(practice_event_for(&[S::Failed, S::TakenInCharge, S::Failed]), None);
-        assert_eq!(practice_event_for(&[S::Accepted, S::Rejected]), Some(PracticeEvent::AllOutcomesKnown));
-        assert_eq!(practice_event_for(&[S::Accepted, S::Failed]), None);
     }
 
     #[test]

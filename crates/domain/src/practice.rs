@@ -543,6 +543,23 @@ pub fn prepare_submission(
     Ok(Submission { data, filings, submitted_at: now, actor: practice.owner.clone() })
 }
 
+/// What the practice as a whole becomes once its deliveries stand as `states`, if anything.
+pub fn practice_event_for(states: &[DeliveryState]) -> Option<PracticeEvent> {
+    if states.is_empty() {
+        None
+    } else if states.iter().all(|s| matches!(s, DeliveryState::Failed | DeliveryState::Waiting))
+        && states.contains(&DeliveryState::Failed)
+    {
+        // Those that wait can only wait for one that failed: nobody was reached.
+        // Not delivered to any recipient: back to the drafts, to be sent again.
+        Some(PracticeEvent::NoRecipientReached)
+    } else if states.iter().all(|s| s.is_outcome()) {
+        Some(PracticeEvent::AllOutcomesKnown)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,5 +821,18 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!((errors[0].file.as_str(), errors[0].line, errors[0].column), ("institutions/inail.toml", line, 11));
         assert!(errors[0].message.contains("not a regular expression"), "{errors:?}");
+    }
+
+    #[test]
+    fn practice_follows_its_deliveries() {
+        use crate::delivery::DeliveryState as S;
+        assert_eq!(practice_event_for(&[S::Failed, S::Failed, S::Failed]), Some(PracticeEvent::NoRecipientReached));
+        assert_eq!(practice_event_for(&[S::Failed, S::TakenInCharge, S::Failed]), None);
+        assert_eq!(practice_event_for(&[S::Accepted, S::Rejected]), Some(PracticeEvent::AllOutcomesKnown));
+        assert_eq!(practice_event_for(&[S::Accepted, S::Failed]), None);
+        assert_eq!(practice_event_for(&[S::NoNews, S::Accepted]), None, "no news is not an outcome");
+        assert_eq!(practice_event_for(&[S::Failed, S::Waiting]), Some(PracticeEvent::NoRecipientReached));
+        assert_eq!(practice_event_for(&[S::Rejected, S::Waiting]), None, "held until corrected");
+        assert_eq!(practice_event_for(&[S::Waiting, S::Waiting]), None);
     }
 }

@@ -194,4 +194,59 @@ mod tests {
         };
         assert_eq!(ids(include_str!("../i18n/it.ftl")), ids(include_str!("../i18n/en.ftl")));
     }
+
+    /// Every `.rs` and `.html` file under `dir`.
+    fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "html") {
+                out.push((path.display().to_string(), std::fs::read_to_string(&path).expect("read")));
+            }
+        }
+    }
+
+    /// The literal message ids passed to `msg("…")`, `fmt("…", …)` and `message(lang, "…", …)`.
+    fn literal_ids(text: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for call in ["msg(\"", "fmt(\"", "message(lang, \""] {
+            for (at, _) in text.match_indices(call) {
+                let rest = &text[at + call.len()..];
+                let id: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+                if rest[id.len()..].starts_with('"') && !id.is_empty() {
+                    ids.push(id);
+                }
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn every_message_id_the_code_uses_exists_in_both_languages() {
+        let t = Translations::load().expect("load");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        sources(&root.join("src"), &mut files);
+        sources(&root.join("templates"), &mut files);
+        let mut used = Vec::new();
+        for (file, text) in &files {
+            used.extend(literal_ids(text).into_iter().map(|id| (file.clone(), id)));
+        }
+        assert!(used.len() > 200, "the scan finds the calls ({} found)", used.len());
+        // Ids made from domain values: every value has its message.
+        for state in domain::delivery::DeliveryState::ALL {
+            used.push(("delivery states".into(), format!("delivery-state-{}", state.as_str())));
+        }
+        for state in domain::practice::PracticeState::ALL {
+            used.push(("practice states".into(), format!("state-{}", state.as_str())));
+        }
+        let missing: Vec<String> = used
+            .iter()
+            .flat_map(|(file, id)| [Lang::It, Lang::En].map(|lang| (file, id, lang)))
+            .filter(|(_, id, lang)| !t.has(*lang, id))
+            .map(|(file, id, lang)| format!("{file}: `{id}` has no {} message", lang.code()))
+            .collect();
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }
