@@ -59,6 +59,11 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Longest validity of a sub-delegation, in days.
     pub delegation_max_days: i64,
+    /// The time every part of the portal reads (sessions, certificates, deadlines, ModI
+    /// tokens); tests move it instead of sleeping.
+    pub clock: Arc<dyn Clock>,
+    /// Where identifiers, tokens and jitter come from.
+    pub random: Arc<dyn domain::Randomness>,
 }
 
 impl Settings {
@@ -81,6 +86,8 @@ impl Settings {
             crl_sources: Vec::new(),
             crl_refresh: std::time::Duration::from_secs(300),
             delegation_max_days: 365,
+            clock: Arc::new(SystemClock),
+            random: Arc::new(SystemRandomness::default()),
         }
     }
 }
@@ -123,13 +130,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("opening the database {}", redact(&settings.database_url)))?;
     store.migrate().await.context("migrating the database")?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock = settings.clock.clone();
     let mut material = settings.tls.clone();
     if !settings.crl_sources.is_empty() {
         material.crl_pems = fetch_crls(&settings.crl_sources).await?;
     }
     let tls = web::tls::TlsHandle::new(web::tls::server_config(&material, clock.now()).context("setting up TLS")?);
-    let random: Arc<dyn domain::Randomness> = Arc::new(SystemRandomness::default());
+    let random = settings.random.clone();
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr()?;

@@ -305,7 +305,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
     let random: std::sync::Arc<dyn domain::Randomness> = std::sync::Arc::new(web::SystemRandomness::default());
     // The channel profiles live beside the catalog: `channels/` next to `catalog/`.
     let channels_dir = catalog.parent().unwrap_or_else(|| std::path::Path::new(".")).join("channels");
-    let (simulators, channels) = demo::start_simulators(&files, &channels_dir, clock, random).await?;
+    let (simulators, channels) = demo::start_simulators(&files, &channels_dir, clock.clone(), random.clone()).await?;
     let settings = Settings {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         database_url: database_url.clone(),
@@ -321,6 +321,8 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         crl_sources: vec![demo::refresh_crl(&files)?.display().to_string()],
         crl_refresh: std::time::Duration::from_secs(300),
         delegation_max_days: 365,
+        clock,
+        random,
     };
     let running = sportello::start(&settings).await?;
     let url = format!("https://localhost:{}", running.addr.port());
@@ -415,6 +417,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 worker: worker_settings(),
                 crl_sources: crls,
                 crl_refresh: std::time::Duration::from_secs(crl_refresh_secs.max(1)),
+                clock: std::sync::Arc::new(web::SystemClock),
+                random: std::sync::Arc::new(web::SystemRandomness::default()),
             };
             run_until_signal(&settings).await?;
         }

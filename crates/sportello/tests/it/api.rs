@@ -36,10 +36,40 @@ async fn spawn_app_with(database_url: Option<String>) -> TestApp {
     spawn_app_full(database_url, Default::default(), false).await
 }
 
+/// A clock the test moves: the portal reads it everywhere (sessions, certificates, tokens).
+#[derive(Debug)]
+pub(crate) struct MovableClock(std::sync::Mutex<time::OffsetDateTime>);
+
+impl MovableClock {
+    pub(crate) fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self(std::sync::Mutex::new(time::OffsetDateTime::now_utc())))
+    }
+
+    pub(crate) fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().expect("clock");
+        *now += by;
+    }
+}
+
+impl domain::Clock for MovableClock {
+    fn now(&self) -> time::OffsetDateTime {
+        *self.0.lock().expect("clock")
+    }
+}
+
 async fn spawn_app_full(
     database_url: Option<String>,
     sessions: web::sessions::SessionPolicy,
     with_card_chooser: bool,
+) -> TestApp {
+    spawn_app_at(database_url, sessions, with_card_chooser, std::sync::Arc::new(web::SystemClock)).await
+}
+
+async fn spawn_app_at(
+    database_url: Option<String>,
+    sessions: web::sessions::SessionPolicy,
+    with_card_chooser: bool,
+    clock: std::sync::Arc<dyn domain::Clock>,
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = TestPki::generate("API test CA").expect("pki");
@@ -67,6 +97,7 @@ async fn spawn_app_full(
             };
             vec![card("rossi", &holder.cert_pem), card("falsa", &bad_tax_code.cert_pem), card("estranea", &rogue_cert)]
         }),
+        clock,
         ..Settings::new("127.0.0.1:0".parse().expect("addr"), database_url, catalog_dir(), tls)
     };
     let running = sportello::start(&settings).await.expect("portal starts");
@@ -584,18 +615,24 @@ async fn sessions_resist_fixation_and_end_on_logout() {
 
 #[tokio::test]
 async fn idle_sessions_expire() {
-    let policy = web::sessions::SessionPolicy { idle: Duration::from_millis(800), absolute: Duration::from_secs(3600) };
-    let app = spawn_app_full(None, policy, false).await;
+    // Time is moved, not waited for: 20 idle minutes of 30 keep the session, 31 more end it.
+    let policy =
+        web::sessions::SessionPolicy { idle: Duration::from_secs(30 * 60), absolute: Duration::from_secs(8 * 3600) };
+    let clock = MovableClock::new();
+    let app = spawn_app_at(None, policy, false, clock.clone()).await;
     let client = app.client();
     let r = client.post(app.url("/session")).send().await.expect("login");
     let cookie = cookie_value(&session_cookie(&r).expect("cookie"));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        client.get(app.url("/session")).header("cookie", &cookie).send().await.expect("send").status(),
-        StatusCode::OK
-    );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let r = client.get(app.url("/session")).header("cookie", &cookie).send().await.expect("send");
+    clock.advance(Duration::from_secs(20 * 60));
+    let status = |cookie: String| {
+        let request = client.get(app.url("/session")).header("cookie", cookie);
+        async move { request.send().await.expect("send") }
+    };
+    assert_eq!(status(cookie.clone()).await.status(), StatusCode::OK, "used after 20 minutes: still open");
+    clock.advance(Duration::from_secs(29 * 60));
+    assert_eq!(status(cookie.clone()).await.status(), StatusCode::OK, "each use starts the idle time again");
+    clock.advance(Duration::from_secs(31 * 60));
+    let r = status(cookie).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/session-expired");
 }
