@@ -327,3 +327,80 @@ pub async fn render_problems(
         None => response,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::delegation::OutOfScope;
+    use domain::delivery::DeliveryState;
+    use serde_json::Value;
+
+    /// Every variant, with the status and problem type it must answer.
+    fn every_error() -> Vec<(ApiError, u16, &'static str)> {
+        let field = FieldError { field: "owner.tax_code".into(), reason: Reason::Required };
+        vec![
+            (ApiError::Unauthenticated, 401, "unauthenticated"),
+            (ApiError::ForgedProxyHeader, 403, "forged-proxy-header"),
+            (ApiError::CrossSite, 403, "cross-site"),
+            (ApiError::SessionExpired, 401, "session-expired"),
+            (ApiError::CsrfToken, 403, "csrf-token"),
+            (ApiError::BadSignature("jwt expired".into()), 401, "bad-signature"),
+            (ApiError::CardRefused(identity::CardRefusal::Expired), 401, "card-refused"),
+            (ApiError::NotFound, 404, "not-found"),
+            (ApiError::MethodNotAllowed, 405, "method-not-allowed"),
+            (ApiError::UnknownService("nessuno".into()), 422, "unknown-service"),
+            (ApiError::Validation { errors: vec![field], service: None }, 422, "validation"),
+            (ApiError::WrongState(PracticeState::Completed), 409, "wrong-state"),
+            (ApiError::NotAuthorised { business: "00743110157".into(), institutions: vec![] }, 403, "not-authorised"),
+            (ApiError::WrongDeliveryState(DeliveryState::Accepted), 409, "wrong-delivery-state"),
+            (ApiError::OutOfScope(OutOfScope::Service("cessazione-impresa".into())), 403, "out-of-scope"),
+            (ApiError::DelegationEnded, 409, "delegation-ended"),
+            (ApiError::MalformedJson("expected value".into()), 400, "malformed-json"),
+            (ApiError::WrongShape("missing field `data`".into()), 422, "wrong-shape"),
+            (ApiError::UnsupportedMediaType, 415, "unsupported-media-type"),
+            (ApiError::TooLarge, 413, "too-large"),
+            (ApiError::BadParameter("page: not a number".into()), 400, "bad-parameter"),
+            (ApiError::Unavailable, 503, "unavailable"),
+            (ApiError::Internal, 500, "internal"),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_error_maps_to_its_status_and_a_problem_in_both_languages() {
+        let t = Translations::load().expect("translations");
+        for (error, status, slug) in every_error() {
+            for lang in [Lang::It, Lang::En] {
+                let response = error.to_response(&t, lang);
+                assert_eq!(response.status().as_u16(), status, "{error:?}");
+                let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                assert_eq!(content_type, Some("application/problem+json"), "{error:?}");
+                let retry = response.headers().get(header::RETRY_AFTER).is_some();
+                assert_eq!(retry, status == 503, "Retry-After only when the request may simply be repeated");
+                let body = axum::body::to_bytes(response.into_body(), BODY_LIMIT).await.expect("body");
+                let problem: Value = serde_json::from_slice(&body).expect("problem+json");
+                assert_eq!(problem["type"], format!("/problems/{slug}"), "{error:?}");
+                assert_eq!(problem["status"], status);
+                for part in ["title", "detail"] {
+                    let text = problem[part].as_str().unwrap_or_default();
+                    assert!(!text.is_empty() && !text.starts_with("problem-"), "{slug} {part} in {lang:?}: {text}");
+                    assert!(!text.contains('{'), "unresolved placeholder in {slug} {part}: {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn store_errors_map_to_answers_that_leak_nothing() {
+        let mapped = |e: StoreError| ApiError::from(e).status().as_u16();
+        assert_eq!(mapped(StoreError::NotFound), 404);
+        assert_eq!(mapped(StoreError::WrongState(PracticeState::Draft)), 409);
+        assert_eq!(mapped(StoreError::WrongDeliveryState(DeliveryState::Queued)), 409);
+        assert_eq!(mapped(StoreError::DelegationEnded), 409);
+        assert_eq!(mapped(StoreError::Database(sqlx::Error::PoolTimedOut)), 503, "the data is safe: try again");
+        assert_eq!(mapped(StoreError::Corrupt("delivery state `x`".into())), 500);
+        assert_eq!(mapped(StoreError::BadUrl("postgres://secret@host".into())), 500);
+        let t = Translations::load().expect("translations");
+        let problem = ApiError::from(StoreError::Corrupt("delivery state `x`".into())).problem(&t, Lang::It);
+        assert!(!problem.detail.contains("delivery state"), "internals stay in the log: {}", problem.detail);
+    }
+}
