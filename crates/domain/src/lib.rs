@@ -38,7 +38,7 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-use time::{Date, OffsetDateTime, UtcOffset, Weekday};
+use time::{Date, OffsetDateTime, UtcOffset};
 
 /// The two languages of the interface. Italian first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -88,25 +88,22 @@ pub trait Randomness: Send + Sync + std::fmt::Debug {
 #[error("no randomness available")]
 pub struct RandomnessUnavailable;
 
-/// Last Sunday of a month, at 01:00 UTC: when Italian summer time starts (March) or ends
-/// (October), by the EU rule.
-fn eu_switch(year: i32, month: time::Month) -> Option<OffsetDateTime> {
-    let mut day = Date::from_calendar_date(year, month, 31).ok()?;
-    while day.weekday() != Weekday::Sunday {
-        day = day.previous_day()?;
-    }
-    Some(day.with_hms(1, 0, 0).ok()?.assume_utc())
+/// Europe/Rome from the IANA time-zone database bundled with the binary (no file is read).
+fn rome() -> Option<&'static jiff::tz::TimeZone> {
+    static ROME: std::sync::OnceLock<Option<jiff::tz::TimeZone>> = std::sync::OnceLock::new();
+    ROME.get_or_init(|| jiff::tz::db().get("Europe/Rome").ok()).as_ref()
 }
 
-/// The instant `now` on Italian clocks (Europe/Rome: UTC+1, UTC+2 in summer time).
+/// The instant `now` on Italian clocks (Europe/Rome: UTC+1, UTC+2 in summer time), by the
+/// time-zone database.
 pub fn italian_time(now: OffsetDateTime) -> OffsetDateTime {
     let now = now.to_offset(UtcOffset::UTC);
-    let summer = match (eu_switch(now.year(), time::Month::March), eu_switch(now.year(), time::Month::October)) {
-        (Some(start), Some(end)) => now >= start && now < end,
-        _ => false,
-    };
-    let hours = if summer { 2 } else { 1 };
-    now.to_offset(UtcOffset::from_hms(hours, 0, 0).unwrap_or(UtcOffset::UTC))
+    let seconds = jiff::Timestamp::new(now.unix_timestamp(), 0)
+        .ok()
+        .and_then(|instant| Some(rome()?.to_offset(instant).seconds()));
+    // The database is bundled: Europe/Rome is always there; UTC+1 only as a last resort.
+    let offset = seconds.and_then(|s| UtcOffset::from_whole_seconds(s).ok());
+    now.to_offset(offset.unwrap_or(UtcOffset::from_hms(1, 0, 0).unwrap_or(UtcOffset::UTC)))
 }
 
 /// The calendar date in Italy (Europe/Rome) at instant `now`: the date users mean when they
@@ -167,5 +164,12 @@ mod tests {
         assert_eq!(italian_date(datetime!(2026-07-01 21:30 UTC)), date!(2026 - 07 - 01));
         assert_eq!(italian_display(datetime!(2026-07-01 21:30 UTC)), "01/07/2026 23:30");
         assert_eq!(italian_display(datetime!(2026-11-27 13:05 UTC)), "27/11/2026 14:05");
+        // The switches of 2027, to the second: 28 March and 31 October at 01:00 UTC.
+        assert_eq!(italian_display(datetime!(2027-03-28 00:59:59 UTC)), "28/03/2027 01:59");
+        assert_eq!(italian_display(datetime!(2027-03-28 01:00 UTC)), "28/03/2027 03:00");
+        assert_eq!(italian_display(datetime!(2027-10-31 00:59:59 UTC)), "31/10/2027 02:59");
+        assert_eq!(italian_display(datetime!(2027-10-31 01:00 UTC)), "31/10/2027 02:00");
+        // History from the database, not a rule: before 1996 summer time ended in September.
+        assert_eq!(italian_display(datetime!(1995-10-10 12:00 UTC)), "10/10/1995 13:00");
     }
 }

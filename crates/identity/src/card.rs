@@ -142,7 +142,7 @@ pub fn holder_from_der(der: &[u8], profile: &CardProfile, now: OffsetDateTime) -
         tax_code,
         given_name: first_attribute(cert.subject(), &OID_X509_GIVEN_NAME),
         surname: first_attribute(cert.subject(), &OID_X509_SURNAME),
-        fingerprint: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        fingerprint: hex::encode(digest),
     })
 }
 

@@ -82,7 +82,7 @@ pub fn record_hash(
         unit(prev),
     ]
     .join("|");
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }
 
 /// The record that follows `head` (or starts the chain).

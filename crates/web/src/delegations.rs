@@ -473,10 +473,7 @@ async fn load(app: &AppState, id: &str) -> Result<Delegation, ApiError> {
 }
 
 fn acting_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{ACTING_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
-    ))
-    .ok()
+    crate::cookies::set(ACTING_COOKIE, value, crate::cookies::Kind::Credential, max_age)
 }
 
 /// `POST /deleghe/{id}/revoca`: the grantor ends a delegation now.

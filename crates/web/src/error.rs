@@ -213,9 +213,7 @@ impl ApiError {
         if let Self::OutOfScope(domain::delegation::OutOfScope::NotValid(_)) = self {
             // The delegation no longer holds: this refusal is the last answer given under it;
             // the browser acts for its own holder from the next request.
-            let clear =
-                format!("{}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0", crate::acting::ACTING_COOKIE);
-            if let Ok(value) = HeaderValue::from_str(&clear) {
+            if let Some(value) = crate::cookies::clear(crate::acting::ACTING_COOKIE) {
                 headers.append(header::SET_COOKIE, value);
             }
         }

@@ -42,14 +42,7 @@ pub fn chosen_lang(uri: &axum::http::Uri) -> Option<Lang> {
 
 /// The value of the cookie `name` a request carries, if any.
 pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.to_string())
+    crate::cookies::get(headers, name)
 }
 
 fn remembered_lang(headers: &axum::http::HeaderMap) -> Option<Lang> {

@@ -13,6 +13,7 @@ pub mod acting;
 pub mod api;
 pub mod audit;
 pub mod compile;
+pub mod cookies;
 pub mod delegations;
 pub mod demo_cards;
 pub mod error;
@@ -133,9 +134,8 @@ async fn remember_language(request: axum::extract::Request, next: axum::middlewa
     let query = request.uri().query().unwrap_or_default().to_string();
     let mut response = extract::REQUEST_QUERY.scope(query, next.run(request)).await;
     if let Some(lang) = chosen {
-        let cookie =
-            format!("{}={}; Path=/; Secure; SameSite=Lax; Max-Age=31536000", extract::LANG_COOKIE, lang.code());
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
+        let a_year = 365 * 24 * 3600;
+        if let Some(value) = cookies::set(extract::LANG_COOKIE, lang.code(), cookies::Kind::Preference, a_year) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
     }

@@ -48,18 +48,19 @@ impl Default for SessionPolicy {
 }
 
 fn hash(id: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, id.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, id.as_bytes()))
 }
 
 fn random_hex(app: &AppState) -> Result<String, ApiError> {
     let mut bytes = [0u8; 32];
     app.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }
 
 /// Compares two secrets without stopping at the first difference.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// Whether the request carries the session's CSRF token.
@@ -74,11 +75,7 @@ fn cookie_id(headers: &HeaderMap) -> Option<String> {
 }
 
 fn set_cookie(value: &str, max_age: Duration) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        max_age.as_secs()
-    ))
-    .ok()
+    crate::cookies::set(COOKIE, value, crate::cookies::Kind::Credential, max_age.as_secs())
 }
 
 /// What a page learns about its session.
