@@ -12,6 +12,7 @@
 
 pub mod card;
 pub mod revocation;
+#[cfg(any(test, feature = "test-pki"))]
 pub mod test_pki;
 
 pub use card::{CardProfile, CardRefusal, Holder};

@@ -2,11 +2,14 @@
 //! portal. The `sportello` binary is a thin command-line layer over this library, and the
 //! integration tests start the portal through the very same [`start`].
 
+#[cfg(feature = "demo")]
 pub mod bench;
 pub mod catalog_files;
 pub mod channels_check;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod receipt;
+#[cfg(feature = "demo")]
 pub mod simulated;
 
 use std::net::SocketAddr;

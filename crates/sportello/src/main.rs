@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use delivery::channels::Channels;
-use delivery::worker::{CrashPoint, WorkerSettings};
+use delivery::worker::WorkerSettings;
 use identity::CardProfile;
+#[cfg(feature = "demo")]
 use sportello::demo::{self, DEMO_CARDS};
 use sportello::{catalog_files, Settings};
 use web::tls::TlsMaterial;
@@ -22,6 +23,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[cfg(feature = "demo")]
     /// Runs the portal on 127.0.0.1 with an embedded SQLite database and test smart cards.
     Demo {
         /// Folder for the database, the demo PKI and the cards (created on first run).
@@ -89,6 +91,7 @@ enum Command {
         #[arg(long, env = "SPORTELLO_CHANNELS")]
         channels: PathBuf,
     },
+    #[cfg(feature = "demo")]
     /// Runs one simulated institution (as `demo` does for INPS, INAIL and Registro Imprese).
     AgencySim {
         /// The institution's id in the catalog, e.g. `inps`.
@@ -139,6 +142,7 @@ enum Command {
         #[arg(long, env = "SPORTELLO_DATABASE_URL")]
         database_url: String,
     },
+    #[cfg(feature = "demo")]
     /// Measures intake, delivery throughput and time to protocol numbers on this machine
     /// (build with --release for meaningful figures).
     Bench {
@@ -153,6 +157,7 @@ enum Command {
         #[arg(long, default_value = "own", value_parser = ["own", "sportello"])]
         interfaces: String,
     },
+    #[cfg(feature = "demo")]
     /// Times the desk's searches on a fresh SQLite store filled with many practices.
     BenchSearch {
         #[arg(long, default_value_t = 1_000_000)]
@@ -280,7 +285,11 @@ async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
 /// only, `SPORTELLO_CRASH_AT` (`before-send` or `after-send`: the process aborts there).
 fn worker_settings() -> WorkerSettings {
     let defaults = WorkerSettings::default();
-    let crash_at = std::env::var("SPORTELLO_CRASH_AT").ok().and_then(|v| CrashPoint::parse(&v));
+    // Only a build with the demo's test aids (feature `demo`) reads the crash points.
+    #[cfg(feature = "demo")]
+    let crash_at = std::env::var("SPORTELLO_CRASH_AT").ok().and_then(|v| delivery::worker::CrashPoint::parse(&v));
+    #[cfg(not(feature = "demo"))]
+    let crash_at = None;
     let lease = std::env::var("SPORTELLO_WORKER_LEASE_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -292,11 +301,13 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+#[cfg(feature = "demo")]
 fn parse_interface(s: &str) -> Result<simulator::Interface, String> {
     simulator::Interface::parse(s)
         .ok_or_else(|| format!("`{s}`: expected sportello, registro-block, inail-pull or inps-xml"))
 }
 
+#[cfg(feature = "demo")]
 async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Option<String>) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let files = demo::prepare(&data_dir, &web::SystemRandomness::default())?;
@@ -371,6 +382,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo { data_dir, port, catalog, database_url } => demo(data_dir, port, catalog, database_url).await?,
         Command::Serve {
             listen,
@@ -426,6 +438,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let channels = Channels::load(&channels)?;
             sportello::run_worker(&database_url, &catalog, &channels, worker_settings(), shutdown_signal()?).await?;
         }
+        #[cfg(feature = "demo")]
         Command::AgencySim {
             institution,
             register,
@@ -470,12 +483,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("simulated {institution} on https://{}", handle.addr);
             shutdown.await;
         }
+        #[cfg(feature = "demo")]
         Command::Bench { practices, concurrency, catalog, interfaces } => {
             let own = interfaces == "own";
             let report =
                 sportello::bench::run(practices.clamp(1, 100_000), concurrency.clamp(1, 256), &catalog, own).await?;
             println!("{report}");
         }
+        #[cfg(feature = "demo")]
         Command::BenchSearch { practices, rounds } => {
             let report = sportello::bench::search(practices.clamp(100, 5_000_000), rounds.clamp(1, 1000)).await?;
             println!("{report}");

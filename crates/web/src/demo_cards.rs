@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
+use askama::Template;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use askama::Template;
 use axum::Form;
 use identity::card::holder_from_der;
 use identity::CardProfile;
@@ -80,10 +80,7 @@ fn enabled(app: &AppState, peer: &ConnectInfo<std::net::SocketAddr>) -> Result<A
 }
 
 /// `GET /demo/cards`.
-pub async fn show(
-    State(app): State<AppState>,
-    peer: ConnectInfo<std::net::SocketAddr>,
-) -> Result<Response, ApiError> {
+pub async fn show(State(app): State<AppState>, peer: ConnectInfo<std::net::SocketAddr>) -> Result<Response, ApiError> {
     let demo = enabled(&app, &peer)?;
     Ok(chooser(&demo, None, StatusCode::OK))
 }
