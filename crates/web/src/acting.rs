@@ -24,7 +24,7 @@ use identity::Holder;
 use crate::error::ApiError;
 use crate::AppState;
 
-pub const ACTING_COOKIE: &str = "__Host-sportello-delega";
+pub use crate::cookies::ACTING_COOKIE;
 pub const ACTING_HEADER: &str = "x-sportello-delegation";
 
 /// Sub-delegation settings.
@@ -57,7 +57,7 @@ impl Selector {
         if let Some(v) = headers.get(ACTING_HEADER).and_then(|v| v.to_str().ok()) {
             return Some(Self::Explicit(v.trim().to_string()));
         }
-        crate::extract::cookie(headers, ACTING_COOKIE).filter(|v| !v.is_empty()).map(Self::Cookie)
+        crate::cookies::get(headers, ACTING_COOKIE).filter(|v| !v.is_empty()).map(Self::Cookie)
     }
 
     /// The delegation id it names, unchecked.
@@ -198,5 +198,27 @@ impl Principal {
             map.insert("delegation".into(), serde_json::Value::String(d.id.to_string()));
         }
         crate::audit::record(app, self.actor.tax_code.as_str(), self.owner.as_str(), action, detail).await;
+    }
+}
+
+/// Who an API request acts for: the card holder, or under the sub-delegation named by
+/// `X-Sportello-Delegation` the grantor (see [`crate::acting`]).
+#[derive(Debug, Clone)]
+pub struct Acting(pub Principal);
+
+impl axum::extract::FromRequestParts<AppState> for Acting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let crate::extract::Authenticated(holder) =
+            <crate::extract::Authenticated as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+                parts, app,
+            )
+            .await?;
+        let selector = Selector::from_headers(&parts.headers);
+        Principal::resolve(app, holder, selector.as_ref()).await.map(Self)
     }
 }

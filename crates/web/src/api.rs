@@ -19,9 +19,10 @@ use domain::Lang;
 use serde::{Deserialize, Serialize};
 use storage::PracticeQuery;
 
+use crate::acting::Acting;
 use crate::acting::Principal;
 use crate::error::ApiError;
-use crate::extract::{Acting, ApiJson, Authenticated, UserLang};
+use crate::extract::{ApiJson, Authenticated, UserLang};
 use crate::AppState;
 
 // ---- services ----------------------------------------------------------------------------
@@ -516,7 +517,7 @@ pub async fn submit(
         "practice": id.to_string(),
         "reference": submitted.reference.as_ref().map(ToString::to_string),
         "recipients": deliveries.iter().map(|d| d.institution.clone()).collect::<Vec<_>>(),
-        "data_sha256": crate::follow::data_digest(&submitted.data),
+        "data_sha256": data_digest(&submitted.data),
     });
     principal.audit(app, "submitted", detail).await;
     Ok((submitted, deliveries))
@@ -840,4 +841,10 @@ async fn check_authorised(
         tracing::info!(%holder, business = ?business, refused = missing.len(), "submission refused: authorisation");
         Err(ApiError::NotAuthorised { business: business.cloned().unwrap_or_default(), institutions: missing })
     }
+}
+
+/// The digest of a practice's data: SHA-256 of its JSON with keys in order (the data is a
+/// sorted map, so the same data always gives the same digest).
+pub fn data_digest(data: &domain::practice::PracticeData) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, serde_json::to_string(data).unwrap_or_default().as_bytes()))
 }

@@ -5,6 +5,8 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 use cookie::{Cookie, SameSite};
 
+pub const ACTING_COOKIE: &str = "__Host-sportello-delega";
+
 /// How a cookie is kept by the browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -38,9 +38,7 @@ pub struct DemoCards {
     pub profile: CardProfile,
 }
 
-/// Sessions opened here carry this mark before the card's fingerprint: they stand for a card
-/// the browser does not present, and cannot be used by a browser that presents one.
-pub const SESSION_MARK: &str = "demo:";
+use crate::sessions::SESSION_MARK;
 
 /// The chooser's page (askama escapes every value).
 #[derive(Template)]

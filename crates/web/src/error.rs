@@ -191,11 +191,18 @@ impl ApiError {
         self.finish(response, lang)
     }
 
-    /// The same answer as a page, for a browser on the portal's pages.
-    pub fn to_page(&self, t: &Translations, lang: Lang) -> Response {
+    /// The same answer as a page, for a browser on the portal's pages: `page` renders the
+    /// status, title, detail and the fields' messages (the pages' layer does, so that this
+    /// module stays below every handler).
+    pub fn to_page(
+        &self,
+        t: &Translations,
+        lang: Lang,
+        page: impl FnOnce(StatusCode, &str, &str, Vec<String>) -> Response,
+    ) -> Response {
         let problem = self.problem(t, lang);
         let messages = problem.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>();
-        let response = crate::pages::error_page(t, lang, self.status(), &problem.title, &problem.detail, messages);
+        let response = page(self.status(), &problem.title, &problem.detail, messages);
         self.finish(response, lang)
     }
 
@@ -213,7 +220,7 @@ impl ApiError {
         if let Self::OutOfScope(domain::delegation::OutOfScope::NotValid(_)) = self {
             // The delegation no longer holds: this refusal is the last answer given under it;
             // the browser acts for its own holder from the next request.
-            if let Some(value) = crate::cookies::clear(crate::acting::ACTING_COOKIE) {
+            if let Some(value) = crate::cookies::clear(crate::cookies::ACTING_COOKIE) {
                 headers.append(header::SET_COOKIE, value);
             }
         }
@@ -293,36 +300,6 @@ impl IntoResponse for ApiError {
         let mut response = self.status().into_response();
         response.extensions_mut().insert(std::sync::Arc::new(self));
         response
-    }
-}
-
-/// Whether a failure should be answered as a page: a browser asking for HTML outside the
-/// machine-facing paths (the API, institution callbacks, sessions).
-fn wants_page<B>(request: &axum::http::Request<B>) -> bool {
-    let path = request.uri().path();
-    let machine = ["/api/", "/institutions/", "/session"].iter().any(|prefix| path.starts_with(prefix));
-    let html = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
-    html && !machine
-}
-
-/// Middleware: turns a response that carries an [`ApiError`] into its answer in the request's
-/// language: problem+json, or a page for a browser on the portal's pages.
-pub async fn render_problems(
-    axum::extract::State(translations): axum::extract::State<std::sync::Arc<Translations>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let lang = crate::extract::request_lang(&request);
-    let page = wants_page(&request);
-    let response = next.run(request).await;
-    match response.extensions().get::<std::sync::Arc<ApiError>>() {
-        Some(error) if page => error.to_page(&translations, lang),
-        Some(error) => error.to_response(&translations, lang),
-        None => response,
     }
 }
 

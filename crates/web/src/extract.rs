@@ -121,21 +121,6 @@ pub async fn refused(app: &crate::AppState, refusal: &CardRefusal) {
     crate::audit::record(app, "unidentified", "unidentified", "login_refused", detail).await;
 }
 
-/// Who an API request acts for: the card holder, or under the sub-delegation named by
-/// `X-Sportello-Delegation` the grantor (see [`crate::acting`]).
-#[derive(Debug, Clone)]
-pub struct Acting(pub crate::acting::Principal);
-
-impl FromRequestParts<crate::AppState> for Acting {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &crate::AppState) -> Result<Self, Self::Rejection> {
-        let Authenticated(holder) = Authenticated::from_request_parts(parts, app).await?;
-        let selector = crate::acting::Selector::from_headers(&parts.headers);
-        crate::acting::Principal::resolve(app, holder, selector.as_ref()).await.map(Self)
-    }
-}
-
 /// A JSON body of type `T`. Wrong content type → 415; over the body limit → 413; not JSON →
 /// 400; JSON of the wrong shape (unknown fields, wrong types) → 422.
 #[derive(Debug)]

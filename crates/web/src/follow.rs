@@ -29,10 +29,11 @@ use domain::validation::FieldError;
 use domain::Lang;
 use serde::Serialize;
 
+use crate::acting::Acting;
 use crate::acting::Principal;
 use crate::compile::{ErrorLink, FieldInput};
 use crate::error::ApiError;
-use crate::extract::{Acting, UserLang};
+use crate::extract::UserLang;
 use crate::forms::{Desk, DeskForm, View};
 use crate::pages::{render, Tr};
 use crate::AppState;
@@ -42,11 +43,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
-/// The digest of a practice's data: SHA-256 of its JSON with keys in order (the data is a
-/// sorted map, so the same data always gives the same digest).
-pub fn data_digest(data: &PracticeData) -> String {
-    sha256_hex(serde_json::to_string(data).unwrap_or_default().as_bytes())
-}
+pub use crate::api::data_digest;
 
 /// The digest of one filing's payload, as queued for the institution.
 pub fn payload_digest(payload: &serde_json::Value) -> String {

@@ -24,6 +24,7 @@ pub mod i18n;
 pub mod institutions;
 pub mod pages;
 pub mod search;
+pub mod session_api;
 pub mod sessions;
 pub mod tls;
 
@@ -191,7 +192,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/institutions/v1/{institution}/events", post(institutions::event))
         .route("/institutions/v1/{institution}/filings/{filing}/events", post(institutions::filing_event))
-        .route("/session", get(sessions::show).post(sessions::login).delete(sessions::logout))
+        .route("/session", get(session_api::show).post(session_api::login).delete(session_api::logout))
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
         .route("/", get(pages::home))
         .route("/servizi", get(pages::services))
@@ -225,7 +226,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
         .layer(axum::middleware::from_fn(cross_site_guard))
-        .layer(axum::middleware::from_fn_with_state(translations, error::render_problems))
+        .layer(axum::middleware::from_fn_with_state(translations, pages::render_problems))
         .layer(axum::middleware::from_fn(remember_language))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)

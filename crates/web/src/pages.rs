@@ -11,8 +11,9 @@ use domain::practice::PracticeState;
 use domain::Lang;
 use storage::PracticeQuery;
 
+use crate::acting::Acting;
 use crate::error::ApiError;
-use crate::extract::{Acting, MaybeHolder, UserLang};
+use crate::extract::{MaybeHolder, UserLang};
 use crate::i18n::Translations;
 use crate::AppState;
 
@@ -410,4 +411,36 @@ pub fn error_page(
     messages: Vec<String>,
 ) -> Response {
     render(&ErrorPage { tr: Tr::new(t, lang), title, detail, messages }, status)
+}
+
+/// Whether a failure should be answered as a page: a browser asking for HTML outside the
+/// machine-facing paths (the API, institution callbacks, sessions).
+fn wants_page<B>(request: &axum::http::Request<B>) -> bool {
+    let path = request.uri().path();
+    let machine = ["/api/", "/institutions/", "/session"].iter().any(|prefix| path.starts_with(prefix));
+    let html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    html && !machine
+}
+
+/// Middleware: turns a response that carries an [`ApiError`] (see [`crate::error`]) into its answer in the request's
+/// language: problem+json, or a page for a browser on the portal's pages.
+pub async fn render_problems(
+    axum::extract::State(translations): axum::extract::State<std::sync::Arc<Translations>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let lang = crate::extract::request_lang(&request);
+    let page = wants_page(&request);
+    let response = next.run(request).await;
+    match response.extensions().get::<std::sync::Arc<ApiError>>() {
+        Some(error) if page => error.to_page(&translations, lang, |status, title, detail, messages| {
+            error_page(&translations, lang, status, title, detail, messages)
+        }),
+        Some(error) => error.to_response(&translations, lang),
+        None => response,
+    }
 }

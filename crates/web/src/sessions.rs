@@ -12,19 +12,20 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use storage::{unix_millis, SessionRecord};
 
 use crate::error::ApiError;
-use crate::extract::Authenticated;
 use crate::AppState;
 
 pub const COOKIE: &str = "__Host-sportello-session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Sessions opened by the demo's card chooser carry this mark before the card's fingerprint:
+/// they stand for a card the browser does not present, and cannot be used by a browser that
+/// presents one.
+pub const SESSION_MARK: &str = "demo:";
 
 /// How long sessions last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,17 +65,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether the request carries the session's CSRF token.
-fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
+pub(crate) fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
     let token = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()))
 }
 
 /// The session id a request carries, if any.
 fn cookie_id(headers: &HeaderMap) -> Option<String> {
-    crate::extract::cookie(headers, COOKIE)
+    crate::cookies::get(headers, COOKIE)
 }
 
-fn set_cookie(value: &str, max_age: Duration) -> Option<HeaderValue> {
+pub(crate) fn set_cookie(value: &str, max_age: Duration) -> Option<HeaderValue> {
     crate::cookies::set(COOKIE, value, crate::cookies::Kind::Credential, max_age.as_secs())
 }
 
@@ -149,25 +150,6 @@ pub async fn open(
     Ok((cookie, record))
 }
 
-/// `POST /session`: logs in with the card presented, always with a new session id.
-pub async fn login(
-    State(app): State<AppState>,
-    Authenticated(holder): Authenticated,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (cookie, record) = open(&app, &holder, &headers).await?;
-    let view = SessionView {
-        tax_code: holder.tax_code.to_string(),
-        name: holder.display_name(),
-        csrf_token: record.csrf_token,
-        idle_timeout_secs: app.sessions.idle.as_secs(),
-        absolute_timeout_secs: app.sessions.absolute.as_secs(),
-    };
-    let mut response = (axum::http::StatusCode::CREATED, Json(view)).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie);
-    Ok(response)
-}
-
 /// The holder a demo card-chooser session stands for (no card presented), with the session,
 /// if still valid. Records the activity.
 pub async fn demo_session(app: &AppState, headers: &HeaderMap) -> Result<(identity::Holder, SessionRecord), ApiError> {
@@ -175,7 +157,7 @@ pub async fn demo_session(app: &AppState, headers: &HeaderMap) -> Result<(identi
         return Err(ApiError::Unauthenticated);
     }
     let (session, now) = live_session(app, headers).await?;
-    if !session.fingerprint.starts_with(crate::demo_cards::SESSION_MARK) {
+    if !session.fingerprint.starts_with(SESSION_MARK) {
         return Err(ApiError::Unauthenticated);
     }
     app.store.touch_session(&session.id_hash, now).await?;
@@ -206,39 +188,4 @@ pub async fn demo_holder(
 /// Whether `token` (from a form) is the session's CSRF token.
 pub fn form_token_matches(token: Option<&str>, session: &SessionRecord) -> bool {
     token.is_some_and(|t| constant_time_eq(t.as_bytes(), session.csrf_token.as_bytes()))
-}
-
-/// `GET /session`: the current session, if still valid.
-pub async fn show(
-    State(app): State<AppState>,
-    Authenticated(holder): Authenticated,
-    headers: HeaderMap,
-) -> Result<Json<SessionView>, ApiError> {
-    let session = current(&app, &headers, &holder).await?;
-    Ok(Json(SessionView {
-        tax_code: holder.tax_code.to_string(),
-        name: holder.display_name(),
-        csrf_token: session.csrf_token,
-        idle_timeout_secs: app.sessions.idle.as_secs(),
-        absolute_timeout_secs: app.sessions.absolute.as_secs(),
-    }))
-}
-
-/// `DELETE /session`: logs out; needs the session's CSRF token.
-pub async fn logout(
-    State(app): State<AppState>,
-    Authenticated(holder): Authenticated,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let session = current(&app, &headers, &holder).await?;
-    if !token_matches(&headers, &session.csrf_token) {
-        return Err(ApiError::CsrfToken);
-    }
-    app.store.delete_session(&session.id_hash).await?;
-    tracing::info!(holder = %holder.tax_code, "logout");
-    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
-    if let Some(cookie) = set_cookie("", Duration::ZERO) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
-    Ok(response)
 }
