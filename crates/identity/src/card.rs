@@ -7,8 +7,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::{OID_X509_COMMON_NAME, OID_X509_GIVEN_NAME, OID_X509_SERIALNUMBER, OID_X509_SURNAME};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
-/// Certificate policy of the Carta Nazionale dei Servizi.
-pub const POLICY_CNS: &str = "1.3.76.16.2.1";
+pub use crate::POLICY_CNS;
 /// Certificate policy of the Carta d'Identità Elettronica.
 pub const POLICY_CIE: &str = "1.3.76.47.4";
 /// Policies some regional service cards use.

@@ -10,6 +10,10 @@
 //! Chain building and signature checks are rustls's job at the TLS listener; this crate reads
 //! what a verified certificate says.
 
+/// Certificate policy of the Carta Nazionale dei Servizi (at the root, so that the card
+/// checks and the test PKI that issues such cards both read it without importing each other).
+pub const POLICY_CNS: &str = "1.3.76.16.2.1";
+
 pub mod card;
 pub mod revocation;
 #[cfg(any(test, feature = "test-pki"))]

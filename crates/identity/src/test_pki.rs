@@ -8,7 +8,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::card::POLICY_CNS;
+use crate::POLICY_CNS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
