@@ -28,6 +28,9 @@ pub mod session_api;
 pub mod sessions;
 pub mod tls;
 
+#[cfg(test)]
+mod router_tests;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
