@@ -523,6 +523,47 @@ pub async fn submit(
     Ok((submitted, deliveries))
 }
 
+/// Archives a draft or a completed practice, or brings an archived one back: within the
+/// principal's reach and scope, recorded in the audit trail. The desk's page and the API both
+/// do it through here.
+pub async fn set_archived(
+    app: &AppState,
+    principal: &Principal,
+    id: PracticeId,
+    archive: bool,
+) -> Result<Practice, ApiError> {
+    let practice = principal.practice(app, id).await?;
+    principal.check(app, &practice.service_id, practice.data.get("business.tax_code").map(String::as_str)).await?;
+    let practice = app.store.set_archived(&principal.owner, id, archive, app.clock.now()).await?;
+    tracing::info!(practice = %id, actor = %principal.actor.tax_code, archive, "archive changed");
+    let action = if archive { "archived" } else { "unarchived" };
+    principal.audit(app, action, serde_json::json!({ "practice": id.to_string() })).await;
+    Ok(practice)
+}
+
+/// `POST /api/v1/practices/{id}/archive`: puts a draft or a completed practice in the archive
+/// (409 for one on its way).
+pub async fn archive_practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Acting(principal): Acting,
+    Path(id): Path<String>,
+) -> Result<Json<PracticeView>, ApiError> {
+    let practice = set_archived(&app, &principal, parse_id(&id)?, true).await?;
+    Ok(Json(practice_view(&app, practice, None, lang)))
+}
+
+/// `POST /api/v1/practices/{id}/unarchive`: brings an archived practice back to where it was.
+pub async fn unarchive_practice(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Acting(principal): Acting,
+    Path(id): Path<String>,
+) -> Result<Json<PracticeView>, ApiError> {
+    let practice = set_archived(&app, &principal, parse_id(&id)?, false).await?;
+    Ok(Json(practice_view(&app, practice, None, lang)))
+}
+
 /// `POST /api/v1/practices/{id}/submit`: validates everything, then assigns the reference
 /// number and queues one filing per recipient.
 pub async fn submit_practice(

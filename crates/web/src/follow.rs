@@ -343,12 +343,7 @@ pub async fn resend(
 async fn set_archived(app: &AppState, form: &DeskForm, id: &str, archive: bool) -> Result<Response, ApiError> {
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
     let principal = form.principal(app).await?;
-    let practice = principal.practice(app, id).await?;
-    principal.check(app, &practice.service_id, practice.data.get("business.tax_code").map(String::as_str)).await?;
-    let practice = app.store.set_archived(&principal.owner, id, archive, app.clock.now()).await?;
-    tracing::info!(practice = %id, actor = %principal.actor.tax_code, archive, "archive changed");
-    let action = if archive { "archived" } else { "unarchived" };
-    principal.audit(app, action, serde_json::json!({ "practice": id.to_string() })).await;
+    let practice = crate::api::set_archived(app, &principal, id, archive).await?;
     Ok(Redirect::to(&format!("/pratiche/{}", practice.id)).into_response())
 }
 

@@ -494,6 +494,8 @@ async fn openapi_describes_every_route() {
         ("/api/v1/practices", &["get", "post"]),
         ("/api/v1/practices/{id}", &["get", "put"]),
         ("/api/v1/practices/{id}/submit", &["post"]),
+        ("/api/v1/practices/{id}/archive", &["post"]),
+        ("/api/v1/practices/{id}/unarchive", &["post"]),
         ("/api/v1/me", &["get"]),
         ("/api/v1/practices/{id}/deliveries/{institution}/resend", &["post"]),
         ("/institutions/v1/{institution}/events", &["post"]),
@@ -765,4 +767,41 @@ async fn practice_pages_list_and_detail_only_the_holders_own() {
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let list = stranger.get(app.url("/pratiche?stato=draft")).send().await.expect("list").text().await.expect("html");
     assert!(!list.contains(id) && !list.contains("Bar Roma"), "{list}");
+}
+
+#[tokio::test]
+async fn archive_and_bring_back_through_the_api_as_on_the_desk() {
+    let app = spawn_app().await;
+    let client = app.client();
+    let (_, draft) =
+        app.create(&client, json!({"service": "avvio-ditta-individuale", "data": {"business.name": "Bar"}})).await;
+    let id = draft["id"].as_str().expect("id").to_string();
+    let act = |what: &str, id: &str| client.post(app.url(&format!("/api/v1/practices/{id}/{what}"))).send();
+    let r = act("archive", &id).await.expect("archive");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.expect("json")["state"], "archived");
+    let listed: Value =
+        client.get(app.url("/api/v1/practices?state=archived")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(listed["practices"][0]["id"], id.as_str(), "{listed}");
+    // Someone else, a made-up id, a malformed one: not found, and nothing changes.
+    let stranger = client_with(&app.ca_pem, Some(&app.other));
+    for (who, target) in
+        [(&stranger, id.clone()), (&client, "0b6f3f0e-8f1a-4c2e-9d4b-2a7c5e1f9a30".to_string()), (&client, "x".into())]
+    {
+        let r = who.post(app.url(&format!("/api/v1/practices/{target}/unarchive"))).send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/not-found");
+    }
+    let r = act("unarchive", &id).await.expect("unarchive");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.expect("json")["state"], "draft", "back where it was");
+    // A practice on its way to the institutions cannot be archived.
+    let (_, sent) =
+        app.create(&client, json!({"service": "avvio-ditta-individuale", "data": complete_start_data()})).await;
+    let sent_id = sent["id"].as_str().expect("id").to_string();
+    let r = client.post(app.url(&format!("/api/v1/practices/{sent_id}/submit"))).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    let r = act("archive", &sent_id).await.expect("archive");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/wrong-state");
 }
