@@ -120,15 +120,11 @@ impl SearchQuery {
     }
 }
 
-/// Percent-encoding for a query value.
+/// Percent-encoding for a query value: everything but the unreserved characters (RFC 3986).
 fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const RESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(value, RESERVED).to_string()
 }
 
 /// A date typed in the form (`gg/mm/aaaa` or ISO), or a message saying why not.
@@ -314,4 +310,13 @@ pub async fn search(
         tr,
     };
     Ok(desk.finish(render(&page, status)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_percent_encoded_but_for_unreserved_characters() {
+        assert_eq!(super::encode("Bar & Figli/è"), "Bar%20%26%20Figli%2F%C3%A8");
+        assert_eq!(super::encode("SPT-2026_000001.a~"), "SPT-2026_000001.a~");
+    }
 }
