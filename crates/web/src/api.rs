@@ -314,7 +314,12 @@ pub struct PracticeView {
     timeline: Option<Vec<storage::TimelineEntry>>,
 }
 
-fn practice_view(app: &AppState, practice: Practice, deliveries: Option<Vec<Delivery>>, lang: Lang) -> PracticeView {
+pub(crate) fn practice_view(
+    app: &AppState,
+    practice: Practice,
+    deliveries: Option<Vec<Delivery>>,
+    lang: Lang,
+) -> PracticeView {
     let service = app.catalog.service(&practice.service_id);
     let problems = (practice.state == PracticeState::Draft).then(|| draft_problems(app, &practice, lang));
     let deliveries = deliveries.map(|ds| {

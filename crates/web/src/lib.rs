@@ -190,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         .route("/practices", get(api::list_practices).post(api::create_practice))
         .route("/practices/{id}", get(api::get_practice).put(api::put_practice))
         .route("/practices/{id}/submit", post(api::submit_practice))
+        .route("/search", get(search::api_search))
         .route("/practices/{id}/archive", post(api::archive_practice))
         .route("/practices/{id}/unarchive", post(api::unarchive_practice))
         .route("/practices/{id}/deliveries/{institution}/resend", post(api::resend_delivery));

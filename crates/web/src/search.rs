@@ -140,6 +140,112 @@ fn parse_day(app: &AppState, lang: Lang, label: &str, value: Option<&str>) -> Re
     }
 }
 
+/// A search as asked, once checked: the store's query (20 to a page, no scope yet) and the
+/// page asked for.
+pub(crate) struct Checked {
+    pub search: PracticeSearch,
+    pub page: u32,
+}
+
+/// Checks what a search asks, for the page and the API alike: every problem comes with the
+/// name of its field (`testo`, `dal`, `al`, `servizio`, `stato`) and a message in `lang`.
+pub(crate) fn check(app: &AppState, lang: Lang, query: &SearchQuery) -> Result<Checked, Vec<(&'static str, String)>> {
+    let tr = Tr::new(&app.translations, lang);
+    let mut errors = Vec::new();
+    let from = parse_day(app, lang, &tr.msg("search-from"), query.dal.as_deref());
+    let until = parse_day(app, lang, &tr.msg("search-until"), query.al.as_deref());
+    if query.testo.as_deref().is_some_and(|t| t.chars().count() > TEXT_MAX) {
+        errors.push(("testo", tr.fmt("search-text-too-long", &[("max", TEXT_MAX.to_string())])));
+    }
+    if let Err(message) = &from {
+        errors.push(("dal", message.clone()));
+    }
+    match (&from, &until) {
+        (_, Err(message)) => errors.push(("al", message.clone())),
+        (Ok(Some(f)), Ok(Some(u))) if u < f => errors.push(("al", tr.msg("search-until-before-from"))),
+        _ => {}
+    }
+    let service = query.servizio.as_deref().filter(|s| !s.is_empty());
+    if let Some(s) = service.filter(|s| app.catalog.service(s).is_none()) {
+        let args = [("field", tr.msg("practices-service")), ("value", s.to_string())];
+        errors.push(("servizio", tr.fmt("search-bad-choice", &args)));
+    }
+    let state = query.stato.as_deref().filter(|s| !s.is_empty());
+    if let Some(s) = state.filter(|s| PracticeState::parse(s).is_none()) {
+        let args = [("field", tr.msg("practices-state")), ("value", s.to_string())];
+        errors.push(("stato", tr.fmt("search-bad-choice", &args)));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let sort = query.ordina.as_deref().and_then(SortKey::parse).unwrap_or_default();
+    let descending =
+        query.verso.as_deref().map_or(sort == SortKey::Updated || sort == SortKey::Submitted, |v| v != "asc");
+    let page = query.pagina.as_deref().and_then(|p| p.parse::<u32>().ok()).filter(|p| *p >= 1).unwrap_or(1);
+    let (from, until) = (from.ok().flatten(), until.ok().flatten());
+    let search = PracticeSearch {
+        text: query.testo.clone(),
+        service: service.map(str::to_string),
+        state: state.and_then(PracticeState::parse),
+        submitted_from: from.map(domain::italian_day_start),
+        submitted_before: until.and_then(|d| d.next_day()).map(domain::italian_day_start),
+        sort,
+        descending,
+        limit: PAGE_SIZE,
+        offset: 0,
+        scope: None,
+    };
+    Ok(Checked { search, page })
+}
+
+/// One page of what `search` finds within the principal's reach: the practices, the page
+/// shown and the last page. A page past the end (an old link, a hand-made URL) shows the last.
+async fn run(
+    app: &AppState,
+    principal: &crate::acting::Principal,
+    search: PracticeSearch,
+    page: u32,
+) -> Result<(storage::SearchPage, u32, u32), ApiError> {
+    let search =
+        PracticeSearch { offset: (page - 1).saturating_mul(PAGE_SIZE), scope: principal.scope_filter(), ..search };
+    let found = app.store.search(&principal.owner, &search).await?;
+    let last_page = u32::try_from(found.total.div_ceil(u64::from(PAGE_SIZE))).unwrap_or(u32::MAX).max(1);
+    if page <= last_page {
+        return Ok((found, page, last_page));
+    }
+    let search = PracticeSearch { offset: (last_page - 1).saturating_mul(PAGE_SIZE), ..search };
+    Ok((app.store.search(&principal.owner, &search).await?, last_page, last_page))
+}
+
+/// What `GET /api/v1/search` answers.
+#[derive(Debug, serde::Serialize)]
+pub struct SearchResults {
+    pub total: u64,
+    pub page: u32,
+    pub pages: u32,
+    pub per_page: u32,
+    pub practices: Vec<crate::api::PracticeView>,
+}
+
+/// `GET /api/v1/search?testo=&servizio=&stato=&dal=&al=&ordina=&verso=&pagina=`: the desk's
+/// search (the same parameters and checks as `/ricerca`), 20 to a page. A parameter that
+/// cannot be understood is a 400 whose detail names the field, in the user's language.
+pub async fn api_search(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    crate::acting::Acting(principal): crate::acting::Acting,
+    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<SearchResults>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let Checked { search, page } = check(&app, lang, &query).map_err(|problems| {
+        ApiError::BadParameter(problems.into_iter().map(|(_, message)| message).collect::<Vec<_>>().join(" "))
+    })?;
+    let (found, page, pages) = run(&app, &principal, search, page).await?;
+    let practices =
+        found.practices.into_iter().map(|p| crate::api::practice_view(&app, p, None, lang)).collect::<Vec<_>>();
+    Ok(axum::Json(SearchResults { total: found.total, page, pages, per_page: PAGE_SIZE, practices }))
+}
+
 /// `GET /ricerca`: the search form, and with any filter the practices found.
 pub async fn search(
     State(app): State<AppState>,
@@ -150,74 +256,32 @@ pub async fn search(
     let query = query.map(|q| q.0).unwrap_or_default();
     let principal = desk.principal(&app).await?;
     let tr = Tr::acting(&app.translations, lang, &principal);
-    let mut errors = Vec::new();
-    let from = parse_day(&app, lang, &tr.msg("search-from"), query.dal.as_deref());
-    let until = parse_day(&app, lang, &tr.msg("search-until"), query.al.as_deref());
-    let (from_error, mut until_error) = (from.clone().err(), until.clone().err());
-    if let (Ok(Some(f)), Ok(Some(u))) = (&from, &until) {
-        if u < f {
-            until_error = Some(tr.msg("search-until-before-from"));
-        }
-    }
-    let text_error = query
-        .testo
-        .as_deref()
-        .filter(|t| t.chars().count() > TEXT_MAX)
-        .map(|_| tr.fmt("search-text-too-long", &[("max", TEXT_MAX.to_string())]));
-    if let Some(message) = &text_error {
-        errors.push(ErrorLink { href: "#ricerca-testo".into(), message: message.clone() });
-    }
-    for (error, anchor) in [(&from_error, "#ricerca-dal"), (&until_error, "#ricerca-al")] {
-        if let Some(message) = error {
-            errors.push(ErrorLink { href: anchor.to_string(), message: message.clone() });
-        }
-    }
+    let checked = check(&app, lang, &query);
+    let checked_problems = checked.as_ref().err().cloned().unwrap_or_default();
+    let errors: Vec<ErrorLink> = checked_problems
+        .iter()
+        .map(|(field, message)| ErrorLink { href: format!("#ricerca-{field}"), message: message.clone() })
+        .collect();
     let service = query.servizio.as_deref().filter(|s| !s.is_empty());
-    if let Some(s) = service.filter(|s| app.catalog.service(s).is_none()) {
-        errors.push(ErrorLink {
-            href: "#ricerca-servizio".into(),
-            message: tr.fmt("search-bad-choice", &[("field", tr.msg("practices-service")), ("value", s.to_string())]),
-        });
-    }
     let state = query.stato.as_deref().filter(|s| !s.is_empty());
-    if let Some(s) = state.filter(|s| PracticeState::parse(s).is_none()) {
-        errors.push(ErrorLink {
-            href: "#ricerca-stato".into(),
-            message: tr.fmt("search-bad-choice", &[("field", tr.msg("practices-state")), ("value", s.to_string())]),
-        });
-    }
-    let sort = query.ordina.as_deref().and_then(SortKey::parse).unwrap_or_default();
-    let descending =
-        query.verso.as_deref().map_or(sort == SortKey::Updated || sort == SortKey::Submitted, |v| v != "asc");
-    let mut page = query.pagina.as_deref().and_then(|p| p.parse::<u32>().ok()).filter(|p| *p >= 1).unwrap_or(1);
-    let (from, until) = (from.ok().flatten(), until.ok().flatten());
-
+    let (search, mut page) = match checked {
+        Ok(Checked { search, page }) => (search, page),
+        Err(_) => (PracticeSearch::default(), 1),
+    };
+    let (sort, descending) = (search.sort, search.descending);
+    let field_error = |field: &str| {
+        let problems = checked_problems.iter().find(|(f, _)| *f == field);
+        problems.map(|(_, message)| message.clone())
+    };
+    let (text_error, from_error, until_error) = (field_error("testo"), field_error("dal"), field_error("al"));
     let searched = !query.is_empty() && errors.is_empty();
     let mut rows = Vec::new();
     let mut pages = Vec::new();
     let mut summary = String::new();
     let mut columns = Vec::new();
     if searched {
-        let search = PracticeSearch {
-            text: query.testo.clone(),
-            service: service.map(str::to_string),
-            state: state.and_then(PracticeState::parse),
-            submitted_from: from.map(domain::italian_day_start),
-            submitted_before: until.and_then(|d| d.next_day()).map(domain::italian_day_start),
-            sort,
-            descending,
-            limit: PAGE_SIZE,
-            offset: (page - 1).saturating_mul(PAGE_SIZE),
-            scope: principal.scope_filter(),
-        };
-        let mut found = app.store.search(&principal.owner, &search).await?;
-        let last_page = u32::try_from(found.total.div_ceil(u64::from(PAGE_SIZE))).unwrap_or(u32::MAX).max(1);
-        if page > last_page {
-            // Past the end (an old link, a hand-made URL): the last page instead.
-            page = last_page;
-            let search = PracticeSearch { offset: (page - 1).saturating_mul(PAGE_SIZE), ..search };
-            found = app.store.search(&principal.owner, &search).await?;
-        }
+        let (found, shown, last_page) = run(&app, &principal, search, page).await?;
+        page = shown;
         summary = tr.fmt(
             "search-summary",
             &[("total", found.total.to_string()), ("page", page.to_string()), ("pages", last_page.to_string())],

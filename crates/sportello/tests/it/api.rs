@@ -494,6 +494,7 @@ async fn openapi_describes_every_route() {
         ("/api/v1/practices", &["get", "post"]),
         ("/api/v1/practices/{id}", &["get", "put"]),
         ("/api/v1/practices/{id}/submit", &["post"]),
+        ("/api/v1/search", &["get"]),
         ("/api/v1/practices/{id}/archive", &["post"]),
         ("/api/v1/practices/{id}/unarchive", &["post"]),
         ("/api/v1/me", &["get"]),
@@ -804,4 +805,46 @@ async fn archive_and_bring_back_through_the_api_as_on_the_desk() {
     let r = act("archive", &sent_id).await.expect("archive");
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/wrong-state");
+}
+
+#[tokio::test]
+async fn the_desk_s_search_through_the_api_with_the_same_checks() {
+    let app = spawn_app().await;
+    let client = app.client();
+    for name in ["Bar Roma", "Pizzeria Napoli"] {
+        let (status, _) =
+            app.create(&client, json!({"service": "avvio-ditta-individuale", "data": {"business.name": name}})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let search = |who: &reqwest::Client, query: &str| who.get(app.url(&format!("/api/v1/search?{query}"))).send();
+    let found: Value = search(&client, "testo=roma").await.expect("search").json().await.expect("json");
+    assert_eq!(
+        (found["total"].as_u64(), found["page"].as_u64(), found["per_page"].as_u64()),
+        (Some(1), Some(1), Some(20))
+    );
+    assert_eq!(found["practices"][0]["data"]["business.name"], "Bar Roma", "{found}");
+    let all: Value = search(&client, "stato=draft&ordina=updated&verso=asc&pagina=9")
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!((all["total"].as_u64(), all["page"].as_u64()), (Some(2), Some(1)), "past the end: the last page");
+    // Someone else finds nothing of it.
+    let stranger = client_with(&app.ca_pem, Some(&app.other));
+    let theirs: Value = search(&stranger, "testo=roma").await.expect("search").json().await.expect("json");
+    assert_eq!(theirs["total"], 0);
+    // What cannot be understood is named, in the user's language, as on the page.
+    for (query, words) in [
+        ("dal=31/02/2026", "data non è valida"),
+        ("dal=10/03/2026&al=01/03/2026", "non può precedere"),
+        ("servizio=nessuno", "Servizio: «nessuno»"),
+        ("stato=perso&lang=en", "is not one of the choices"),
+    ] {
+        let r = search(&client, query).await.expect("search");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+        let problem: Value = r.json().await.expect("json");
+        assert_eq!(problem["type"], "/problems/bad-parameter");
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains(words)), "{query}: {problem}");
+    }
 }
