@@ -9,8 +9,7 @@
 //! - `GET /pratiche/{id}/eventi`: server-sent events, one whenever a recipient's state
 //!   changes; `static/sportello.js` then refreshes the page's regions in place. Without
 //!   JavaScript a reload shows the same.
-//! - `GET /pratiche/{id}/ricevuta`: the printable receipt, with the SHA-256 digest of the data
-//!   sent and of each filing.
+//! - The receipt is in [`crate::receipt`].
 //! - `GET /pratiche/esporta?pratica=…`: chosen practices (data, deliveries, receipt, timeline)
 //!   as one JSON file.
 
@@ -50,7 +49,7 @@ pub fn payload_digest(payload: &serde_json::Value) -> String {
     sha256_hex(payload.to_string().as_bytes())
 }
 
-fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
+pub(crate) fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
     app.institution_name(id, lang)
 }
 
@@ -134,7 +133,11 @@ struct Refused<'e> {
     typed: &'e PracticeData,
 }
 
-async fn load(app: &AppState, principal: &Principal, id: &str) -> Result<(Practice, Vec<Delivery>), ApiError> {
+pub(crate) async fn load(
+    app: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(Practice, Vec<Delivery>), ApiError> {
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
     let practice = principal.practice(app, id).await?;
     let deliveries = app.store.deliveries(&principal.owner, id).await?;
@@ -426,78 +429,6 @@ pub async fn events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
-}
-
-// ---- receipt ------------------------------------------------------------------------------
-
-#[derive(Debug)]
-pub struct ReceiptRow {
-    institution: String,
-    filing: String,
-    protocol: String,
-    state: String,
-    digest: String,
-}
-
-#[derive(Template)]
-#[template(path = "receipt.html")]
-struct ReceiptPage<'a> {
-    tr: Tr<'a>,
-    id: String,
-    service: String,
-    reference: String,
-    submitted: String,
-    declarant: String,
-    business: String,
-    digest: String,
-    rows: Vec<ReceiptRow>,
-}
-
-/// `GET /pratiche/{id}/ricevuta`: the receipt of a sent practice, for printing.
-pub async fn receipt(
-    State(app): State<AppState>,
-    UserLang(lang): UserLang,
-    desk: Desk,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let principal = desk.principal(&app).await?;
-    let (practice, deliveries) = load(&app, &principal, &id).await?;
-    let (Some(reference), Some(submitted)) = (&practice.reference, practice.submitted_at) else {
-        // A practice never sent has no receipt yet.
-        return Err(ApiError::WrongState(practice.state));
-    };
-    let tr = Tr::acting(&app.translations, lang, &principal);
-    let service = app.catalog.service(&practice.service_id);
-    let rows = deliveries
-        .iter()
-        .map(|d| ReceiptRow {
-            institution: institution_name(&app, &d.institution, lang),
-            filing: service
-                .and_then(|s| s.recipients.iter().find(|r| r.institution == d.institution))
-                .and_then(|r| app.catalog.filing(r))
-                .map_or_else(|| d.filing_kind.clone(), |f| f.title.get(lang).to_string()),
-            protocol: d.status.protocol_number.clone().unwrap_or_else(|| tr.msg("practice-protocol-waiting")),
-            state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),
-            digest: payload_digest(&d.payload),
-        })
-        .collect();
-    let business = crate::pages::practice_business(&practice.data);
-    let page = ReceiptPage {
-        id: practice.id.to_string(),
-        service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),
-        reference: reference.to_string(),
-        submitted: domain::italian_display(submitted),
-        declarant: if practice.actor == practice.owner {
-            practice.owner.to_string()
-        } else {
-            tr.fmt("receipt-on-behalf", &[("actor", practice.actor.to_string()), ("owner", practice.owner.to_string())])
-        },
-        business,
-        digest: data_digest(&practice.data),
-        rows,
-        tr,
-    };
-    Ok(desk.finish(render(&page, StatusCode::OK)))
 }
 
 // ---- export -------------------------------------------------------------------------------

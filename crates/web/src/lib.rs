@@ -23,6 +23,7 @@ pub mod forms;
 pub mod i18n;
 pub mod institutions;
 pub mod pages;
+pub mod receipt;
 pub mod search;
 pub mod session_api;
 pub mod sessions;
@@ -191,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         .route("/practices/{id}", get(api::get_practice).put(api::put_practice))
         .route("/practices/{id}/submit", post(api::submit_practice))
         .route("/search", get(search::api_search))
+        .route("/practices/{id}/receipt", get(receipt::api))
         .route("/practices/{id}/archive", post(api::archive_practice))
         .route("/practices/{id}/unarchive", post(api::unarchive_practice))
         .route("/practices/{id}/deliveries/{institution}/resend", post(api::resend_delivery));
@@ -208,7 +210,7 @@ pub fn router(state: AppState) -> Router {
         .route("/pratiche/esporta", get(follow::export))
         .route("/pratiche/{id}", get(follow::practice))
         .route("/pratiche/{id}/eventi", get(follow::events))
-        .route("/pratiche/{id}/ricevuta", get(follow::receipt))
+        .route("/pratiche/{id}/ricevuta", get(receipt::page))
         .route("/pratiche/{id}/archivia", post(follow::archive))
         .route("/pratiche/{id}/ripristina", post(follow::unarchive))
         .route("/pratiche/{id}/destinatari/{institution}/reinvia", post(follow::resend))

@@ -495,6 +495,7 @@ async fn openapi_describes_every_route() {
         ("/api/v1/practices/{id}", &["get", "put"]),
         ("/api/v1/practices/{id}/submit", &["post"]),
         ("/api/v1/search", &["get"]),
+        ("/api/v1/practices/{id}/receipt", &["get"]),
         ("/api/v1/practices/{id}/archive", &["post"]),
         ("/api/v1/practices/{id}/unarchive", &["post"]),
         ("/api/v1/me", &["get"]),
@@ -847,4 +848,35 @@ async fn the_desk_s_search_through_the_api_with_the_same_checks() {
         assert_eq!(problem["type"], "/problems/bad-parameter");
         assert!(problem["detail"].as_str().is_some_and(|d| d.contains(words)), "{query}: {problem}");
     }
+}
+
+#[tokio::test]
+async fn the_receipt_as_json_says_what_the_printed_one_says() {
+    let app = spawn_app().await;
+    let client = app.client();
+    let (_, draft) =
+        app.create(&client, json!({"service": "avvio-ditta-individuale", "data": complete_start_data()})).await;
+    let id = draft["id"].as_str().expect("id").to_string();
+    let receipt = |who: &reqwest::Client| who.get(app.url(&format!("/api/v1/practices/{id}/receipt"))).send();
+    let r = receipt(&client).await.expect("receipt");
+    assert_eq!(r.status(), StatusCode::CONFLICT, "a draft has no receipt yet");
+    let r = client.post(app.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::OK);
+    let sent: Value = r.json().await.expect("json");
+    let json: Value = receipt(&client).await.expect("receipt").json().await.expect("json");
+    assert_eq!(json["reference"], sent["reference"]);
+    assert_eq!((json["owner"].as_str(), json["actor"].as_str()), (Some(HOLDER), Some(HOLDER)));
+    let filings = json["filings"].as_array().expect("filings");
+    assert_eq!(filings.len(), 3, "{json}");
+    assert!(filings
+        .iter()
+        .all(|f| f["protocol_number"].is_null() && f["payload_sha256"].as_str().map(str::len) == Some(64)));
+    // The printed receipt carries the same digests.
+    let page = client.get(app.url(&format!("/pratiche/{id}/ricevuta"))).header("accept", "text/html").send().await;
+    let page = page.expect("page").text().await.expect("html");
+    let data_digest = json["data_sha256"].as_str().expect("digest");
+    assert!(page.contains(data_digest), "{page}");
+    assert!(filings.iter().all(|f| page.contains(f["payload_sha256"].as_str().unwrap_or("?"))));
+    let stranger = client_with(&app.ca_pem, Some(&app.other));
+    assert_eq!(receipt(&stranger).await.expect("receipt").status(), StatusCode::NOT_FOUND);
 }
