@@ -468,8 +468,10 @@ struct Export {
 /// At most this many practices in one export.
 const EXPORT_MAX: usize = 200;
 
-/// `GET /pratiche/esporta?pratica=ID&pratica=ID…`: the chosen practices, with their data,
-/// filings, protocol numbers, digests and timeline, as a JSON file to keep.
+/// `GET /pratiche/esporta?pratica=ID&pratica=ID…` (and for business software `GET
+/// /api/v1/export?practice=ID&practice=ID…`, the same handler): the chosen practices, with
+/// their data, filings, protocol numbers, digests, signed answers and timeline, as a JSON file
+/// to keep.
 pub async fn export(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
@@ -477,7 +479,7 @@ pub async fn export(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let mut ids: Vec<&str> = Vec::new();
-    for id in pairs.iter().filter(|(k, _)| k == "pratica").map(|(_, v)| v.as_str()) {
+    for id in pairs.iter().filter(|(k, _)| k == "pratica" || k == "practice").map(|(_, v)| v.as_str()) {
         if !ids.contains(&id) {
             ids.push(id);
         }

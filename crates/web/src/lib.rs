@@ -192,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         .route("/practices/{id}", get(api::get_practice).put(api::put_practice))
         .route("/practices/{id}/submit", post(api::submit_practice))
         .route("/search", get(search::api_search))
+        .route("/export", get(follow::export))
         .route("/practices/{id}/receipt", get(receipt::api))
         .route("/practices/{id}/archive", post(api::archive_practice))
         .route("/practices/{id}/unarchive", post(api::unarchive_practice))

@@ -495,6 +495,7 @@ async fn openapi_describes_every_route() {
         ("/api/v1/practices/{id}", &["get", "put"]),
         ("/api/v1/practices/{id}/submit", &["post"]),
         ("/api/v1/search", &["get"]),
+        ("/api/v1/export", &["get"]),
         ("/api/v1/practices/{id}/receipt", &["get"]),
         ("/api/v1/practices/{id}/archive", &["post"]),
         ("/api/v1/practices/{id}/unarchive", &["post"]),
@@ -879,4 +880,28 @@ async fn the_receipt_as_json_says_what_the_printed_one_says() {
     assert!(filings.iter().all(|f| page.contains(f["payload_sha256"].as_str().unwrap_or("?"))));
     let stranger = client_with(&app.ca_pem, Some(&app.other));
     assert_eq!(receipt(&stranger).await.expect("receipt").status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_export_through_the_api_holds_the_chosen_practices() {
+    let app = spawn_app().await;
+    let client = app.client();
+    let mut ids = Vec::new();
+    for name in ["Bar Roma", "Pizzeria Napoli"] {
+        let (_, p) =
+            app.create(&client, json!({"service": "avvio-ditta-individuale", "data": {"business.name": name}})).await;
+        ids.push(p["id"].as_str().expect("id").to_string());
+    }
+    let url = format!("/api/v1/export?practice={}&practice={}&practice={}", ids[0], ids[1], ids[0]);
+    let r = client.get(app.url(&url)).send().await.expect("export");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get("content-disposition").is_some_and(|v| v.to_str().unwrap_or("").contains("attachment")));
+    let export: Value = r.json().await.expect("json");
+    assert_eq!(export["holder"], HOLDER);
+    assert_eq!(export["practices"].as_array().map(Vec::len), Some(2), "each once: {export}");
+    let r = client.get(app.url("/api/v1/export")).send().await.expect("export");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "nothing chosen");
+    let stranger = client_with(&app.ca_pem, Some(&app.other));
+    let r = stranger.get(app.url(&format!("/api/v1/export?practice={}", ids[0]))).send().await.expect("export");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "another holder's practice");
 }
