@@ -478,15 +478,34 @@ fn acting_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
 
 /// `POST /deleghe/{id}/revoca`: the grantor ends a delegation now.
 pub async fn revoke(State(app): State<AppState>, Path(id): Path<String>, form: DeskForm) -> Result<Response, ApiError> {
-    let d = load(&app, &id).await?;
-    if d.grantor != form.holder.tax_code {
+    revoke_as(&app, &form.holder, &id).await?;
+    Ok(Redirect::to("/deleghe?esito=revocata").into_response())
+}
+
+/// The grantor `holder` ends delegation `id` now (anyone else: not found), recorded in the
+/// audit trail; the institutions are told by the worker. The page and the API both do it here.
+pub(crate) async fn revoke_as(app: &AppState, holder: &identity::Holder, id: &str) -> Result<Delegation, ApiError> {
+    let d = load(app, id).await?;
+    if d.grantor != holder.tax_code {
         return Err(ApiError::NotFound);
     }
     let ended = app.store.end_delegation(d.id, Ending::Revoked, app.clock.now()).await?;
     tracing::info!(delegation = %ended.id, "delegation revoked");
     let detail = serde_json::json!({ "delegation": ended.id.to_string(), "delegate": ended.delegate.to_string() });
-    crate::audit::holder_act(&app, &form.holder, "delegation_revoked", detail).await;
-    Ok(Redirect::to("/deleghe?esito=revocata").into_response())
+    crate::audit::holder_act(app, holder, "delegation_revoked", detail).await;
+    Ok(ended)
+}
+
+/// The collaborator `holder` gives delegation `id` up (anyone else: not found), recorded.
+pub(crate) async fn renounce_as(app: &AppState, holder: &identity::Holder, id: &str) -> Result<Delegation, ApiError> {
+    let d = load(app, id).await?;
+    if d.delegate != holder.tax_code {
+        return Err(ApiError::NotFound);
+    }
+    let ended = app.store.end_delegation(d.id, Ending::Renounced, app.clock.now()).await?;
+    let detail = serde_json::json!({ "delegation": ended.id.to_string() });
+    crate::audit::record(app, ended.delegate.as_str(), ended.grantor.as_str(), "delegation_renounced", detail).await;
+    Ok(ended)
 }
 
 /// `POST /deleghe/{id}/rinuncia`: the collaborator gives a delegation up.
@@ -495,13 +514,7 @@ pub async fn renounce(
     Path(id): Path<String>,
     form: DeskForm,
 ) -> Result<Response, ApiError> {
-    let d = load(&app, &id).await?;
-    if d.delegate != form.holder.tax_code {
-        return Err(ApiError::NotFound);
-    }
-    let ended = app.store.end_delegation(d.id, Ending::Renounced, app.clock.now()).await?;
-    let detail = serde_json::json!({ "delegation": ended.id.to_string() });
-    crate::audit::record(&app, ended.delegate.as_str(), ended.grantor.as_str(), "delegation_renounced", detail).await;
+    renounce_as(&app, &form.holder, &id).await?;
     let mut response = Redirect::to("/deleghe?esito=rinunciata").into_response();
     if let Some(cookie) = acting_cookie("", 0) {
         response.headers_mut().append(header::SET_COOKIE, cookie);

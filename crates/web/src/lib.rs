@@ -15,6 +15,7 @@ pub mod audit;
 pub mod compile;
 pub mod cookies;
 pub mod delegations;
+pub mod delegations_api;
 pub mod demo_cards;
 pub mod error;
 pub mod extract;
@@ -193,6 +194,9 @@ pub fn router(state: AppState) -> Router {
         .route("/practices/{id}/submit", post(api::submit_practice))
         .route("/search", get(search::api_search))
         .route("/export", get(follow::export))
+        .route("/delegations", get(delegations_api::list))
+        .route("/delegations/{id}/revoke", post(delegations_api::revoke))
+        .route("/delegations/{id}/renounce", post(delegations_api::renounce))
         .route("/practices/{id}/receipt", get(receipt::api))
         .route("/practices/{id}/archive", post(api::archive_practice))
         .route("/practices/{id}/unarchive", post(api::unarchive_practice))

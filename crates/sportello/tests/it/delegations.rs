@@ -364,3 +364,38 @@ async fn delegation_notices_go_in_each_institution_s_own_shape_or_the_portal_s_r
     }
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegations_through_the_api_as_on_the_desk() {
+    let mut w = world().await;
+    let mut grantor = Browser::with(w.url(""), &w.ca_pem, Some(&w.holder));
+    let id = grant(&w, &mut grantor, &["avvio-ditta-individuale"], 0).await;
+    wait_for_outcomes(&mut grantor, "attiva", 3).await;
+    let owner = client_with(&w.ca_pem, Some(&w.holder));
+    let listed: Value = owner.get(w.url("/api/v1/delegations")).send().await.expect("list").json().await.expect("json");
+    let granted = &listed["granted"][0];
+    assert_eq!((granted["id"].as_str(), granted["delegate"].as_str()), (Some(id.as_str()), Some(COLLABORATOR)));
+    assert_eq!(granted["standing"], "valid", "{granted}");
+    assert_eq!(granted["states"]["inps"], "active", "each institution's answer: {granted}");
+    let collaborator = acting_client(&w);
+    let received: Value =
+        collaborator.get(w.url("/api/v1/delegations")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(received["received"][0]["id"], id.as_str());
+    // Only the grantor revokes, only the collaborator renounces; anyone else learns nothing.
+    let end = |who: &reqwest::Client, what: &str| who.post(w.url(&format!("/api/v1/delegations/{id}/{what}"))).send();
+    let stranger = client_with(&w.ca_pem, Some(&w.stranger));
+    for (who, what) in [(&stranger, "revoke"), (&stranger, "renounce"), (&collaborator, "revoke"), (&owner, "renounce")]
+    {
+        assert_eq!(end(who, what).await.expect("send").status(), StatusCode::NOT_FOUND, "{what}");
+    }
+    let r = end(&collaborator, "renounce").await.expect("renounce");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.expect("json")["standing"], "renounced");
+    let r = end(&owner, "revoke").await.expect("revoke");
+    assert_eq!(r.status(), StatusCode::CONFLICT, "already ended");
+    // Acting under it is refused from now on.
+    let r =
+        collaborator.get(w.url("/api/v1/practices")).header("x-sportello-delegation", &id).send().await.expect("list");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    w.stop().await;
+}
