@@ -5,6 +5,8 @@
 //!
 //! - `GET /api/v1/delegations`
 //! - `POST /api/v1/delegations/{id}/revoke`, `POST /api/v1/delegations/{id}/renounce`
+//! - `GET /api/v1/activity`: the acts done by anyone the card holder answers for (the page
+//!   `/deleghe/attivita`), newest first, at most 200
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -69,4 +71,34 @@ pub async fn renounce(
     Path(id): Path<String>,
 ) -> Result<Json<DelegationView>, ApiError> {
     Ok(Json(view(&app, crate::delegations::renounce_as(&app, &holder, &id).await?)))
+}
+
+/// One act the card holder answers for, as the audit trail keeps it.
+#[derive(Debug, Serialize)]
+pub struct Act {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    /// Who acted: the holder, or a collaborator under a sub-delegation.
+    pub actor: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+/// `GET /api/v1/activity`: the latest 200 acts the card holder answers for.
+pub async fn activity(
+    State(app): State<AppState>,
+    Authenticated(holder): Authenticated,
+) -> Result<Json<Vec<Act>>, ApiError> {
+    let records = app.store.audit_for(holder.tax_code.as_str(), 200).await?;
+    let acts = records
+        .into_iter()
+        .map(|r| Act {
+            at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.at_ms) * 1_000_000)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            actor: r.actor,
+            action: r.action,
+            detail: serde_json::from_str(&r.detail).unwrap_or_default(),
+        })
+        .collect();
+    Ok(Json(acts))
 }

@@ -195,6 +195,7 @@ pub fn router(state: AppState) -> Router {
         .route("/search", get(search::api_search))
         .route("/export", get(follow::export))
         .route("/delegations", get(delegations_api::list))
+        .route("/activity", get(delegations_api::activity))
         .route("/delegations/{id}/revoke", post(delegations_api::revoke))
         .route("/delegations/{id}/renounce", post(delegations_api::renounce))
         .route("/practices/{id}/receipt", get(receipt::api))

@@ -497,6 +497,7 @@ async fn openapi_describes_every_route() {
         ("/api/v1/search", &["get"]),
         ("/api/v1/export", &["get"]),
         ("/api/v1/delegations", &["get"]),
+        ("/api/v1/activity", &["get"]),
         ("/api/v1/delegations/{id}/revoke", &["post"]),
         ("/api/v1/delegations/{id}/renounce", &["post"]),
         ("/api/v1/practices/{id}/receipt", &["get"]),

@@ -388,6 +388,18 @@ async fn delegations_through_the_api_as_on_the_desk() {
     {
         assert_eq!(end(who, what).await.expect("send").status(), StatusCode::NOT_FOUND, "{what}");
     }
+    // The grantor sees what the collaborator did on his behalf, naming the collaborator.
+    let r = collaborator
+        .post(w.url("/api/v1/practices"))
+        .header("x-sportello-delegation", &id)
+        .json(&json!({"service": "avvio-ditta-individuale", "data": {"business.name": "Bar"}}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let acts: Value = owner.get(w.url("/api/v1/activity")).send().await.expect("acts").json().await.expect("json");
+    let by_collaborator = acts.as_array().expect("acts").iter().find(|a| a["actor"] == COLLABORATOR);
+    assert!(by_collaborator.is_some_and(|a| a["detail"]["delegation"] == id.as_str()), "{acts}");
     let r = end(&collaborator, "renounce").await.expect("renounce");
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.expect("json")["standing"], "renounced");
