@@ -36,14 +36,13 @@ const BUSINESS_PATH: &str = "impresa.codice_fiscale";
 /// The refusal on receipt of a filing whose responsible person may not file for its business
 /// here (as a broken rule naming no field; the portal could not check it, the institution
 /// offering no look-up).
-pub(crate) fn unauthorised(sim: &Sim, envelope: &delivery::client::FilingEnvelope) -> Option<Value> {
+pub(crate) fn unauthorised(behaviour: &crate::Behaviour, envelope: &delivery::client::FilingEnvelope) -> Option<Value> {
     let business = crate::rules::json_at(&envelope.payload, BUSINESS_PATH)?.as_str()?.trim().to_uppercase();
     if business.is_empty() {
         return None;
     }
     let responsible = envelope.on_behalf_of.as_deref().unwrap_or(&envelope.declarant).to_ascii_uppercase();
-    let behaviour = sim.behaviour.lock().ok()?;
-    let grants = behaviour.authorisations.get(&responsible).cloned().unwrap_or_default();
+    let grants = behaviour.authorisations.get(&responsible).map(Vec::as_slice).unwrap_or_default();
     if grants.iter().any(|g| g.business.eq_ignore_ascii_case(&business)) {
         return None;
     }

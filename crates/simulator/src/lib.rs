@@ -471,7 +471,7 @@ async fn process(
     }
     let mut broken = rules::broken(&behaviour.rules, &envelope.payload);
     if sim.settings.interface.checks_authorisation_on_receipt() {
-        broken.extend(delegations::unauthorised(&sim, &envelope));
+        broken.extend(delegations::unauthorised(&behaviour, &envelope));
     }
     if sim.settings.interface != Interface::Sportello {
         return process_own_interface(&sim, key, envelope, digest, broken);

@@ -110,7 +110,7 @@ fn verify_one(evidence: &Evidence, pems: Option<&Vec<String>>) -> Result<String,
 fn check_digests(reference: &str, practice: &Value, report: &mut Report) {
     let mut check = |what: String, value: &Value, digest: &Value| {
         let Some(expected) = digest.as_str() else { return };
-        let actual = web::follow::sha256_hex(value.to_string().as_bytes());
+        let actual = web::sha256_hex(value.to_string().as_bytes());
         if actual == expected {
             report.verified += 1;
             report.lines.push(format!("ok      {reference} {what}: digest {expected}"));

@@ -117,15 +117,21 @@ impl DeskSummary {
         self.counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n)
     }
 
-    /// The counts as read: each state must be one the domain knows.
-    fn counts_from(rows: Vec<(String, i64)>) -> Result<Vec<(PracticeState, u64)>, StoreError> {
-        rows.into_iter()
+    /// The summary from what both adapters read: each state must be one the domain knows.
+    fn from_rows(
+        counts: Vec<(String, i64)>,
+        to_resend: Vec<Option<String>>,
+        attention: Vec<(String, Delivery)>,
+    ) -> Result<Self, StoreError> {
+        let counts = counts
+            .into_iter()
             .map(|(state, n)| {
                 let state = PracticeState::parse(&state)
                     .ok_or_else(|| StoreError::Corrupt(format!("practice state `{state}`")))?;
                 Ok((state, u64::try_from(n).unwrap_or(0)))
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Self { counts, to_resend: to_resend.into_iter().flatten().collect(), attention })
     }
 }
 

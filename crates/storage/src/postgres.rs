@@ -460,38 +460,32 @@ impl PracticeStore for PostgresStore {
         limit: u32,
     ) -> Result<crate::DeskSummary, StoreError> {
         let (services, businesses, actor) = crate::ScopeFilter::params(scope);
+        // Every query is confined to the owner's practices within the scope: parameters 1 to 4.
+        macro_rules! mine {
+            ($query:expr) => {
+                $query.bind(owner.as_str()).bind(services.clone()).bind(businesses.clone()).bind(actor.clone())
+            };
+        }
         let mine = format!("owner_cf = $1 AND {}", scope_clause(2));
         let counts: Vec<(String, i64)> =
-            sqlx::query_as(&format!("SELECT state, COUNT(*) FROM practices WHERE {mine} GROUP BY state"))
-                .bind(owner.as_str())
-                .bind(services.clone())
-                .bind(businesses.clone())
-                .bind(actor.clone())
+            mine!(sqlx::query_as(&format!("SELECT state, COUNT(*) FROM practices WHERE {mine} GROUP BY state")))
                 .fetch_all(&self.pool)
                 .await?;
-        let to_resend: Vec<Option<String>> = sqlx::query_scalar(&format!(
+        let to_resend: Vec<Option<String>> = mine!(sqlx::query_scalar(&format!(
             "SELECT reference FROM practices WHERE {mine} AND state = 'draft' AND needs_resend \
              ORDER BY updated_at DESC, id LIMIT $5"
-        ))
-        .bind(owner.as_str())
-        .bind(services.clone())
-        .bind(businesses.clone())
-        .bind(actor.clone())
+        )))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         // The practices are filtered first, so that the scope's columns are theirs alone.
-        let rows = sqlx::query(&format!(
+        let rows = mine!(sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS}, p.reference AS practice_reference FROM deliveries d \
              JOIN (SELECT id, reference, updated_at FROM practices WHERE {mine} \
                    AND state IN ('in_progress', 'completed')) p ON p.id = d.practice_id \
              WHERE d.state IN ({}) ORDER BY p.updated_at DESC, p.id, d.position LIMIT $5",
             crate::NEEDS_THE_OWNER
-        ))
-        .bind(owner.as_str())
-        .bind(services.clone())
-        .bind(businesses.clone())
-        .bind(actor.clone())
+        )))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -502,11 +496,7 @@ impl PracticeStore for PostgresStore {
                 Ok((reference.unwrap_or_default(), delivery_row(r)?.into_delivery()?))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(crate::DeskSummary {
-            counts: crate::DeskSummary::counts_from(counts)?,
-            to_resend: to_resend.into_iter().flatten().collect(),
-            attention,
-        })
+        crate::DeskSummary::from_rows(counts, to_resend, attention)
     }
 
     async fn search(&self, owner: &CodiceFiscale, search: &PracticeSearch) -> Result<SearchPage, StoreError> {

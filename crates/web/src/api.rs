@@ -892,5 +892,5 @@ async fn check_authorised(
 /// The digest of a practice's data: SHA-256 of its JSON with keys in order (the data is a
 /// sorted map, so the same data always gives the same digest).
 pub fn data_digest(data: &domain::practice::PracticeData) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, serde_json::to_string(data).unwrap_or_default().as_bytes()))
+    crate::sha256_hex(serde_json::to_string(data).unwrap_or_default().as_bytes())
 }

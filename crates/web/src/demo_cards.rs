@@ -11,7 +11,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::Form;
 use identity::card::holder_from_der;
 use identity::CardProfile;
@@ -56,18 +56,8 @@ struct SignedInPage {
     tax_code: String,
 }
 
-fn html(template: &impl Template, status: StatusCode) -> Response {
-    match template.render() {
-        Ok(page) => (status, Html(page)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            ApiError::Internal.into_response()
-        }
-    }
-}
-
 fn chooser(demo: &DemoCards, error: Option<&str>, status: StatusCode) -> Response {
-    html(&ChooserPage { cards: &demo.cards, error }, status)
+    crate::pages::render(&ChooserPage { cards: &demo.cards, error }, status)
 }
 
 fn enabled(app: &AppState, peer: &ConnectInfo<std::net::SocketAddr>) -> Result<Arc<DemoCards>, ApiError> {
@@ -122,7 +112,7 @@ pub async fn choose(
     let marked = identity::Holder { fingerprint: format!("{SESSION_MARK}{}", holder.fingerprint), ..holder.clone() };
     let (cookie, _) = crate::sessions::open(&app, &marked, &headers).await?;
     let page = SignedInPage { name: holder.display_name(), tax_code: holder.tax_code.to_string() };
-    let mut response = html(&page, StatusCode::OK);
+    let mut response = crate::pages::render(&page, StatusCode::OK);
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }

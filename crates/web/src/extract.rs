@@ -40,13 +40,8 @@ pub fn chosen_lang(uri: &axum::http::Uri) -> Option<Lang> {
     })
 }
 
-/// The value of the cookie `name` a request carries, if any.
-pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    crate::cookies::get(headers, name)
-}
-
 fn remembered_lang(headers: &axum::http::HeaderMap) -> Option<Lang> {
-    match cookie(headers, LANG_COOKIE)?.as_str() {
+    match crate::cookies::get(headers, LANG_COOKIE)?.as_str() {
         "en" => Some(Lang::En),
         "it" => Some(Lang::It),
         _ => None,

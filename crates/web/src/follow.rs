@@ -37,16 +37,11 @@ use crate::forms::{Desk, DeskForm, View};
 use crate::pages::{render, Tr};
 use crate::AppState;
 
-/// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
-
 pub use crate::api::data_digest;
 
 /// The digest of one filing's payload, as queued for the institution.
 pub fn payload_digest(payload: &serde_json::Value) -> String {
-    sha256_hex(payload.to_string().as_bytes())
+    crate::sha256_hex(payload.to_string().as_bytes())
 }
 
 pub(crate) fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {

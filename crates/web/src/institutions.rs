@@ -93,7 +93,7 @@ async fn take(
         return Err(ApiError::NotFound);
     }
     let message_id =
-        callback.message_id.as_ref().and_then(|p| document.text(p)).unwrap_or_else(|| crate::follow::sha256_hex(body));
+        callback.message_id.as_ref().and_then(|p| document.text(p)).unwrap_or_else(|| crate::sha256_hex(body));
     let news = callback.answer.read_answer(&document);
     let values = news.values.clone();
     let event = match (news.accepted, news.protocol_number) {

@@ -74,6 +74,12 @@ impl AppState {
     }
 }
 
+/// Hex SHA-256 of `bytes`: digests on receipts and exports, session ids as stored, callback
+/// message ids.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

@@ -122,7 +122,8 @@ pub async fn page(
     let service = app.catalog.service(&practice.service_id);
     let rows = deliveries
         .iter()
-        .map(|d| ReceiptRow {
+        .zip(&facts.filings)
+        .map(|(d, filed)| ReceiptRow {
             institution: crate::follow::institution_name(&app, &d.institution, lang),
             filing: service
                 .and_then(|s| s.recipients.iter().find(|r| r.institution == d.institution))
@@ -130,7 +131,7 @@ pub async fn page(
                 .map_or_else(|| d.filing_kind.clone(), |f| f.title.get(lang).to_string()),
             protocol: d.status.protocol_number.clone().unwrap_or_else(|| tr.msg("practice-protocol-waiting")),
             state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),
-            digest: crate::follow::payload_digest(&d.payload),
+            digest: filed.payload_sha256.clone(),
         })
         .collect();
     let business = crate::pages::practice_business(&practice.data);

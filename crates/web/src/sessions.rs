@@ -49,7 +49,7 @@ impl Default for SessionPolicy {
 }
 
 fn hash(id: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, id.as_bytes()))
+    crate::sha256_hex(id.as_bytes())
 }
 
 fn random_hex(app: &AppState) -> Result<String, ApiError> {

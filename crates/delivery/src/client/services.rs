@@ -139,7 +139,8 @@ impl InstitutionClient {
     ) -> Result<Reply, String> {
         let rendered = self.channel.profile.render(op, context).map_err(|e| format!("profile: {e}"))?;
         let url = self.url_for(&rendered.target)?;
-        for attempt in 0..2 {
+        let mut renewed = false;
+        loop {
             let voucher = self.bearer().await.map_err(|e| e.to_string())?;
             let mut request = self.request(
                 rendered.method.clone(),
@@ -155,13 +156,13 @@ impl InstitutionClient {
             }
             let response = request.send().await.map_err(|e| format!("cannot reach the institution: {e}"))?;
             let status = response.status().as_u16();
-            if let (Some(source), Some(voucher), 401, 0) = (&self.vouchers, &voucher, status, attempt) {
+            if let (Some(source), Some(voucher), 401, false) = (&self.vouchers, &voucher, status, renewed) {
                 source.drop_voucher(voucher);
+                renewed = true;
                 continue;
             }
             let body = response.bytes().await.map_err(|e| format!("unreadable answer: {e}"))?.to_vec();
             return Ok(Reply { status, body });
         }
-        Err("the institution refused a renewed PDND voucher".into())
     }
 }

@@ -189,7 +189,7 @@ impl Compiler<'_> {
                 ..RawAnswer::default()
             },
         };
-        let operation = self.operation("authorisations", &op);
+        let mut operation = self.operation("authorisations", &op);
         let format = operation.answer.format;
         let business = self.locator(format, business);
         let role = raw.role.as_ref().and_then(|r| self.locator(format, r));
@@ -205,7 +205,6 @@ impl Compiler<'_> {
                 ),
             }
         }
-        let mut operation = operation;
         operation.answer.extra.extend(business.iter().chain(&role).cloned());
         match business {
             Some(business) => Lookup::Asked(Box::new(AuthorisationLookup { operation, business, role, roles })),
