@@ -254,6 +254,9 @@ pub enum GrantError {
     /// Starts in the past, ends before it starts, or lasts longer than the maximum (days).
     Dates(&'static str, i64),
     NoteTooLong(usize),
+    /// The note holds control characters or invisible direction marks, which could make it
+    /// read otherwise than it is stored.
+    NoteCharacters,
 }
 
 /// Longest note, in characters.
@@ -315,6 +318,13 @@ pub fn check_grant(
     }
     if request.note.chars().count() > NOTE_MAX {
         errors.push(GrantError::NoteTooLong(NOTE_MAX));
+    }
+    let hidden = |c: char| {
+        (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if request.note.chars().any(hidden) {
+        errors.push(GrantError::NoteCharacters);
     }
     errors
 }
@@ -408,6 +418,15 @@ mod tests {
         long.valid_to = date!(2028 - 01 - 01);
         let errors = check_grant(&grantor(), &long, &answers(&["inps"]), &catalog, 365, today);
         assert_eq!(errors, [GrantError::Delegate("self"), GrantError::Dates("too-long", 365)]);
+        // A note that would read otherwise than it is stored; line breaks are fine.
+        let mut note = request(&["inps"], &["collaboratore-familiare"]);
+        note.note = "Per la sede\nnuova".into();
+        assert!(check_grant(&grantor(), &note, &answers(&["inps"]), &catalog, 365, today).is_empty());
+        for hidden in ["fino al 31\u{202E}21", "campo\u{0007}", "a\u{200B}b"] {
+            note.note = hidden.into();
+            let errors = check_grant(&grantor(), &note, &answers(&["inps"]), &catalog, 365, today);
+            assert_eq!(errors, [GrantError::NoteCharacters], "{hidden:?}");
+        }
     }
 
     fn delegation() -> Delegation {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::Lang;
 
 /// A text in Italian and English.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Text {
     pub it: String,
@@ -13,6 +13,11 @@ pub struct Text {
 }
 
 impl Text {
+    /// The same words in both languages (a code, a name that is not translated).
+    pub fn same(words: &str) -> Self {
+        Self { it: words.to_string(), en: words.to_string() }
+    }
+
     pub fn get(&self, lang: Lang) -> &str {
         match lang {
             Lang::It => &self.it,

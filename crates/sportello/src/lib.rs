@@ -203,29 +203,33 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let demo_cards = settings.demo_cards.clone().map(|cards| {
         Arc::new(web::demo_cards::DemoCards { cards, tls: tls.clone(), profile: settings.card_profile.clone() })
     });
-    let state = AppState {
-        demo_cards,
-        sessions: settings.sessions,
-        authorisations,
+    let delegation_policy = app::DelegationPolicy {
+        max_days: settings.delegation_max_days,
+        trusted: channels
+            .as_ref()
+            .map(|c| {
+                c.institutions
+                    .values()
+                    .filter(|ch| ch.trusts_portal_record())
+                    .map(|ch| ch.institution.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let core = app::Core {
         store,
         catalog,
         clock: clock.clone(),
         random,
+        authorisations,
+        delegation_policy: Arc::new(delegation_policy),
+    };
+    let state = AppState {
+        core,
+        demo_cards,
+        sessions: settings.sessions,
         translations: Arc::new(web::i18n::Translations::load().map_err(anyhow::Error::msg)?),
         callbacks: Arc::new(callbacks),
-        delegation_policy: Arc::new(web::acting::DelegationPolicy {
-            max_days: settings.delegation_max_days,
-            trusted: channels
-                .as_ref()
-                .map(|c| {
-                    c.institutions
-                        .values()
-                        .filter(|ch| ch.trusts_portal_record())
-                        .map(|ch| ch.institution.clone())
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let peer_check = PeerCheck { profile: settings.card_profile.clone(), clock };

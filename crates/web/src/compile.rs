@@ -27,6 +27,8 @@ use domain::validation::FieldError;
 use domain::Lang;
 
 use crate::acting::Principal;
+use app::AppError;
+
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::{Desk, DeskForm, View};
@@ -79,8 +81,11 @@ fn section_title(app: &AppState, section: &Section, lang: Lang) -> String {
             }
         }
         Section::Recipient(institution) => {
-            let name =
-                app.catalog.institution(institution).map_or_else(|| institution.clone(), |i| i.name.get(lang).into());
+            let name = app
+                .core
+                .catalog
+                .institution(institution)
+                .map_or_else(|| institution.clone(), |i| i.name.get(lang).into());
             app.translations.message(lang, "section-recipient", &[("institution", name)])
         }
     }
@@ -178,8 +183,9 @@ fn error_message(app: &AppState, service: &Service, error: &FieldError, lang: La
 /// missing practice.
 async fn load(app: &AppState, principal: &Principal, id: &str) -> Result<(Practice, Service), ApiError> {
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
-    let practice = principal.practice(app, id).await?;
+    let practice = principal.practice(&app.core, id).await?;
     let service = app
+        .core
         .catalog
         .service(&practice.service_id)
         .cloned()
@@ -225,45 +231,8 @@ struct ServicePage<'a> {
     businesses: Vec<BusinessChoice>,
 }
 
-/// The businesses the principal filed for (newest first, with the name last used), then those
-/// the institutions say the principal may file for; under a delegation, only its businesses.
 async fn known_businesses(app: &AppState, principal: &Principal) -> Result<Vec<(String, String)>, ApiError> {
-    let search = storage::PracticeSearch {
-        limit: storage::PracticeQuery::MAX_LIMIT,
-        descending: true,
-        scope: principal.scope_filter(),
-        ..Default::default()
-    };
-    let recent = app.store.search(&principal.owner, &search).await?;
-    let mut out: Vec<(String, String)> = Vec::new();
-    for p in &recent.practices {
-        let Some(code) = p.data.get("business.tax_code").map(|c| c.trim().to_uppercase()).filter(|c| !c.is_empty())
-        else {
-            continue;
-        };
-        if !out.iter().any(|(c, _)| *c == code) {
-            out.push((code, p.data.get("business.name").cloned().unwrap_or_default()));
-        }
-    }
-    if let Some(d) = &principal.delegation {
-        for code in &d.scope.businesses {
-            if !out.iter().any(|(c, _)| c == code) {
-                out.push((code.clone(), String::new()));
-            }
-        }
-        return Ok(out);
-    }
-    if let Some(answers) = crate::api::holder_authorisations(app, &principal.owner).await {
-        for answer in answers.values() {
-            for grant in answer.grants() {
-                let code = grant.business.trim().to_uppercase();
-                if !out.iter().any(|(c, _)| *c == code) {
-                    out.push((code, String::new()));
-                }
-            }
-        }
-    }
-    Ok(out)
+    Ok(app::practices::known_businesses(&app.core, principal).await?)
 }
 
 /// The tag shown beside a recipient of a service: authorised (for which businesses), not,
@@ -296,7 +265,7 @@ pub async fn service(
     desk: Result<Desk, ApiError>,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(service) = app.catalog.service(&id) else { return ApiError::NotFound.into_response() };
+    let Some(service) = app.core.catalog.service(&id) else { return ApiError::NotFound.into_response() };
     let principal = match &desk {
         Ok(desk) => match desk.principal(&app).await {
             Ok(p) => Some(p),
@@ -309,6 +278,7 @@ pub async fn service(
         None => Tr::new(&app.translations, lang),
     };
     let event = app
+        .core
         .catalog
         .life_events
         .iter()
@@ -326,7 +296,7 @@ pub async fn service(
                 .recipients
                 .iter()
                 .find(|x| x.institution == r.institution())
-                .and_then(|x| app.catalog.filing(x))
+                .and_then(|x| app.core.catalog.filing(x))
                 .map(|f| f.title.get(lang).to_string())
                 .unwrap_or_default();
             checks.push(RecipientCheck {
@@ -360,10 +330,11 @@ pub async fn service(
         for r in &service.recipients {
             checks.push(RecipientCheck {
                 institution: app
+                    .core
                     .catalog
                     .institution(&r.institution)
                     .map_or_else(|| r.institution.clone(), |i| i.name.get(lang).to_string()),
-                filing: app.catalog.filing(r).map(|f| f.title.get(lang).to_string()).unwrap_or_default(),
+                filing: app.core.catalog.filing(r).map(|f| f.title.get(lang).to_string()).unwrap_or_default(),
                 class: "",
                 status: String::new(),
                 how_to_obtain: None,
@@ -405,14 +376,14 @@ async fn prefill(
         scope: principal.scope_filter(),
         ..Default::default()
     };
-    let found = app.store.search(&principal.owner, &search).await?;
+    let found = app.core.store.search(&principal.owner, &search).await?;
     let last = found
         .practices
         .into_iter()
         .find(|p| p.data.get("business.tax_code").is_some_and(|c| c.trim().eq_ignore_ascii_case(business)));
     let mut data = PracticeData::new();
     data.insert("business.tax_code".into(), business.to_string());
-    let today = domain::italian_date(app.clock.now());
+    let today = domain::italian_date(app.core.clock.now());
     if let Some(last) = last {
         for field in service.fields.iter().filter(|f| matches!(f.section, Section::Common(_))) {
             let event_date = matches!(&field.spec.kind, FieldKind::Date(rule)
@@ -440,7 +411,7 @@ pub async fn start(
     form: DeskForm,
 ) -> Result<Response, ApiError> {
     let service_id = form.get("servizio").unwrap_or_default().to_string();
-    let service = app.catalog.service(&service_id).ok_or(ApiError::UnknownService(service_id.clone()))?;
+    let service = app.core.catalog.service(&service_id).ok_or(ApiError::UnknownService(service_id.clone()))?;
     let principal = form.principal(&app).await?;
     let data = match form.get("impresa").map(str::trim).filter(|b| !b.is_empty()) {
         Some(business) => {
@@ -454,7 +425,7 @@ pub async fn start(
         }
         None => PracticeData::new(),
     };
-    let practice = crate::api::start_draft(&app, &principal, &service.id, data).await?;
+    let practice = app::practices::start_draft(&app.core, &principal, &service.id, data).await?;
     Ok(see_other(&format!("/pratiche/{}/compila", practice.id)))
 }
 
@@ -611,7 +582,7 @@ pub async fn section(
         return Ok(see_other(&format!("/pratiche/{}", practice.id)));
     }
     let errors = if query.is_ok_and(|q| q.0.controlla.is_some()) {
-        let today = domain::italian_date(app.clock.now());
+        let today = domain::italian_date(app.core.clock.now());
         domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default()
     } else {
         Vec::new()
@@ -645,17 +616,17 @@ pub async fn save_section(
         }
     }
     let action = form.get("azione").unwrap_or("continua");
-    match crate::api::save_draft(&app, &principal, practice.id, &data).await {
+    match app::practices::save_draft(&app.core, &principal, practice.id, &data).await {
         Ok(_) => {}
-        Err(ApiError::Validation { errors, .. }) if action == "autosalva" => {
+        Err(AppError::Validation { errors, .. }) if action == "autosalva" => {
             tracing::debug!(practice = %practice.id, errors = errors.len(), "autosave skipped: invalid values");
             return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());
         }
-        Err(ApiError::Validation { errors, .. }) => {
+        Err(AppError::Validation { errors, .. }) => {
             let view = View { app: &app, desk: &desk, principal: &principal, lang };
             return section_page(view, &practice, &service, &section_id, &data, &errors, true);
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     }
     Ok(match action {
         "autosalva" => StatusCode::NO_CONTENT.into_response(),
@@ -805,7 +776,7 @@ pub async fn review(
     if practice.state != PracticeState::Draft {
         return Ok(see_other(&format!("/pratiche/{}", practice.id)));
     }
-    let today = domain::italian_date(app.clock.now());
+    let today = domain::italian_date(app.core.clock.now());
     let errors = domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default();
     let view = View { app: &app, desk: &desk, principal: &principal, lang };
     Ok(review_page(view, &practice, &service, &errors, Vec::new(), false))
@@ -822,16 +793,16 @@ pub async fn send(
     let principal = form.principal(&app).await?;
     let (practice, service) = load(&app, &principal, &id).await?;
     let view = View { app: &app, desk: &desk, principal: &principal, lang };
-    match crate::api::submit(&app, &principal, practice.id, lang).await {
+    match app::practices::submit(&app.core, &principal, practice.id).await {
         Ok((submitted, _)) => Ok(see_other(&format!("/pratiche/{}?inviata=1", submitted.id))),
         // Sent meanwhile (a second click on "Invia"): its page says where it stands.
-        Err(ApiError::WrongState(PracticeState::InProgress | PracticeState::Completed)) => {
+        Err(AppError::WrongState(PracticeState::InProgress | PracticeState::Completed)) => {
             Ok(see_other(&format!("/pratiche/{}", practice.id)))
         }
-        Err(ApiError::Validation { errors, .. }) => {
+        Err(AppError::Validation { errors, .. }) => {
             Ok(review_page(view, &practice, &service, &errors, Vec::new(), true))
         }
-        Err(ApiError::NotAuthorised { business, institutions }) => {
+        Err(AppError::NotAuthorised { business, institutions }) => {
             let tr = Tr::new(&app.translations, lang);
             let refusal = institutions
                 .iter()
@@ -839,13 +810,17 @@ pub async fn send(
                     let id = if i.status == "unknown" { "review-refused-unknown" } else { "review-refused-missing" };
                     tr.fmt(
                         id,
-                        &[("institution", i.name.clone()), ("business", business.clone()), ("help", i.help.clone())],
+                        &[
+                            ("institution", i.name.get(lang).to_string()),
+                            ("business", business.clone()),
+                            ("help", i.help.get(lang).to_string()),
+                        ],
                     )
                 })
                 .collect();
             Ok(review_page(view, &practice, &service, &[], refusal, true))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -880,7 +855,7 @@ struct HelpPage<'a> {
 /// `GET /aiuto/servizi/{id}`: the help on a service and on each of its fields, from the
 /// catalog; each field's entry is the target of the form's "help on this field" link.
 pub async fn help(State(app): State<AppState>, UserLang(lang): UserLang, Path(id): Path<String>) -> Response {
-    let Some(service) = app.catalog.service(&id) else { return ApiError::NotFound.into_response() };
+    let Some(service) = app.core.catalog.service(&id) else { return ApiError::NotFound.into_response() };
     let sections = sections(&app, service, lang)
         .into_iter()
         .map(|s| HelpSection {
@@ -902,7 +877,7 @@ pub async fn help(State(app): State<AppState>, UserLang(lang): UserLang, Path(id
         .iter()
         .map(|r| {
             let name = app.institution_name(&r.institution, lang);
-            let filing = app.catalog.filing(r).map(|f| f.title.get(lang).to_string()).unwrap_or_default();
+            let filing = app.core.catalog.filing(r).map(|f| f.title.get(lang).to_string()).unwrap_or_default();
             format!("{name}: {filing}")
         })
         .collect();

@@ -20,9 +20,8 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use domain::delegation::{
-    check_grant, Delegation, DelegationId, Ending, GrantError, GrantRequest, InstitutionState, Scope,
-};
+use domain::delegation::{Delegation, GrantError, GrantRequest, InstitutionState, Scope};
+use domain::text::Text;
 use domain::Lang;
 
 use crate::acting::{Selector, ACTING_COOKIE};
@@ -34,11 +33,11 @@ use crate::pages::{render, Tr};
 use crate::AppState;
 
 fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
-    app.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
+    app.core.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
 }
 
 fn service_title(app: &AppState, id: &str, lang: Lang) -> String {
-    app.catalog.service(id).map_or_else(|| id.to_string(), |s| s.title.get(lang).to_string())
+    app.core.catalog.service(id).map_or_else(|| id.to_string(), |s| s.title.get(lang).to_string())
 }
 
 fn day(t: time::OffsetDateTime) -> String {
@@ -73,7 +72,7 @@ pub struct DelegationRow {
 }
 
 fn row(app: &AppState, d: &Delegation, other: String, lang: Lang, in_use: bool) -> DelegationRow {
-    let now = app.clock.now();
+    let now = app.core.clock.now();
     let tr = Tr::new(&app.translations, lang);
     let outcomes = d
         .scope
@@ -148,12 +147,8 @@ pub async fn list(
     headers: axum::http::HeaderMap,
     query: Result<Query<Notice>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let granted = app.store.delegations_granted(&desk.holder.tax_code).await?;
-    let received = app.store.delegations_received(&desk.holder.tax_code).await?;
-    for d in granted.iter().chain(received.iter()) {
-        crate::acting::observe_expiry(&app, d).await;
-    }
-    let in_use = Selector::from_headers(&headers).map(|s| s.id().to_string());
+    let (granted, received) = app::delegations::granted_and_received(&app.core, &desk.holder).await?;
+    let in_use = crate::acting::selector(&headers).map(|s| s.id().to_string());
     let tr = Tr::new(&app.translations, lang);
     let notice = query
         .ok()
@@ -167,7 +162,7 @@ pub async fn list(
         received: received
             .iter()
             .map(|d| {
-                let holds = d.standing(app.clock.now()) == domain::delegation::Standing::Valid;
+                let holds = d.standing(app.core.clock.now()) == domain::delegation::Standing::Valid;
                 row(&app, d, d.grantor.to_string(), lang, holds && in_use.as_deref() == Some(&d.id.to_string()))
             })
             .collect(),
@@ -225,6 +220,7 @@ fn new_page(
 ) -> Response {
     let tr = Tr::new(&app.translations, lang);
     let institutions = app
+        .core
         .catalog
         .institutions
         .iter()
@@ -244,6 +240,7 @@ fn new_page(
         .map(|c| Checkbox { checked: typed.businesses.contains(&c), label: c.clone(), value: c })
         .collect();
     let services = app
+        .core
         .catalog
         .services
         .iter()
@@ -265,7 +262,7 @@ fn new_page(
         from: typed.from.clone(),
         until: typed.until.clone(),
         note: typed.note.clone(),
-        max_days: app.delegation_policy.max_days,
+        max_days: app.core.delegation_policy.max_days,
         tr,
     };
     desk.finish(render(&page, status))
@@ -276,7 +273,7 @@ async fn own_answers(
     app: &AppState,
     holder: &identity::Holder,
 ) -> BTreeMap<String, domain::authorisation::Authorisation> {
-    crate::api::holder_authorisations(app, &holder.tax_code).await.unwrap_or_default()
+    app::authorisations::of_holder(&app.core, &holder.tax_code).await.unwrap_or_default()
 }
 
 /// A holder acting on behalf of someone cannot grant: what one holds by delegation is not
@@ -287,7 +284,7 @@ async fn acting_blocks(
     holder: &identity::Holder,
     selector: Option<&Selector>,
 ) -> Option<String> {
-    match crate::acting::Principal::resolve(app, holder.clone(), selector).await {
+    match crate::acting::Principal::resolve(&app.core, holder.clone(), selector).await {
         Ok(p) if p.delegation.is_none() => None,
         _ => Some(app.translations.message(lang, "delegation-no-redelegation", &[])),
     }
@@ -301,47 +298,26 @@ pub async fn new(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let answers = own_answers(&app, &desk.holder).await;
-    let today = domain::italian_date(app.clock.now());
+    let today = domain::italian_date(app.core.clock.now());
     let typed = Typed {
         from: format!("{:02}/{:02}/{}", today.day(), u8::from(today.month()), today.year()),
         ..Typed::default()
     };
-    let blocked = acting_blocks(&app, lang, &desk.holder, Selector::from_headers(&headers).as_ref()).await;
+    let blocked = acting_blocks(&app, lang, &desk.holder, crate::acting::selector(&headers).as_ref()).await;
     new_page(&app, &desk, lang, &answers, &typed, Vec::new(), blocked)
 }
 
-fn grant_error(app: &AppState, lang: Lang, e: &GrantError) -> ErrorLink {
-    let t = &app.translations;
-    let (href, message) = match e {
-        GrantError::Delegate(why) => {
-            ("#delega-delegato", t.message(lang, &format!("delegation-error-delegate-{why}"), &[]))
-        }
-        GrantError::Empty(field) => {
-            let anchor = match *field {
-                "institutions" => "#delega-enti",
-                "businesses" => "#delega-imprese",
-                _ => "#delega-servizi",
-            };
-            (anchor, t.message(lang, &format!("delegation-error-empty-{field}"), &[]))
-        }
-        GrantError::Institution(i) => (
-            "#delega-enti",
-            t.message(lang, "delegation-error-institution", &[("institution", institution_name(app, i, lang))]),
-        ),
-        GrantError::Business(b) => {
-            ("#delega-imprese", t.message(lang, "delegation-error-business", &[("business", b.clone())]))
-        }
-        GrantError::Service(s) => (
-            "#delega-servizi",
-            t.message(lang, "delegation-error-service", &[("service", service_title(app, s, lang))]),
-        ),
-        GrantError::Dates(why, max) => (
-            if *why == "from-past" { "#delega-dal" } else { "#delega-al" },
-            t.message(lang, &format!("delegation-error-{why}"), &[("max", max.to_string())]),
-        ),
-        GrantError::NoteTooLong(max) => {
-            ("#delega-nota", t.message(lang, "delegation-error-note", &[("max", max.to_string())]))
-        }
+/// A refusal of the grant, linked to the form's field it is about.
+fn grant_error(app: &AppState, lang: Lang, e: &GrantError, names: &BTreeMap<String, Text>) -> ErrorLink {
+    let (field, message) = crate::error::grant_problem(&app.translations, lang, e, names);
+    let href = match field {
+        "delegate" => "#delega-delegato",
+        "institutions" => "#delega-enti",
+        "businesses" => "#delega-imprese",
+        "services" => "#delega-servizi",
+        "valid_from" => "#delega-dal",
+        "valid_until" => "#delega-al",
+        _ => "#delega-nota",
     };
     ErrorLink { href: href.to_string(), message }
 }
@@ -364,8 +340,9 @@ pub async fn grant(
         note: form.get("nota").unwrap_or_default().trim().to_string(),
     };
     let answers = own_answers(&app, &form.holder).await;
-    if let Some(blocked) = acting_blocks(&app, lang, &form.holder, Selector::from_headers(&headers).as_ref()).await {
-        crate::audit::holder_act(&app, &form.holder, "refused_redelegation", serde_json::json!({})).await;
+    let selector = crate::acting::selector(&headers);
+    if let Some(blocked) = acting_blocks(&app, lang, &form.holder, selector.as_ref()).await {
+        app::audit::holder_act(&app.core, &form.holder, "refused_redelegation", serde_json::json!({})).await;
         return Ok(new_page(&app, &desk, lang, &answers, &typed, Vec::new(), Some(blocked)));
     }
     let mut errors = Vec::new();
@@ -380,96 +357,34 @@ pub async fn grant(
         };
     let from = parse(&typed.from, "#delega-dal", "delegation-error-from-format", &mut errors);
     let until = parse(&typed.until, "#delega-al", "delegation-error-until-format", &mut errors);
-    let today = domain::italian_date(app.clock.now());
-    if typed.note.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-        || typed
-            .note
-            .chars()
-            .any(|c| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
-    {
-        errors.push(ErrorLink {
-            href: "#delega-nota".into(),
-            message: app.translations.message(lang, "delegation-error-note-characters", &[]),
-        });
-    }
+    let today = app.core.today();
+    let request = GrantRequest {
+        delegate: typed.delegate.clone(),
+        scope: Scope {
+            institutions: typed.institutions.clone(),
+            businesses: typed.businesses.clone(),
+            services: typed.services.clone(),
+        },
+        // Dates that cannot be read are reported above; the other choices are checked all
+        // the same, so every mistake shows at once.
+        valid_from: from.unwrap_or(today),
+        valid_to: until.unwrap_or(today),
+        note: typed.note.clone(),
+    };
+    let principal = app::Principal::own(form.holder.clone());
     if from.is_none() || until.is_none() {
-        // The other choices are checked all the same, so every mistake shows at once.
-        let request = GrantRequest {
-            delegate: typed.delegate.clone(),
-            scope: Scope {
-                institutions: typed.institutions.clone(),
-                businesses: typed.businesses.clone(),
-                services: typed.services.clone(),
-            },
-            valid_from: today,
-            valid_to: today,
-            note: typed.note.clone(),
-        };
-        errors.extend(
-            check_grant(&form.holder.tax_code, &request, &answers, &app.catalog, app.delegation_policy.max_days, today)
-                .iter()
-                .map(|e| grant_error(&app, lang, e)),
-        );
+        let refused = app::delegations::check(&app.core, &form.holder, &request).await;
+        errors.extend(refused.iter().map(|e| grant_error(&app, lang, e, &BTreeMap::new())));
+        return Ok(new_page(&app, &desk, lang, &answers, &typed, errors, None));
     }
-    if let (Some(from), Some(until)) = (from, until) {
-        let request = GrantRequest {
-            delegate: typed.delegate.clone(),
-            scope: Scope {
-                institutions: typed.institutions.clone(),
-                businesses: typed.businesses.clone(),
-                services: typed.services.clone(),
-            },
-            valid_from: from,
-            valid_to: until,
-            note: typed.note.clone(),
-        };
-        errors.extend(
-            check_grant(&form.holder.tax_code, &request, &answers, &app.catalog, app.delegation_policy.max_days, today)
-                .iter()
-                .map(|e| grant_error(&app, lang, e)),
-        );
-        if errors.is_empty() {
-            let delegate =
-                domain::identifiers::CodiceFiscale::parse(&request.delegate).map_err(|_| ApiError::Internal)?;
-            let mut bytes = [0u8; 16];
-            app.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
-            let next_day = until.next_day().ok_or(ApiError::Internal)?;
-            let delegation = Delegation {
-                id: DelegationId::from_random_bytes(bytes),
-                grantor: form.holder.tax_code.clone(),
-                delegate,
-                institutions: request
-                    .scope
-                    .institutions
-                    .iter()
-                    .map(|i| (i.clone(), InstitutionState::Pending))
-                    .collect(),
-                scope: request.scope,
-                valid_from: domain::italian_day_start(from),
-                valid_until: domain::italian_day_start(next_day),
-                note: request.note,
-                created_at: app.clock.now(),
-                ended: None,
-            };
-            app.store.create_delegation(&delegation).await?;
-            tracing::info!(delegation = %delegation.id, grantor = %delegation.grantor, delegate = %delegation.delegate, "delegation granted");
-            let detail = serde_json::json!({
-                "delegation": delegation.id.to_string(),
-                "delegate": delegation.delegate.to_string(),
-                "scope": delegation.scope,
-                "valid_from": day(delegation.valid_from),
-                "valid_until": day(delegation.valid_until - time::Duration::seconds(1)),
-            });
-            crate::audit::holder_act(&app, &form.holder, "delegation_granted", detail).await;
-            return Ok(Redirect::to("/deleghe?esito=concessa").into_response());
+    match app::delegations::grant(&app.core, &principal, request).await {
+        Ok(_) => return Ok(Redirect::to("/deleghe?esito=concessa").into_response()),
+        Err(app::AppError::GrantRefused { errors: refused, names }) => {
+            errors.extend(refused.iter().map(|e| grant_error(&app, lang, e, &names)));
         }
+        Err(e) => return Err(e.into()),
     }
     Ok(new_page(&app, &desk, lang, &answers, &typed, errors, None))
-}
-
-async fn load(app: &AppState, id: &str) -> Result<Delegation, ApiError> {
-    let id = DelegationId::parse(id).ok_or(ApiError::NotFound)?;
-    Ok(app.store.delegation(id).await?)
 }
 
 fn acting_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
@@ -478,34 +393,8 @@ fn acting_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
 
 /// `POST /deleghe/{id}/revoca`: the grantor ends a delegation now.
 pub async fn revoke(State(app): State<AppState>, Path(id): Path<String>, form: DeskForm) -> Result<Response, ApiError> {
-    revoke_as(&app, &form.holder, &id).await?;
+    app::delegations::revoke(&app.core, &form.holder, &id).await?;
     Ok(Redirect::to("/deleghe?esito=revocata").into_response())
-}
-
-/// The grantor `holder` ends delegation `id` now (anyone else: not found), recorded in the
-/// audit trail; the institutions are told by the worker. The page and the API both do it here.
-pub(crate) async fn revoke_as(app: &AppState, holder: &identity::Holder, id: &str) -> Result<Delegation, ApiError> {
-    let d = load(app, id).await?;
-    if d.grantor != holder.tax_code {
-        return Err(ApiError::NotFound);
-    }
-    let ended = app.store.end_delegation(d.id, Ending::Revoked, app.clock.now()).await?;
-    tracing::info!(delegation = %ended.id, "delegation revoked");
-    let detail = serde_json::json!({ "delegation": ended.id.to_string(), "delegate": ended.delegate.to_string() });
-    crate::audit::holder_act(app, holder, "delegation_revoked", detail).await;
-    Ok(ended)
-}
-
-/// The collaborator `holder` gives delegation `id` up (anyone else: not found), recorded.
-pub(crate) async fn renounce_as(app: &AppState, holder: &identity::Holder, id: &str) -> Result<Delegation, ApiError> {
-    let d = load(app, id).await?;
-    if d.delegate != holder.tax_code {
-        return Err(ApiError::NotFound);
-    }
-    let ended = app.store.end_delegation(d.id, Ending::Renounced, app.clock.now()).await?;
-    let detail = serde_json::json!({ "delegation": ended.id.to_string() });
-    crate::audit::record(app, ended.delegate.as_str(), ended.grantor.as_str(), "delegation_renounced", detail).await;
-    Ok(ended)
 }
 
 /// `POST /deleghe/{id}/rinuncia`: the collaborator gives a delegation up.
@@ -514,7 +403,7 @@ pub async fn renounce(
     Path(id): Path<String>,
     form: DeskForm,
 ) -> Result<Response, ApiError> {
-    renounce_as(&app, &form.holder, &id).await?;
+    app::delegations::renounce(&app.core, &form.holder, &id).await?;
     let mut response = Redirect::to("/deleghe?esito=rinunciata").into_response();
     if let Some(cookie) = acting_cookie("", 0) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -528,12 +417,8 @@ pub async fn use_delegation(
     Path(id): Path<String>,
     form: DeskForm,
 ) -> Result<Response, ApiError> {
-    let d = load(&app, &id).await?;
-    // The same checks as every request acting under it.
-    let principal =
-        crate::acting::Principal::resolve(&app, form.holder.clone(), Some(&Selector::Explicit(d.id.to_string())))
-            .await?;
-    principal.audit(&app, "acting_started", serde_json::json!({})).await;
+    let principal = app::delegations::start_acting(&app.core, form.holder.clone(), &id).await?;
+    let d = principal.delegation.ok_or(ApiError::Internal)?;
     let mut response = Redirect::to("/").into_response();
     let max_age = app.sessions.absolute.as_secs();
     if let Some(cookie) = acting_cookie(&d.id.to_string(), max_age) {
@@ -570,24 +455,23 @@ struct ActivityPage<'a> {
 /// `GET /deleghe/attivita`: the acts the holder answers for, newest first, marking those done
 /// by collaborators.
 pub async fn activity(State(app): State<AppState>, UserLang(lang): UserLang, desk: Desk) -> Result<Response, ApiError> {
-    let records = app.store.audit_for(desk.holder.tax_code.as_str(), 200).await?;
+    let records = app::delegations::activity(&app.core, &desk.holder, crate::api::delegations::ACTIVITY_LIMIT).await?;
     let tr = Tr::new(&app.translations, lang);
     let rows = records
         .into_iter()
         .map(|r| {
-            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.at_ms) * 1_000_000)
-                .map(domain::italian_display)
-                .unwrap_or_default();
-            let actor = if r.actor == r.responsible { tr.msg("activity-yourself") } else { r.actor.clone() };
+            let at = domain::italian_display(r.at);
+            // Every act listed is one the holder answers for: done by the holder or for him.
+            let actor =
+                if r.actor == desk.holder.tax_code.as_str() { tr.msg("activity-yourself") } else { r.actor.clone() };
             let action_id = format!("activity-{}", r.action.replace('_', "-"));
             let action =
                 if app.translations.has_message(lang, &action_id) { tr.msg(&action_id) } else { r.action.clone() };
-            let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
             let detail = ["reference", "practice", "delegation", "institution"]
                 .iter()
                 .filter_map(|k| {
                     let label = tr.msg(&format!("activity-key-{k}"));
-                    detail.get(*k).and_then(|v| v.as_str()).map(|v| format!("{label}: {v}"))
+                    r.detail.get(*k).and_then(|v| v.as_str()).map(|v| format!("{label}: {v}"))
                 })
                 .collect::<Vec<_>>()
                 .join(", ");

@@ -101,7 +101,7 @@ pub async fn choose(
         let message = format!("Il certificato non supera i controlli ({e}).");
         return Ok(chooser(&demo, Some(&message), StatusCode::UNAUTHORIZED));
     }
-    let holder = match holder_from_der(der.as_ref(), &demo.profile, app.clock.now()) {
+    let holder = match holder_from_der(der.as_ref(), &demo.profile, app.core.clock.now()) {
         Ok(holder) => holder,
         Err(refusal) => {
             tracing::info!(card = %card.slug, reason = refusal.code(), "demo card refused");

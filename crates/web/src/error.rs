@@ -16,8 +16,13 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+
+use app::AppError;
 use domain::catalog::Service;
+use domain::delegation::GrantError;
 use domain::practice::PracticeState;
+use domain::text::Text;
 use domain::validation::{FieldError, Reason};
 use domain::Lang;
 use serde::Serialize;
@@ -58,13 +63,20 @@ pub enum ApiError {
     /// known now): nothing was sent.
     NotAuthorised {
         business: String,
-        institutions: Vec<InstitutionProblem>,
+        institutions: Vec<app::InstitutionRefusal>,
     },
     WrongDeliveryState(domain::delivery::DeliveryState),
     /// An act on behalf of a grantor outside the sub-delegation (or after it ended).
     OutOfScope(domain::delegation::OutOfScope),
     /// The sub-delegation had already ended.
     DelegationEnded,
+    /// Someone acting on behalf of a grantor tried to grant a delegation.
+    NoRedelegation,
+    /// A grant that does not hold; every reason, with the names they mention.
+    GrantRefused {
+        errors: Vec<GrantError>,
+        names: BTreeMap<String, Text>,
+    },
     MalformedJson(String),
     WrongShape(String),
     UnsupportedMediaType,
@@ -74,38 +86,71 @@ pub enum ApiError {
     Internal,
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+/// The application layer's refusals, as the API answers them: the one place where a use
+/// case's error becomes HTTP.
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
         match e {
-            StoreError::NotFound => Self::NotFound,
-            StoreError::WrongState(state) => Self::WrongState(state),
-            StoreError::WrongDeliveryState(state) => Self::WrongDeliveryState(state),
-            StoreError::DelegationEnded => Self::DelegationEnded,
-            StoreError::Database(e) => {
-                tracing::error!(error = %e, "database unavailable");
-                Self::Unavailable
-            }
-            StoreError::Corrupt(what) => {
-                tracing::error!(%what, "stored data could not be read back");
-                Self::Internal
-            }
-            StoreError::BadUrl(url) => {
-                tracing::error!(%url, "database misconfigured");
-                Self::Internal
-            }
+            AppError::NotFound => Self::NotFound,
+            AppError::UnknownService(s) => Self::UnknownService(s),
+            AppError::Validation { errors, service } => Self::Validation { errors, service },
+            AppError::WrongState(state) => Self::WrongState(state),
+            AppError::WrongDeliveryState(state) => Self::WrongDeliveryState(state),
+            AppError::NotAuthorised { business, institutions } => Self::NotAuthorised { business, institutions },
+            AppError::OutOfScope(reason) => Self::OutOfScope(reason),
+            AppError::DelegationEnded => Self::DelegationEnded,
+            AppError::NoRedelegation => Self::NoRedelegation,
+            AppError::GrantRefused { errors, names } => Self::GrantRefused { errors, names },
+            AppError::BadInput(why) => Self::BadParameter(why),
+            AppError::Unavailable => Self::Unavailable,
+            AppError::Internal => Self::Internal,
         }
     }
 }
 
-/// One institution that stops a submission.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        AppError::from(e).into()
+    }
+}
+
+/// One institution that stops a submission, in the answer's language.
 #[derive(Debug, Clone, Serialize)]
-pub struct InstitutionProblem {
-    pub institution: String,
-    pub name: String,
+struct InstitutionProblem {
+    institution: String,
+    name: String,
     /// `not_authorised` or `unknown`.
-    pub status: &'static str,
+    status: &'static str,
     /// How to obtain the authorisation, from the catalog.
-    pub help: String,
+    help: String,
+}
+
+/// The field of a grant (as the API names it) that `error` is about, and its message in
+/// `lang`; `names` gives the catalog's names of the institutions and services mentioned.
+pub fn grant_problem(
+    t: &Translations,
+    lang: Lang,
+    error: &GrantError,
+    names: &BTreeMap<String, Text>,
+) -> (&'static str, String) {
+    let name = |id: &str| names.get(id).map_or_else(|| id.to_string(), |n| n.get(lang).to_string());
+    match error {
+        GrantError::Delegate(why) => ("delegate", t.message(lang, &format!("delegation-error-delegate-{why}"), &[])),
+        GrantError::Empty(field) => (field, t.message(lang, &format!("delegation-error-empty-{field}"), &[])),
+        GrantError::Institution(i) => {
+            ("institutions", t.message(lang, "delegation-error-institution", &[("institution", name(i))]))
+        }
+        GrantError::Business(b) => {
+            ("businesses", t.message(lang, "delegation-error-business", &[("business", b.clone())]))
+        }
+        GrantError::Service(s) => ("services", t.message(lang, "delegation-error-service", &[("service", name(s))])),
+        GrantError::Dates(why, max) => (
+            if *why == "from-past" { "valid_from" } else { "valid_until" },
+            t.message(lang, &format!("delegation-error-{why}"), &[("max", max.to_string())]),
+        ),
+        GrantError::NoteTooLong(max) => ("note", t.message(lang, "delegation-error-note", &[("max", max.to_string())])),
+        GrantError::NoteCharacters => ("note", t.message(lang, "delegation-error-note-characters", &[])),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -144,6 +189,8 @@ impl ApiError {
             Self::WrongState(_) | Self::WrongDeliveryState(_) => StatusCode::CONFLICT,
             Self::NotAuthorised { .. } | Self::OutOfScope(_) => StatusCode::FORBIDDEN,
             Self::DelegationEnded => StatusCode::CONFLICT,
+            Self::NoRedelegation => StatusCode::FORBIDDEN,
+            Self::GrantRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MalformedJson(_) | Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -171,6 +218,8 @@ impl ApiError {
             Self::WrongDeliveryState(_) => "wrong-delivery-state",
             Self::OutOfScope(_) => "out-of-scope",
             Self::DelegationEnded => "delegation-ended",
+            Self::NoRedelegation => "no-redelegation",
+            Self::GrantRefused { .. } => "grant-refused",
             Self::MalformedJson(_) => "malformed-json",
             Self::WrongShape(_) => "wrong-shape",
             Self::UnsupportedMediaType => "unsupported-media-type",
@@ -238,7 +287,7 @@ impl ApiError {
                 t.message(lang, &detail_id, &[("state", state_name)])
             }
             Self::NotAuthorised { business, institutions } => {
-                let names = institutions.iter().map(|i| i.name.clone()).collect::<Vec<_>>().join(", ");
+                let names = institutions.iter().map(|i| i.name.get(lang)).collect::<Vec<_>>().join(", ");
                 t.message(lang, &detail_id, &[("business", business.clone()), ("institutions", names)])
             }
             Self::WrongDeliveryState(state) => {
@@ -279,6 +328,19 @@ impl ApiError {
                     }
                 })
                 .collect(),
+            Self::GrantRefused { errors, names } => errors
+                .iter()
+                .map(|e| {
+                    let (field, message) = grant_problem(t, lang, e, names);
+                    ProblemField {
+                        field: field.to_string(),
+                        label: None,
+                        code: grant_code(e),
+                        message,
+                        institution: None,
+                    }
+                })
+                .collect(),
             _ => Vec::new(),
         };
         Problem {
@@ -288,10 +350,35 @@ impl ApiError {
             detail,
             errors,
             institutions: match self {
-                Self::NotAuthorised { institutions, .. } => institutions.clone(),
+                Self::NotAuthorised { institutions, .. } => institutions
+                    .iter()
+                    .map(|i| InstitutionProblem {
+                        institution: i.institution.clone(),
+                        name: i.name.get(lang).to_string(),
+                        status: i.status,
+                        help: i.help.get(lang).to_string(),
+                    })
+                    .collect(),
                 _ => Vec::new(),
             },
         }
+    }
+}
+
+/// The reason code of a grant refusal, as `errors[].code` says it.
+fn grant_code(error: &GrantError) -> &'static str {
+    match error {
+        GrantError::Delegate("self") => "delegate_self",
+        GrantError::Delegate(_) => "invalid_tax_code",
+        GrantError::Empty(_) => "required",
+        GrantError::Institution(_) => "not_authorised",
+        GrantError::Business(_) => "not_authorised_for_business",
+        GrantError::Service(_) => "institution_not_chosen",
+        GrantError::Dates("from-past", _) => "in_the_past",
+        GrantError::Dates("to-before-from", _) => "before_start",
+        GrantError::Dates(_, _) => "too_long",
+        GrantError::NoteTooLong(_) => "too_long",
+        GrantError::NoteCharacters => "characters",
     }
 }
 
@@ -330,6 +417,12 @@ mod tests {
             (ApiError::WrongDeliveryState(DeliveryState::Accepted), 409, "wrong-delivery-state"),
             (ApiError::OutOfScope(OutOfScope::Service("cessazione-impresa".into())), 403, "out-of-scope"),
             (ApiError::DelegationEnded, 409, "delegation-ended"),
+            (ApiError::NoRedelegation, 403, "no-redelegation"),
+            (
+                ApiError::GrantRefused { errors: vec![GrantError::Empty("services")], names: BTreeMap::new() },
+                422,
+                "grant-refused",
+            ),
             (ApiError::MalformedJson("expected value".into()), 400, "malformed-json"),
             (ApiError::WrongShape("missing field `data`".into()), 422, "wrong-shape"),
             (ApiError::UnsupportedMediaType, 415, "unsupported-media-type"),
@@ -377,5 +470,55 @@ mod tests {
         let t = Translations::load().expect("translations");
         let problem = ApiError::from(StoreError::Corrupt("delivery state `x`".into())).problem(&t, Lang::It);
         assert!(!problem.detail.contains("delivery state"), "internals stay in the log: {}", problem.detail);
+    }
+
+    /// The one mapping from the application layer's refusals to HTTP: every variant.
+    #[test]
+    fn every_refusal_of_a_use_case_maps_to_one_status() {
+        use domain::text::Text;
+        let refusal = app::InstitutionRefusal {
+            institution: "inail".into(),
+            name: Text::same("INAIL"),
+            status: "not_authorised",
+            help: Text::default(),
+        };
+        let cases: Vec<(AppError, u16)> = vec![
+            (AppError::NotFound, 404),
+            (AppError::UnknownService("x".into()), 422),
+            (AppError::Validation { errors: vec![], service: None }, 422),
+            (AppError::WrongState(PracticeState::InProgress), 409),
+            (AppError::WrongDeliveryState(DeliveryState::Queued), 409),
+            (AppError::NotAuthorised { business: "00743110157".into(), institutions: vec![refusal] }, 403),
+            (AppError::OutOfScope(OutOfScope::Business("00743110157".into())), 403),
+            (AppError::DelegationEnded, 409),
+            (AppError::NoRedelegation, 403),
+            (AppError::GrantRefused { errors: vec![GrantError::NoteCharacters], names: BTreeMap::new() }, 422),
+            (AppError::BadInput("practice: at most 200".into()), 400),
+            (AppError::Unavailable, 503),
+            (AppError::Internal, 500),
+        ];
+        for (refusal, status) in cases {
+            let shown = format!("{refusal:?}");
+            assert_eq!(ApiError::from(refusal).status().as_u16(), status, "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_refused_grant_lists_each_field_with_its_message() {
+        let t = Translations::load().expect("translations");
+        let names = BTreeMap::from([("inail".to_string(), Text { it: "INAIL (it)".into(), en: "INAIL (en)".into() })]);
+        let errors = vec![
+            GrantError::Delegate("self"),
+            GrantError::Institution("inail".into()),
+            GrantError::Dates("too-long", 365),
+        ];
+        let problem = ApiError::GrantRefused { errors, names }.problem(&t, Lang::En);
+        let fields: Vec<_> = problem.errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
+        assert_eq!(
+            fields,
+            [("delegate", "delegate_self"), ("institutions", "not_authorised"), ("valid_until", "too_long")]
+        );
+        assert!(problem.errors[1].message.contains("INAIL (en)"), "{}", problem.errors[1].message);
+        assert!(problem.errors[2].message.contains("365"), "{}", problem.errors[2].message);
     }
 }

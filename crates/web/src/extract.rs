@@ -113,7 +113,7 @@ impl FromRequestParts<crate::AppState> for Authenticated {
 /// no trusted identity).
 pub async fn refused(app: &crate::AppState, refusal: &CardRefusal) {
     let detail = serde_json::json!({ "reason": refusal.code() });
-    crate::audit::record(app, "unidentified", "unidentified", "login_refused", detail).await;
+    app::audit::record(&app.core, "unidentified", "unidentified", "login_refused", detail).await;
 }
 
 /// A JSON body of type `T`. Wrong content type → 415; over the body limit → 413; not JSON →

@@ -37,13 +37,9 @@ use crate::forms::{Desk, DeskForm, View};
 use crate::pages::{render, Tr};
 use crate::AppState;
 
-pub use crate::api::data_digest;
+pub use app::records::{data_digest, payload_digest};
 
 /// The digest of one filing's payload, as queued for the institution.
-pub fn payload_digest(payload: &serde_json::Value) -> String {
-    crate::sha256_hex(payload.to_string().as_bytes())
-}
-
 pub(crate) fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
     app.institution_name(id, lang)
 }
@@ -134,9 +130,7 @@ pub(crate) async fn load(
     id: &str,
 ) -> Result<(Practice, Vec<Delivery>), ApiError> {
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
-    let practice = principal.practice(app, id).await?;
-    let deliveries = app.store.deliveries(&principal.owner, id).await?;
-    Ok((practice, deliveries))
+    Ok(app::practices::with_deliveries(&app.core, principal, id).await?)
 }
 
 async fn practice_page(
@@ -147,8 +141,8 @@ async fn practice_page(
 ) -> Result<Response, ApiError> {
     let View { app, desk, principal, lang } = view;
     let tr = Tr::acting(&app.translations, lang, principal);
-    let service: Option<&Service> = app.catalog.service(&practice.service_id);
-    let timeline = app.store.timeline(&principal.owner, practice.id).await?;
+    let service: Option<&Service> = app.core.catalog.service(&practice.service_id);
+    let timeline = app.core.store.timeline(&principal.owner, practice.id).await?;
     let problems = match practice.state {
         PracticeState::Draft => {
             crate::api::draft_problems(app, &practice, lang).into_iter().map(|p| p.message).collect()
@@ -217,7 +211,8 @@ async fn practice_page(
                 )
             });
             let office = d.office.as_ref().map(|o| {
-                app.catalog
+                app.core
+                    .catalog
                     .institution(&d.institution)
                     .and_then(|i| i.routing.as_ref())
                     .and_then(|r| r.office(o))
@@ -319,7 +314,7 @@ pub async fn resend(
     let desk = Desk::from_form(&form);
     let principal = form.principal(&app).await?;
     let (practice, deliveries) = load(&app, &principal, &id).await?;
-    let service = app.catalog.service(&practice.service_id);
+    let service = app.core.catalog.service(&practice.service_id);
     // Only the service's fields are corrections; the token and buttons are not.
     let corrections: PracticeData = form
         .fields
@@ -327,21 +322,21 @@ pub async fn resend(
         .filter(|(k, _)| service.is_some_and(|s| s.field(k).is_some()))
         .map(|(k, v)| (k.clone(), v.trim().to_string()))
         .collect();
-    match crate::api::resend(&app, &principal, practice.id, &institution, &corrections).await {
+    match app::practices::resend(&app.core, &principal, practice.id, &institution, &corrections).await {
         Ok(()) => Ok(Redirect::to(&format!("/pratiche/{}?reinviata={institution}", practice.id)).into_response()),
-        Err(ApiError::Validation { errors, .. }) => {
+        Err(app::AppError::Validation { errors, .. }) => {
             let refused = Refused { institution: &institution, errors: &errors, typed: &corrections };
             let view = View { app: &app, desk: &desk, principal: &principal, lang };
             practice_page(view, (practice, deliveries), None, Some(refused)).await
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
 async fn set_archived(app: &AppState, form: &DeskForm, id: &str, archive: bool) -> Result<Response, ApiError> {
     let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
     let principal = form.principal(app).await?;
-    let practice = crate::api::set_archived(app, &principal, id, archive).await?;
+    let practice = app::practices::set_archived(&app.core, &principal, id, archive).await?;
     Ok(Redirect::to(&format!("/pratiche/{}", practice.id)).into_response())
 }
 
@@ -373,8 +368,8 @@ struct LiveState {
 }
 
 async fn live_state(app: &AppState, principal: &Principal, id: PracticeId) -> Option<LiveState> {
-    let practice = principal.practice(app, id).await.ok()?;
-    let deliveries = app.store.deliveries(&principal.owner, id).await.ok()?;
+    let practice = principal.practice(&app.core, id).await.ok()?;
+    let deliveries = app.core.store.deliveries(&principal.owner, id).await.ok()?;
     Some(LiveState {
         state: practice.state,
         recipients: deliveries
@@ -397,8 +392,8 @@ pub async fn events(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = PracticeId::parse(&id).ok_or(ApiError::NotFound)?;
-    principal.practice(&app, id).await?;
-    let selector = crate::acting::Selector::from_headers(&headers);
+    principal.practice(&app.core, id).await?;
+    let selector = crate::acting::selector(&headers);
     let holder = principal.actor.clone();
     let stream = futures_util::stream::unfold((app, None::<LiveState>, 0u32), move |(app, last, mut ticks)| {
         let (holder, selector) = (holder.clone(), selector.clone());
@@ -413,7 +408,7 @@ pub async fn events(
                 }
                 // Who may follow is checked at every look: a delegation revoked meanwhile
                 // ends the stream.
-                let principal = Principal::resolve(&app, holder.clone(), selector.as_ref()).await.ok()?;
+                let principal = Principal::resolve(&app.core, holder.clone(), selector.as_ref()).await.ok()?;
                 let now = live_state(&app, &principal, id).await?;
                 if last.as_ref() != Some(&now) {
                     let data = serde_json::to_string(&now).unwrap_or_default();
@@ -429,39 +424,13 @@ pub async fn events(
 // ---- export -------------------------------------------------------------------------------
 
 #[derive(Debug, Serialize)]
-struct ExportedDelivery {
-    institution: String,
-    filing: String,
-    state: DeliveryState,
-    protocol_number: Option<String>,
-    payload_sha256: String,
-    payload: serde_json::Value,
-}
-
-#[derive(Debug, Serialize)]
-struct ExportedPractice {
-    reference: Option<String>,
-    service: String,
-    state: PracticeState,
-    #[serde(with = "time::serde::rfc3339::option")]
-    submitted_at: Option<time::OffsetDateTime>,
-    data: PracticeData,
-    data_sha256: String,
-    deliveries: Vec<ExportedDelivery>,
-    timeline: Vec<storage::TimelineEntry>,
-}
-
-#[derive(Debug, Serialize)]
 struct Export {
     note: String,
     #[serde(with = "time::serde::rfc3339")]
     exported_at: time::OffsetDateTime,
     holder: String,
-    practices: Vec<ExportedPractice>,
+    practices: Vec<app::records::ExportedPractice>,
 }
-
-/// At most this many practices in one export.
-const EXPORT_MAX: usize = 200;
 
 /// `GET /pratiche/esporta?pratica=ID&pratica=ID…` (and for business software `GET
 /// /api/v1/export?practice=ID&practice=ID…`, the same handler): the chosen practices, with
@@ -482,47 +451,19 @@ pub async fn export(
     if ids.is_empty() {
         return Err(ApiError::BadParameter(app.translations.message(lang, "export-none-chosen", &[])));
     }
-    if ids.len() > EXPORT_MAX {
-        let max = EXPORT_MAX.to_string();
+    if ids.len() > app::records::EXPORT_MAX {
+        let max = app::records::EXPORT_MAX.to_string();
         return Err(ApiError::BadParameter(app.translations.message(lang, "export-too-many", &[("max", max)])));
     }
-    let mut practices = Vec::new();
-    for id in ids {
-        let id = PracticeId::parse(id).ok_or(ApiError::NotFound)?;
-        let practice = principal.practice(&app, id).await?;
-        let deliveries = app.store.deliveries(&principal.owner, id).await?;
-        let timeline = app.store.timeline(&principal.owner, id).await?;
-        practices.push(ExportedPractice {
-            reference: practice.reference.as_ref().map(ToString::to_string),
-            service: practice.service_id.clone(),
-            state: practice.state,
-            submitted_at: practice.submitted_at,
-            data_sha256: data_digest(&practice.data),
-            data: practice.data,
-            deliveries: deliveries
-                .into_iter()
-                .map(|d| ExportedDelivery {
-                    payload_sha256: payload_digest(&d.payload),
-                    state: d.status.state,
-                    protocol_number: d.status.protocol_number,
-                    institution: d.institution,
-                    filing: d.filing_kind,
-                    payload: d.payload,
-                })
-                .collect(),
-            timeline,
-        });
-    }
-    let now = app.clock.now();
+    let ids = ids.into_iter().map(crate::api::practices::parse_id).collect::<Result<Vec<_>, _>>()?;
+    let practices = app::records::export(&app.core, &principal, &ids).await?;
+    let now = app.core.clock.now();
     let export = Export {
         note: app.translations.message(lang, "export-note", &[]),
         exported_at: now,
         holder: principal.owner.to_string(),
         practices,
     };
-    tracing::info!(actor = %principal.actor.tax_code, count = export.practices.len(), "practices exported");
-    let references: Vec<_> = export.practices.iter().map(|p| p.reference.clone()).collect();
-    principal.audit(&app, "exported", serde_json::json!({ "references": references })).await;
     let body = serde_json::to_vec_pretty(&export).map_err(|_| ApiError::Internal)?;
     let filename = format!("sportello-pratiche-{}.json", domain::italian_date(now));
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();

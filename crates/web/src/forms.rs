@@ -52,7 +52,7 @@ impl Desk {
     /// Who this page acts for, checked now against the store (a revoked delegation is
     /// refused at once).
     pub async fn principal(&self, app: &AppState) -> Result<crate::acting::Principal, ApiError> {
-        crate::acting::Principal::resolve(app, self.holder.clone(), self.selector.as_ref()).await
+        Ok(crate::acting::Principal::resolve(&app.core, self.holder.clone(), self.selector.as_ref()).await?)
     }
 
     /// Adds the new session's cookie, if this request opened one.
@@ -68,7 +68,7 @@ impl FromRequestParts<AppState> for Desk {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let selector = crate::acting::Selector::from_headers(&parts.headers);
+        let selector = crate::acting::selector(&parts.headers);
         match parts.extensions.get::<PeerIdentity>().cloned() {
             Some(PeerIdentity::Card(holder)) => match sessions::current(app, &parts.headers, &holder).await {
                 Ok(session) => Ok(Self { holder, csrf: session.csrf_token, cookie: None, selector }),
@@ -110,7 +110,7 @@ impl DeskForm {
 
     /// Who this form acts for, checked now against the store.
     pub async fn principal(&self, app: &AppState) -> Result<crate::acting::Principal, ApiError> {
-        crate::acting::Principal::resolve(app, self.holder.clone(), self.selector.as_ref()).await
+        Ok(crate::acting::Principal::resolve(&app.core, self.holder.clone(), self.selector.as_ref()).await?)
     }
 
     /// Every value given for `name`.
@@ -124,7 +124,7 @@ impl FromRequest<AppState> for DeskForm {
 
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let selector = crate::acting::Selector::from_headers(&parts.headers);
+        let selector = crate::acting::selector(&parts.headers);
         let (holder, session) = match parts.extensions.get::<PeerIdentity>().cloned() {
             Some(PeerIdentity::Card(holder)) => {
                 // Forms come from pages, which opened the session: without one the page is

@@ -101,13 +101,14 @@ async fn take(
             let rejection = if accepted {
                 None
             } else {
-                let service = app.store.service_of(practice_id).await?;
+                let service = app.core.store.service_of(practice_id).await?;
                 let paths: Vec<String> = news.paths.iter().map(|n| channel.profile.payload_path(n)).collect();
                 let filing = app
+                    .core
                     .catalog
                     .service(&service)
                     .and_then(|s| s.recipients.iter().find(|r| r.institution == institution))
-                    .and_then(|r| app.catalog.filing(r));
+                    .and_then(|r| app.core.catalog.filing(r));
                 let fields = filing.map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
                 Some(Rejection { reasons: news.reasons, fields })
             };
@@ -121,7 +122,7 @@ async fn take(
         }
     };
     let kind = event_name(&event);
-    let mut update = DeliveryUpdate::new(event, app.clock.now());
+    let mut update = DeliveryUpdate::new(event, app.core.clock.now());
     update.message_id = Some(format!("{institution}:{message_id}"));
     update.revision = Some(revision);
     update.values = values;
@@ -129,7 +130,7 @@ async fn take(
     update.evidence =
         delivery::evidence::Evidence::from_message(headers, body).and_then(|e| serde_json::to_value(e).ok());
     let key = DeliveryKey { practice_id, institution: institution.to_string() };
-    let recorded = app.store.record(&key, &update).await.map_err(|e| match e {
+    let recorded = app.core.store.record(&key, &update).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::NotFound,
         other => ApiError::from(other),
     })?;
@@ -146,7 +147,7 @@ async fn take(
         "message_id": message_id,
         "result": result,
     });
-    crate::audit::record(app, &actor, &actor, "callback", detail).await;
+    app::audit::record(&app.core, &actor, &actor, "callback", detail).await;
     Ok(Json(EventAnswer { result }))
 }
 

@@ -11,11 +11,9 @@
 
 pub mod acting;
 pub mod api;
-pub mod audit;
 pub mod compile;
 pub mod cookies;
 pub mod delegations;
-pub mod delegations_api;
 pub mod demo_cards;
 pub mod error;
 pub mod extract;
@@ -41,44 +39,32 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use domain::catalog::Catalog;
 use domain::{Clock, Randomness, RandomnessUnavailable};
-use storage::Store;
 
 use crate::error::ApiError;
 use crate::i18n::Translations;
 
-/// Everything handlers need, injected.
+/// Everything handlers need, injected: the use cases' [`app::Core`] and what only the web
+/// front has (messages, callback verifiers, sessions, the demo's card chooser).
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub catalog: Arc<Catalog>,
-    pub clock: Arc<dyn Clock>,
-    pub random: Arc<dyn Randomness>,
+    pub core: app::Core,
     pub translations: Arc<Translations>,
     /// Verifiers of institutions' callbacks, by institution id.
     pub callbacks: Arc<BTreeMap<String, institutions::CallbackChannel>>,
-    /// Asks institutions who may file there. `None` without delivery channels: then nothing
-    /// can be sent anyway, and authorisations are not checked.
-    pub authorisations: Option<Arc<delivery::authorisation::AuthorisationService>>,
     pub sessions: sessions::SessionPolicy,
     /// The demo's card chooser, on in `sportello demo` only.
     pub demo_cards: Option<Arc<demo_cards::DemoCards>>,
-    pub delegation_policy: Arc<acting::DelegationPolicy>,
 }
 
 impl AppState {
     /// An institution's name in `lang` (its id when the catalog does not know it).
     pub fn institution_name(&self, id: &str, lang: domain::Lang) -> String {
-        self.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
+        self.core.institution_name(id, lang)
     }
 }
 
-/// Hex SHA-256 of `bytes`: digests on receipts and exports, session ids as stored, callback
-/// message ids.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
+pub use app::sha256_hex;
 
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
@@ -192,22 +178,23 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/openapi.json", get(openapi))
         .route("/me", get(api::me))
-        .route("/services", get(api::list_services))
-        .route("/services/{id}", get(api::get_service))
-        .route("/services/{id}/authorisations", get(api::service_authorisations))
-        .route("/practices", get(api::list_practices).post(api::create_practice))
-        .route("/practices/{id}", get(api::get_practice).put(api::put_practice))
-        .route("/practices/{id}/submit", post(api::submit_practice))
+        .route("/services", get(api::services::list_services))
+        .route("/services/{id}", get(api::services::get_service))
+        .route("/services/{id}/authorisations", get(api::services::service_authorisations))
+        .route("/practices", get(api::practices::list_practices).post(api::practices::create_practice))
+        .route("/practices/{id}", get(api::practices::get_practice).put(api::practices::put_practice))
+        .route("/practices/{id}/submit", post(api::practices::submit_practice))
         .route("/search", get(search::api_search))
         .route("/export", get(follow::export))
-        .route("/delegations", get(delegations_api::list))
-        .route("/activity", get(delegations_api::activity))
-        .route("/delegations/{id}/revoke", post(delegations_api::revoke))
-        .route("/delegations/{id}/renounce", post(delegations_api::renounce))
+        .route("/delegations", get(api::delegations::list).post(api::delegations::grant))
+        .route("/activity", get(api::delegations::activity))
+        .route("/delegations/{id}/revoke", post(api::delegations::revoke))
+        .route("/delegations/{id}/renounce", post(api::delegations::renounce))
         .route("/practices/{id}/receipt", get(receipt::api))
-        .route("/practices/{id}/archive", post(api::archive_practice))
-        .route("/practices/{id}/unarchive", post(api::unarchive_practice))
-        .route("/practices/{id}/deliveries/{institution}/resend", post(api::resend_delivery));
+        .route("/practices/{id}/events", get(follow::events))
+        .route("/practices/{id}/archive", post(api::practices::archive_practice))
+        .route("/practices/{id}/unarchive", post(api::practices::unarchive_practice))
+        .route("/practices/{id}/deliveries/{institution}/resend", post(api::practices::resend_delivery));
     Router::new()
         .nest("/api/v1", api)
         .route("/institutions/v1/{institution}/events", post(institutions::event))

@@ -144,15 +144,10 @@ pub async fn services(
     // Under a delegation: the grantor's authorisations, and the banner.
     let principal = match holder {
         Some(holder) => {
-            match crate::acting::Principal::resolve(
-                &app,
-                holder,
-                crate::acting::Selector::from_headers(&headers).as_ref(),
-            )
-            .await
+            match crate::acting::Principal::resolve(&app.core, holder, crate::acting::selector(&headers).as_ref()).await
             {
                 Ok(p) => Some(p),
-                Err(e) => return e.into_response(),
+                Err(e) => return ApiError::from(e).into_response(),
             }
         }
         None => None,
@@ -162,10 +157,11 @@ pub async fn services(
         None => Tr::new(&app.translations, lang),
     };
     let answers = match &principal {
-        Some(p) => crate::api::holder_authorisations(&app, &p.owner).await,
+        Some(p) => app::authorisations::of_holder(&app.core, &p.owner).await,
         None => None,
     };
     let groups = app
+        .core
         .catalog
         .life_events
         .iter()
@@ -173,6 +169,7 @@ pub async fn services(
             id: format!("evento-{}", event.id),
             title: event.title.get(lang).to_string(),
             services: app
+                .core
                 .catalog
                 .services
                 .iter()
@@ -181,10 +178,12 @@ pub async fn services(
                     let recipients = s
                         .recipients
                         .iter()
-                        .filter_map(|r| app.catalog.institution(&r.institution).map(|i| i.name.get(lang).to_string()))
+                        .filter_map(|r| {
+                            app.core.catalog.institution(&r.institution).map(|i| i.name.get(lang).to_string())
+                        })
                         .collect::<Vec<_>>()
                         .join(", ");
-                    let readiness = answers.as_ref().map(|a| crate::api::ServiceReadiness::of(s, a).complete);
+                    let readiness = answers.as_ref().map(|a| app::authorisations::ServiceReadiness::of(s, a).complete);
                     let outside = principal
                         .as_ref()
                         .and_then(|p| p.delegation.as_ref())
@@ -264,8 +263,7 @@ pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting:
     };
     let tr = Tr::acting(&app.translations, lang, &principal);
     let holder = principal.actor.clone();
-    let summary = match app.store.desk_summary(&principal.owner, principal.scope_filter().as_ref(), HOME_ACTIONS).await
-    {
+    let summary = match app::practices::desk_summary(&app.core, &principal, HOME_ACTIONS).await {
         Ok(summary) => summary,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -281,7 +279,7 @@ pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting:
             _ => continue,
         };
         let institution =
-            app.catalog.institution(&d.institution).map(|i| i.name.get(lang).to_string()).unwrap_or_default();
+            app.core.catalog.institution(&d.institution).map(|i| i.name.get(lang).to_string()).unwrap_or_default();
         let since = d.last_news_at.map(domain::italian_display).unwrap_or_default();
         let args = [("reference", reference.clone()), ("institution", institution), ("since", since)];
         actions.push(app.translations.message(lang, id, &args));
@@ -350,6 +348,7 @@ pub async fn practices(
         .and_then(|q| q.0.stato.as_deref().and_then(PracticeState::parse))
         .unwrap_or(PracticeState::InProgress);
     let list = app
+        .core
         .store
         .list(
             &principal.owner,
@@ -380,6 +379,7 @@ pub async fn practices(
             href: format!("/pratiche/{}", p.id),
             reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
             service: app
+                .core
                 .catalog
                 .service(&p.service_id)
                 .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),

@@ -10,9 +10,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use domain::delivery::DeliveryState;
-use domain::practice::{Delivery, Practice};
-use serde::Serialize;
 
 use crate::acting::Acting;
 use crate::error::ApiError;
@@ -21,59 +18,7 @@ use crate::forms::Desk;
 use crate::pages::{render, Tr};
 use crate::AppState;
 
-/// The receipt's facts, the same on the page and in the API.
-#[derive(Debug, Clone, Serialize)]
-pub struct Receipt {
-    pub practice: String,
-    pub reference: String,
-    pub service: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub submitted_at: time::OffsetDateTime,
-    /// Who answers for the practice, and who sent it (a collaborator under a sub-delegation).
-    pub owner: String,
-    pub actor: String,
-    /// SHA-256 of the data sent (its JSON with keys in order).
-    pub data_sha256: String,
-    pub filings: Vec<ReceiptFiling>,
-}
-
-/// One recipient's filing on the receipt.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReceiptFiling {
-    pub institution: String,
-    pub filing_kind: String,
-    pub state: DeliveryState,
-    /// Present once the institution gave it: only then has the procedure started there.
-    pub protocol_number: Option<String>,
-    /// SHA-256 of the filing's payload as queued for the institution.
-    pub payload_sha256: String,
-}
-
-/// The receipt of `practice`, or 409 for one never sent.
-pub fn receipt_of(practice: &Practice, deliveries: &[Delivery]) -> Result<Receipt, ApiError> {
-    let (Some(reference), Some(submitted_at)) = (&practice.reference, practice.submitted_at) else {
-        return Err(ApiError::WrongState(practice.state));
-    };
-    Ok(Receipt {
-        practice: practice.id.to_string(),
-        reference: reference.to_string(),
-        service: practice.service_id.clone(),
-        submitted_at,
-        owner: practice.owner.to_string(),
-        actor: practice.actor.to_string(),
-        data_sha256: crate::api::data_digest(&practice.data),
-        filings: deliveries
-            .iter()
-            .map(|d| ReceiptFiling {
-                institution: d.institution.clone(),
-                filing_kind: d.filing_kind.clone(),
-                state: d.state(),
-                protocol_number: d.status.protocol_number.clone(),
-                payload_sha256: crate::follow::payload_digest(&d.payload),
-            })
-            .collect(),
-    })
-}
+pub use app::records::{receipt_of, Receipt, ReceiptFiling};
 
 /// `GET /api/v1/practices/{id}/receipt`.
 pub async fn api(
@@ -81,8 +26,8 @@ pub async fn api(
     Acting(principal): Acting,
     Path(id): Path<String>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let (practice, deliveries) = crate::follow::load(&app, &principal, &id).await?;
-    Ok(Json(receipt_of(&practice, &deliveries)?))
+    let id = crate::api::practices::parse_id(&id)?;
+    Ok(Json(app::records::receipt(&app.core, &principal, id).await?))
 }
 
 #[derive(Debug)]
@@ -119,7 +64,7 @@ pub async fn page(
     let (practice, deliveries) = crate::follow::load(&app, &principal, &id).await?;
     let facts = receipt_of(&practice, &deliveries)?;
     let tr = Tr::acting(&app.translations, lang, &principal);
-    let service = app.catalog.service(&practice.service_id);
+    let service = app.core.catalog.service(&practice.service_id);
     let rows = deliveries
         .iter()
         .zip(&facts.filings)
@@ -127,7 +72,7 @@ pub async fn page(
             institution: crate::follow::institution_name(&app, &d.institution, lang),
             filing: service
                 .and_then(|s| s.recipients.iter().find(|r| r.institution == d.institution))
-                .and_then(|r| app.catalog.filing(r))
+                .and_then(|r| app.core.catalog.filing(r))
                 .map_or_else(|| d.filing_kind.clone(), |f| f.title.get(lang).to_string()),
             protocol: d.status.protocol_number.clone().unwrap_or_else(|| tr.msg("practice-protocol-waiting")),
             state: tr.msg(&format!("delivery-state-{}", d.state().as_str())),

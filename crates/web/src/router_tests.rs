@@ -40,17 +40,20 @@ async fn app() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp");
     let store = storage::sqlite::SqliteStore::open(&dir.path().join("router.db")).await.expect("store");
     storage::PracticeStore::migrate(&store).await.expect("migrate");
-    let state = AppState {
+    let core = app::Core {
         store: Arc::new(store),
         catalog: Arc::new(catalog()),
         clock: Arc::new(SystemClock),
         random: Arc::new(SystemRandomness::default()),
+        authorisations: None,
+        delegation_policy: Arc::new(app::DelegationPolicy { max_days: 365, trusted: Default::default() }),
+    };
+    let state = AppState {
+        core,
         translations: Arc::new(crate::i18n::Translations::load().expect("translations")),
         callbacks: Arc::new(Default::default()),
-        authorisations: None,
         sessions: Default::default(),
         demo_cards: None,
-        delegation_policy: Arc::new(crate::acting::DelegationPolicy { max_days: 365, trusted: Default::default() }),
     };
     (crate::router(state), dir)
 }

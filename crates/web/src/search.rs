@@ -166,7 +166,7 @@ pub(crate) fn check(app: &AppState, lang: Lang, query: &SearchQuery) -> Result<C
         _ => {}
     }
     let service = query.servizio.as_deref().filter(|s| !s.is_empty());
-    if let Some(s) = service.filter(|s| app.catalog.service(s).is_none()) {
+    if let Some(s) = service.filter(|s| app.core.catalog.service(s).is_none()) {
         let args = [("field", tr.msg("practices-service")), ("value", s.to_string())];
         errors.push(("servizio", tr.fmt("search-bad-choice", &args)));
     }
@@ -198,23 +198,15 @@ pub(crate) fn check(app: &AppState, lang: Lang, query: &SearchQuery) -> Result<C
     Ok(Checked { search, page })
 }
 
-/// One page of what `search` finds within the principal's reach: the practices, the page
-/// shown and the last page. A page past the end (an old link, a hand-made URL) shows the last.
+/// One page of what `search` finds within the principal's reach (see
+/// [`app::practices::search`]).
 async fn run(
     app: &AppState,
     principal: &crate::acting::Principal,
     search: PracticeSearch,
     page: u32,
 ) -> Result<(storage::SearchPage, u32, u32), ApiError> {
-    let search =
-        PracticeSearch { offset: (page - 1).saturating_mul(PAGE_SIZE), scope: principal.scope_filter(), ..search };
-    let found = app.store.search(&principal.owner, &search).await?;
-    let last_page = u32::try_from(found.total.div_ceil(u64::from(PAGE_SIZE))).unwrap_or(u32::MAX).max(1);
-    if page <= last_page {
-        return Ok((found, page, last_page));
-    }
-    let search = PracticeSearch { offset: (last_page - 1).saturating_mul(PAGE_SIZE), ..search };
-    Ok((app.store.search(&principal.owner, &search).await?, last_page, last_page))
+    Ok(app::practices::search(&app.core, principal, search, page, PAGE_SIZE).await?)
 }
 
 /// What `GET /api/v1/search` answers.
@@ -293,6 +285,7 @@ pub async fn search(
                 id: p.id.to_string(),
                 reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
                 service: app
+                    .core
                     .catalog
                     .service(&p.service_id)
                     .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),
@@ -338,6 +331,7 @@ pub async fn search(
         }
     }
     let services = app
+        .core
         .catalog
         .services
         .iter()

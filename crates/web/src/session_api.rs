@@ -58,7 +58,7 @@ pub async fn logout(
     if !token_matches(&headers, &session.csrf_token) {
         return Err(ApiError::CsrfToken);
     }
-    app.store.delete_session(&session.id_hash).await?;
+    app.core.store.delete_session(&session.id_hash).await?;
     tracing::info!(holder = %holder.tax_code, "logout");
     let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
     if let Some(cookie) = set_cookie("", Duration::ZERO) {

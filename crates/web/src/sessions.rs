@@ -54,7 +54,7 @@ fn hash(id: &str) -> String {
 
 fn random_hex(app: &AppState) -> Result<String, ApiError> {
     let mut bytes = [0u8; 32];
-    app.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
+    app.core.random.fill(&mut bytes).map_err(|_| ApiError::Internal)?;
     Ok(hex::encode(bytes))
 }
 
@@ -93,11 +93,11 @@ pub struct SessionView {
 /// expired one is deleted); with the current time in milliseconds.
 async fn live_session(app: &AppState, headers: &HeaderMap) -> Result<(SessionRecord, i64), ApiError> {
     let id = cookie_id(headers).ok_or(ApiError::SessionExpired)?;
-    let session = app.store.session(&hash(&id)).await?.ok_or(ApiError::SessionExpired)?;
-    let now = unix_millis(app.clock.now());
+    let session = app.core.store.session(&hash(&id)).await?.ok_or(ApiError::SessionExpired)?;
+    let now = unix_millis(app.core.clock.now());
     let (idle, absolute) = app.sessions.limits_ms();
     if now - session.last_seen_at > idle || now - session.created_at > absolute {
-        app.store.delete_session(&session.id_hash).await?;
+        app.core.store.delete_session(&session.id_hash).await?;
         tracing::info!(holder = %session.holder, "session expired");
         return Err(ApiError::SessionExpired);
     }
@@ -115,7 +115,7 @@ pub async fn current(
         tracing::warn!(holder = %holder.tax_code, "session presented with another card");
         return Err(ApiError::SessionExpired);
     }
-    app.store.touch_session(&session.id_hash, now).await?;
+    app.core.store.touch_session(&session.id_hash, now).await?;
     Ok(session)
 }
 
@@ -128,10 +128,10 @@ pub async fn open(
 ) -> Result<(HeaderValue, SessionRecord), ApiError> {
     // Whatever session the browser held before ends here: no fixation.
     if let Some(old) = cookie_id(headers) {
-        app.store.delete_session(&hash(&old)).await?;
+        app.core.store.delete_session(&hash(&old)).await?;
     }
     let id = random_hex(app)?;
-    let now = unix_millis(app.clock.now());
+    let now = unix_millis(app.core.clock.now());
     let record = SessionRecord {
         id_hash: hash(&id),
         holder: holder.tax_code.clone(),
@@ -140,12 +140,12 @@ pub async fn open(
         created_at: now,
         last_seen_at: now,
     };
-    app.store.create_session(&record).await?;
+    app.core.store.create_session(&record).await?;
     // Sweep expired sessions at each login.
     let (idle, absolute) = app.sessions.limits_ms();
-    app.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(absolute)).await?;
+    app.core.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(absolute)).await?;
     tracing::info!(holder = %holder.tax_code, fingerprint = %holder.fingerprint, "login");
-    crate::audit::holder_act(app, holder, "login", serde_json::json!({ "card": holder.fingerprint })).await;
+    app::audit::holder_act(&app.core, holder, "login", serde_json::json!({ "card": holder.fingerprint })).await;
     let cookie = set_cookie(&id, app.sessions.absolute).ok_or(ApiError::Internal)?;
     Ok((cookie, record))
 }
@@ -160,7 +160,7 @@ pub async fn demo_session(app: &AppState, headers: &HeaderMap) -> Result<(identi
     if !session.fingerprint.starts_with(SESSION_MARK) {
         return Err(ApiError::Unauthenticated);
     }
-    app.store.touch_session(&session.id_hash, now).await?;
+    app.core.store.touch_session(&session.id_hash, now).await?;
     let holder = identity::Holder {
         tax_code: session.holder.clone(),
         given_name: None,

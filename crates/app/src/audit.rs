@@ -4,25 +4,25 @@
 
 use serde_json::Value;
 
-use crate::AppState;
+use crate::Core;
 
 /// Appends one act. `actor` acted; `responsible` answers for it (the same person unless the
 /// actor used a delegation).
-pub async fn record(app: &AppState, actor: &str, responsible: &str, action: &str, detail: Value) {
+pub async fn record(core: &Core, actor: &str, responsible: &str, action: &str, detail: Value) {
     let record = storage::audit::NewAuditRecord {
-        at: app.clock.now(),
+        at: core.clock.now(),
         actor: actor.to_string(),
         responsible: responsible.to_string(),
         action: action.to_string(),
         detail,
     };
-    if let Err(e) = app.store.append_audit(&record).await {
+    if let Err(e) = core.store.append_audit(&record).await {
         tracing::error!(error = %e, action, actor, "audit record not written");
     }
 }
 
 /// An act of a holder on his or her own account.
-pub async fn holder_act(app: &AppState, holder: &identity::Holder, action: &str, detail: Value) {
+pub async fn holder_act(core: &Core, holder: &identity::Holder, action: &str, detail: Value) {
     let cf = holder.tax_code.to_string();
-    record(app, &cf, &cf, action, detail).await;
+    record(core, &cf, &cf, action, detail).await;
 }

@@ -1,0 +1,33 @@
+//! The public JSON API, `/api/v1` (described in `openapi.json`, served at
+//! `/api/v1/openapi.json`), one module per resource. Handlers parse input into domain types at
+//! the edge, call the use case in [`app`] and shape the answer; they hold no rules of their
+//! own, and every refusal is an [`crate::error::ApiError`].
+//!
+//! - [`services`]: the catalog and the holder's authorisations per service;
+//! - [`practices`]: drafts, submission, resending, archive, lists;
+//! - [`delegations`]: sub-delegations and the acts done on one's behalf;
+//! - search, receipt, export and the events stream share their handlers with the pages
+//!   ([`crate::search`], [`crate::receipt`], [`crate::follow`]).
+
+pub mod delegations;
+pub mod practices;
+pub mod services;
+
+use axum::Json;
+use serde::Serialize;
+
+use crate::extract::Authenticated;
+
+pub use practices::{draft_problems, practice_view, PracticeView, ProblemView};
+pub use services::{authorisations_for, ServiceAuthorisations, ServiceReadiness};
+
+#[derive(Debug, Serialize)]
+pub struct Me {
+    tax_code: String,
+    name: String,
+}
+
+/// `GET /api/v1/me`: who the card says you are.
+pub async fn me(Authenticated(holder): Authenticated) -> Json<Me> {
+    Json(Me { name: holder.display_name(), tax_code: holder.tax_code.to_string() })
+}
