@@ -9,6 +9,7 @@ mod crash;
 mod delegations;
 mod delivery;
 mod desk;
+mod doors;
 mod inps_channel;
 mod interfaces;
 mod receivability;
