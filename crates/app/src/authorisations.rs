@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::{AppError, Core, InstitutionRefusal};
 
 /// Whether a holder can complete a service, as far as authorisations go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ServiceReadiness {
     /// `false` when some recipient says no; `null` when some could not be asked.
     pub complete: Option<bool>,

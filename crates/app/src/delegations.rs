@@ -129,7 +129,7 @@ pub async fn start_acting(core: &Core, holder: Holder, id: &str) -> Result<Princ
 }
 
 /// One act someone answers for, as the audit trail keeps it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Act {
     #[serde(with = "time::serde::rfc3339")]
     pub at: time::OffsetDateTime,

@@ -19,7 +19,7 @@ pub fn payload_digest(payload: &serde_json::Value) -> String {
 }
 
 /// The receipt's facts, the same on the page and in the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub practice: String,
     pub reference: String,
@@ -35,7 +35,7 @@ pub struct Receipt {
 }
 
 /// One recipient's filing on the receipt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReceiptFiling {
     pub institution: String,
     pub filing_kind: String,
@@ -78,7 +78,7 @@ pub async fn receipt(core: &Core, principal: &Principal, id: PracticeId) -> Resu
     receipt_of(&practice, &deliveries)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExportedDelivery {
     pub institution: String,
     pub filing: String,
@@ -88,13 +88,14 @@ pub struct ExportedDelivery {
     pub payload: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExportedPractice {
     pub reference: Option<String>,
     pub service: String,
     pub state: PracticeState,
     #[serde(with = "time::serde::rfc3339::option")]
     pub submitted_at: Option<time::OffsetDateTime>,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub data: PracticeData,
     pub data_sha256: String,
     pub deliveries: Vec<ExportedDelivery>,

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How a person acts for a business.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// "Titolare".
@@ -20,7 +20,7 @@ pub enum Role {
 }
 
 /// One business a person may act for at an institution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     /// The business's codice fiscale (16 characters) or partita IVA (11 digits).
     pub business: String,
@@ -28,7 +28,7 @@ pub struct Grant {
 }
 
 /// What is known of a person's authorisation at one institution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Authorisation {
     /// The institution answered; the list may be empty.
@@ -41,7 +41,7 @@ pub enum Authorisation {
 }
 
 /// What the portal does for an institution that cannot be asked who may file there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotOfferedPolicy {
     /// The institution checks when the filing arrives; a refusal comes back as a rejection

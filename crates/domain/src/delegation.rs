@@ -50,7 +50,7 @@ impl Serialize for DelegationId {
 }
 
 /// What a delegation covers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scope {
     pub institutions: BTreeSet<String>,
     /// Business codes (codice fiscale of the business), upper case.
@@ -60,7 +60,7 @@ pub struct Scope {
 }
 
 /// Where a delegation stands at one institution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum InstitutionState {
     /// Communicated (or about to be); no answer yet.
@@ -76,7 +76,7 @@ pub enum InstitutionState {
 }
 
 /// How a delegation ended before its time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Ending {
     /// By the grantor.
@@ -103,12 +103,15 @@ impl Ending {
 }
 
 /// A sub-delegation ("subdelega").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Delegation {
+    #[schema(value_type = String)]
     pub id: DelegationId,
     /// Who grants, and stays responsible ("delegante").
+    #[schema(value_type = String)]
     pub grantor: CodiceFiscale,
     /// The collaborator ("delegato").
+    #[schema(value_type = String)]
     pub delegate: CodiceFiscale,
     pub scope: Scope,
     #[serde(with = "time::serde::rfc3339")]
@@ -125,7 +128,7 @@ pub struct Delegation {
 }
 
 /// Where a delegation stands as a whole, now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Standing {
     NotYetValid,

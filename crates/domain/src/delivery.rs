@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::FilingKind;
 
 /// Where one recipient's filing stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Waiting to be sent, or to be tried again ("in attesa di invio").
@@ -93,7 +93,7 @@ impl DeliveryState {
 }
 
 /// Why an institution refused a filing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rejection {
     /// The institution's words.
     pub reasons: Vec<String>,
@@ -102,7 +102,7 @@ pub struct Rejection {
 }
 
 /// What is known of one delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryStatus {
     pub state: DeliveryState,
     /// The institution's protocol number ("numero di protocollo"), once given.

@@ -22,7 +22,7 @@ use crate::identifiers::{
 use crate::validation::{FieldError, Reason};
 
 /// Identifier of a practice (random UUID, assigned at creation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 pub struct PracticeId(pub Uuid);
 
 impl PracticeId {
@@ -74,7 +74,7 @@ impl Serialize for ReferenceNumber {
 }
 
 /// State of a practice as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PracticeState {
     /// "In bozza": saved, editable, not sent.
@@ -151,16 +151,20 @@ pub struct IllegalTransition {
 pub type PracticeData = BTreeMap<String, String>;
 
 /// A stored practice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Practice {
     pub id: PracticeId,
     /// The smart-card holder who owns the practice and answers for it.
+    #[schema(value_type = String)]
     pub owner: CodiceFiscale,
     /// Who last acted on it: the owner, or a collaborator acting under a sub-delegation.
+    #[schema(value_type = String)]
     pub actor: CodiceFiscale,
     pub service_id: String,
     pub state: PracticeState,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub data: PracticeData,
+    #[schema(value_type = Option<String>)]
     pub reference: Option<ReferenceNumber>,
     /// Sent, but no recipient could be reached: back in the drafts, to be sent again.
     pub needs_resend: bool,
@@ -173,7 +177,7 @@ pub struct Practice {
 }
 
 /// One recipient's filing and where its delivery stands ("destinatario").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub institution: String,
     pub filing_kind: String,

@@ -471,7 +471,7 @@ fn merged_values(current: &str, update: &DeliveryUpdate) -> String {
 }
 
 /// One line of a practice's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub institution: String,
     #[serde(with = "time::serde::rfc3339")]

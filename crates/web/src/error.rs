@@ -115,7 +115,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// One institution that stops a submission, in the answer's language.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 struct InstitutionProblem {
     institution: String,
     name: String,
@@ -153,7 +153,7 @@ pub fn grant_problem(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ProblemField {
     field: String,
     label: Option<String>,
@@ -164,8 +164,8 @@ struct ProblemField {
     institution: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Problem {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem {
     #[serde(rename = "type")]
     kind: String,
     title: String,

@@ -384,6 +384,23 @@ async fn live_state(app: &AppState, principal: &Principal, id: PracticeId) -> Op
 const LIVE_TICK: Duration = Duration::from_secs(1);
 const LIVE_TICKS: u32 = 30 * 60;
 
+#[utoipa::path(
+    get,
+    path = "/practices/{id}/events",
+    tag = "practices",
+    operation_id = "practiceEvents",
+    params(
+        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String, description = "Server-sent events: an `update` event now and whenever the practice's or a recipient's state changes; its data is the JSON of the states. The stream ends after 30 minutes or when the principal may no longer follow the practice."),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /pratiche/{id}/eventi`: an `update` event now and whenever a recipient's state changes.
 pub async fn events(
     State(app): State<AppState>,
@@ -423,7 +440,7 @@ pub async fn events(
 
 // ---- export -------------------------------------------------------------------------------
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Export {
     note: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -432,6 +449,25 @@ struct Export {
     practices: Vec<app::records::ExportedPractice>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/export",
+    tag = "practices",
+    operation_id = "export",
+    params(
+        ("practice" = Vec<String>, Query, description = "The practices to export (their ids), repeated; at most 200."),
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, body = Export, description = "A JSON file to keep (Content-Disposition: attachment)"),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /pratiche/esporta?pratica=ID&pratica=ID…` (and for business software `GET
 /// /api/v1/export?practice=ID&practice=ID…`, the same handler): the chosen practices, with
 /// their data, filings, protocol numbers, digests, signed answers and timeline, as a JSON file

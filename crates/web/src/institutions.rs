@@ -32,12 +32,32 @@ pub struct CallbackChannel {
     pub profile: Arc<Profile>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventAnswer {
     /// `applied`, `unchanged` (older than what is known) or `duplicate`.
     result: &'static str,
 }
 
+#[utoipa::path(
+    post,
+    path = "/institutions/v1/{institution}/events",
+    tag = "institutions",
+    operation_id = "institutionEvent",
+    security(("modi" = [])),
+    params(
+        ("institution" = String, Path, description = "The institution's id."),
+    ),
+    request_body(content = Object, description = "The institution's own document, read through its channel profile (Sportello's own interface: message_id, filing_id, event, protocol_number, accepted, reasons, fields)."),
+    responses(
+        (status = 200, body = EventAnswer, description = "Taken: `applied`, `unchanged` or `duplicate`"),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 413, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /institutions/v1/{institution}/events`: the filing is named in the body.
 pub async fn event(
     State(app): State<AppState>,
@@ -48,6 +68,27 @@ pub async fn event(
     take(&app, &institution, None, &headers, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/institutions/v1/{institution}/filings/{filing}/events",
+    tag = "institutions",
+    operation_id = "institutionFilingEvent",
+    security(("modi" = [])),
+    params(
+        ("institution" = String, Path, description = "The institution's id."),
+        ("filing" = String, Path, description = "The filing named in the X-ReplyTo address given with it."),
+    ),
+    request_body(content = Object, description = "The institution's own document, read through its channel profile."),
+    responses(
+        (status = 200, body = EventAnswer, description = "Taken: `applied`, `unchanged` or `duplicate`"),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 413, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /institutions/v1/{institution}/filings/{filing}/events`: the `X-ReplyTo` address given
 /// to a NONBLOCK_PUSH_REST institution names the filing.
 pub async fn filing_event(

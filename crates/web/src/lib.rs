@@ -21,6 +21,7 @@ pub mod follow;
 pub mod forms;
 pub mod i18n;
 pub mod institutions;
+pub mod openapi;
 pub mod pages;
 pub mod receipt;
 pub mod search;
@@ -92,11 +93,9 @@ impl Randomness for SystemRandomness {
     }
 }
 
-/// The OpenAPI 3.1 description of the API.
-pub const OPENAPI: &str = include_str!("../openapi.json");
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// `GET /api/v1/openapi.json`: the document generated from the code ([`openapi`]).
+async fn serve_openapi(document: Arc<String>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document.as_str().to_string()).into_response()
 }
 
 async fn health() -> &'static str {
@@ -175,31 +174,9 @@ async fn cross_site_guard(request: axum::extract::Request, next: axum::middlewar
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let translations = state.translations.clone();
-    let api = Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/me", get(api::me))
-        .route("/services", get(api::services::list_services))
-        .route("/services/{id}", get(api::services::get_service))
-        .route("/services/{id}/authorisations", get(api::services::service_authorisations))
-        .route("/practices", get(api::practices::list_practices).post(api::practices::create_practice))
-        .route("/practices/{id}", get(api::practices::get_practice).put(api::practices::put_practice))
-        .route("/practices/{id}/submit", post(api::practices::submit_practice))
-        .route("/search", get(search::api_search))
-        .route("/export", get(follow::export))
-        .route("/delegations", get(api::delegations::list).post(api::delegations::grant))
-        .route("/activity", get(api::delegations::activity))
-        .route("/delegations/{id}/revoke", post(api::delegations::revoke))
-        .route("/delegations/{id}/renounce", post(api::delegations::renounce))
-        .route("/practices/{id}/receipt", get(receipt::api))
-        .route("/practices/{id}/events", get(follow::events))
-        .route("/practices/{id}/archive", post(api::practices::archive_practice))
-        .route("/practices/{id}/unarchive", post(api::practices::unarchive_practice))
-        .route("/practices/{id}/deliveries/{institution}/resend", post(api::practices::resend_delivery));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/institutions/v1/{institution}/events", post(institutions::event))
-        .route("/institutions/v1/{institution}/filings/{filing}/events", post(institutions::filing_event))
-        .route("/session", get(session_api::show).post(session_api::login).delete(session_api::logout))
+    let (api, document) = api::routes().split_for_parts();
+    let document = Arc::new(document.to_pretty_json().unwrap_or_default());
+    api.route("/api/v1/openapi.json", get(move || serve_openapi(document.clone())))
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
         .route("/", get(pages::home))
         .route("/servizi", get(pages::services))

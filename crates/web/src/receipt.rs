@@ -20,6 +20,25 @@ use crate::AppState;
 
 pub use app::records::{receipt_of, Receipt, ReceiptFiling};
 
+#[utoipa::path(
+    get,
+    path = "/practices/{id}/receipt",
+    tag = "practices",
+    operation_id = "receipt",
+    params(
+        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, body = app::records::Receipt, description = "The receipt's facts with the digests of what was sent"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/practices/{id}/receipt`.
 pub async fn api(
     State(app): State<AppState>,

@@ -162,3 +162,48 @@ async fn another_holder_s_practice_is_not_found_and_says_nothing_of_it() {
     let (status, _, _) = send(&router, get("/api/v1/nessuna-rotta"), Some(card())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The paths the router serves (as its `Debug` lists them) that belong to the API: under
+/// `/api/v1`, the institutions' callbacks and the session.
+fn served_api_paths(router: &axum::Router) -> std::collections::BTreeSet<String> {
+    let shown = format!("{router:?}");
+    shown
+        .split('"')
+        .filter(|token| ["/api/v1/", "/institutions/", "/session"].iter().any(|p| token.starts_with(p)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_document_describes_every_route_of_the_api_and_each_is_served() {
+    let (router, _dir) = app().await;
+    let document = serde_json::to_value(crate::api::document()).expect("json");
+    let paths = document["paths"].as_object().expect("paths");
+    // Every API route of the router is in the document (the document itself aside).
+    let served = served_api_paths(&router);
+    assert!(served.len() > 15, "the router's paths are readable: {served:?}");
+    for path in &served {
+        assert!(path == "/api/v1/openapi.json" || paths.contains_key(path), "{path} is served but not documented");
+    }
+    // Every documented operation reaches a route (not the fallback), whatever it answers.
+    let marked = router.route_layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            let mut response = next.run(request).await;
+            response.headers_mut().insert("x-routed", axum::http::HeaderValue::from_static("1"));
+            response
+        },
+    ));
+    let mut operations = 0;
+    for (path, item) in paths {
+        let uri = path.replace(['{', '}'], "");
+        for method in item.as_object().expect("path item").keys() {
+            let method = axum::http::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let mut request = Request::builder().method(method.clone()).uri(&uri).body(Body::empty()).expect("request");
+            request.extensions_mut().insert(card());
+            let response = marked.clone().oneshot(request).await.expect("infallible");
+            assert!(response.headers().contains_key("x-routed"), "{method} {path} is documented but not served");
+            operations += 1;
+        }
+    }
+    assert!(operations >= served.len(), "{operations} operations");
+}

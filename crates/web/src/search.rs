@@ -79,7 +79,8 @@ struct SearchPage<'a> {
 }
 
 /// The query string, as typed: nothing here is trusted.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     testo: Option<String>,
     servizio: Option<String>,
@@ -210,7 +211,7 @@ async fn run(
 }
 
 /// What `GET /api/v1/search` answers.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct SearchResults {
     pub total: u64,
     pub page: u32,
@@ -219,6 +220,24 @@ pub struct SearchResults {
     pub practices: Vec<crate::api::PracticeView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/search",
+    tag = "practices",
+    operation_id = "search",
+    params(
+        SearchQuery,
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, body = SearchResults, description = "One page (20) of what the search finds"),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/search?testo=&servizio=&stato=&dal=&al=&ordina=&verso=&pagina=`: the desk's
 /// search (the same parameters and checks as `/ricerca`), 20 to a page. A parameter that
 /// cannot be understood is a 400 whose detail names the field, in the user's language.

@@ -13,6 +13,17 @@ use crate::extract::Authenticated;
 use crate::sessions::{current, open, set_cookie, token_matches, SessionView};
 use crate::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/session",
+    tag = "session",
+    operation_id = "login",
+    responses(
+        (status = 201, body = crate::sessions::SessionView, description = "Logged in: the cookie __Host-sportello-session is set (Secure, HttpOnly, SameSite=Strict)"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /session`: logs in with the card presented, always with a new session id.
 pub async fn login(
     State(app): State<AppState>,
@@ -32,6 +43,16 @@ pub async fn login(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/session",
+    tag = "session",
+    operation_id = "currentSession",
+    responses(
+        (status = 200, body = crate::sessions::SessionView, description = "The session, still valid"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /session`: the current session, if still valid.
 pub async fn show(
     State(app): State<AppState>,
@@ -48,6 +69,20 @@ pub async fn show(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/session",
+    tag = "session",
+    operation_id = "logout",
+    params(
+        ("X-CSRF-Token" = String, Header, description = "The session's CSRF token."),
+    ),
+    responses(
+        (status = 204, description = "Logged out; the cookie is cleared"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `DELETE /session`: logs out; needs the session's CSRF token.
 pub async fn logout(
     State(app): State<AppState>,

@@ -80,7 +80,7 @@ pub(crate) fn set_cookie(value: &str, max_age: Duration) -> Option<HeaderValue> 
 }
 
 /// What a page learns about its session.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub tax_code: String,
     pub name: String,

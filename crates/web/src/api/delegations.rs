@@ -24,7 +24,7 @@ use crate::AppState;
 
 /// A delegation as the API shows it: the domain's record, where it stands now and, per
 /// institution, its answer (`pending`, `active`, `refused`, `revoking`, `revoked`, `expired`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DelegationView {
     #[serde(flatten)]
     pub delegation: Delegation,
@@ -38,12 +38,23 @@ fn view(app: &AppState, delegation: Delegation) -> DelegationView {
     DelegationView { standing: delegation.standing(now), states, delegation }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Delegations {
     pub granted: Vec<DelegationView>,
     pub received: Vec<DelegationView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/delegations",
+    tag = "delegations",
+    operation_id = "listDelegations",
+    responses(
+        (status = 200, body = Delegations, description = "The delegations granted and received, each with its institutions' answers"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/delegations`: what the card holder granted and received.
 pub async fn list(
     State(app): State<AppState>,
@@ -58,7 +69,7 @@ pub async fn list(
 
 /// What `POST /api/v1/delegations` takes: the collaborator, what the delegation covers, and
 /// the first and last day it holds (`YYYY-MM-DD`, Italian days).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDelegation {
     delegate: String,
@@ -77,6 +88,26 @@ fn parse_day(field: &str, value: &str) -> Result<time::Date, ApiError> {
         .map_err(|_| ApiError::BadParameter(format!("{field}: `{value}` is not a date as YYYY-MM-DD")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/delegations",
+    tag = "delegations",
+    operation_id = "grantDelegation",
+    params(
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    request_body = NewDelegation,
+    responses(
+        (status = 201, body = DelegationView, description = "The delegation granted; each institution is told by the worker", headers(("Location" = String, description = "The delegation's address"))),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 415, response = crate::openapi::ProblemAnswer),
+        (status = 422, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /api/v1/delegations`: the card holder grants a sub-delegation on his or her own
 /// account (201 with its location). Every reason a grant does not hold is listed by field.
 pub async fn grant(
@@ -101,6 +132,22 @@ pub async fn grant(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view(&app, granted))).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/delegations/{id}/revoke",
+    tag = "delegations",
+    operation_id = "revokeDelegation",
+    params(
+        ("id" = String, Path, description = "The delegation's id; a malformed id answers 404."),
+    ),
+    responses(
+        (status = 200, body = DelegationView, description = "The delegation, revoked"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /api/v1/delegations/{id}/revoke`: the grantor ends it now.
 pub async fn revoke(
     State(app): State<AppState>,
@@ -110,6 +157,22 @@ pub async fn revoke(
     Ok(Json(view(&app, app::delegations::revoke(&app.core, &holder, &id).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/delegations/{id}/renounce",
+    tag = "delegations",
+    operation_id = "renounceDelegation",
+    params(
+        ("id" = String, Path, description = "The delegation's id; a malformed id answers 404."),
+    ),
+    responses(
+        (status = 200, body = DelegationView, description = "The delegation, renounced"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /api/v1/delegations/{id}/renounce`: the collaborator gives it up.
 pub async fn renounce(
     State(app): State<AppState>,
@@ -122,6 +185,17 @@ pub async fn renounce(
 /// How many acts `GET /api/v1/activity` and the page show.
 pub const ACTIVITY_LIMIT: u32 = 200;
 
+#[utoipa::path(
+    get,
+    path = "/activity",
+    tag = "delegations",
+    operation_id = "activity",
+    responses(
+        (status = 200, body = Vec<app::delegations::Act>, description = "The latest 200 acts, newest first"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/activity`: the latest 200 acts the card holder answers for.
 pub async fn activity(
     State(app): State<AppState>,

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, UserLang};
 use crate::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProblemView {
     field: String,
     code: &'static str,
@@ -56,7 +56,7 @@ pub fn draft_problems(app: &AppState, practice: &Practice, lang: Lang) -> Vec<Pr
         .collect()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     institution: String,
     institution_name: String,
@@ -80,7 +80,7 @@ pub struct DeliveryView {
     payload: serde_json::Value,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PracticeView {
     #[serde(flatten)]
     practice: Practice,
@@ -149,20 +149,44 @@ pub(crate) fn parse_id(id: &str) -> Result<PracticeId, ApiError> {
     PracticeId::parse(id).ok_or(ApiError::NotFound)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPractice {
     service: String,
     #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     data: PracticeData,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraftData {
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     data: PracticeData,
 }
 
+#[utoipa::path(
+    post,
+    path = "/practices",
+    tag = "practices",
+    operation_id = "createPractice",
+    params(
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    request_body = NewPractice,
+    responses(
+        (status = 201, body = PracticeView, description = "The new draft", headers(("Location" = String, description = "The new practice's address"))),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 413, response = crate::openapi::ProblemAnswer),
+        (status = 415, response = crate::openapi::ProblemAnswer),
+        (status = 422, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /api/v1/practices`: starts a draft for a service, with whatever data is ready.
 pub async fn create_practice(
     State(app): State<AppState>,
@@ -176,6 +200,24 @@ pub async fn create_practice(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/practices/{id}",
+    tag = "practices",
+    operation_id = "getPractice",
+    params(
+        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, body = PracticeView, description = "The practice; once sent, with one delivery per recipient and its timeline"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/practices/{id}`.
 pub async fn get_practice(
     State(app): State<AppState>,
@@ -187,6 +229,30 @@ pub async fn get_practice(
     Ok(Json(followed_view(&app, followed, lang)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/practices/{id}",
+    tag = "practices",
+    operation_id = "savePractice",
+    params(
+        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    request_body = DraftData,
+    responses(
+        (status = 200, body = PracticeView, description = "The draft as saved"),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 413, response = crate::openapi::ProblemAnswer),
+        (status = 415, response = crate::openapi::ProblemAnswer),
+        (status = 422, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `PUT /api/v1/practices/{id}`: replaces a draft's data.
 pub async fn put_practice(
     State(app): State<AppState>,
@@ -199,6 +265,25 @@ pub async fn put_practice(
     Ok(Json(practice_view(&app, updated, None, lang)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/practices/{id}/archive",
+    tag = "practices",
+    operation_id = "archivePractice",
+    params(
+        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, body = PracticeView, description = "The practice, archived"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /api/v1/practices/{id}/archive`: puts a draft or a completed practice in the archive
 /// (409 for one on its way).
 pub async fn archive_practice(
@@ -211,6 +296,25 @@ pub async fn archive_practice(
     Ok(Json(practice_view(&app, practice, None, lang)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/practices/{id}/unarchive",
+    tag = "practices",
+    operation_id = "unarchivePractice",
+    params(
+        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, body = PracticeView, description = "The practice, back where it was"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /api/v1/practices/{id}/unarchive`: brings an archived practice back to where it was.
 pub async fn unarchive_practice(
     State(app): State<AppState>,
@@ -222,6 +326,26 @@ pub async fn unarchive_practice(
     Ok(Json(practice_view(&app, practice, None, lang)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/practices/{id}/submit",
+    tag = "practices",
+    operation_id = "submitPractice",
+    params(
+        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, body = PracticeView, description = "The sent practice, with its reference number and one delivery per recipient"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 422, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /api/v1/practices/{id}/submit`: validates everything, then assigns the reference
 /// number and queues one filing per recipient.
 pub async fn submit_practice(
@@ -234,7 +358,8 @@ pub async fn submit_practice(
     Ok(Json(practice_view(&app, submitted, Some(deliveries), lang)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     state: Option<String>,
@@ -244,13 +369,30 @@ pub struct ListParams {
     lang: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PracticeList {
     practices: Vec<PracticeView>,
     limit: u32,
     offset: u32,
 }
 
+#[utoipa::path(
+    get,
+    path = "/practices",
+    tag = "practices",
+    operation_id = "listPractices",
+    params(
+        ListParams,
+        crate::openapi::DelegationHeader,
+    ),
+    responses(
+        (status = 200, body = PracticeList, description = "One page of the principal's practices"),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/practices?state=&limit=&offset=`: the holder's practices, newest change first.
 pub async fn list_practices(
     State(app): State<AppState>,
@@ -284,14 +426,39 @@ pub async fn list_practices(
     Ok(Json(PracticeList { practices, limit, offset }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Correction {
     /// New values for the fields the institution found at fault.
     #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     data: PracticeData,
 }
 
+#[utoipa::path(
+    post,
+    path = "/practices/{id}/deliveries/{institution}/resend",
+    tag = "practices",
+    operation_id = "resendDelivery",
+    params(
+        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
+        ("institution" = String, Path, description = "The recipient institution's id."),
+        crate::openapi::LangParam,
+        crate::openapi::DelegationHeader,
+    ),
+    request_body(content = Option<Correction>, description = "For a rejected filing: new values for the fields at fault. Empty for a failed one."),
+    responses(
+        (status = 200, body = PracticeView, description = "The practice, with the filing queued again"),
+        (status = 400, response = crate::openapi::ProblemAnswer),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 403, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+        (status = 409, response = crate::openapi::ProblemAnswer),
+        (status = 415, response = crate::openapi::ProblemAnswer),
+        (status = 422, response = crate::openapi::ProblemAnswer),
+        (status = 503, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `POST /api/v1/practices/{id}/deliveries/{institution}/resend`: sends one recipient's filing
 /// again, and no other. A failed delivery goes again unchanged; a rejected one goes again with
 /// the corrections given for the fields at fault (body `{"data": {...}}`).

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::extract::{Authenticated, UserLang};
 use crate::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecipientView {
     institution: String,
     institution_name: String,
@@ -24,13 +24,13 @@ pub struct RecipientView {
     filing_title: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OptionView {
     value: String,
     label: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FieldView {
     id: String,
     label: String,
@@ -48,7 +48,7 @@ pub struct FieldView {
     options: Vec<OptionView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceView {
     id: String,
     life_event: String,
@@ -142,11 +142,25 @@ fn service_view(catalog: &Catalog, service: &Service, lang: Lang, detailed: bool
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceList {
     services: Vec<ServiceView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/services",
+    tag = "catalog",
+    operation_id = "listServices",
+    security((), ("smartCard" = [])),
+    params(
+        crate::openapi::LangParam,
+    ),
+    responses(
+        (status = 200, body = ServiceList, description = "The catalog, grouped by life event; with a card, whether the holder can complete each service"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/services`: the catalog, grouped by life event in catalog order. With a card,
 /// each service says whether the holder can complete it (authorisations at every recipient).
 pub async fn list_services(
@@ -170,6 +184,21 @@ pub async fn list_services(
     Json(ServiceList { services })
 }
 
+#[utoipa::path(
+    get,
+    path = "/services/{id}",
+    tag = "catalog",
+    operation_id = "getService",
+    security(()),
+    params(
+        ("id" = String, Path, description = "The service's id in the catalog."),
+        crate::openapi::LangParam,
+    ),
+    responses(
+        (status = 200, body = ServiceView, description = "The service with its fields and help"),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/services/{id}`: one service with its fields and help.
 pub async fn get_service(
     State(app): State<AppState>,
@@ -181,7 +210,7 @@ pub async fn get_service(
 }
 
 /// One recipient of a service, and whether the holder may file there.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecipientAuthorisation {
     institution: String,
     institution_name: String,
@@ -210,7 +239,7 @@ impl RecipientAuthorisation {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceAuthorisations {
     service: String,
     holder: String,
@@ -254,6 +283,21 @@ pub async fn authorisations_for(
     ServiceAuthorisations { service: service.id.clone(), holder: holder.to_string(), complete, recipients }
 }
 
+#[utoipa::path(
+    get,
+    path = "/services/{id}/authorisations",
+    tag = "catalog",
+    operation_id = "serviceAuthorisations",
+    params(
+        ("id" = String, Path, description = "The service's id in the catalog."),
+        crate::openapi::LangParam,
+    ),
+    responses(
+        (status = 200, body = ServiceAuthorisations, description = "The holder's answer at each recipient institution"),
+        (status = 401, response = crate::openapi::ProblemAnswer),
+        (status = 404, response = crate::openapi::ProblemAnswer),
+    ),
+)]
 /// `GET /api/v1/services/{id}/authorisations`: before anything is typed, whether the holder
 /// may operate online at each institution the service involves, and for which businesses.
 pub async fn service_authorisations(
