@@ -13,13 +13,15 @@
 //! - [`delegations`]: grant, list, revoke, renounce, act on behalf, the acts done on one's
 //!   behalf;
 //! - [`principal`]: who a request acts for, and the checks of a delegation's scope;
-//! - [`audit`]: the audit trail's writer.
+//! - [`audit`]: the audit trail's writer; [`digests`]: the SHA-256 digests of what is sent.
 //!
-//! Imports go one way: `audit` ← `principal` ← `authorisations` ← the use-case modules.
+//! Imports go one way: `digests`, `audit` ← `principal` ← `authorisations` ← the use-case
+//! modules (`practices` ← `records`, `delegations`).
 
 pub mod audit;
 pub mod authorisations;
 pub mod delegations;
+pub mod digests;
 pub mod error;
 pub mod practices;
 pub mod principal;
@@ -31,6 +33,7 @@ use domain::catalog::Catalog;
 use domain::{Clock, Lang, Randomness};
 use storage::Store;
 
+pub use digests::sha256_hex;
 pub use error::{AppError, InstitutionRefusal};
 pub use principal::{DelegationPolicy, Principal, Selector};
 
@@ -68,10 +71,4 @@ impl Core {
     pub fn institution_name(&self, id: &str, lang: Lang) -> String {
         self.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
     }
-}
-
-/// Hex SHA-256 of `bytes`: digests on receipts and exports, session ids as stored, callback
-/// message ids.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }

@@ -123,7 +123,7 @@ pub async fn submit(core: &Core, principal: &Principal, id: PracticeId) -> Resul
         "practice": id.to_string(),
         "reference": submitted.reference.as_ref().map(ToString::to_string),
         "recipients": deliveries.iter().map(|d| d.institution.clone()).collect::<Vec<_>>(),
-        "data_sha256": crate::records::data_digest(&submitted.data),
+        "data_sha256": crate::digests::data_digest(&submitted.data),
     });
     principal.audit(core, "submitted", detail).await;
     Ok((submitted, deliveries))

@@ -7,16 +7,7 @@ use serde::Serialize;
 
 use crate::{AppError, Core, Principal};
 
-/// The digest of a practice's data: SHA-256 of its JSON with keys in order (the data is a
-/// sorted map, so the same data always gives the same digest).
-pub fn data_digest(data: &PracticeData) -> String {
-    crate::sha256_hex(serde_json::to_string(data).unwrap_or_default().as_bytes())
-}
-
-/// The digest of a filing's payload as queued for the institution.
-pub fn payload_digest(payload: &serde_json::Value) -> String {
-    crate::sha256_hex(payload.to_string().as_bytes())
-}
+pub use crate::digests::{data_digest, payload_digest};
 
 /// The receipt's facts, the same on the page and in the API.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

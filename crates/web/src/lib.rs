@@ -24,6 +24,7 @@ pub mod institutions;
 pub mod openapi;
 pub mod pages;
 pub mod receipt;
+pub mod routes;
 pub mod search;
 pub mod session_api;
 pub mod sessions;
@@ -174,7 +175,7 @@ async fn cross_site_guard(request: axum::extract::Request, next: axum::middlewar
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let translations = state.translations.clone();
-    let (api, document) = api::routes().split_for_parts();
+    let (api, document) = routes::api().split_for_parts();
     let document = Arc::new(document.to_pretty_json().unwrap_or_default());
     api.route("/api/v1/openapi.json", get(move || serve_openapi(document.clone())))
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))

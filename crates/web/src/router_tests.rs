@@ -177,7 +177,7 @@ fn served_api_paths(router: &axum::Router) -> std::collections::BTreeSet<String>
 #[tokio::test]
 async fn the_document_describes_every_route_of_the_api_and_each_is_served() {
     let (router, _dir) = app().await;
-    let document = serde_json::to_value(crate::api::document()).expect("json");
+    let document = serde_json::to_value(crate::routes::document()).expect("json");
     let paths = document["paths"].as_object().expect("paths");
     // Every API route of the router is in the document (the document itself aside).
     let served = served_api_paths(&router);

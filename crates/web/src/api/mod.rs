@@ -21,46 +21,6 @@ use crate::extract::Authenticated;
 pub use practices::{draft_problems, practice_view, PracticeView, ProblemView};
 pub use services::{authorisations_for, ServiceAuthorisations, ServiceReadiness};
 
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use crate::AppState;
-
-/// Every route of the API, each registered with its description: a route cannot be served
-/// without being in the document, nor documented without being served.
-pub fn routes() -> OpenApiRouter<AppState> {
-    let v1 = OpenApiRouter::new()
-        .routes(routes!(me))
-        .routes(routes!(services::list_services))
-        .routes(routes!(services::get_service))
-        .routes(routes!(services::service_authorisations))
-        .routes(routes!(practices::list_practices, practices::create_practice))
-        .routes(routes!(practices::get_practice, practices::put_practice))
-        .routes(routes!(practices::submit_practice))
-        .routes(routes!(practices::archive_practice))
-        .routes(routes!(practices::unarchive_practice))
-        .routes(routes!(practices::resend_delivery))
-        .routes(routes!(crate::receipt::api))
-        .routes(routes!(crate::follow::events))
-        .routes(routes!(crate::search::api_search))
-        .routes(routes!(crate::follow::export))
-        .routes(routes!(delegations::list, delegations::grant))
-        .routes(routes!(delegations::revoke))
-        .routes(routes!(delegations::renounce))
-        .routes(routes!(delegations::activity));
-    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
-        .nest("/api/v1", v1)
-        .routes(routes!(crate::session_api::login, crate::session_api::show, crate::session_api::logout))
-        .routes(routes!(crate::institutions::event))
-        .routes(routes!(crate::institutions::filing_event))
-}
-
-/// The API's OpenAPI document, as served at `/api/v1/openapi.json`.
-pub fn document() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Me {
     tax_code: String,
