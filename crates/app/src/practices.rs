@@ -5,7 +5,7 @@
 //! Every act is checked against the principal's reach and scope before anything is stored,
 //! and recorded in the audit trail after.
 
-use domain::catalog::Service;
+use domain::catalog::{FieldKind, Section, Service};
 use domain::delivery::DeliveryState;
 use domain::practice::{
     check_draft, prepare_correction, prepare_submission, validate_data, Delivery, Practice, PracticeData, PracticeId,
@@ -309,4 +309,47 @@ pub async fn known_businesses(core: &Core, principal: &Principal) -> Result<Vec<
         }
     }
     Ok(out)
+}
+
+/// The data a new draft of `service` for `business` starts with: the business's code, and the
+/// common data of its latest practice within the principal's reach that still holds today
+/// (never an event's date, which belongs to that practice alone), only the fields the service
+/// asks for.
+pub async fn prefill(
+    core: &Core,
+    principal: &Principal,
+    service: &Service,
+    business: &str,
+) -> Result<PracticeData, AppError> {
+    let search = PracticeSearch {
+        text: Some(business.to_string()),
+        limit: 20,
+        descending: true,
+        scope: principal.scope_filter(),
+        ..Default::default()
+    };
+    let found = core.store.search(&principal.owner, &search).await?;
+    let last = found
+        .practices
+        .into_iter()
+        .find(|p| p.data.get("business.tax_code").is_some_and(|c| c.trim().eq_ignore_ascii_case(business)));
+    let mut data = PracticeData::new();
+    data.insert("business.tax_code".into(), business.to_string());
+    let today = core.today();
+    if let Some(last) = last {
+        for field in service.fields.iter().filter(|f| matches!(f.section, Section::Common(_))) {
+            let event_date = matches!(&field.spec.kind, FieldKind::Date(rule)
+                if rule.min_days_from_today.is_some() || rule.max_days_from_today.is_some());
+            if event_date {
+                continue;
+            }
+            if let Some(value) = last.data.get(&field.spec.id).filter(|v| !v.trim().is_empty()) {
+                if domain::practice::check_value(&field.spec, value, today).is_ok() {
+                    data.insert(field.spec.id.clone(), value.clone());
+                }
+            }
+        }
+    }
+    data.retain(|k, _| service.field(k).is_some());
+    Ok(data)
 }
