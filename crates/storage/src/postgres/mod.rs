@@ -1,0 +1,279 @@
+//! PostgreSQL adapter, for several portal and worker processes sharing one database.
+//!
+//! Migrations run under a transaction-scoped advisory lock, so processes starting together
+//! apply each migration once. Reference numbers come from an upserted per-year counter row,
+//! which PostgreSQL locks for the rest of the transaction: two processes never get the same
+//! number. Workers claim deliveries with `FOR UPDATE SKIP LOCKED`, so two workers never take
+//! the same delivery at the same time, and every change to a delivery locks its row first.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use domain::delivery::{DeliveryState, DeliveryStatus};
+use domain::identifiers::CodiceFiscale;
+use domain::practice::{PracticeEvent, PracticeId, PracticeState};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgPool, Row};
+use time::OffsetDateTime;
+
+use crate::{rejection_json, DeliveryKey, DeliveryRow, Migrations, PollItem, PracticeRow, StoreError};
+
+const MIGRATIONS: Migrations = &[
+    (1, "practices", include_str!("../../migrations/postgres/0001_practices.sql")),
+    (2, "deliveries", include_str!("../../migrations/postgres/0002_deliveries.sql")),
+    (3, "sessions", include_str!("../../migrations/postgres/0003_sessions.sql")),
+    (4, "search", include_str!("../../migrations/postgres/0004_search.sql")),
+    (5, "audit", include_str!("../../migrations/postgres/0005_audit.sql")),
+    (6, "delegations", include_str!("../../migrations/postgres/0006_delegations.sql")),
+    (7, "delegation expiry", include_str!("../../migrations/postgres/0007_delegation_expiry.sql")),
+    (8, "channel news", include_str!("../../migrations/postgres/0008_channel_news.sql")),
+    (9, "delivery office", include_str!("../../migrations/postgres/0009_delivery_office.sql")),
+    (10, "waiting filings", include_str!("../../migrations/postgres/0010_waiting_filings.sql")),
+];
+
+const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data::text AS data, reference, \
+     needs_resend, created_at, updated_at, submitted_at";
+
+const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload::text AS payload, d.updated_at, \
+     d.attempts::bigint AS attempts, d.revision::bigint AS revision, d.protocol_number, d.rejection::text AS rejection, \
+     d.last_error, d.news_values, d.news_at, d.office, d.waits_for";
+
+/// The columns of a [`PollItem`], from a delivery `d` and its practice `p`.
+const POLL_ITEM_SELECT: &str = "SELECT d.practice_id::text AS practice_id, d.institution, d.revision::bigint AS revision, \
+     p.owner_cf, p.service_id, p.reference, d.filing_kind, d.status_url, d.office FROM deliveries d JOIN practices p ON p.id = d.practice_id";
+
+/// Key of the advisory lock taken while migrating ("sportello" in ASCII, truncated).
+const MIGRATION_LOCK: i64 = 0x73_70_6f_72_74_65_6c;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// Connects with explicit options (tests use this to work in a schema of their own).
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn practice_row(row: &PgRow) -> Result<PracticeRow, sqlx::Error> {
+    Ok(PracticeRow {
+        id: row.try_get("id")?,
+        owner_cf: row.try_get("owner_cf")?,
+        actor_cf: row.try_get("actor_cf")?,
+        service_id: row.try_get("service_id")?,
+        state: row.try_get("state")?,
+        data: row.try_get("data")?,
+        reference: row.try_get("reference")?,
+        needs_resend: row.try_get("needs_resend")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        submitted_at: row.try_get("submitted_at")?,
+    })
+}
+
+fn delivery_row(r: &PgRow) -> Result<DeliveryRow, sqlx::Error> {
+    Ok(DeliveryRow {
+        institution: r.try_get("institution")?,
+        filing_kind: r.try_get("filing_kind")?,
+        state: r.try_get("state")?,
+        payload: r.try_get("payload")?,
+        updated_at: r.try_get("updated_at")?,
+        attempts: r.try_get("attempts")?,
+        revision: r.try_get("revision")?,
+        protocol_number: r.try_get("protocol_number")?,
+        rejection: r.try_get("rejection")?,
+        last_error: r.try_get("last_error")?,
+        news_values: r.try_get("news_values")?,
+        news_at: r.try_get("news_at")?,
+        office: r.try_get("office")?,
+        waits_for: r.try_get("waits_for")?,
+    })
+}
+
+/// Queues the filings that waited for `key`'s answer, now accepted, with its values in their
+/// payload.
+async fn release_dependants(tx: &mut PgConnection, key: &DeliveryKey, at: OffsetDateTime) -> Result<(), StoreError> {
+    let first =
+        sqlx::query("SELECT protocol_number, news_values FROM deliveries WHERE practice_id = $1 AND institution = $2")
+            .bind(key.practice_id.0)
+            .bind(&key.institution)
+            .fetch_one(&mut *tx)
+            .await?;
+    let protocol: Option<String> = first.try_get("protocol_number")?;
+    let values: String = first.try_get("news_values")?;
+    let waiting = sqlx::query(
+        "SELECT institution, payload::text AS payload, uses FROM deliveries \
+         WHERE practice_id = $1 AND waits_for = $2 AND state = 'waiting' ORDER BY position FOR UPDATE",
+    )
+    .bind(key.practice_id.0)
+    .bind(&key.institution)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &waiting {
+        let dependant = DeliveryKey { practice_id: key.practice_id, institution: row.try_get("institution")? };
+        let (payload, detail) = crate::release_plan(
+            &row.try_get::<String, _>("payload")?,
+            &row.try_get::<String, _>("uses")?,
+            protocol.as_deref(),
+            &values,
+        )?;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'queued', payload = $1::jsonb, attempts = 0, next_attempt_at = NULL, \
+             lease_until = NULL, updated_at = $2 WHERE practice_id = $3 AND institution = $4",
+        )
+        .bind(payload)
+        .bind(at)
+        .bind(key.practice_id.0)
+        .bind(&dependant.institution)
+        .execute(&mut *tx)
+        .await?;
+        log_event(tx, &dependant, at, "released", DeliveryState::Queued, &detail, None).await?;
+    }
+    Ok(())
+}
+
+/// A polled or silent delivery from a [`POLL_ITEM_SELECT`] row.
+fn poll_item(r: &PgRow) -> Result<PollItem, StoreError> {
+    let practice_id: String = r.try_get("practice_id")?;
+    let owner: String = r.try_get("owner_cf")?;
+    Ok(PollItem {
+        key: DeliveryKey {
+            practice_id: PracticeId::parse(&practice_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("id {practice_id}")))?,
+            institution: r.try_get("institution")?,
+        },
+        revision: u32::try_from(r.try_get::<i64, _>("revision")?).unwrap_or(0),
+        owner: CodiceFiscale::parse(&owner).map_err(|_| StoreError::Corrupt(format!("owner {owner}")))?,
+        service_id: r.try_get("service_id")?,
+        reference: r.try_get::<Option<String>, _>("reference")?.unwrap_or_default(),
+        filing_kind: r.try_get("filing_kind")?,
+        status_url: r.try_get("status_url")?,
+        office: r.try_get("office")?,
+    })
+}
+
+/// Locks the practice row owned by `owner` and returns its state.
+async fn lock_owned(tx: &mut PgConnection, owner: &CodiceFiscale, id: PracticeId) -> Result<PracticeState, StoreError> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM practices WHERE id = $1 AND owner_cf = $2 FOR UPDATE")
+            .bind(id.0)
+            .bind(owner.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let state = state.ok_or(StoreError::NotFound)?;
+    PracticeState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("practice {id}: state `{state}`")))
+}
+
+async fn log_event(
+    tx: &mut PgConnection,
+    key: &DeliveryKey,
+    at: OffsetDateTime,
+    kind: &str,
+    state: DeliveryState,
+    detail: &Value,
+    message_id: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO delivery_events (practice_id, institution, at, kind, state, detail, message_id) \
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)",
+    )
+    .bind(key.practice_id.0)
+    .bind(&key.institution)
+    .bind(at)
+    .bind(kind)
+    .bind(state.as_str())
+    .bind(detail.to_string())
+    .bind(message_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the practice if its deliveries now call for it (all failed, or all with an outcome).
+async fn follow_deliveries(tx: &mut PgConnection, id: PracticeId, at: OffsetDateTime) -> Result<(), StoreError> {
+    let current: String = sqlx::query_scalar("SELECT state FROM practices WHERE id = $1 FOR UPDATE")
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = $1")
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await?;
+    let Some((next, event)) = crate::practice_follows(&current, &states)? else {
+        return Ok(());
+    };
+    sqlx::query("UPDATE practices SET state = $1, needs_resend = $2, updated_at = $3 WHERE id = $4")
+        .bind(next.as_str())
+        .bind(event == PracticeEvent::NoRecipientReached)
+        .bind(at)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn write_status(
+    tx: &mut PgConnection,
+    key: &DeliveryKey,
+    status: &DeliveryStatus,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET state = $1, protocol_number = $2, rejection = $3::jsonb, last_error = $4, revision = $5, \
+         updated_at = $6 WHERE practice_id = $7 AND institution = $8",
+    )
+    .bind(status.state.as_str())
+    .bind(&status.protocol_number)
+    .bind(rejection_json(&status.rejection))
+    .bind(&status.last_error)
+    .bind(i32::try_from(status.revision).unwrap_or(i32::MAX))
+    .bind(at)
+    .bind(key.practice_id.0)
+    .bind(&key.institution)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn locked_delivery(tx: &mut PgConnection, key: &DeliveryKey) -> Result<PgRow, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS}, d.fence FROM deliveries d WHERE d.practice_id = $1 AND d.institution = $2 FOR UPDATE"
+    ))
+    .bind(key.practice_id.0)
+    .bind(&key.institution)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+mod audit_log;
+mod delegations;
+mod delivery;
+mod practices;
+mod sessions;
+
+/// The sub-delegation filter with its three parameters numbered from `n`.
+fn scope_clause(n: u8) -> String {
+    let (s, b, a) = (n, n + 1, n + 2);
+    format!(
+        "(${s}::text IS NULL OR (service_id IN (SELECT jsonb_array_elements_text(${s}::jsonb)) \
+          AND (business_cf IN (SELECT jsonb_array_elements_text(${b}::jsonb)) \
+               OR (business_cf IS NULL AND actor_cf = ${a}::text))))"
+    )
+}
