@@ -1,18 +1,24 @@
 //! The `sportello` command: `demo`, `serve`, `migrate`, `catalog check`.
 
+#[cfg(feature = "demo")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use delivery::channels::Channels;
 use delivery::worker::WorkerSettings;
+#[cfg(feature = "demo")]
 use identity::CardProfile;
 #[cfg(feature = "demo")]
 use sportello::demo::{self, DEMO_CARDS};
-use sportello::{catalog_files, Settings};
-use web::tls::TlsMaterial;
+use sportello::Settings;
+
+mod commands;
+
+#[cfg(feature = "demo")]
+use commands::AgencySimArgs;
+use commands::ServeArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "sportello", version, about = "Sportello: one-stop shop for business filings")]
@@ -38,50 +44,7 @@ enum Command {
         database_url: Option<String>,
     },
     /// Runs the portal with explicit settings.
-    Serve {
-        #[arg(long, env = "SPORTELLO_LISTEN", default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        #[arg(long, env = "SPORTELLO_DATABASE_URL")]
-        database_url: String,
-        #[arg(long, env = "SPORTELLO_CATALOG", default_value = "catalog")]
-        catalog: PathBuf,
-        /// The server's certificate chain (PEM).
-        #[arg(long, env = "SPORTELLO_TLS_CERT")]
-        tls_cert: PathBuf,
-        /// The server's private key (PEM).
-        #[arg(long, env = "SPORTELLO_TLS_KEY")]
-        tls_key: PathBuf,
-        /// The certifiers whose smart cards are accepted (PEM bundle).
-        #[arg(long, env = "SPORTELLO_CLIENT_CA")]
-        client_ca: PathBuf,
-        /// Delivery channels to the institutions (TOML). Without it filings stay queued.
-        #[arg(long, env = "SPORTELLO_CHANNELS")]
-        channels: Option<PathBuf>,
-        /// Do not run the delivery worker in this process (run `sportello worker` instead).
-        #[arg(long)]
-        no_worker: bool,
-        /// A certifier's CRL: file or http(s) URL, PEM or DER; repeat for several. Re-read every
-        /// --crl-refresh-secs.
-        #[arg(long = "crl", env = "SPORTELLO_CRLS", value_delimiter = ',')]
-        crls: Vec<String>,
-        /// Certificate policy OIDs a card must carry (one of them); default: CNS, CIE and the
-        /// regional service cards.
-        #[arg(long = "card-policy", value_delimiter = ',')]
-        card_policies: Vec<String>,
-        #[arg(long, default_value_t = 300)]
-        crl_refresh_secs: u64,
-        /// Hours a CRL past its nextUpdate is still used before its certifier's cards are refused.
-        #[arg(long, default_value_t = 24)]
-        crl_grace_hours: u64,
-        /// Run behind a TLS-terminating proxy at this address (repeat for several): the listener
-        /// speaks plain HTTP, accepts connections only from these addresses, and reads the
-        /// client certificate from X-SSL-Client-Cert (see docs/nginx.md).
-        #[arg(long = "trusted-proxy", value_delimiter = ',')]
-        trusted_proxies: Vec<std::net::IpAddr>,
-        /// Longest validity of a sub-delegation to a collaborator, in days.
-        #[arg(long, env = "SPORTELLO_DELEGATION_MAX_DAYS", default_value_t = 365)]
-        delegation_max_days: i64,
-    },
+    Serve(ServeArgs),
     /// Runs only the delivery worker: sends queued filings and records the answers.
     Worker {
         #[arg(long, env = "SPORTELLO_DATABASE_URL")]
@@ -93,45 +56,7 @@ enum Command {
     },
     #[cfg(feature = "demo")]
     /// Runs one simulated institution (as `demo` does for INPS, INAIL and Registro Imprese).
-    AgencySim {
-        /// The institution's id in the catalog, e.g. `inps`.
-        #[arg(long)]
-        institution: String,
-        /// Code of its protocol register, e.g. `INPS-AOO1`.
-        #[arg(long)]
-        register: String,
-        #[arg(long, default_value = "127.0.0.1:9101")]
-        listen: SocketAddr,
-        /// Its TLS and signing certificate and key (PEM).
-        #[arg(long)]
-        cert: PathBuf,
-        #[arg(long)]
-        key: PathBuf,
-        /// The portal's certificate, to check its signatures.
-        #[arg(long)]
-        portal_cert: PathBuf,
-        /// The CA of the portal's server certificate, for callbacks.
-        #[arg(long)]
-        portal_ca: PathBuf,
-        #[arg(long, default_value = "sportello")]
-        portal_id: String,
-        /// Behaviour (JSON): down, failure_rate, delay_ms, protocol_in_answer, callbacks,
-        /// callback_delay_ms, rules.
-        #[arg(long)]
-        behaviour: Option<PathBuf>,
-        /// The interface it speaks: `sportello`, `registro-block` (BLOCK_REST), `inail-pull`
-        /// (NONBLOCK_PULL_REST) or `inps-xml` (XML, NONBLOCK_PUSH_REST); see `channels/` for
-        /// the profiles that speak them.
-        #[arg(long, default_value = "sportello", value_parser = parse_interface)]
-        interface: simulator::Interface,
-        /// Where it keeps its ledger across restarts (JSON).
-        #[arg(long)]
-        ledger: Option<PathBuf>,
-        /// Behind PDND: the certificate PDND signs vouchers with (PEM); filings must then carry
-        /// a voucher for this institution.
-        #[arg(long)]
-        pdnd_cert: Option<PathBuf>,
-    },
+    AgencySim(AgencySimArgs),
     /// The audit trail: verify the hash chain, or export it.
     Audit {
         #[command(subcommand)]
@@ -297,16 +222,7 @@ fn worker_settings() -> WorkerSettings {
     WorkerSettings { crash_at, lease, ..defaults }
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
 #[cfg(feature = "demo")]
-fn parse_interface(s: &str) -> Result<simulator::Interface, String> {
-    simulator::Interface::parse(s)
-        .ok_or_else(|| format!("`{s}`: expected sportello, registro-block, inail-pull or inps-xml"))
-}
-
 #[cfg(feature = "demo")]
 async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Option<String>) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
@@ -384,105 +300,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         #[cfg(feature = "demo")]
         Command::Demo { data_dir, port, catalog, database_url } => demo(data_dir, port, catalog, database_url).await?,
-        Command::Serve {
-            listen,
-            database_url,
-            catalog,
-            tls_cert,
-            tls_key,
-            client_ca,
-            channels,
-            no_worker,
-            crls,
-            crl_refresh_secs,
-            crl_grace_hours,
-            trusted_proxies,
-            card_policies,
-            delegation_max_days,
-        } => {
-            let settings = Settings {
-                listen,
-                database_url,
-                catalog_dir: catalog,
-                tls: TlsMaterial {
-                    cert_chain_pem: read(&tls_cert)?,
-                    key_pem: read(&tls_key)?,
-                    client_ca_pem: read(&client_ca)?,
-                    crl_pems: Vec::new(),
-                    crl_grace: std::time::Duration::from_secs(crl_grace_hours.saturating_mul(3600)),
-                },
-                sessions: Default::default(),
-                demo_cards: None,
-                delegation_max_days: delegation_max_days.clamp(1, 3650),
-                card_profile: if card_policies.is_empty() {
-                    CardProfile::default()
-                } else {
-                    CardProfile { accepted_policies: card_policies }
-                },
-                front: if trusted_proxies.is_empty() {
-                    web::tls::Front::Direct
-                } else {
-                    web::tls::Front::BehindProxy { trusted: trusted_proxies }
-                },
-                channels: channels.as_deref().map(Channels::load).transpose()?,
-                run_worker: !no_worker,
-                worker: worker_settings(),
-                crl_sources: crls,
-                crl_refresh: std::time::Duration::from_secs(crl_refresh_secs.max(1)),
-                clock: std::sync::Arc::new(web::SystemClock),
-                random: std::sync::Arc::new(web::SystemRandomness::default()),
-            };
-            run_until_signal(&settings).await?;
-        }
+        Command::Serve(args) => run_until_signal(&commands::serve_settings(args, worker_settings())?).await?,
         Command::Worker { database_url, catalog, channels } => {
             let channels = Channels::load(&channels)?;
             sportello::run_worker(&database_url, &catalog, &channels, worker_settings(), shutdown_signal()?).await?;
         }
         #[cfg(feature = "demo")]
-        Command::AgencySim {
-            institution,
-            register,
-            listen,
-            cert,
-            key,
-            portal_cert,
-            portal_ca,
-            portal_id,
-            behaviour,
-            interface,
-            ledger,
-            pdnd_cert,
-        } => {
-            let behaviour = match behaviour {
-                Some(path) => {
-                    serde_json::from_str(&read(&path)?).with_context(|| format!("reading {}", path.display()))?
-                }
-                None => simulator::Behaviour::default(),
-            };
-            let shutdown = shutdown_signal()?;
-            let listener = tokio::net::TcpListener::bind(listen).await?;
-            let handle = simulator::start(
-                listener,
-                simulator::SimSettings {
-                    institution: institution.clone(),
-                    register,
-                    portal_id,
-                    portal_cert_pem: read(&portal_cert)?,
-                    portal_ca_pem: read(&portal_ca)?,
-                    cert_pem: read(&cert)?,
-                    key_pem: read(&key)?,
-                    behaviour,
-                    interface,
-                    ledger_path: ledger,
-                    pdnd_cert_pem: pdnd_cert.as_ref().map(read).transpose()?,
-                    clock: std::sync::Arc::new(web::SystemClock),
-                    random: std::sync::Arc::new(web::SystemRandomness::default()),
-                },
-            )
-            .await?;
-            println!("simulated {institution} on https://{}", handle.addr);
-            shutdown.await;
-        }
+        Command::AgencySim(args) => commands::agency_sim(args, shutdown_signal()?).await?,
         #[cfg(feature = "demo")]
         Command::Bench { practices, concurrency, catalog, interfaces } => {
             let own = interfaces == "own";
@@ -496,53 +320,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{report}");
         }
         Command::Receipt { command: ReceiptCommand::Verify { file, channels, certificates } } => {
-            let text = read(&file)?;
-            let certificates = match channels {
-                Some(path) => sportello::receipt::certificates_of_channels(&delivery::channels::Channels::load(&path)?),
-                None => {
-                    let export: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    let named = sportello::receipt::institutions_named(&export);
-                    let named: Vec<&str> = named.iter().map(String::as_str).collect();
-                    sportello::receipt::certificates_in(&certificates, &named)
-                }
-            };
-            let report = sportello::receipt::verify(&text, &certificates)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            for line in &report.lines {
-                println!("{line}");
-            }
-            println!("{} verified, {} failed", report.verified, report.failed);
-            if report.failed > 0 {
-                std::process::exit(1);
-            }
+            return commands::verify_receipts(&file, channels.as_deref(), &certificates);
         }
         Command::Audit { command: AuditCommand::Verify { database_url } } => {
-            let store = storage::connect(&database_url).await?;
-            store.migrate().await?;
-            match storage::audit::verify(store.as_ref()).await? {
-                Ok(count) => println!("audit trail intact: {count} records"),
-                Err(broken) => {
-                    eprintln!("audit trail broken at record {}: {broken}", broken.seq());
-                    std::process::exit(1);
-                }
-            }
+            return commands::verify_audit(&database_url).await;
         }
         Command::Audit { command: AuditCommand::Export { database_url } } => {
-            use std::io::Write;
-            let store = storage::connect(&database_url).await?;
-            store.migrate().await?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut after = 0;
-            loop {
-                let page = store.audit_page(after, 1000).await?;
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                for record in &page {
-                    serde_json::to_writer(&mut out, record)?;
-                    writeln!(out)?;
-                }
-            }
-            out.flush()?;
+            commands::export_audit(&database_url).await?
         }
         Command::Migrate { database_url } => {
             let store = storage::connect(&database_url).await?;
@@ -550,49 +334,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("database {} is up to date", sportello::redact(&database_url));
         }
         Command::Channels { command: ChannelsCommand::Check { file, catalog, dry_run, sample } } => {
-            let catalog = match catalog.map(|dir| catalog_files::load_dir(&dir)) {
-                Some(Err(problems)) => {
-                    eprint!("{problems}");
-                    return Ok(ExitCode::from(1));
-                }
-                Some(Ok(c)) => Some(c),
-                None => None,
-            };
-            let (channels, summary) = match sportello::channels_check::check(&file, catalog.as_ref()) {
-                Ok(found) => found,
-                Err(problems) => {
-                    eprintln!("{problems}");
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            print!("{summary}");
-            if let (Some(institution), Some(sample)) = (dry_run, sample) {
-                let payload =
-                    serde_json::from_str(&read(&sample)?).with_context(|| format!("reading {}", sample.display()))?;
-                match sportello::channels_check::dry_run(&channels, &institution, payload) {
-                    Ok(request) => print!("\n{request}"),
-                    Err(problem) => {
-                        eprintln!("{}: {problem}", file.display());
-                        return Ok(ExitCode::from(1));
-                    }
-                }
-            }
+            return commands::check_channels(&file, catalog.as_deref(), dry_run.zip(sample));
         }
-        Command::Catalog { command: CatalogCommand::Check { dir } } => match catalog_files::load_dir(&dir) {
-            Ok(catalog) => {
-                println!(
-                    "the catalog in {} is valid: {} institutions, {} services, {} common fields",
-                    dir.display(),
-                    catalog.institutions.len(),
-                    catalog.services.len(),
-                    catalog.dictionary.len()
-                );
-            }
-            Err(problems) => {
-                eprint!("{problems}");
-                return Ok(ExitCode::from(1));
-            }
-        },
+        Command::Catalog { command: CatalogCommand::Check { dir } } => return Ok(commands::check_catalog(&dir)),
     }
     Ok(ExitCode::SUCCESS)
 }
