@@ -207,3 +207,52 @@ async fn the_document_describes_every_route_of_the_api_and_each_is_served() {
     }
     assert!(operations >= served.len(), "{operations} operations");
 }
+
+/// A page as the card holder sees it, with what changes from run to run (ids, tokens, dates,
+/// times, reference numbers) replaced by placeholders.
+async fn page(router: &axum::Router, uri: &str) -> (StatusCode, String) {
+    let mut request = get(uri);
+    request.extensions_mut().insert(card());
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 22).await.expect("body");
+    let html = String::from_utf8_lossy(&body).to_string();
+    let redactions = [
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[id]"),
+        (r#"name="_csrf" value="[^"]*""#, r#"name="_csrf" value="[csrf]""#),
+        (r"\b\d{2}/\d{2}/\d{4}\b", "[date]"),
+        (r"\b\d{4}-\d{2}-\d{2}\b", "[date]"),
+        (r"\b\d{2}:\d{2}\b", "[time]"),
+    ];
+    let html = redactions.iter().fold(html, |html, (pattern, with)| {
+        regex::Regex::new(pattern).expect("pattern").replace_all(&html, *with).into_owned()
+    });
+    (status, html)
+}
+
+/// The main pages, as a holder with a draft sees them: every change of their markup shows in
+/// review.
+#[tokio::test]
+async fn the_main_pages_as_snapshots() {
+    let (router, _dir) = app().await;
+    let body = r#"{"service": "avvio-ditta-individuale", "data": {"business.name": "Bar Centrale", "business.tax_code": "RSSMRA45C12F205C"}}"#;
+    let (status, _, created) = send(&router, post_json("/api/v1/practices", body), Some(card())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    for (name, uri) in [
+        ("page_home", "/".to_string()),
+        ("page_services", "/servizi".to_string()),
+        ("page_service", "/servizi/avvio-ditta-individuale".to_string()),
+        ("page_practices", "/pratiche?stato=draft".to_string()),
+        ("page_tasks", format!("/pratiche/{id}/compila")),
+        ("page_section", format!("/pratiche/{id}/sezioni/seat")),
+        ("page_review", format!("/pratiche/{id}/riepilogo")),
+        ("page_search", "/ricerca?testo=centrale".to_string()),
+        ("page_delegations", "/deleghe".to_string()),
+    ] {
+        let (status, html) = page(&router, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {html}");
+        assert!(html.starts_with("<!DOCTYPE html>"), "{uri}");
+        insta::assert_snapshot!(name, html);
+    }
+}
