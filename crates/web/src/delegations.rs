@@ -198,6 +198,19 @@ struct NewPage<'a> {
 }
 
 /// What the form had, to show it again.
+/// The grant form as sent (`ente`, `impresa`, `servizio` repeat).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct GrantForm {
+    delegato: String,
+    ente: Vec<String>,
+    impresa: Vec<String>,
+    servizio: Vec<String>,
+    dal: String,
+    al: String,
+    nota: String,
+}
+
 #[derive(Debug, Default)]
 struct Typed {
     delegate: String,
@@ -330,14 +343,15 @@ pub async fn grant(
     form: DeskForm,
 ) -> Result<Response, ApiError> {
     let desk = Desk::from_form(&form);
+    let sent: GrantForm = form.typed()?;
     let typed = Typed {
-        delegate: form.get("delegato").unwrap_or_default().trim().to_uppercase(),
-        institutions: form.all("ente").into_iter().map(str::to_string).collect(),
-        businesses: form.all("impresa").into_iter().map(|b| b.trim().to_uppercase()).collect(),
-        services: form.all("servizio").into_iter().map(str::to_string).collect(),
-        from: form.get("dal").unwrap_or_default().trim().to_string(),
-        until: form.get("al").unwrap_or_default().trim().to_string(),
-        note: form.get("nota").unwrap_or_default().trim().to_string(),
+        delegate: sent.delegato.trim().to_uppercase(),
+        institutions: sent.ente.into_iter().collect(),
+        businesses: sent.impresa.iter().map(|b| b.trim().to_uppercase()).collect(),
+        services: sent.servizio.into_iter().collect(),
+        from: sent.dal.trim().to_string(),
+        until: sent.al.trim().to_string(),
+        note: sent.nota.trim().to_string(),
     };
     let answers = own_answers(&app, &form.holder).await;
     let selector = crate::acting::selector(&headers);

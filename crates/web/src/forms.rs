@@ -113,9 +113,12 @@ impl DeskForm {
         Ok(crate::acting::Principal::resolve(&app.core, self.holder.clone(), self.selector.as_ref()).await?)
     }
 
-    /// Every value given for `name`.
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.fields.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    /// The form decoded into its type (`serde_html_form`: a repeated name fills a `Vec`); the
+    /// session's token and fields the type does not name are ignored. Forms whose fields come
+    /// from the catalog (a section's answers) are read with [`DeskForm::get`] instead.
+    pub fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let encoded = serde_html_form::to_string(&self.fields).map_err(|_| ApiError::Internal)?;
+        serde_html_form::from_str(&encoded).map_err(|e| ApiError::BadParameter(e.to_string()))
     }
 }
 

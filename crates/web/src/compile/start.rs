@@ -178,6 +178,15 @@ pub async fn service(
     }
 }
 
+/// The start form as sent.
+#[derive(Debug, serde::Deserialize)]
+struct StartForm {
+    #[serde(default)]
+    servizio: String,
+    /// The business chosen from the menu; empty for a new one.
+    impresa: Option<String>,
+}
+
 /// `POST /pratiche` (form: `servizio`, `impresa`): starts a draft, prefilled for a business
 /// the holder chose, and opens its task list.
 pub async fn start(
@@ -185,10 +194,10 @@ pub async fn start(
     UserLang(lang): UserLang,
     form: DeskForm,
 ) -> Result<Response, ApiError> {
-    let service_id = form.get("servizio").unwrap_or_default().to_string();
-    let service = app.core.catalog.service(&service_id).ok_or(ApiError::UnknownService(service_id.clone()))?;
+    let sent: StartForm = form.typed()?;
+    let service = app.core.catalog.service(&sent.servizio).ok_or(ApiError::UnknownService(sent.servizio.clone()))?;
     let principal = form.principal(&app).await?;
-    let data = match form.get("impresa").map(str::trim).filter(|b| !b.is_empty()) {
+    let data = match sent.impresa.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
         Some(business) => {
             let known = known_businesses(&app, &principal).await?;
             if !known.iter().any(|(code, _)| code.eq_ignore_ascii_case(business)) {
