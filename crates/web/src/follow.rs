@@ -133,6 +133,116 @@ pub(crate) async fn load(
     Ok(app::practices::with_deliveries(&app.core, principal, id).await?)
 }
 
+/// What each recipient's row is drawn from.
+struct RowContext<'a> {
+    app: &'a AppState,
+    tr: &'a Tr<'a>,
+    lang: Lang,
+    practice: &'a Practice,
+    service: Option<&'a Service>,
+    refused: Option<&'a Refused<'a>>,
+}
+
+/// A rejected filing's correction form: the fields at fault with what was typed, and the
+/// errors of a correction refused.
+fn correction_form(
+    cx: &RowContext<'_>,
+    d: &Delivery,
+    rejection: &domain::delivery::Rejection,
+    name: &str,
+) -> Option<CorrectionForm> {
+    let errors = cx.refused.filter(|r| r.institution == d.institution).map_or(&[][..], |r| r.errors);
+    let mut links = Vec::new();
+    let fields = rejection
+        .fields
+        .iter()
+        .filter_map(|f| cx.service.and_then(|s| s.field(f).map(|sf| (s, sf))))
+        .map(|(s, sf)| {
+            let typed = cx.refused.filter(|r| r.institution == d.institution).map(|r| r.typed);
+            let value = typed
+                .and_then(|t| t.get(&sf.spec.id))
+                .or_else(|| cx.practice.data.get(&sf.spec.id))
+                .map_or("", String::as_str);
+            let mut input = FieldInput::new(cx.app, s, sf, value, cx.lang);
+            input.html_id = format!("{}-{}", input.html_id, d.institution);
+            if let Some(e) = errors.iter().find(|e| e.field == sf.spec.id) {
+                let message = cx.app.translations.reason(cx.lang, Some(&sf.spec.label), &e.field, &e.reason);
+                links.push(ErrorLink { href: format!("#{}", input.html_id), message: message.clone() });
+                input.error = Some(message);
+            }
+            input
+        })
+        .collect::<Vec<_>>();
+    for e in errors.iter().filter(|e| !rejection.fields.contains(&e.field)) {
+        let label = cx.service.and_then(|s| s.field(&e.field)).map(|f| &f.spec.label);
+        links.push(ErrorLink {
+            href: format!("#destinatario-{}", d.institution),
+            message: cx.app.translations.reason(cx.lang, label, &e.field, &e.reason),
+        });
+    }
+    (!fields.is_empty()).then(|| CorrectionForm {
+        action: format!("/pratiche/{}/destinatari/{}/reinvia", cx.practice.id, d.institution),
+        button: cx.tr.fmt("practice-correct-resend", &[("institution", name.to_string())]),
+        errors: links,
+        fields,
+    })
+}
+
+/// One recipient's row: its state, protocol number, notes, and what the user can do.
+fn recipient_row(cx: &RowContext<'_>, d: &Delivery) -> RecipientRow {
+    let name = institution_name(cx.app, &d.institution, cx.lang);
+    let mut notes = Vec::new();
+    let mut correction = None;
+    if let Some(rejection) = d.status.rejection.as_ref().filter(|_| d.state() == DeliveryState::Rejected) {
+        notes.extend(rejection.reasons.iter().cloned());
+        correction = correction_form(cx, d, rejection, &name);
+    }
+    // The institution's or the network's own words stay available, marked as such.
+    let technical = d.status.last_error.clone();
+    if d.state() == DeliveryState::Failed {
+        notes.push(cx.tr.msg("practice-failed-note"));
+    }
+    if d.state() == DeliveryState::NoNews {
+        let since = d.last_news_at.map(domain::italian_display).unwrap_or_default();
+        notes.push(cx.tr.fmt("practice-no-news-note", &[("institution", name.clone()), ("since", since)]));
+    }
+    let resend = matches!(d.state(), DeliveryState::Failed | DeliveryState::NoNews).then(|| {
+        (
+            format!("/pratiche/{}/destinatari/{}/reinvia", cx.practice.id, d.institution),
+            cx.tr.fmt("practice-resend", &[("institution", name.clone())]),
+        )
+    });
+    let office = d.office.as_ref().map(|o| {
+        cx.app
+            .core
+            .catalog
+            .institution(&d.institution)
+            .and_then(|i| i.routing.as_ref())
+            .and_then(|r| r.office(o))
+            .map_or_else(|| o.clone(), |office| office.name.get(cx.lang).to_string())
+    });
+    RecipientRow {
+        office,
+        id: d.institution.clone(),
+        institution: name,
+        state: match (&d.waits_for, d.state()) {
+            (Some(first), DeliveryState::Waiting) => {
+                cx.tr.fmt("delivery-state-waiting-for", &[("institution", institution_name(cx.app, first, cx.lang))])
+            }
+            (_, state) => cx.tr.msg(&format!("delivery-state-{}", state.as_str())),
+        },
+        class: state_class(d.state()),
+        protocol: d.status.protocol_number.clone().unwrap_or_else(|| match d.state() {
+            DeliveryState::Failed | DeliveryState::Rejected => "—".to_string(),
+            _ => cx.tr.msg("practice-protocol-waiting"),
+        }),
+        notes,
+        technical,
+        resend,
+        correction,
+    }
+}
+
 async fn practice_page(
     view: View<'_>,
     (practice, deliveries): (Practice, Vec<Delivery>),
@@ -149,97 +259,8 @@ async fn practice_page(
         }
         _ => Vec::new(),
     };
-    let recipients = deliveries
-        .iter()
-        .map(|d| {
-            let name = institution_name(app, &d.institution, lang);
-            let mut notes = Vec::new();
-            let mut correction = None;
-            if let Some(rejection) = d.status.rejection.as_ref().filter(|_| d.state() == DeliveryState::Rejected) {
-                notes.extend(rejection.reasons.iter().cloned());
-                let errors = refused.as_ref().filter(|r| r.institution == d.institution).map_or(&[][..], |r| r.errors);
-                let mut links = Vec::new();
-                let fields = rejection
-                    .fields
-                    .iter()
-                    .filter_map(|f| service.and_then(|s| s.field(f).map(|sf| (s, sf))))
-                    .map(|(s, sf)| {
-                        let typed = refused.as_ref().filter(|r| r.institution == d.institution).map(|r| r.typed);
-                        let value = typed
-                            .and_then(|t| t.get(&sf.spec.id))
-                            .or_else(|| practice.data.get(&sf.spec.id))
-                            .map_or("", String::as_str);
-                        let mut input = FieldInput::new(app, s, sf, value, lang);
-                        input.html_id = format!("{}-{}", input.html_id, d.institution);
-                        if let Some(e) = errors.iter().find(|e| e.field == sf.spec.id) {
-                            let message = app.translations.reason(lang, Some(&sf.spec.label), &e.field, &e.reason);
-                            links.push(ErrorLink { href: format!("#{}", input.html_id), message: message.clone() });
-                            input.error = Some(message);
-                        }
-                        input
-                    })
-                    .collect::<Vec<_>>();
-                for e in errors.iter().filter(|e| !rejection.fields.contains(&e.field)) {
-                    let label = service.and_then(|s| s.field(&e.field)).map(|f| &f.spec.label);
-                    links.push(ErrorLink {
-                        href: format!("#destinatario-{}", d.institution),
-                        message: app.translations.reason(lang, label, &e.field, &e.reason),
-                    });
-                }
-                if !fields.is_empty() {
-                    correction = Some(CorrectionForm {
-                        action: format!("/pratiche/{}/destinatari/{}/reinvia", practice.id, d.institution),
-                        button: tr.fmt("practice-correct-resend", &[("institution", name.clone())]),
-                        errors: links,
-                        fields,
-                    });
-                }
-            }
-            // The institution's or the network's own words stay available, marked as such.
-            let technical = d.status.last_error.clone();
-            if d.state() == DeliveryState::Failed {
-                notes.push(tr.msg("practice-failed-note"));
-            }
-            if d.state() == DeliveryState::NoNews {
-                let since = d.last_news_at.map(domain::italian_display).unwrap_or_default();
-                notes.push(tr.fmt("practice-no-news-note", &[("institution", name.clone()), ("since", since)]));
-            }
-            let resend = matches!(d.state(), DeliveryState::Failed | DeliveryState::NoNews).then(|| {
-                (
-                    format!("/pratiche/{}/destinatari/{}/reinvia", practice.id, d.institution),
-                    tr.fmt("practice-resend", &[("institution", name.clone())]),
-                )
-            });
-            let office = d.office.as_ref().map(|o| {
-                app.core
-                    .catalog
-                    .institution(&d.institution)
-                    .and_then(|i| i.routing.as_ref())
-                    .and_then(|r| r.office(o))
-                    .map_or_else(|| o.clone(), |office| office.name.get(lang).to_string())
-            });
-            RecipientRow {
-                office,
-                id: d.institution.clone(),
-                institution: name,
-                state: match (&d.waits_for, d.state()) {
-                    (Some(first), DeliveryState::Waiting) => {
-                        tr.fmt("delivery-state-waiting-for", &[("institution", institution_name(app, first, lang))])
-                    }
-                    (_, state) => tr.msg(&format!("delivery-state-{}", state.as_str())),
-                },
-                class: state_class(d.state()),
-                protocol: d.status.protocol_number.clone().unwrap_or_else(|| match d.state() {
-                    DeliveryState::Failed | DeliveryState::Rejected => "—".to_string(),
-                    _ => tr.msg("practice-protocol-waiting"),
-                }),
-                notes,
-                technical,
-                resend,
-                correction,
-            }
-        })
-        .collect();
+    let cx = RowContext { app, tr: &tr, lang, practice: &practice, service, refused: refused.as_ref() };
+    let recipients = deliveries.iter().map(|d| recipient_row(&cx, d)).collect();
     let timeline = timeline
         .iter()
         .map(|e| TimelineRow {
