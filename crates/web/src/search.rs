@@ -257,6 +257,103 @@ pub async fn api_search(
     Ok(axum::Json(SearchResults { total: found.total, page, pages, per_page: PAGE_SIZE, practices }))
 }
 
+/// One practice found, as a row of the results.
+fn result_row(app: &AppState, tr: &Tr<'_>, lang: Lang, p: &domain::practice::Practice) -> ResultRow {
+    ResultRow {
+        id: p.id.to_string(),
+        reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
+        service: app
+            .core
+            .catalog
+            .service(&p.service_id)
+            .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),
+        business: crate::pages::practice_business(&p.data),
+        state: tr.msg(&format!("state-{}", p.state.as_str())),
+        submitted: p.submitted_at.map(domain::italian_display).unwrap_or_default(),
+        updated: domain::italian_display(p.updated_at),
+    }
+}
+
+/// The results' columns; the sortable ones link to the same search sorted by them.
+fn sort_columns(query: &SearchQuery, tr: &Tr<'_>, sort: SortKey, descending: bool) -> Vec<Column> {
+    let sortable = |key: SortKey, label: &str| {
+        let current = key == sort;
+        Column {
+            label: label.to_string(),
+            href: Some(query.href(
+                key,
+                if current { !descending } else { key != SortKey::Reference && key != SortKey::Service },
+                1,
+            )),
+            aria_sort: current.then_some(if descending { "descending" } else { "ascending" }),
+        }
+    };
+    vec![
+        sortable(SortKey::Reference, &tr.msg("practices-reference")),
+        sortable(SortKey::Service, &tr.msg("practices-service")),
+        Column { label: tr.msg("receipt-business"), href: None, aria_sort: None },
+        Column { label: tr.msg("practices-state"), href: None, aria_sort: None },
+        sortable(SortKey::Submitted, &tr.msg("practice-submitted")),
+        sortable(SortKey::Updated, &tr.msg("practices-updated")),
+    ]
+}
+
+/// Previous, nearby and next pages of the results.
+fn page_links(
+    query: &SearchQuery,
+    tr: &Tr<'_>,
+    (sort, descending): (SortKey, bool),
+    page: u32,
+    last_page: u32,
+) -> Vec<PageLink> {
+    let mut pages = Vec::new();
+    if last_page > 1 {
+        let link =
+            |n: u32, label: String| PageLink { label, href: (n != page).then(|| query.href(sort, descending, n)) };
+        if page > 1 {
+            pages.push(link(page - 1, tr.msg("search-previous")));
+        }
+        let window = page.saturating_sub(2).max(1)..=(page + 2).min(last_page);
+        for n in window {
+            pages.push(link(n, n.to_string()));
+        }
+        if page < last_page {
+            pages.push(link(page + 1, tr.msg("search-next")));
+        }
+    }
+    pages
+}
+
+/// The service and state menus, with the chosen ones selected.
+fn choices(
+    app: &AppState,
+    tr: &Tr<'_>,
+    lang: Lang,
+    service: Option<&str>,
+    state: Option<&str>,
+) -> (Vec<Choice>, Vec<Choice>) {
+    let services = app
+        .core
+        .catalog
+        .services
+        .iter()
+        .map(|s| Choice {
+            selected: Some(s.id.as_str()) == service,
+            value: s.id.clone(),
+            label: s.title.get(lang).to_string(),
+        })
+        .collect();
+    let states = PracticeState::ALL
+        .iter()
+        .map(|s| Choice {
+            selected: Some(s.as_str()) == state,
+            value: s.as_str().to_string(),
+            label: tr.msg(&format!("state-{}", s.as_str())),
+        })
+        .collect();
+    (services, states)
+}
+
 /// `GET /ricerca`: the search form, and with any filter the practices found.
 pub async fn search(
     State(app): State<AppState>,
@@ -297,77 +394,11 @@ pub async fn search(
             "search-summary",
             &[("total", found.total.to_string()), ("page", page.to_string()), ("pages", last_page.to_string())],
         );
-        rows = found
-            .practices
-            .iter()
-            .map(|p| ResultRow {
-                id: p.id.to_string(),
-                reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
-                service: app
-                    .core
-                    .catalog
-                    .service(&p.service_id)
-                    .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),
-                business: crate::pages::practice_business(&p.data),
-                state: tr.msg(&format!("state-{}", p.state.as_str())),
-                submitted: p.submitted_at.map(domain::italian_display).unwrap_or_default(),
-                updated: domain::italian_display(p.updated_at),
-            })
-            .collect();
-        let sortable = |key: SortKey, label: &str| {
-            let current = key == sort;
-            Column {
-                label: label.to_string(),
-                href: Some(query.href(
-                    key,
-                    if current { !descending } else { key != SortKey::Reference && key != SortKey::Service },
-                    1,
-                )),
-                aria_sort: current.then_some(if descending { "descending" } else { "ascending" }),
-            }
-        };
-        columns = vec![
-            sortable(SortKey::Reference, &tr.msg("practices-reference")),
-            sortable(SortKey::Service, &tr.msg("practices-service")),
-            Column { label: tr.msg("receipt-business"), href: None, aria_sort: None },
-            Column { label: tr.msg("practices-state"), href: None, aria_sort: None },
-            sortable(SortKey::Submitted, &tr.msg("practice-submitted")),
-            sortable(SortKey::Updated, &tr.msg("practices-updated")),
-        ];
-        if last_page > 1 {
-            let link =
-                |n: u32, label: String| PageLink { label, href: (n != page).then(|| query.href(sort, descending, n)) };
-            if page > 1 {
-                pages.push(link(page - 1, tr.msg("search-previous")));
-            }
-            let window = page.saturating_sub(2).max(1)..=(page + 2).min(last_page);
-            for n in window {
-                pages.push(link(n, n.to_string()));
-            }
-            if page < last_page {
-                pages.push(link(page + 1, tr.msg("search-next")));
-            }
-        }
+        rows = found.practices.iter().map(|p| result_row(&app, &tr, lang, p)).collect();
+        columns = sort_columns(&query, &tr, sort, descending);
+        pages = page_links(&query, &tr, (sort, descending), page, last_page);
     }
-    let services = app
-        .core
-        .catalog
-        .services
-        .iter()
-        .map(|s| Choice {
-            selected: Some(s.id.as_str()) == service,
-            value: s.id.clone(),
-            label: s.title.get(lang).to_string(),
-        })
-        .collect();
-    let states = PracticeState::ALL
-        .iter()
-        .map(|s| Choice {
-            selected: Some(s.as_str()) == state,
-            value: s.as_str().to_string(),
-            label: tr.msg(&format!("state-{}", s.as_str())),
-        })
-        .collect();
+    let (services, states) = choices(&app, &tr, lang, service, state);
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = SearchPage {
         text: query.testo.clone().unwrap_or_default(),
