@@ -20,7 +20,8 @@ use anyhow::Context;
 use delivery::channels::Channels;
 use delivery::modi::Verifier;
 use delivery::worker::{Worker, WorkerSettings};
-use domain::Clock;
+use domain::catalog::Catalog;
+use domain::{Clock, Randomness};
 use identity::CardProfile;
 use std::collections::BTreeMap;
 use tokio::net::TcpListener;
@@ -144,24 +145,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         TcpListener::bind(settings.listen).await.with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr()?;
 
-    let mut callbacks = BTreeMap::new();
     let channels = settings.channels.clone().map(|mut c| {
         if c.callback_base_url.is_empty() {
             c.callback_base_url = format!("https://{addr}");
         }
         c
     });
-    if let Some(channels) = &channels {
-        channels.require(catalog.institutions.iter().map(|i| i.id.as_str()))?;
-        for (id, channel) in &channels.institutions {
-            let verifier = Verifier::new(&channels.portal_id, &channel.certificate_pem, clock.clone())
-                .with_context(|| format!("certificate of institution {id}"))?;
-            callbacks
-                .insert(id.clone(), web::institutions::CallbackChannel { verifier, profile: channel.profile.clone() });
-        }
-    } else {
-        tracing::warn!("no delivery channels configured: filings stay queued and callbacks are refused");
-    }
+    let callbacks = callback_verifiers(channels.as_ref(), &catalog, &clock)?;
     let (worker_stop, worker_stopped) = watch::channel(false);
     if !settings.crl_sources.is_empty() {
         tokio::spawn(reload_crls(
@@ -173,48 +163,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             worker_stopped.clone(),
         ));
     }
-    let mut authorisations = None;
-    let worker = match (&channels, settings.run_worker) {
-        (Some(channels), true) => {
-            let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
-            let delegations: Arc<dyn storage::DelegationStore> = store.clone();
-            let worker =
-                Worker::new(queue, catalog.clone(), channels, clock.clone(), random.clone(), settings.worker.clone())?
-                    .with_delegations(delegations);
-            let (clients, signer) = worker.clients();
-            authorisations = Some(Arc::new(delivery::authorisation::AuthorisationService::with_clients(
-                clients,
-                signer,
-                clock.clone(),
-                AUTHORISATION_TTL,
-            )));
-            Some(tokio::spawn(worker.run(worker_stopped)))
-        }
-        _ => None,
-    };
-    if let (None, Some(channels)) = (&authorisations, &channels) {
-        authorisations = Some(Arc::new(delivery::authorisation::AuthorisationService::new(
-            channels,
-            clock.clone(),
-            random.clone(),
-            AUTHORISATION_TTL,
-        )?));
-    }
+    let (worker, authorisations) =
+        start_worker(settings, channels.as_ref(), &store, &catalog, (&clock, &random), worker_stopped)?;
     let demo_cards = settings.demo_cards.clone().map(|cards| {
         Arc::new(web::demo_cards::DemoCards { cards, tls: tls.clone(), profile: settings.card_profile.clone() })
     });
     let delegation_policy = app::DelegationPolicy {
         max_days: settings.delegation_max_days,
-        trusted: channels
-            .as_ref()
-            .map(|c| {
-                c.institutions
-                    .values()
-                    .filter(|ch| ch.trusts_portal_record())
-                    .map(|ch| ch.institution.clone())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        trusted: channels.as_ref().map(trusted_institutions).unwrap_or_default(),
     };
     let core = app::Core {
         store,
@@ -239,6 +195,63 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     }));
     tracing::info!(%addr, "portal listening");
     Ok(Running { addr, stop: Some(stop), task, worker_stop, worker })
+}
+
+/// The verifiers of each institution's callbacks, by institution.
+fn callback_verifiers(
+    channels: Option<&Channels>,
+    catalog: &Catalog,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<BTreeMap<String, web::institutions::CallbackChannel>> {
+    let mut callbacks = BTreeMap::new();
+    let Some(channels) = channels else {
+        tracing::warn!("no delivery channels configured: filings stay queued and callbacks are refused");
+        return Ok(callbacks);
+    };
+    channels.require(catalog.institutions.iter().map(|i| i.id.as_str()))?;
+    for (id, channel) in &channels.institutions {
+        let verifier = Verifier::new(&channels.portal_id, &channel.certificate_pem, clock.clone())
+            .with_context(|| format!("certificate of institution {id}"))?;
+        callbacks.insert(id.clone(), web::institutions::CallbackChannel { verifier, profile: channel.profile.clone() });
+    }
+    Ok(callbacks)
+}
+
+/// The institutions whose notices let collaborators act on the portal's own record.
+fn trusted_institutions(channels: &Channels) -> std::collections::BTreeSet<String> {
+    channels.institutions.values().filter(|ch| ch.trusts_portal_record()).map(|ch| ch.institution.clone()).collect()
+}
+
+type Authorisations = Option<Arc<delivery::authorisation::AuthorisationService>>;
+
+/// The worker in this process (when it runs here), and the authorisation look-ups: sharing
+/// the worker's clients and PDND vouchers when it runs here, with clients of their own when not.
+fn start_worker(
+    settings: &Settings,
+    channels: Option<&Channels>,
+    store: &Arc<dyn storage::Store>,
+    catalog: &Arc<Catalog>,
+    (clock, random): (&Arc<dyn Clock>, &Arc<dyn Randomness>),
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<(Option<tokio::task::JoinHandle<()>>, Authorisations)> {
+    let Some(channels) = channels else { return Ok((None, None)) };
+    if !settings.run_worker {
+        let service = delivery::authorisation::AuthorisationService::new(
+            channels,
+            clock.clone(),
+            random.clone(),
+            AUTHORISATION_TTL,
+        )?;
+        return Ok((None, Some(Arc::new(service))));
+    }
+    let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
+    let delegations: Arc<dyn storage::DelegationStore> = store.clone();
+    let worker = Worker::new(queue, catalog.clone(), channels, clock.clone(), random.clone(), settings.worker.clone())?
+        .with_delegations(delegations);
+    let (clients, signer) = worker.clients();
+    let service =
+        delivery::authorisation::AuthorisationService::with_clients(clients, signer, clock.clone(), AUTHORISATION_TTL);
+    Ok((Some(tokio::spawn(worker.run(stopped))), Some(Arc::new(service))))
 }
 
 /// Reads each CRL source (a file or an `http(s)://` URL); DER lists are turned into PEM.
