@@ -328,36 +328,8 @@ impl Channels {
             let ca_pem = read(&c.ca)?;
             let certificate_pem = read(&c.certificate)?;
             let audience = c.audience.clone().unwrap_or_else(|| id.clone());
-            let mut offices = BTreeMap::new();
-            for (office, o) in &c.offices {
-                if !(o.base_url.starts_with("https://") || o.base_url.starts_with("http://127.0.0.1")) {
-                    return Err(ChannelError::Invalid(id, format!("office {office}: base_url must be https://")));
-                }
-                let endpoint = OfficeEndpoint {
-                    base_url: o.base_url.trim_end_matches('/').to_string(),
-                    ca_pem: o.ca.as_deref().map(read).transpose()?.unwrap_or_else(|| ca_pem.clone()),
-                    certificate_pem: o
-                        .certificate
-                        .as_deref()
-                        .map(read)
-                        .transpose()?
-                        .unwrap_or_else(|| certificate_pem.clone()),
-                    audience: o.audience.clone().unwrap_or_else(|| audience.clone()),
-                };
-                offices.insert(office.clone(), endpoint);
-            }
-            let pdnd = match &c.pdnd {
-                None => None,
-                Some(p) => Some(crate::pdnd::PdndSettings {
-                    token_url: p.token_url.clone(),
-                    client_id: p.client_id.clone(),
-                    purpose_id: p.purpose_id.clone(),
-                    assertion_audience: p.assertion_audience.clone(),
-                    kid: p.kid.clone(),
-                    ca_pem: read(&p.ca)?,
-                    key_pem: read(p.key.as_deref().unwrap_or(&raw.key))?,
-                }),
-            };
+            let offices = offices(&id, &c, &read, (&ca_pem, &certificate_pem, &audience))?;
+            let pdnd = c.pdnd.as_ref().map(|p| pdnd_settings(p, &read, &raw.key)).transpose()?;
             if profile.security == crate::profile::Security::Pdnd && pdnd.is_none() {
                 return Err(ChannelError::Invalid(
                     id,
@@ -393,6 +365,50 @@ impl Channels {
             institutions,
         })
     }
+}
+
+type Read<'r> = dyn Fn(&Path) -> Result<String, ChannelError> + 'r;
+
+/// An institution's offices with addresses of their own; what an office does not say it
+/// takes from the institution's channel.
+fn offices(
+    id: &str,
+    c: &RawChannel,
+    read: &Read<'_>,
+    (ca_pem, certificate_pem, audience): (&str, &str, &str),
+) -> Result<BTreeMap<String, OfficeEndpoint>, ChannelError> {
+    let mut offices = BTreeMap::new();
+    for (office, o) in &c.offices {
+        if !(o.base_url.starts_with("https://") || o.base_url.starts_with("http://127.0.0.1")) {
+            return Err(ChannelError::Invalid(id.to_string(), format!("office {office}: base_url must be https://")));
+        }
+        let endpoint = OfficeEndpoint {
+            base_url: o.base_url.trim_end_matches('/').to_string(),
+            ca_pem: o.ca.as_deref().map(read).transpose()?.unwrap_or_else(|| ca_pem.to_string()),
+            certificate_pem: o
+                .certificate
+                .as_deref()
+                .map(read)
+                .transpose()?
+                .unwrap_or_else(|| certificate_pem.to_string()),
+            audience: o.audience.clone().unwrap_or_else(|| audience.to_string()),
+        };
+        offices.insert(office.clone(), endpoint);
+    }
+    Ok(offices)
+}
+
+/// The channel's PDND client settings; the key is the portal's unless the table names one.
+fn pdnd_settings(p: &RawPdnd, read: &Read<'_>, portal_key: &Path) -> Result<crate::pdnd::PdndSettings, ChannelError> {
+    Ok(crate::pdnd::PdndSettings {
+        token_url: p.token_url.clone(),
+        client_id: p.client_id.clone(),
+        purpose_id: p.purpose_id.clone(),
+        assertion_audience: p.assertion_audience.clone(),
+        kid: p.kid.clone(),
+        ca_pem: read(&p.ca)?,
+        key_pem: read(p.key.as_deref().unwrap_or(portal_key))?,
+    })
 }
 
 #[cfg(test)]
