@@ -162,6 +162,39 @@ pub enum Applied {
     Unchanged,
 }
 
+/// Moves `next` forward to `to` (never back), taking the protocol number if it is the first;
+/// whether anything changed. A failed or silent delivery moves on with any news.
+fn advance(next: &mut DeliveryStatus, from: DeliveryState, to: DeliveryState, protocol: Option<&String>) -> bool {
+    let mut changed = false;
+    if let Some(p) = protocol {
+        if next.protocol_number.is_none() {
+            next.protocol_number = Some(p.clone());
+            changed = true;
+        }
+    }
+    let stalled = matches!(from, DeliveryState::Failed | DeliveryState::NoNews);
+    if to.progress() > from.progress() || (stalled && to.progress() > 0) {
+        next.state = to;
+        next.last_error = None;
+        changed = true;
+    }
+    changed
+}
+
+/// A filing that waits for another recipient's answer: nothing is sent, so nothing can come
+/// from the institution; only the release counts.
+fn while_waiting(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied, IllegalDeliveryTransition> {
+    let illegal = |event: &'static str| Err(IllegalDeliveryTransition { from: current.state, event });
+    match event {
+        DeliveryEvent::Released => {
+            Ok(Applied::Changed(DeliveryStatus { state: DeliveryState::Queued, ..current.clone() }))
+        }
+        DeliveryEvent::Resend => illegal("resend"),
+        DeliveryEvent::ResendCorrected => illegal("resend corrected"),
+        _ => Ok(Applied::Unchanged),
+    }
+}
+
 /// The delivery after `event`. Institution events that arrive after a later state are
 /// `Unchanged`; user events in the wrong state are refused.
 pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied, IllegalDeliveryTransition> {
@@ -169,42 +202,22 @@ pub fn apply(current: &DeliveryStatus, event: &DeliveryEvent) -> Result<Applied,
     let mut next = current.clone();
     let from = current.state;
     let illegal = |event: &'static str| Err(IllegalDeliveryTransition { from, event });
-    let advance = |next: &mut DeliveryStatus, to: S, protocol: Option<&String>| -> bool {
-        let mut changed = false;
-        if let Some(p) = protocol {
-            if next.protocol_number.is_none() {
-                next.protocol_number = Some(p.clone());
-                changed = true;
-            }
-        }
-        let stalled = matches!(from, S::Failed | S::NoNews);
-        if to.progress() > from.progress() || (stalled && to.progress() > 0) {
-            next.state = to;
-            next.last_error = None;
-            changed = true;
-        }
-        changed
-    };
     if from == S::Waiting {
-        // Nothing is sent, so nothing can come from the institution; only the release counts.
-        return match event {
-            DeliveryEvent::Released => Ok(Applied::Changed(DeliveryStatus { state: S::Queued, ..current.clone() })),
-            DeliveryEvent::Resend => illegal("resend"),
-            DeliveryEvent::ResendCorrected => illegal("resend corrected"),
-            _ => Ok(Applied::Unchanged),
-        };
+        return while_waiting(current, event);
     }
     let changed = match event {
         DeliveryEvent::Sent { protocol_number } => {
             let to = if protocol_number.is_some() { S::TakenInCharge } else { S::Delivered };
-            advance(&mut next, to, protocol_number.as_ref())
+            advance(&mut next, from, to, protocol_number.as_ref())
         }
-        DeliveryEvent::TakenInCharge { protocol_number } => advance(&mut next, S::TakenInCharge, Some(protocol_number)),
+        DeliveryEvent::TakenInCharge { protocol_number } => {
+            advance(&mut next, from, S::TakenInCharge, Some(protocol_number))
+        }
         DeliveryEvent::Outcome { accepted, protocol_number, rejection } => {
             if from.is_outcome() {
                 false
             } else {
-                advance(&mut next, if *accepted { S::Accepted } else { S::Rejected }, protocol_number.as_ref());
+                advance(&mut next, from, if *accepted { S::Accepted } else { S::Rejected }, protocol_number.as_ref());
                 next.rejection = if *accepted { None } else { Some(rejection.clone().unwrap_or_default()) };
                 true
             }

@@ -75,6 +75,70 @@ fn authorisation_tag(tr: &Tr, answer: &domain::authorisation::Authorisation) -> 
     }
 }
 
+/// For a holder: each recipient with the holder's authorisation there, the warning the page
+/// opens with (if any), and the businesses the holder can start a practice for.
+async fn holder_checks(
+    app: &AppState,
+    tr: &Tr<'_>,
+    lang: domain::Lang,
+    service: &domain::catalog::Service,
+    principal: &Principal,
+) -> Result<(Vec<RecipientCheck>, Option<String>, Vec<BusinessChoice>), ApiError> {
+    let answers = crate::api::authorisations_for(app, service, &principal.owner, lang).await;
+    let checks = answers
+        .recipients
+        .iter()
+        .map(|r| {
+            let (class, status) = authorisation_tag(tr, r.authorisation());
+            let filing = service
+                .recipients
+                .iter()
+                .find(|x| x.institution == r.institution())
+                .and_then(|x| app.core.catalog.filing(x))
+                .map(|f| f.title.get(lang).to_string())
+                .unwrap_or_default();
+            RecipientCheck {
+                institution: r.institution_name().to_string(),
+                filing,
+                class,
+                status,
+                how_to_obtain: r.how_to_obtain().map(str::to_string),
+            }
+        })
+        .collect();
+    let outside = principal.delegation.as_ref().is_some_and(|d| !d.scope.services.contains(&service.id));
+    let warning = match answers.complete() {
+        _ if outside => Some(tr.msg("service-warning-out-of-scope")),
+        Some(false) => Some(tr.msg("service-warning-missing")),
+        None => Some(tr.msg("service-warning-unknown")),
+        Some(true) => None,
+    };
+    let businesses = known_businesses(app, principal)
+        .await?
+        .into_iter()
+        .map(|(code, name)| BusinessChoice {
+            label: crate::pages::business_label(Some(&name), Some(&code)),
+            value: code,
+        })
+        .collect();
+    Ok((checks, warning, businesses))
+}
+
+/// Without a card: the recipients, and nothing about authorisations.
+fn anonymous_checks(app: &AppState, lang: domain::Lang, service: &domain::catalog::Service) -> Vec<RecipientCheck> {
+    service
+        .recipients
+        .iter()
+        .map(|r| RecipientCheck {
+            institution: app.institution_name(&r.institution, lang),
+            filing: app.core.catalog.filing(r).map(|f| f.title.get(lang).to_string()).unwrap_or_default(),
+            class: "",
+            status: String::new(),
+            how_to_obtain: None,
+        })
+        .collect()
+}
+
 /// `GET /servizi/{id}`: one service, whether the holder may file at each recipient, and the
 /// start form.
 pub async fn service(
@@ -103,62 +167,13 @@ pub async fn service(
         .find(|e| e.id == service.life_event)
         .map(|e| e.title.get(lang).to_string())
         .unwrap_or_default();
-    let mut checks = Vec::new();
-    let mut warning = None;
-    let mut businesses = Vec::new();
-    if let Some(principal) = &principal {
-        let answers = crate::api::authorisations_for(&app, service, &principal.owner, lang).await;
-        for r in &answers.recipients {
-            let (class, status) = authorisation_tag(&tr, r.authorisation());
-            let filing = service
-                .recipients
-                .iter()
-                .find(|x| x.institution == r.institution())
-                .and_then(|x| app.core.catalog.filing(x))
-                .map(|f| f.title.get(lang).to_string())
-                .unwrap_or_default();
-            checks.push(RecipientCheck {
-                institution: r.institution_name().to_string(),
-                filing,
-                class,
-                status,
-                how_to_obtain: r.how_to_obtain().map(str::to_string),
-            });
-        }
-        let outside = principal.delegation.as_ref().is_some_and(|d| !d.scope.services.contains(&service.id));
-        warning = match answers.complete() {
-            _ if outside => Some(tr.msg("service-warning-out-of-scope")),
-            Some(false) => Some(tr.msg("service-warning-missing")),
-            None => Some(tr.msg("service-warning-unknown")),
-            Some(true) => None,
-        };
-        match known_businesses(&app, principal).await {
-            Ok(list) => {
-                businesses = list
-                    .into_iter()
-                    .map(|(code, name)| BusinessChoice {
-                        label: crate::pages::business_label(Some(&name), Some(&code)),
-                        value: code,
-                    })
-                    .collect()
-            }
+    let (checks, warning, businesses) = match &principal {
+        Some(principal) => match holder_checks(&app, &tr, lang, service, principal).await {
+            Ok(found) => found,
             Err(e) => return e.into_response(),
-        }
-    } else {
-        for r in &service.recipients {
-            checks.push(RecipientCheck {
-                institution: app
-                    .core
-                    .catalog
-                    .institution(&r.institution)
-                    .map_or_else(|| r.institution.clone(), |i| i.name.get(lang).to_string()),
-                filing: app.core.catalog.filing(r).map(|f| f.title.get(lang).to_string()).unwrap_or_default(),
-                class: "",
-                status: String::new(),
-                how_to_obtain: None,
-            });
-        }
-    }
+        },
+        None => (anonymous_checks(&app, lang, service), None, Vec::new()),
+    };
     let page = ServicePage {
         id: service.id.clone(),
         title: service.title.get(lang).to_string(),
