@@ -276,10 +276,10 @@ impl ApiError {
         response
     }
 
-    fn problem(&self, t: &Translations, lang: Lang) -> Problem {
-        let slug = self.slug();
-        let detail_id = format!("problem-{slug}-detail");
-        let detail = match self {
+    /// The problem's detail in `lang`, naming what the variant carries.
+    fn detail(&self, t: &Translations, lang: Lang) -> String {
+        let detail_id = format!("problem-{}-detail", self.slug());
+        match self {
             Self::CardRefused(refusal) => t.message(lang, &format!("card-{}", refusal.code()), &[]),
             Self::BadParameter(reason) | Self::BadSignature(reason) => reason.clone(),
             Self::WrongState(state) => {
@@ -310,8 +310,12 @@ impl ApiError {
             }
             Self::UnknownService(s) => t.message(lang, &detail_id, &[("service", s.clone())]),
             _ => t.message(lang, &detail_id, &[]),
-        };
-        let errors = match self {
+        }
+    }
+
+    /// One entry per field at fault, with its label and message in `lang`.
+    fn fields(&self, t: &Translations, lang: Lang) -> Vec<ProblemField> {
+        match self {
             Self::Validation { errors, service } => errors
                 .iter()
                 .map(|e| {
@@ -342,7 +346,13 @@ impl ApiError {
                 })
                 .collect(),
             _ => Vec::new(),
-        };
+        }
+    }
+
+    fn problem(&self, t: &Translations, lang: Lang) -> Problem {
+        let slug = self.slug();
+        let detail = self.detail(t, lang);
+        let errors = self.fields(t, lang);
         Problem {
             kind: format!("/problems/{slug}"),
             title: t.message(lang, &format!("problem-{slug}"), &[]),

@@ -121,13 +121,7 @@ async fn take(
         )));
     }
     let in_body = callback.filing_id.as_ref().and_then(|p| document.text(p));
-    let filing = match (named_filing, in_body) {
-        (Some(path), Some(body)) if path != body => {
-            return Err(ApiError::WrongShape(format!("the address names filing {path}, the body {body}")))
-        }
-        (Some(id), _) | (None, Some(id)) => id,
-        (None, None) => return Err(ApiError::WrongShape("the callback does not name its filing".into())),
-    };
+    let filing = filing_named(named_filing, in_body)?;
     let (practice, named_institution, revision) = parse_filing_id(&filing).ok_or(ApiError::NotFound)?;
     let practice_id = PracticeId::parse(&practice).ok_or(ApiError::NotFound)?;
     if named_institution != institution {
@@ -137,31 +131,7 @@ async fn take(
         callback.message_id.as_ref().and_then(|p| document.text(p)).unwrap_or_else(|| crate::sha256_hex(body));
     let news = callback.answer.read_answer(&document);
     let values = news.values.clone();
-    let event = match (news.accepted, news.protocol_number) {
-        (Some(accepted), protocol_number) => {
-            let rejection = if accepted {
-                None
-            } else {
-                let service = app.core.store.service_of(practice_id).await?;
-                let paths: Vec<String> = news.paths.iter().map(|n| channel.profile.payload_path(n)).collect();
-                let filing = app
-                    .core
-                    .catalog
-                    .service(&service)
-                    .and_then(|s| s.recipients.iter().find(|r| r.institution == institution))
-                    .and_then(|r| app.core.catalog.filing(r));
-                let fields = filing.map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
-                Some(Rejection { reasons: news.reasons, fields })
-            };
-            DeliveryEvent::Outcome { accepted, protocol_number, rejection }
-        }
-        (None, Some(protocol_number)) => DeliveryEvent::TakenInCharge { protocol_number },
-        (None, None) => {
-            return Err(ApiError::WrongShape(
-                "the callback carries neither a protocol number nor an outcome the profile can read".into(),
-            ))
-        }
-    };
+    let event = event_of(app, channel, institution, practice_id, news).await?;
     let kind = event_name(&event);
     let mut update = DeliveryUpdate::new(event, app.core.clock.now());
     update.message_id = Some(format!("{institution}:{message_id}"));
@@ -190,6 +160,53 @@ async fn take(
     });
     app::audit::record(&app.core, &actor, &actor, "callback", detail).await;
     Ok(Json(EventAnswer { result }))
+}
+
+/// The filing a callback is about: named by its address, its body, or both alike.
+fn filing_named(in_address: Option<String>, in_body: Option<String>) -> Result<String, ApiError> {
+    match (in_address, in_body) {
+        (Some(path), Some(body)) if path != body => {
+            Err(ApiError::WrongShape(format!("the address names filing {path}, the body {body}")))
+        }
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => Err(ApiError::WrongShape("the callback does not name its filing".into())),
+    }
+}
+
+/// What the institution's news means for the delivery: an outcome (a rejection naming the
+/// catalog's fields at fault), or the protocol number of a filing taken in charge.
+async fn event_of(
+    app: &AppState,
+    channel: &CallbackChannel,
+    institution: &str,
+    practice_id: PracticeId,
+    news: delivery::mapping::News,
+) -> Result<DeliveryEvent, ApiError> {
+    Ok(match (news.accepted, news.protocol_number) {
+        (Some(accepted), protocol_number) => {
+            let rejection = if accepted {
+                None
+            } else {
+                let service = app.core.store.service_of(practice_id).await?;
+                let paths: Vec<String> = news.paths.iter().map(|n| channel.profile.payload_path(n)).collect();
+                let filing = app
+                    .core
+                    .catalog
+                    .service(&service)
+                    .and_then(|s| s.recipients.iter().find(|r| r.institution == institution))
+                    .and_then(|r| app.core.catalog.filing(r));
+                let fields = filing.map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
+                Some(Rejection { reasons: news.reasons, fields })
+            };
+            DeliveryEvent::Outcome { accepted, protocol_number, rejection }
+        }
+        (None, Some(protocol_number)) => DeliveryEvent::TakenInCharge { protocol_number },
+        (None, None) => {
+            return Err(ApiError::WrongShape(
+                "the callback carries neither a protocol number nor an outcome the profile can read".into(),
+            ))
+        }
+    })
 }
 
 fn event_name(event: &DeliveryEvent) -> &'static str {
