@@ -173,6 +173,32 @@ fn load_profile(path: &std::path::Path) -> anyhow::Result<Profile> {
     profile.with_context(|| format!("profile {}", path.display()))
 }
 
+/// Starts the simulator of one spec on a port of its own.
+async fn start_one(
+    spec: &SimSpec,
+    portal: &PortalIdentity,
+    pdnd_cert_pem: Option<String>,
+    (clock, random): (&Arc<dyn domain::Clock>, &Arc<dyn domain::Randomness>),
+) -> anyhow::Result<SimHandle> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let settings = SimSettings {
+        institution: spec.id.clone(),
+        register: spec.register.clone(),
+        portal_id: portal.portal_id.clone(),
+        portal_cert_pem: portal.cert_pem.clone(),
+        portal_ca_pem: portal.ca_pem.clone(),
+        cert_pem: spec.cert_pem.clone(),
+        key_pem: spec.key_pem.clone(),
+        behaviour: spec.behaviour.clone(),
+        interface: spec.interface,
+        ledger_path: spec.ledger_path.clone(),
+        pdnd_cert_pem,
+        clock: clock.clone(),
+        random: random.clone(),
+    };
+    Ok(simulator::start(listener, settings).await?)
+}
+
 /// Starts each simulator on a loopback port; returns them with the channels reaching them (the
 /// callback address left empty: `start` fills in the portal's own).
 pub async fn start_simulated(
@@ -201,26 +227,7 @@ pub async fn start_simulated(
     };
     for spec in specs {
         let pdnd_cert_pem = pdnd.as_ref().filter(|_| behind_pdnd.contains(&spec.id)).map(|(cert, _)| cert.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let handle = simulator::start(
-            listener,
-            SimSettings {
-                institution: spec.id.clone(),
-                register: spec.register,
-                portal_id: portal.portal_id.clone(),
-                portal_cert_pem: portal.cert_pem.clone(),
-                portal_ca_pem: portal.ca_pem.clone(),
-                cert_pem: spec.cert_pem.clone(),
-                key_pem: spec.key_pem,
-                behaviour: spec.behaviour,
-                interface: spec.interface,
-                ledger_path: spec.ledger_path.clone(),
-                pdnd_cert_pem,
-                clock: clock.clone(),
-                random: random.clone(),
-            },
-        )
-        .await?;
+        let handle = start_one(&spec, portal, pdnd_cert_pem, (&clock, &random)).await?;
         let address = format!("https://{}", handle.addr);
         // Another office of an institution already started: its own address on that channel.
         if let (Some(office), Some(channel)) = (&spec.office, institutions.get_mut(&spec.id)) {
