@@ -142,6 +142,85 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The three demo institutions, each authorising the bench's holder for its own business and
+/// answering at once.
+fn bench_specs(pki: &TestPki, catalog_dir: &std::path::Path, own_interfaces: bool) -> anyhow::Result<Vec<SimSpec>> {
+    let cf = "DPRTNT80A01H501Y";
+    let mut specs = Vec::new();
+    for (id, register) in crate::demo::DEMO_INSTITUTIONS {
+        let cert = pki.server(&["127.0.0.1"])?;
+        // A pull institution answers at the first status request.
+        let mut behaviour =
+            simulator::Behaviour { callback_delay_ms: 0, pending_polls: 0, ..simulator::Behaviour::default() };
+        simulator::grant(&mut behaviour.authorisations, cf, &[cf], domain::authorisation::Role::Owner);
+        let spec = SimSpec::sportello(id, register, &cert.cert_pem, &cert.key_pem, behaviour);
+        specs.push(match own_interfaces {
+            true => spec.with_own_interface(&catalog_dir.parent().unwrap_or(catalog_dir).join("channels")),
+            false => spec,
+        });
+    }
+    Ok(specs)
+}
+
+/// Creates and submits `practices` practices, `concurrency` at a time; each id with the
+/// instant its submission was answered.
+async fn submit_all(
+    client: &reqwest::Client,
+    base: &str,
+    data: &Value,
+    practices: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(String, Instant)>> {
+    let mut submitted: Vec<(String, Instant)> = Vec::with_capacity(practices);
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..practices {
+        let permit = semaphore.clone().acquire_owned().await?;
+        let (client, base, data) = (client.clone(), base.to_string(), data.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let created: Value = client
+                .post(format!("{base}/api/v1/practices"))
+                .json(&json!({"service": "avvio-ditta-individuale", "data": data}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let id = created["id"].as_str().context("no id")?.to_string();
+            client.post(format!("{base}/api/v1/practices/{id}/submit")).send().await?.error_for_status()?;
+            anyhow::Ok((id, Instant::now()))
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        submitted.push(done??);
+    }
+    Ok(submitted)
+}
+
+/// Each channel's latencies to the protocol number and to the outcome.
+fn channel_figures(
+    kinds: Vec<(String, String)>,
+    by_channel: &mut std::collections::BTreeMap<String, (Vec<Duration>, Vec<Duration>)>,
+) -> Vec<ChannelFigures> {
+    kinds
+        .into_iter()
+        .map(|(institution, kind)| {
+            let (mut protocol, mut outcome) = by_channel.remove(&institution).unwrap_or_default();
+            protocol.sort();
+            outcome.sort();
+            ChannelFigures {
+                institution,
+                kind,
+                protocol_p50: percentile(&protocol, 50.0),
+                protocol_p99: percentile(&protocol, 99.0),
+                outcome_p50: percentile(&outcome, 50.0),
+                outcome_p99: percentile(&outcome, 99.0),
+            }
+        })
+        .collect()
+}
+
 /// Runs the benchmark with `practices` practices, `concurrency` at a time.
 pub async fn run(
     practices: usize,
@@ -158,20 +237,7 @@ pub async fn run(
     let portal = pki.client("sportello")?;
     let clock: Arc<dyn domain::Clock> = Arc::new(web::SystemClock);
     let random: Arc<dyn domain::Randomness> = Arc::new(web::SystemRandomness::default());
-    let cf = "DPRTNT80A01H501Y";
-    let mut specs = Vec::new();
-    for (id, register) in crate::demo::DEMO_INSTITUTIONS {
-        let cert = pki.server(&["127.0.0.1"])?;
-        // A pull institution answers at the first status request.
-        let mut behaviour =
-            simulator::Behaviour { callback_delay_ms: 0, pending_polls: 0, ..simulator::Behaviour::default() };
-        simulator::grant(&mut behaviour.authorisations, cf, &[cf], domain::authorisation::Role::Owner);
-        let spec = SimSpec::sportello(id, register, &cert.cert_pem, &cert.key_pem, behaviour);
-        specs.push(match own_interfaces {
-            true => spec.with_own_interface(&catalog_dir.parent().unwrap_or(catalog_dir).join("channels")),
-            false => spec,
-        });
-    }
+    let specs = bench_specs(&pki, catalog_dir, own_interfaces)?;
     let identity = PortalIdentity {
         portal_id: "sportello".into(),
         cert_pem: portal.cert_pem.clone(),
@@ -200,30 +266,7 @@ pub async fn run(
     // Intake: create and submit, `concurrency` at a time.
     let started = Instant::now();
     let started_utc = time::OffsetDateTime::now_utc();
-    let mut submitted: Vec<(String, Instant)> = Vec::with_capacity(practices);
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..practices {
-        let permit = semaphore.clone().acquire_owned().await?;
-        let (client, base, data) = (client.clone(), base.clone(), data.clone());
-        tasks.spawn(async move {
-            let _permit = permit;
-            let created: Value = client
-                .post(format!("{base}/api/v1/practices"))
-                .json(&json!({"service": "avvio-ditta-individuale", "data": data}))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let id = created["id"].as_str().context("no id")?.to_string();
-            client.post(format!("{base}/api/v1/practices/{id}/submit")).send().await?.error_for_status()?;
-            anyhow::Ok((id, Instant::now()))
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        submitted.push(done??);
-    }
+    let submitted = submit_all(&client, &base, &data, practices, concurrency).await?;
     let intake = started.elapsed();
 
     let Waited { mut latencies, mut by_channel, last_protocol } =
@@ -231,22 +274,7 @@ pub async fn run(
     let all_done = (last_protocol - started_utc).unsigned_abs();
     running.stop().await;
     latencies.sort();
-    let per_channel = kinds
-        .into_iter()
-        .map(|(institution, kind)| {
-            let (mut protocol, mut outcome) = by_channel.remove(&institution).unwrap_or_default();
-            protocol.sort();
-            outcome.sort();
-            ChannelFigures {
-                institution,
-                kind,
-                protocol_p50: percentile(&protocol, 50.0),
-                protocol_p99: percentile(&protocol, 99.0),
-                outcome_p50: percentile(&outcome, 50.0),
-                outcome_p99: percentile(&outcome, 99.0),
-            }
-        })
-        .collect();
+    let per_channel = channel_figures(kinds, &mut by_channel);
     Ok(Report {
         practices,
         concurrency,
