@@ -10,6 +10,7 @@
 //!   rejection), archive and bring back, read, list, search;
 //! - [`records`]: what a holder keeps: the receipt with its digests, the export;
 //! - [`authorisations`]: whether the holder may file at each institution a service involves;
+//! - [`callbacks`]: an institution's answer recorded against its delivery, once;
 //! - [`delegations`]: grant, list, revoke, renounce, act on behalf, the acts done on one's
 //!   behalf;
 //! - [`principal`]: who a request acts for, and the checks of a delegation's scope;
@@ -20,6 +21,7 @@
 
 pub mod audit;
 pub mod authorisations;
+pub mod callbacks;
 pub mod delegations;
 pub mod digests;
 pub mod error;

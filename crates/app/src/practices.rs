@@ -353,3 +353,13 @@ pub async fn prefill(
     data.retain(|k, _| service.field(k).is_some());
     Ok(data)
 }
+
+/// The events of the principal's practice `id`, oldest first ("not found" outside reach).
+pub async fn timeline(
+    core: &Core,
+    principal: &Principal,
+    id: PracticeId,
+) -> Result<Vec<storage::TimelineEntry>, AppError> {
+    principal.practice(core, id).await?;
+    Ok(core.store.timeline(&principal.owner, id).await?)
+}

@@ -252,7 +252,7 @@ async fn practice_page(
     let View { app, desk, principal, lang } = view;
     let tr = Tr::acting(&app.translations, lang, principal);
     let service: Option<&Service> = app.core.catalog.service(&practice.service_id);
-    let timeline = app.core.store.timeline(&principal.owner, practice.id).await?;
+    let timeline = app::practices::timeline(&app.core, principal, practice.id).await?;
     let problems = match practice.state {
         PracticeState::Draft => {
             crate::api::draft_problems(app, &practice, lang).into_iter().map(|p| p.message).collect()
@@ -389,8 +389,7 @@ struct LiveState {
 }
 
 async fn live_state(app: &AppState, principal: &Principal, id: PracticeId) -> Option<LiveState> {
-    let practice = principal.practice(&app.core, id).await.ok()?;
-    let deliveries = app.core.store.deliveries(&principal.owner, id).await.ok()?;
+    let (practice, deliveries) = app::practices::with_deliveries(&app.core, principal, id).await.ok()?;
     Some(LiveState {
         state: practice.state,
         recipients: deliveries

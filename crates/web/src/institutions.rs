@@ -20,7 +20,7 @@ use domain::practice::PracticeId;
 use serde::Serialize;
 
 use std::sync::Arc;
-use storage::{DeliveryKey, DeliveryUpdate, Recorded, StoreError};
+use storage::{DeliveryKey, DeliveryUpdate};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -141,24 +141,7 @@ async fn take(
     update.evidence =
         delivery::evidence::Evidence::from_message(headers, body).and_then(|e| serde_json::to_value(e).ok());
     let key = DeliveryKey { practice_id, institution: institution.to_string() };
-    let recorded = app.core.store.record(&key, &update).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::NotFound,
-        other => ApiError::from(other),
-    })?;
-    let result = match recorded {
-        Recorded::Applied(_) => "applied",
-        Recorded::Unchanged | Recorded::LostLease => "unchanged",
-        Recorded::Duplicate => "duplicate",
-    };
-    tracing::info!(%institution, practice = %practice_id, message = %message_id, result, "institution event");
-    let actor = format!("institution:{institution}");
-    let detail = serde_json::json!({
-        "practice": practice_id.to_string(),
-        "event": kind,
-        "message_id": message_id,
-        "result": result,
-    });
-    app::audit::record(&app.core, &actor, &actor, "callback", detail).await;
+    let result = app::callbacks::record(&app.core, &key, &update, kind).await?;
     Ok(Json(EventAnswer { result }))
 }
 
@@ -187,14 +170,8 @@ async fn event_of(
             let rejection = if accepted {
                 None
             } else {
-                let service = app.core.store.service_of(practice_id).await?;
                 let paths: Vec<String> = news.paths.iter().map(|n| channel.profile.payload_path(n)).collect();
-                let filing = app
-                    .core
-                    .catalog
-                    .service(&service)
-                    .and_then(|s| s.recipients.iter().find(|r| r.institution == institution))
-                    .and_then(|r| app.core.catalog.filing(r));
+                let filing = app::callbacks::filing_of(&app.core, practice_id, institution).await?;
                 let fields = filing.map_or_else(|| paths.clone(), |f| fields_at_fault(f, &paths));
                 Some(Rejection { reasons: news.reasons, fields })
             };

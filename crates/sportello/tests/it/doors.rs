@@ -224,3 +224,85 @@ async fn a_delegation_is_granted_through_the_api_with_the_desk_s_checks() {
     assert!(acts.as_array().expect("acts").iter().any(|a| a["action"] == "delegation_granted"), "{acts}");
     w.stop().await;
 }
+
+/// Every route that acts for someone, with another holder's ids and under a delegation that
+/// held and then was revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_s_acts_refuse_another_holder_s_ids_and_a_revoked_delegation() {
+    let mut w = world().await;
+    let owner = w.client();
+    let draft = w.create(json!({"business.name": "Bar Centrale", "business.tax_code": HOLDER})).await;
+    let sent = w.submit(complete_start_data()).await;
+    w.wait_for(&sent, "completed", |p| p["state"] == "completed").await;
+    let body = json!({
+        "delegate": COLLABORATOR,
+        "institutions": ["inps", "inail", "registro-imprese"],
+        "businesses": [HOLDER],
+        "services": ["avvio-ditta-individuale"],
+        "valid_from": iso_day(0),
+        "valid_until": iso_day(30),
+    });
+    let r = owner.post(w.url("/api/v1/delegations")).json(&body).send().await.expect("grant");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let delegation = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    // Acting needs each institution's acceptance: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed: Value =
+            owner.get(w.url("/api/v1/delegations")).send().await.expect("list").json().await.expect("json");
+        let states = &listed["granted"][0]["states"];
+        if ["inps", "inail", "registro-imprese"].iter().all(|i| states[i] == "active") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "institutions never accepted: {listed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let draft_data = json!({"data": {"business.name": "Bar Centrale", "business.tax_code": HOLDER}});
+    let routes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", format!("/api/v1/practices/{draft}"), None),
+        ("PUT", format!("/api/v1/practices/{draft}"), Some(draft_data)),
+        ("POST", format!("/api/v1/practices/{draft}/archive"), None),
+        ("POST", format!("/api/v1/practices/{draft}/unarchive"), None),
+        ("POST", format!("/api/v1/practices/{draft}/submit"), None),
+        ("GET", format!("/api/v1/practices/{sent}/receipt"), None),
+        ("GET", format!("/api/v1/practices/{sent}/events"), None),
+        ("POST", format!("/api/v1/practices/{sent}/deliveries/inps/resend"), None),
+        ("GET", format!("/api/v1/export?practice={sent}"), None),
+        ("GET", "/api/v1/search?testo=centrale".to_string(), None),
+        ("GET", "/api/v1/practices".to_string(), None),
+    ];
+    let call = |who: &reqwest::Client, method: &str, path: &str, body: &Option<Value>, acting: bool| {
+        let mut request = who.request(method.parse().expect("method"), w.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if acting {
+            request = request.header("x-sportello-delegation", &delegation);
+        }
+        request.send()
+    };
+    // Under the delegation every act reaches its practice (whatever its state allows).
+    let collaborator = client_with(&w.ca_pem, Some(&w.collaborator));
+    for (method, path, body) in &routes {
+        let r = call(&collaborator, method, path, body, true).await.expect("send");
+        let status = r.status();
+        assert!(status != StatusCode::NOT_FOUND && status != StatusCode::FORBIDDEN, "{method} {path}: {status}");
+    }
+    // Another holder's ids: not found, and nothing of them in the answer.
+    let stranger = client_with(&w.ca_pem, Some(&w.stranger));
+    for (method, path, body) in routes.iter().filter(|(_, p, _)| p.contains(&draft) || p.contains(&sent)) {
+        let r = call(&stranger, method, path, body, false).await.expect("send");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        let text = r.text().await.expect("body");
+        assert!(!text.contains(&draft) && !text.contains(&sent) && !text.contains("Centrale"), "{path}: {text}");
+    }
+    // Revoked: every act under it is refused, and says why.
+    let r = owner.post(w.url(&format!("/api/v1/delegations/{delegation}/revoke"))).send().await.expect("revoke");
+    assert_eq!(r.status(), StatusCode::OK);
+    for (method, path, body) in &routes {
+        let r = call(&collaborator, method, path, body, true).await.expect("send");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(r.json::<Value>().await.expect("json")["type"], "/problems/out-of-scope", "{method} {path}");
+    }
+    w.stop().await;
+}
