@@ -57,7 +57,7 @@ struct SignedInPage {
 }
 
 fn chooser(demo: &DemoCards, error: Option<&str>, status: StatusCode) -> Response {
-    crate::pages::render(&ChooserPage { cards: &demo.cards, error }, status)
+    crate::view::render(&ChooserPage { cards: &demo.cards, error }, status)
 }
 
 fn enabled(app: &AppState, peer: &ConnectInfo<std::net::SocketAddr>) -> Result<Arc<DemoCards>, ApiError> {
@@ -112,7 +112,7 @@ pub async fn choose(
     let marked = identity::Holder { fingerprint: format!("{SESSION_MARK}{}", holder.fingerprint), ..holder.clone() };
     let (cookie, _) = crate::sessions::open(&app, &marked, &headers).await?;
     let page = SignedInPage { name: holder.display_name(), tax_code: holder.tax_code.to_string() };
-    let mut response = crate::pages::render(&page, StatusCode::OK);
+    let mut response = crate::view::render(&page, StatusCode::OK);
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }

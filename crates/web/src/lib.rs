@@ -1,34 +1,34 @@
-//! Sportello's HTTPS front.
+//! Sportello's HTTPS front: adapters over the use cases of [`app`].
 //!
 //! - [`tls`]: the rustls listener that asks every client for a smart-card certificate, reads
 //!   the holder once per connection and hands it to each request;
-//! - [`api`]: the JSON API; [`institutions`]: the callbacks institutions make;
-//! - [`error`]: how every failure is answered (problem+json);
-//! - [`extract`]: language, authenticated holder, JSON bodies; [`i18n`]: Italian and English.
+//! - [`api`]: the JSON API, one module per resource; [`routes`] registers its routes with
+//!   their OpenAPI descriptions; [`institutions`]: the callbacks institutions make;
+//! - [`pages`]: the desk's pages, one module per part of the desk; [`view`]: drawing them;
+//! - [`error`]: how every failure is answered (problem+json, or the error page);
+//! - [`extract`]: language, authenticated holder, JSON bodies; [`forms`]: the desk's forms
+//!   and sessions; [`i18n`]: Italian and English.
 //!
-//! [`router`] wires it together over an [`AppState`] whose parts are all injected (store,
-//! catalog, clock, randomness), so tests run the very same router.
+//! [`router`] wires it together over an [`AppState`] whose parts are all injected (the use
+//! cases' core with its store, catalog, clock and randomness), so tests run the very same
+//! router.
 
 pub mod acting;
 pub mod api;
-pub mod compile;
 pub mod cookies;
-pub mod delegations;
 pub mod demo_cards;
 pub mod error;
 pub mod extract;
-pub mod follow;
 pub mod forms;
 pub mod i18n;
 pub mod institutions;
 pub mod openapi;
 pub mod pages;
-pub mod receipt;
 pub mod routes;
-pub mod search;
 pub mod session_api;
 pub mod sessions;
 pub mod tls;
+pub mod view;
 
 #[cfg(test)]
 mod router_tests;
@@ -179,39 +179,39 @@ pub fn router(state: AppState) -> Router {
     let document = Arc::new(document.to_pretty_json().unwrap_or_default());
     api.route("/api/v1/openapi.json", get(move || serve_openapi(document.clone())))
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
-        .route("/", get(pages::home))
-        .route("/servizi", get(pages::services))
-        .route("/servizi/{id}", get(compile::service))
-        .route("/aiuto/servizi/{id}", get(compile::help))
-        .route("/pratiche", get(pages::practices).post(compile::start))
-        .route("/pratiche/esporta", get(follow::export))
-        .route("/pratiche/{id}", get(follow::practice))
-        .route("/pratiche/{id}/eventi", get(follow::events))
-        .route("/pratiche/{id}/ricevuta", get(receipt::page))
-        .route("/pratiche/{id}/archivia", post(follow::archive))
-        .route("/pratiche/{id}/ripristina", post(follow::unarchive))
-        .route("/pratiche/{id}/destinatari/{institution}/reinvia", post(follow::resend))
-        .route("/pratiche/{id}/compila", get(compile::tasks))
-        .route("/pratiche/{id}/sezioni/{section}", get(compile::section).post(compile::save_section))
-        .route("/pratiche/{id}/riepilogo", get(compile::review))
-        .route("/pratiche/{id}/invia", post(compile::send))
-        .route("/ricerca", get(search::search))
-        .route("/deleghe", get(delegations::list).post(delegations::grant))
-        .route("/deleghe/nuova", get(delegations::new))
-        .route("/deleghe/attivita", get(delegations::activity))
-        .route("/deleghe/smetti", post(delegations::stop_using))
-        .route("/deleghe/{id}/revoca", post(delegations::revoke))
-        .route("/deleghe/{id}/rinuncia", post(delegations::renounce))
-        .route("/deleghe/{id}/usa", post(delegations::use_delegation))
-        .route("/accessibilita", get(pages::accessibility))
-        .route("/static/sportello.css", get(pages::stylesheet))
-        .route("/static/sportello.js", get(pages::script))
+        .route("/", get(pages::home::home))
+        .route("/servizi", get(pages::home::services))
+        .route("/servizi/{id}", get(pages::compile::service))
+        .route("/aiuto/servizi/{id}", get(pages::compile::help))
+        .route("/pratiche", get(pages::home::practices).post(pages::compile::start))
+        .route("/pratiche/esporta", get(api::records::export))
+        .route("/pratiche/{id}", get(pages::practice::practice))
+        .route("/pratiche/{id}/eventi", get(api::events::events))
+        .route("/pratiche/{id}/ricevuta", get(pages::receipt::page))
+        .route("/pratiche/{id}/archivia", post(pages::practice::archive))
+        .route("/pratiche/{id}/ripristina", post(pages::practice::unarchive))
+        .route("/pratiche/{id}/destinatari/{institution}/reinvia", post(pages::practice::resend))
+        .route("/pratiche/{id}/compila", get(pages::compile::tasks))
+        .route("/pratiche/{id}/sezioni/{section}", get(pages::compile::section).post(pages::compile::save_section))
+        .route("/pratiche/{id}/riepilogo", get(pages::compile::review))
+        .route("/pratiche/{id}/invia", post(pages::compile::send))
+        .route("/ricerca", get(pages::search::search))
+        .route("/deleghe", get(pages::delegations::list).post(pages::delegations::grant))
+        .route("/deleghe/nuova", get(pages::delegations::new))
+        .route("/deleghe/attivita", get(pages::delegations::activity))
+        .route("/deleghe/smetti", post(pages::delegations::stop_using))
+        .route("/deleghe/{id}/revoca", post(pages::delegations::revoke))
+        .route("/deleghe/{id}/rinuncia", post(pages::delegations::renounce))
+        .route("/deleghe/{id}/usa", post(pages::delegations::use_delegation))
+        .route("/accessibilita", get(pages::home::accessibility))
+        .route("/static/sportello.css", get(pages::home::stylesheet))
+        .route("/static/sportello.js", get(pages::home::script))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
         .layer(axum::middleware::from_fn(cross_site_guard))
-        .layer(axum::middleware::from_fn_with_state(translations, pages::render_problems))
+        .layer(axum::middleware::from_fn_with_state(translations, view::render_problems))
         .layer(axum::middleware::from_fn(remember_language))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)

@@ -6,11 +6,15 @@
 //! - [`services`]: the catalog and the holder's authorisations per service;
 //! - [`practices`]: drafts, submission, resending, archive, lists;
 //! - [`delegations`]: sub-delegations and the acts done on one's behalf;
-//! - search, receipt, export and the events stream share their handlers with the pages
-//!   ([`crate::search`], [`crate::receipt`], [`crate::follow`]).
+//! - [`search`]: the desk's search (and the query the search page reads too);
+//! - [`records`]: the receipt and the export (the desk's export link uses it as well);
+//! - [`events`]: a practice's events as a stream (the live practice page follows it too).
 
 pub mod delegations;
+pub mod events;
 pub mod practices;
+pub mod records;
+pub mod search;
 pub mod services;
 
 use axum::Json;

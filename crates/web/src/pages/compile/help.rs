@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::shared::*;
 use crate::error::ApiError;
 use crate::extract::UserLang;
-use crate::pages::{render, Tr};
+use crate::view::{render, Tr};
 use crate::AppState;
 // ---- help ---------------------------------------------------------------------------------
 

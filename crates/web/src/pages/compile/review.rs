@@ -15,7 +15,7 @@ use super::shared::*;
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::{Desk, DeskForm, View};
-use crate::pages::{render, Tr};
+use crate::view::{render, Tr};
 use crate::AppState;
 // ---- 4. check your answers and send -------------------------------------------------------
 

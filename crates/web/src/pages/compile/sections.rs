@@ -16,7 +16,7 @@ use super::shared::*;
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::{Desk, DeskForm, View};
-use crate::pages::{render, Tr};
+use crate::view::{render, Tr};
 use crate::AppState;
 // ---- 2. the task list ---------------------------------------------------------------------
 

@@ -9,45 +9,14 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
 
-use crate::acting::Acting;
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::Desk;
-use crate::pages::{render, Tr};
+use crate::view::{render, Tr};
 use crate::AppState;
 
 pub use app::records::{receipt_of, Receipt, ReceiptFiling};
-
-#[utoipa::path(
-    get,
-    path = "/practices/{id}/receipt",
-    tag = "practices",
-    operation_id = "receipt",
-    params(
-        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
-        crate::openapi::LangParam,
-        crate::openapi::DelegationHeader,
-    ),
-    responses(
-        (status = 200, body = app::records::Receipt, description = "The receipt's facts with the digests of what was sent"),
-        (status = 401, response = crate::openapi::ProblemAnswer),
-        (status = 403, response = crate::openapi::ProblemAnswer),
-        (status = 404, response = crate::openapi::ProblemAnswer),
-        (status = 409, response = crate::openapi::ProblemAnswer),
-        (status = 503, response = crate::openapi::ProblemAnswer),
-    ),
-)]
-/// `GET /api/v1/practices/{id}/receipt`.
-pub async fn api(
-    State(app): State<AppState>,
-    Acting(principal): Acting,
-    Path(id): Path<String>,
-) -> Result<Json<Receipt>, ApiError> {
-    let id = crate::api::practices::parse_id(&id)?;
-    Ok(Json(app::records::receipt(&app.core, &principal, id).await?))
-}
 
 #[derive(Debug)]
 pub struct ReceiptRow {
@@ -80,7 +49,7 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let principal = desk.principal(&app).await?;
-    let (practice, deliveries) = crate::follow::load(&app, &principal, &id).await?;
+    let (practice, deliveries) = crate::pages::practice::load(&app, &principal, &id).await?;
     let facts = receipt_of(&practice, &deliveries)?;
     let tr = Tr::acting(&app.translations, lang, &principal);
     let service = app.core.catalog.service(&practice.service_id);
@@ -88,7 +57,7 @@ pub async fn page(
         .iter()
         .zip(&facts.filings)
         .map(|(d, filed)| ReceiptRow {
-            institution: crate::follow::institution_name(&app, &d.institution, lang),
+            institution: crate::pages::practice::institution_name(&app, &d.institution, lang),
             filing: service
                 .and_then(|s| s.recipients.iter().find(|r| r.institution == d.institution))
                 .and_then(|r| app.core.catalog.filing(r))
@@ -98,7 +67,7 @@ pub async fn page(
             digest: filed.payload_sha256.clone(),
         })
         .collect();
-    let business = crate::pages::practice_business(&practice.data);
+    let business = crate::view::practice_business(&practice.data);
     let page = ReceiptPage {
         id: practice.id.to_string(),
         service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),

@@ -25,11 +25,11 @@ use domain::text::Text;
 use domain::Lang;
 
 use crate::acting::{Selector, ACTING_COOKIE};
-use crate::compile::ErrorLink;
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::{Desk, DeskForm};
-use crate::pages::{render, Tr};
+use crate::pages::compile::ErrorLink;
+use crate::view::{render, Tr};
 use crate::AppState;
 
 fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {

@@ -13,7 +13,7 @@ use super::shared::*;
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::{Desk, DeskForm};
-use crate::pages::{render, Tr};
+use crate::view::{render, Tr};
 use crate::AppState;
 // ---- 1. the service and the start ---------------------------------------------------------
 
@@ -117,7 +117,7 @@ async fn holder_checks(
         .await?
         .into_iter()
         .map(|(code, name)| BusinessChoice {
-            label: crate::pages::business_label(Some(&name), Some(&code)),
+            label: crate::view::business_label(Some(&name), Some(&code)),
             value: code,
         })
         .collect();

@@ -13,28 +13,22 @@
 //! - `GET /pratiche/esporta?pratica=…`: chosen practices (data, deliveries, receipt, timeline)
 //!   as one JSON file.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use domain::catalog::Service;
 use domain::delivery::DeliveryState;
 use domain::practice::{Delivery, Practice, PracticeData, PracticeId, PracticeState};
 use domain::validation::FieldError;
 use domain::Lang;
-use serde::Serialize;
 
-use crate::acting::Acting;
 use crate::acting::Principal;
-use crate::compile::{ErrorLink, FieldInput};
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::{Desk, DeskForm, View};
-use crate::pages::{render, Tr};
+use crate::pages::compile::{ErrorLink, FieldInput};
+use crate::view::{render, Tr};
 use crate::AppState;
 
 pub use app::records::{data_digest, payload_digest};
@@ -377,154 +371,4 @@ pub async fn unarchive(
     form: DeskForm,
 ) -> Result<Response, ApiError> {
     set_archived(&app, &form, &id, false).await
-}
-
-// ---- live updates -------------------------------------------------------------------------
-
-/// What the live page follows: the practice's state and each recipient's.
-#[derive(Debug, PartialEq, Serialize)]
-struct LiveState {
-    state: PracticeState,
-    recipients: Vec<(String, DeliveryState, Option<String>, u32)>,
-}
-
-async fn live_state(app: &AppState, principal: &Principal, id: PracticeId) -> Option<LiveState> {
-    let (practice, deliveries) = app::practices::with_deliveries(&app.core, principal, id).await.ok()?;
-    Some(LiveState {
-        state: practice.state,
-        recipients: deliveries
-            .into_iter()
-            .map(|d| (d.institution, d.status.state, d.status.protocol_number, d.status.revision))
-            .collect(),
-    })
-}
-
-/// How often the stream looks at the store, and for how long one stream lasts (the browser's
-/// EventSource reconnects by itself).
-const LIVE_TICK: Duration = Duration::from_secs(1);
-const LIVE_TICKS: u32 = 30 * 60;
-
-#[utoipa::path(
-    get,
-    path = "/practices/{id}/events",
-    tag = "practices",
-    operation_id = "practiceEvents",
-    params(
-        ("id" = String, Path, description = "The practice's id; a malformed id answers 404."),
-        crate::openapi::DelegationHeader,
-    ),
-    responses(
-        (status = 200, content_type = "text/event-stream", body = String, description = "Server-sent events: an `update` event now and whenever the practice's or a recipient's state changes; its data is the JSON of the states. The stream ends after 30 minutes or when the principal may no longer follow the practice."),
-        (status = 401, response = crate::openapi::ProblemAnswer),
-        (status = 403, response = crate::openapi::ProblemAnswer),
-        (status = 404, response = crate::openapi::ProblemAnswer),
-        (status = 503, response = crate::openapi::ProblemAnswer),
-    ),
-)]
-/// `GET /pratiche/{id}/eventi`: an `update` event now and whenever a recipient's state changes.
-pub async fn events(
-    State(app): State<AppState>,
-    Acting(principal): Acting,
-    Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-) -> Result<Response, ApiError> {
-    let id = PracticeId::parse(&id).ok_or(ApiError::NotFound)?;
-    principal.practice(&app.core, id).await?;
-    let selector = crate::acting::selector(&headers);
-    let holder = principal.actor.clone();
-    let stream = futures_util::stream::unfold((app, None::<LiveState>, 0u32), move |(app, last, mut ticks)| {
-        let (holder, selector) = (holder.clone(), selector.clone());
-        async move {
-            loop {
-                if ticks > 0 {
-                    tokio::time::sleep(LIVE_TICK).await;
-                }
-                ticks += 1;
-                if ticks > LIVE_TICKS {
-                    return None;
-                }
-                // Who may follow is checked at every look: a delegation revoked meanwhile
-                // ends the stream.
-                let principal = Principal::resolve(&app.core, holder.clone(), selector.as_ref()).await.ok()?;
-                let now = live_state(&app, &principal, id).await?;
-                if last.as_ref() != Some(&now) {
-                    let data = serde_json::to_string(&now).unwrap_or_default();
-                    let event: Result<Event, Infallible> = Ok(Event::default().event("update").data(data));
-                    return Some((event, (app, Some(now), ticks)));
-                }
-            }
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
-}
-
-// ---- export -------------------------------------------------------------------------------
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct Export {
-    note: String,
-    #[serde(with = "time::serde::rfc3339")]
-    exported_at: time::OffsetDateTime,
-    holder: String,
-    practices: Vec<app::records::ExportedPractice>,
-}
-
-#[utoipa::path(
-    get,
-    path = "/export",
-    tag = "practices",
-    operation_id = "export",
-    params(
-        ("practice" = Vec<String>, Query, description = "The practices to export (their ids), repeated; at most 200."),
-        crate::openapi::LangParam,
-        crate::openapi::DelegationHeader,
-    ),
-    responses(
-        (status = 200, body = Export, description = "A JSON file to keep (Content-Disposition: attachment)"),
-        (status = 400, response = crate::openapi::ProblemAnswer),
-        (status = 401, response = crate::openapi::ProblemAnswer),
-        (status = 403, response = crate::openapi::ProblemAnswer),
-        (status = 404, response = crate::openapi::ProblemAnswer),
-        (status = 503, response = crate::openapi::ProblemAnswer),
-    ),
-)]
-/// `GET /pratiche/esporta?pratica=ID&pratica=ID…` (and for business software `GET
-/// /api/v1/export?practice=ID&practice=ID…`, the same handler): the chosen practices, with
-/// their data, filings, protocol numbers, digests, signed answers and timeline, as a JSON file
-/// to keep.
-pub async fn export(
-    State(app): State<AppState>,
-    UserLang(lang): UserLang,
-    Acting(principal): Acting,
-    Query(pairs): Query<Vec<(String, String)>>,
-) -> Result<Response, ApiError> {
-    let mut ids: Vec<&str> = Vec::new();
-    for id in pairs.iter().filter(|(k, _)| k == "pratica" || k == "practice").map(|(_, v)| v.as_str()) {
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    if ids.is_empty() {
-        return Err(ApiError::BadParameter(app.translations.message(lang, "export-none-chosen", &[])));
-    }
-    if ids.len() > app::records::EXPORT_MAX {
-        let max = app::records::EXPORT_MAX.to_string();
-        return Err(ApiError::BadParameter(app.translations.message(lang, "export-too-many", &[("max", max)])));
-    }
-    let ids = ids.into_iter().map(crate::api::practices::parse_id).collect::<Result<Vec<_>, _>>()?;
-    let practices = app::records::export(&app.core, &principal, &ids).await?;
-    let now = app.core.clock.now();
-    let export = Export {
-        note: app.translations.message(lang, "export-note", &[]),
-        exported_at: now,
-        holder: principal.owner.to_string(),
-        practices,
-    };
-    let body = serde_json::to_vec_pretty(&export).map_err(|_| ApiError::Internal)?;
-    let filename = format!("sportello-pratiche-{}.json", domain::italian_date(now));
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
 }
