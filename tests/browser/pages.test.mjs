@@ -184,6 +184,9 @@ async function open(page, href) {
 /** Pressing Tab first focuses the skip link, which is visible then; Enter moves to the content. */
 async function keyboardProblems(page) {
   const problems = [];
+  // A page answering a form with errors starts with the focus on its error summary.
+  const onSummary = await page.evaluate(() => document.activeElement?.classList.contains('error-summary'));
+  if (onSummary) return problems;
   await page.keyboard.press('Tab');
   const focused = await page.evaluate(() => {
     const e = document.activeElement;
@@ -209,6 +212,66 @@ async function keyboardProblems(page) {
   return problems;
 }
 
+/** How many focusable elements of a page the focus-contrast check visits with Tab. */
+const FOCUS_STOPS = 25;
+
+/**
+ * Tabs through the first focusable elements: each must show a focus ring (an outline of at
+ * least 2 px) whose colour reaches 3:1 against the background it is drawn on (the element's
+ * own for a ring inside it, otherwise the nearest opaque background around it).
+ */
+async function focusContrastProblems(page) {
+  // From the top of the page: the skip link, the header's links, then the content.
+  await page.evaluate(() => document.querySelector('.skip-link')?.focus());
+  const problems = [];
+  const seen = new Set();
+  for (let i = 0; i < FOCUS_STOPS; i++) {
+    await page.keyboard.press('Tab');
+    const ring = await page.evaluate(() => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return null;
+      const rgb = (c) => {
+        const m = c.match(/rgba?\(([^)]+)\)/);
+        if (!m) return null;
+        const [r, g, b, a = '1'] = m[1].split(/[ ,/]+/).filter(Boolean);
+        return { r: +r, g: +g, b: +b, a: +a };
+      };
+      const luminance = ({ r, g, b }) => {
+        const lin = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+        return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+      };
+      const style = getComputedStyle(e);
+      const inside = parseFloat(style.outlineOffset) < 0;
+      let at = inside ? e : e.parentElement;
+      let background = null;
+      while (at) {
+        const c = rgb(getComputedStyle(at).backgroundColor);
+        if (c && c.a > 0.5) { background = c; break; }
+        at = at.parentElement;
+      }
+      background ??= { r: 255, g: 255, b: 255, a: 1 };
+      const outline = rgb(style.outlineColor);
+      const width = parseFloat(style.outlineWidth);
+      const shown = style.outlineStyle !== 'none' && width >= 2 && outline;
+      const [l1, l2] = shown ? [luminance(outline), luminance(background)].sort((x, y) => y - x) : [0, 0];
+      return {
+        key: e.outerHTML.slice(0, 120),
+        shown: !!shown,
+        ratio: shown ? (l1 + 0.05) / (l2 + 0.05) : 0,
+        outline: style.outlineColor,
+        background: `rgb(${background.r}, ${background.g}, ${background.b})`,
+      };
+    });
+    if (!ring || seen.has(ring.key)) break;
+    seen.add(ring.key);
+    if (!ring.shown) problems.push(`no focus ring on ${ring.key}`);
+    else if (ring.ratio < 3) {
+      problems.push(`focus ring ${ring.outline} on ${ring.background} is ${ring.ratio.toFixed(2)}:1 (< 3:1) on ${ring.key}`);
+    }
+  }
+  return problems;
+}
+
 /** checkPage plus the keyboard checks, reported together. */
 async function checkAll(page, name, response, lang) {
   const problems = [];
@@ -219,6 +282,8 @@ async function checkAll(page, name, response, lang) {
   }
   const keys = await keyboardProblems(page);
   if (keys.length) problems.push(`${name} keyboard:\n- ${keys.join('\n- ')}`);
+  const rings = await focusContrastProblems(page);
+  if (rings.length) problems.push(`${name} focus:\n- ${rings.join('\n- ')}`);
   if (problems.length) throw pageProblems(problems.join('\n'));
 }
 

@@ -2,6 +2,8 @@
 // - A practice in progress follows its recipients live (server-sent events) and refreshes
 //   the recipients and the timeline in place, announcing it to screen readers.
 // - Section forms save the draft a moment after the user stops typing.
+// - A page answering a form with errors puts the focus on its error summary, so keyboard and
+//   screen-reader users start from the list of what to correct.
 (function () {
   "use strict";
 
@@ -24,6 +26,9 @@
       })
       .catch(function () { /* the next event or a reload will do */ });
   }
+
+  var summary = document.querySelector(".error-summary[tabindex]");
+  if (summary) { summary.focus(); }
 
   var live = document.querySelector("[data-events]");
   if (live && window.EventSource && window.fetch && window.DOMParser) {
