@@ -312,3 +312,34 @@ async fn acts_are_audited_and_audit_verify_names_a_tampered_record() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken at record 2"), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_change_from_check_answers_returns_there_after_saving() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let (_, _, page) = browser.get("/servizi/avvio-ditta-individuale").await;
+    let token = csrf(&page);
+    let (_, at, _) =
+        browser.post("/pratiche", &[("_csrf", &token), ("servizio", "avvio-ditta-individuale"), ("impresa", "")]).await;
+    let id = at.trim_start_matches("/pratiche/").trim_end_matches("/compila").to_string();
+    // Check answers links each answer to its section, marked to come back.
+    let (_, _, review) = browser.get(&format!("/pratiche/{id}/riepilogo")).await;
+    let change = format!("/pratiche/{id}/sezioni/seat?ritorno=riepilogo#campo-seat-cap");
+    assert!(review.contains(&format!("href=\"{change}\"")), "{review}");
+    let (status, _, section) = browser.get(change.split('#').next().unwrap_or_default()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(section.contains("<input type=\"hidden\" name=\"ritorno\" value=\"riepilogo\">"), "{section}");
+    // Saved from there: back to check answers; an invalid value keeps the way back.
+    let section_path = format!("/pratiche/{id}/sezioni/seat");
+    let fields = [("_csrf", token.as_str()), ("ritorno", "riepilogo"), ("azione", "continua")];
+    let (status, _, page) = browser.post(&section_path, &[fields.as_slice(), &[("seat.cap", "123")]].concat()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("name=\"ritorno\" value=\"riepilogo\""), "{page}");
+    let (status, at, _) = browser.post(&section_path, &[fields.as_slice(), &[("seat.cap", "00184")]].concat()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(at.ends_with(&format!("/pratiche/{id}/riepilogo")), "{at}");
+    // Without the mark, the next section follows as before.
+    let plain = [("_csrf", token.as_str()), ("azione", "continua"), ("seat.cap", "00184")];
+    let (_, at, _) = browser.post(&section_path, &plain).await;
+    assert!(at.ends_with(&format!("/pratiche/{id}/sezioni/staff")), "{at}");
+}

@@ -101,7 +101,13 @@ fn review_page(
         .map(|e| ErrorLink {
             href: section_of(&e.field).map_or_else(
                 || format!("/pratiche/{}/compila", practice.id),
-                |s| format!("/pratiche/{}/sezioni/{s}?controlla=1#{}", practice.id, input_id(&e.field)),
+                |s| {
+                    format!(
+                        "/pratiche/{}/sezioni/{s}?controlla=1&ritorno=riepilogo#{}",
+                        practice.id,
+                        input_id(&e.field)
+                    )
+                },
             ),
             message: error_message(app, service, e, lang),
         })
@@ -116,7 +122,12 @@ fn review_page(
                 .map(|f| AnswerRow {
                     label: f.spec.label.get(lang).to_string(),
                     value: shown_value(f, practice.data.get(&f.spec.id), lang, &tr),
-                    change_href: format!("/pratiche/{}/sezioni/{}#{}", practice.id, s.id, input_id(&f.spec.id)),
+                    change_href: format!(
+                        "/pratiche/{}/sezioni/{}?ritorno=riepilogo#{}",
+                        practice.id,
+                        s.id,
+                        input_id(&f.spec.id)
+                    ),
                 })
                 .collect(),
         })

@@ -98,11 +98,28 @@ struct SectionPage<'a> {
     fields: Vec<FieldInput>,
     /// "Saved at {time}", the time filled in by the script.
     saved_text: String,
+    /// Saving goes back to "check your answers".
+    back_to_review: bool,
 }
 
 #[derive(Debug, serde::Deserialize)]
 pub struct SectionQuery {
     controlla: Option<String>,
+    /// `riepilogo` when the user came from "check your answers" to change an answer: saving
+    /// goes back there (the GOV.UK pattern).
+    ritorno: Option<String>,
+}
+
+/// Where "save and continue" leads from a section opened to change an answer.
+const BACK_TO_REVIEW: &str = "riepilogo";
+
+/// What a section page shows besides the values: the errors, whether they come from a save
+/// (answered 422), and whether saving goes back to "check your answers".
+#[derive(Debug, Clone, Copy)]
+struct Shown<'e> {
+    errors: &'e [FieldError],
+    saving: bool,
+    back_to_review: bool,
 }
 
 fn section_page(
@@ -111,9 +128,9 @@ fn section_page(
     service: &Service,
     section_id: &str,
     values: &BTreeMap<String, String>,
-    errors: &[FieldError],
-    saving: bool,
+    shown: Shown<'_>,
 ) -> Result<Response, ApiError> {
+    let Shown { errors, saving, back_to_review } = shown;
     let View { app, desk, principal, lang } = view;
     let all = sections(app, service, lang);
     let position = all.iter().position(|s| s.id == section_id).ok_or(ApiError::NotFound)?;
@@ -150,6 +167,7 @@ fn section_page(
         csrf: desk.csrf.clone(),
         errors: links,
         fields,
+        back_to_review,
         tr,
     };
     let status = if errors.is_empty() || !saving { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
@@ -170,14 +188,17 @@ pub async fn section(
     if practice.state != PracticeState::Draft {
         return Ok(see_other(&format!("/pratiche/{}", practice.id)));
     }
-    let errors = if query.is_ok_and(|q| q.0.controlla.is_some()) {
+    let query = query.map(|q| q.0).ok();
+    let back_to_review = query.as_ref().and_then(|q| q.ritorno.as_deref()) == Some(BACK_TO_REVIEW);
+    let errors = if query.is_some_and(|q| q.controlla.is_some()) {
         let today = domain::italian_date(app.core.clock.now());
         domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default()
     } else {
         Vec::new()
     };
     let view = View { app: &app, desk: &desk, principal: &principal, lang };
-    section_page(view, &practice, &service, &section_id, &practice.data, &errors, false)
+    let shown = Shown { errors: &errors, saving: false, back_to_review };
+    section_page(view, &practice, &service, &section_id, &practice.data, shown)
 }
 
 /// `POST /pratiche/{id}/sezioni/{section}` (the section's fields and `azione`: `continua`,
@@ -205,6 +226,7 @@ pub async fn save_section(
         }
     }
     let action = form.get("azione").unwrap_or("continua");
+    let back_to_review = form.get("ritorno") == Some(BACK_TO_REVIEW);
     match app::practices::save_draft(&app.core, &principal, practice.id, &data).await {
         Ok(_) => {}
         Err(AppError::Validation { errors, .. }) if action == "autosalva" => {
@@ -213,13 +235,15 @@ pub async fn save_section(
         }
         Err(AppError::Validation { errors, .. }) => {
             let view = View { app: &app, desk: &desk, principal: &principal, lang };
-            return section_page(view, &practice, &service, &section_id, &data, &errors, true);
+            let shown = Shown { errors: &errors, saving: true, back_to_review };
+            return section_page(view, &practice, &service, &section_id, &data, shown);
         }
         Err(e) => return Err(e.into()),
     }
     Ok(match action {
         "autosalva" => StatusCode::NO_CONTENT.into_response(),
         "bozza" => see_other(&format!("/pratiche/{}/compila?salvata=1", practice.id)),
+        _ if back_to_review => see_other(&format!("/pratiche/{}/riepilogo", practice.id)),
         _ => match all.get(position + 1) {
             Some(next) => see_other(&format!("/pratiche/{}/sezioni/{}", practice.id, next.id)),
             None => see_other(&format!("/pratiche/{}/riepilogo", practice.id)),
