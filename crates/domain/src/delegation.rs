@@ -254,8 +254,13 @@ pub enum GrantError {
     Business(String),
     /// The service involves an institution that is not chosen, or does not exist.
     Service(String),
-    /// Starts in the past, ends before it starts, or lasts longer than the maximum (days).
+    /// Starts in the past (`from-past`) or ends before it starts (`to-before-from`).
     Dates(&'static str, i64),
+    /// Lasts longer than `max_days`: `latest` is the last day it could hold.
+    TooLong {
+        max_days: i64,
+        latest: time::Date,
+    },
     NoteTooLong(usize),
     /// The note holds control characters or invisible direction marks, which could make it
     /// read otherwise than it is stored.
@@ -317,7 +322,8 @@ pub fn check_grant(
     if request.valid_to < request.valid_from {
         errors.push(GrantError::Dates("to-before-from", max_days));
     } else if (request.valid_to - request.valid_from).whole_days() + 1 > max_days {
-        errors.push(GrantError::Dates("too-long", max_days));
+        let latest = request.valid_from.saturating_add(time::Duration::days(max_days - 1));
+        errors.push(GrantError::TooLong { max_days, latest });
     }
     if request.note.chars().count() > NOTE_MAX {
         errors.push(GrantError::NoteTooLong(NOTE_MAX));
@@ -420,7 +426,8 @@ mod tests {
         long.delegate = "RSSMRA45C12F205C".into();
         long.valid_to = date!(2028 - 01 - 01);
         let errors = check_grant(&grantor(), &long, &answers(&["inps"]), &catalog, 365, today);
-        assert_eq!(errors, [GrantError::Delegate("self"), GrantError::Dates("too-long", 365)]);
+        let latest = long.valid_from + time::Duration::days(364);
+        assert_eq!(errors, [GrantError::Delegate("self"), GrantError::TooLong { max_days: 365, latest }]);
         // A note that would read otherwise than it is stored; line breaks are fine.
         let mut note = request(&["inps"], &["collaboratore-familiare"]);
         note.note = "Per la sede\nnuova".into();

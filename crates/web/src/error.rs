@@ -148,6 +148,11 @@ pub fn grant_problem(
             if *why == "from-past" { "valid_from" } else { "valid_until" },
             t.message(lang, &format!("delegation-error-{why}"), &[("max", max.to_string())]),
         ),
+        GrantError::TooLong { max_days, latest } => {
+            let latest = format!("{:02}/{:02}/{}", latest.day(), u8::from(latest.month()), latest.year());
+            let args = [("max", max_days.to_string()), ("latest", latest)];
+            ("valid_until", t.message(lang, "delegation-error-too-long", &args))
+        }
         GrantError::NoteTooLong(max) => ("note", t.message(lang, "delegation-error-note", &[("max", max.to_string())])),
         GrantError::NoteCharacters => ("note", t.message(lang, "delegation-error-note-characters", &[])),
     }
@@ -386,7 +391,7 @@ fn grant_code(error: &GrantError) -> &'static str {
         GrantError::Service(_) => "institution_not_chosen",
         GrantError::Dates("from-past", _) => "in_the_past",
         GrantError::Dates("to-before-from", _) => "before_start",
-        GrantError::Dates(_, _) => "too_long",
+        GrantError::Dates(_, _) | GrantError::TooLong { .. } => "too_long",
         GrantError::NoteTooLong(_) => "too_long",
         GrantError::NoteCharacters => "characters",
     }
@@ -520,7 +525,7 @@ mod tests {
         let errors = vec![
             GrantError::Delegate("self"),
             GrantError::Institution("inail".into()),
-            GrantError::Dates("too-long", 365),
+            GrantError::TooLong { max_days: 365, latest: time::macros::date!(2027 - 12 - 01) },
         ];
         let problem = ApiError::GrantRefused { errors, names }.problem(&t, Lang::En);
         let fields: Vec<_> = problem.errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
@@ -530,5 +535,10 @@ mod tests {
         );
         assert!(problem.errors[1].message.contains("INAIL (en)"), "{}", problem.errors[1].message);
         assert!(problem.errors[2].message.contains("365"), "{}", problem.errors[2].message);
+        assert!(
+            problem.errors[2].message.contains("01/12/2027"),
+            "the latest day allowed: {}",
+            problem.errors[2].message
+        );
     }
 }

@@ -306,3 +306,45 @@ async fn the_api_s_acts_refuse_another_holder_s_ids_and_a_revoked_delegation() {
     }
     w.stop().await;
 }
+
+/// A day `offset` days from today as the desk's forms show it (`gg/mm/aaaa`).
+fn desk_day(offset: i64) -> String {
+    let d = domain::italian_date(time::OffsetDateTime::now_utc()) + time::Duration::days(offset);
+    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grant_form_asks_for_an_empty_end_date_and_names_the_latest_allowed() {
+    let mut w = world().await;
+    let mut grantor = Browser::with(w.url(""), &w.ca_pem, Some(&w.holder));
+    let (_, _, page) = grantor.get("/deleghe/nuova").await;
+    let token = csrf(&page);
+    let today = desk_day(0);
+    let form = |until: &str| {
+        vec![
+            ("_csrf".to_string(), token.clone()),
+            ("delegato".to_string(), COLLABORATOR.to_string()),
+            ("ente".to_string(), "inps".to_string()),
+            ("impresa".to_string(), HOLDER.to_string()),
+            ("servizio".to_string(), "collaboratore-familiare".to_string()),
+            ("dal".to_string(), today.clone()),
+            ("al".to_string(), until.to_string()),
+        ]
+    };
+    for (until, expected) in [
+        ("", "Valida fino al: indica fino a quando vale la delega".to_string()),
+        ("31/02/2027", "Valida fino al: la data non è valida".to_string()),
+        (desk_day(400).as_str(), format!("l&#39;ultima data possibile è {}", desk_day(364))),
+    ] {
+        let fields = form(until);
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, _, page) = grantor.post("/deleghe", &pairs).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+        assert!(page.contains(&expected), "{until:?}: {expected} not in {page}");
+        assert!(page.contains("href=\"#delega-al\""), "the error links to the end date");
+    }
+    let listed: Value =
+        w.client().get(w.url("/api/v1/delegations")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(listed["granted"], json!([]), "nothing was granted");
+    w.stop().await;
+}

@@ -360,17 +360,18 @@ pub async fn grant(
         return Ok(new_page(&app, &desk, lang, &answers, &typed, Vec::new(), Some(blocked)));
     }
     let mut errors = Vec::new();
-    let parse =
-        |value: &str, anchor: &str, id: &str, errors: &mut Vec<ErrorLink>| match domain::identifiers::parse_date(value)
-        {
-            Ok(d) => Some(d),
-            Err(_) => {
-                errors.push(ErrorLink { href: anchor.to_string(), message: app.translations.message(lang, id, &[]) });
-                None
-            }
+    // A date left empty is asked for; one that cannot be read is named as such.
+    let parse = |value: &str, anchor: &str, which: &str, errors: &mut Vec<ErrorLink>| {
+        let id = match domain::identifiers::parse_date(value) {
+            Ok(d) => return Some(d),
+            Err(_) if value.is_empty() => format!("delegation-error-{which}-required"),
+            Err(_) => format!("delegation-error-{which}-format"),
         };
-    let from = parse(&typed.from, "#delega-dal", "delegation-error-from-format", &mut errors);
-    let until = parse(&typed.until, "#delega-al", "delegation-error-until-format", &mut errors);
+        errors.push(ErrorLink { href: anchor.to_string(), message: app.translations.message(lang, &id, &[]) });
+        None
+    };
+    let from = parse(&typed.from, "#delega-dal", "from", &mut errors);
+    let until = parse(&typed.until, "#delega-al", "until", &mut errors);
     let today = app.core.today();
     let request = GrantRequest {
         delegate: typed.delegate.clone(),
