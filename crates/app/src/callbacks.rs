@@ -25,13 +25,14 @@ pub async fn filing_of<'c>(
         .and_then(|r| core.catalog.filing(r)))
 }
 
-/// Records the institution's news for one delivery; answers what became of it: `applied`,
-/// `unchanged` (older than what is known) or `duplicate` (the same message again).
+/// Records the institution's news (`kind`, its message `message_id`) for one delivery;
+/// answers what became of it: `applied`, `unchanged` (older than what is known) or
+/// `duplicate` (the same message again).
 pub async fn record(
     core: &Core,
     key: &DeliveryKey,
     update: &DeliveryUpdate,
-    kind: &str,
+    (kind, message_id): (&str, &str),
 ) -> Result<&'static str, AppError> {
     let recorded = core.store.record(key, update).await?;
     let result = match recorded {
@@ -39,13 +40,12 @@ pub async fn record(
         Recorded::Unchanged | Recorded::LostLease => "unchanged",
         Recorded::Duplicate => "duplicate",
     };
-    let message = update.message_id.clone().unwrap_or_default();
-    tracing::info!(institution = %key.institution, practice = %key.practice_id, %message, result, "institution event");
+    tracing::info!(institution = %key.institution, practice = %key.practice_id, message = %message_id, result, "institution event");
     let actor = format!("institution:{}", key.institution);
     let detail = serde_json::json!({
         "practice": key.practice_id.to_string(),
         "event": kind,
-        "message_id": message.split_once(':').map_or(message.as_str(), |(_, id)| id),
+        "message_id": message_id,
         "result": result,
     });
     crate::audit::record(core, &actor, &actor, "callback", detail).await;

@@ -15,10 +15,36 @@ use identity::Holder;
 
 use crate::{AppError, Core, Principal};
 
-/// What `check` and `grant` hold against a request, every reason at once.
-pub async fn check(core: &Core, grantor: &Holder, request: &GrantRequest) -> Vec<GrantError> {
+/// The request in its canonical form, whichever door it came by: codes trimmed and upper-case,
+/// the note trimmed.
+fn canonical(request: GrantRequest) -> GrantRequest {
+    let upper = |code: &str| code.trim().to_uppercase();
+    let mut scope = request.scope;
+    scope.businesses = scope.businesses.iter().map(|b| upper(b)).collect();
+    GrantRequest { delegate: upper(&request.delegate), scope, note: request.note.trim().to_string(), ..request }
+}
+
+/// Refuses (and records) a grant by someone acting on behalf of another: what one holds by
+/// delegation is not one's own to hand on.
+pub async fn may_grant(core: &Core, principal: &Principal) -> Result<(), AppError> {
+    if principal.delegation.is_none() {
+        return Ok(());
+    }
+    crate::audit::holder_act(core, &principal.actor, "refused_redelegation", serde_json::json!({})).await;
+    Err(AppError::NoRedelegation)
+}
+
+/// Checks a request against the grantor's own authorisations and the rules of a grant:
+/// every reason at once ([`AppError::GrantRefused`]), with the names the reasons mention.
+pub async fn check(core: &Core, grantor: &Holder, request: &GrantRequest) -> Result<(), AppError> {
     let answers = crate::authorisations::of_holder(core, &grantor.tax_code).await.unwrap_or_default();
-    check_grant(&grantor.tax_code, request, &answers, &core.catalog, core.delegation_policy.max_days, core.today())
+    let max_days = core.delegation_policy.max_days;
+    let errors = check_grant(&grantor.tax_code, request, &answers, &core.catalog, max_days, core.today());
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::GrantRefused { names: names(core, &errors), errors })
+    }
 }
 
 /// The catalog's names of the institutions and services `errors` mention.
@@ -36,14 +62,9 @@ fn names(core: &Core, errors: &[GrantError]) -> BTreeMap<String, Text> {
 /// The principal grants a sub-delegation on his or her own account (someone acting on behalf
 /// of another may not: [`AppError::NoRedelegation`], recorded).
 pub async fn grant(core: &Core, principal: &Principal, request: GrantRequest) -> Result<Delegation, AppError> {
-    if principal.delegation.is_some() {
-        crate::audit::holder_act(core, &principal.actor, "refused_redelegation", serde_json::json!({})).await;
-        return Err(AppError::NoRedelegation);
-    }
-    let errors = check(core, &principal.actor, &request).await;
-    if !errors.is_empty() {
-        return Err(AppError::GrantRefused { names: names(core, &errors), errors });
-    }
+    may_grant(core, principal).await?;
+    let request = canonical(request);
+    check(core, &principal.actor, &request).await?;
     let delegate = domain::identifiers::CodiceFiscale::parse(&request.delegate).map_err(|_| AppError::Internal)?;
     let next_day = request.valid_to.next_day().ok_or(AppError::Internal)?;
     let delegation = Delegation {

@@ -73,4 +73,9 @@ impl Core {
     pub fn institution_name(&self, id: &str, lang: Lang) -> String {
         self.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
     }
+
+    /// A service's title in `lang` (its id when the catalog does not know it).
+    pub fn service_title(&self, id: &str, lang: Lang) -> String {
+        self.catalog.service(id).map_or_else(|| id.to_string(), |s| s.title.get(lang).to_string())
+    }
 }

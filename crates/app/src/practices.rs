@@ -354,12 +354,15 @@ pub async fn prefill(
     Ok(data)
 }
 
-/// The events of the principal's practice `id`, oldest first ("not found" outside reach).
+/// The events of a practice the principal has already read, oldest first ("not found" for
+/// one outside reach).
 pub async fn timeline(
     core: &Core,
     principal: &Principal,
-    id: PracticeId,
+    practice: &Practice,
 ) -> Result<Vec<storage::TimelineEntry>, AppError> {
-    principal.practice(core, id).await?;
-    Ok(core.store.timeline(&principal.owner, id).await?)
+    if !principal.sees(practice) {
+        return Err(AppError::NotFound);
+    }
+    Ok(core.store.timeline(&principal.owner, practice.id).await?)
 }

@@ -179,18 +179,16 @@ impl Principal {
         }
     }
 
+    /// Refuses an act on `practice` outside the delegation (see [`Principal::check`]).
+    pub async fn check_practice(&self, core: &Core, practice: &Practice) -> Result<(), AppError> {
+        self.check(core, &practice.service_id, practice.data.get("business.tax_code").map(String::as_str)).await
+    }
+
     /// Records an act: the actor acted, the owner answers for it.
     pub async fn audit(&self, core: &Core, action: &str, mut detail: serde_json::Value) {
         if let (Some(d), serde_json::Value::Object(map)) = (&self.delegation, &mut detail) {
             map.insert("delegation".into(), serde_json::Value::String(d.id.to_string()));
         }
         crate::audit::record(core, self.actor.tax_code.as_str(), self.owner.as_str(), action, detail).await;
-    }
-}
-
-impl Principal {
-    /// Refuses an act on `practice` outside the delegation (see [`Principal::check`]).
-    pub async fn check_practice(&self, core: &Core, practice: &Practice) -> Result<(), AppError> {
-        self.check(core, &practice.service_id, practice.data.get("business.tax_code").map(String::as_str)).await
     }
 }

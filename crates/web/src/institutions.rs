@@ -141,7 +141,7 @@ async fn take(
     update.evidence =
         delivery::evidence::Evidence::from_message(headers, body).and_then(|e| serde_json::to_value(e).ok());
     let key = DeliveryKey { practice_id, institution: institution.to_string() };
-    let result = app::callbacks::record(&app.core, &key, &update, kind).await?;
+    let result = app::callbacks::record(&app.core, &key, &update, (kind, &message_id)).await?;
     Ok(Json(EventAnswer { result }))
 }
 

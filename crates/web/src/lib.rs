@@ -95,8 +95,8 @@ impl Randomness for SystemRandomness {
 }
 
 /// `GET /api/v1/openapi.json`: the document generated from the code ([`openapi`]).
-async fn serve_openapi(document: Arc<String>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], document.as_str().to_string()).into_response()
+async fn serve_openapi(document: axum::body::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
 async fn health() -> &'static str {
@@ -176,7 +176,7 @@ async fn cross_site_guard(request: axum::extract::Request, next: axum::middlewar
 pub fn router(state: AppState) -> Router {
     let translations = state.translations.clone();
     let (api, document) = routes::api().split_for_parts();
-    let document = Arc::new(document.to_pretty_json().unwrap_or_default());
+    let document = axum::body::Bytes::from(document.to_pretty_json().unwrap_or_default());
     api.route("/api/v1/openapi.json", get(move || serve_openapi(document.clone())))
         .route("/demo/cards", get(demo_cards::show).post(demo_cards::choose))
         .route("/", get(pages::home::home))

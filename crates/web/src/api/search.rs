@@ -140,17 +140,6 @@ pub(crate) fn check(app: &AppState, lang: Lang, query: &SearchQuery) -> Result<C
     Ok(Checked { search, page })
 }
 
-/// One page of what `search` finds within the principal's reach (see
-/// [`app::practices::search`]).
-pub(crate) async fn run(
-    app: &AppState,
-    principal: &crate::acting::Principal,
-    search: PracticeSearch,
-    page: u32,
-) -> Result<(storage::SearchPage, u32, u32), ApiError> {
-    Ok(app::practices::search(&app.core, principal, search, page, PAGE_SIZE).await?)
-}
-
 /// What `GET /api/v1/search` answers.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct SearchResults {
@@ -192,7 +181,7 @@ pub async fn api_search(
     let Checked { search, page } = check(&app, lang, &query).map_err(|problems| {
         ApiError::BadParameter(problems.into_iter().map(|(_, message)| message).collect::<Vec<_>>().join(" "))
     })?;
-    let (found, page, pages) = run(&app, &principal, search, page).await?;
+    let (found, page, pages) = app::practices::search(&app.core, &principal, search, page, PAGE_SIZE).await?;
     let practices =
         found.practices.into_iter().map(|p| crate::api::practice_view(&app, p, None, lang)).collect::<Vec<_>>();
     Ok(axum::Json(SearchResults { total: found.total, page, pages, per_page: PAGE_SIZE, practices }))

@@ -32,14 +32,6 @@ use crate::pages::compile::ErrorLink;
 use crate::view::{render, Tr};
 use crate::AppState;
 
-fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
-    app.core.catalog.institution(id).map_or_else(|| id.to_string(), |i| i.name.get(lang).to_string())
-}
-
-fn service_title(app: &AppState, id: &str, lang: Lang) -> String {
-    app.core.catalog.service(id).map_or_else(|| id.to_string(), |s| s.title.get(lang).to_string())
-}
-
 fn day(t: time::OffsetDateTime) -> String {
     let d = domain::italian_date(t);
     format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
@@ -93,7 +85,7 @@ fn row(app: &AppState, d: &Delegation, other: String, lang: Lang, in_use: bool) 
                 _ => String::new(),
             };
             Outcome {
-                institution: institution_name(app, i, lang),
+                institution: app.institution_name(i, lang),
                 class: match state {
                     "active" => "tag-ok",
                     "pending" | "revoking" => "tag-unknown",
@@ -109,7 +101,7 @@ fn row(app: &AppState, d: &Delegation, other: String, lang: Lang, in_use: bool) 
         id: d.id.to_string(),
         other,
         businesses: d.scope.businesses.iter().cloned().collect::<Vec<_>>().join(", "),
-        services: d.scope.services.iter().map(|s| service_title(app, s, lang)).collect::<Vec<_>>().join(", "),
+        services: d.scope.services.iter().map(|s| app.core.service_title(s, lang)).collect::<Vec<_>>().join(", "),
         validity: tr.fmt(
             "delegation-validity",
             &[("from", day(d.valid_from)), ("until", day(d.valid_until - time::Duration::seconds(1)))],
@@ -311,7 +303,7 @@ pub async fn new(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let answers = own_answers(&app, &desk.holder).await;
-    let today = domain::italian_date(app.core.clock.now());
+    let today = app.core.today();
     let typed = Typed {
         from: format!("{:02}/{:02}/{}", today.day(), u8::from(today.month()), today.year()),
         ..Typed::default()
@@ -339,7 +331,6 @@ fn grant_error(app: &AppState, lang: Lang, e: &GrantError, names: &BTreeMap<Stri
 pub async fn grant(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
-    headers: axum::http::HeaderMap,
     form: DeskForm,
 ) -> Result<Response, ApiError> {
     let desk = Desk::from_form(&form);
@@ -354,11 +345,15 @@ pub async fn grant(
         note: sent.nota.trim().to_string(),
     };
     let answers = own_answers(&app, &form.holder).await;
-    let selector = crate::acting::selector(&headers);
-    if let Some(blocked) = acting_blocks(&app, lang, &form.holder, selector.as_ref()).await {
-        app::audit::holder_act(&app.core, &form.holder, "refused_redelegation", serde_json::json!({})).await;
+    // Only on one's own account (a delegation that no longer holds blocks too).
+    let principal = match form.principal(&app).await {
+        Ok(principal) => app::delegations::may_grant(&app.core, &principal).await.ok().map(|()| principal),
+        Err(_) => None,
+    };
+    let Some(principal) = principal else {
+        let blocked = app.translations.message(lang, "delegation-no-redelegation", &[]);
         return Ok(new_page(&app, &desk, lang, &answers, &typed, Vec::new(), Some(blocked)));
-    }
+    };
     let mut errors = Vec::new();
     // A date left empty is asked for; one that cannot be read is named as such.
     let parse = |value: &str, anchor: &str, which: &str, errors: &mut Vec<ErrorLink>| {
@@ -386,14 +381,14 @@ pub async fn grant(
         valid_to: until.unwrap_or(today),
         note: typed.note.clone(),
     };
-    let principal = app::Principal::own(form.holder.clone());
-    if from.is_none() || until.is_none() {
-        let refused = app::delegations::check(&app.core, &form.holder, &request).await;
-        errors.extend(refused.iter().map(|e| grant_error(&app, lang, e, &BTreeMap::new())));
-        return Ok(new_page(&app, &desk, lang, &answers, &typed, errors, None));
-    }
-    match app::delegations::grant(&app.core, &principal, request).await {
-        Ok(_) => return Ok(Redirect::to("/deleghe?esito=concessa").into_response()),
+    let outcome = if from.is_none() || until.is_none() {
+        app::delegations::check(&app.core, &form.holder, &request).await.map(|()| None)
+    } else {
+        app::delegations::grant(&app.core, &principal, request).await.map(Some)
+    };
+    match outcome {
+        Ok(Some(_)) => return Ok(Redirect::to("/deleghe?esito=concessa").into_response()),
+        Ok(None) => {}
         Err(app::AppError::GrantRefused { errors: refused, names }) => {
             errors.extend(refused.iter().map(|e| grant_error(&app, lang, e, &names)));
         }

@@ -34,10 +34,6 @@ use crate::AppState;
 pub use app::records::{data_digest, payload_digest};
 
 /// The digest of one filing's payload, as queued for the institution.
-pub(crate) fn institution_name(app: &AppState, id: &str, lang: Lang) -> String {
-    app.institution_name(id, lang)
-}
-
 fn state_class(state: DeliveryState) -> &'static str {
     match state {
         DeliveryState::Accepted | DeliveryState::TakenInCharge => "tag-ok",
@@ -184,7 +180,7 @@ fn correction_form(
 
 /// One recipient's row: its state, protocol number, notes, and what the user can do.
 fn recipient_row(cx: &RowContext<'_>, d: &Delivery) -> RecipientRow {
-    let name = institution_name(cx.app, &d.institution, cx.lang);
+    let name = cx.app.institution_name(&d.institution, cx.lang);
     let mut notes = Vec::new();
     let mut correction = None;
     if let Some(rejection) = d.status.rejection.as_ref().filter(|_| d.state() == DeliveryState::Rejected) {
@@ -221,7 +217,7 @@ fn recipient_row(cx: &RowContext<'_>, d: &Delivery) -> RecipientRow {
         institution: name,
         state: match (&d.waits_for, d.state()) {
             (Some(first), DeliveryState::Waiting) => {
-                cx.tr.fmt("delivery-state-waiting-for", &[("institution", institution_name(cx.app, first, cx.lang))])
+                cx.tr.fmt("delivery-state-waiting-for", &[("institution", cx.app.institution_name(first, cx.lang))])
             }
             (_, state) => cx.tr.msg(&format!("delivery-state-{}", state.as_str())),
         },
@@ -246,7 +242,7 @@ async fn practice_page(
     let View { app, desk, principal, lang } = view;
     let tr = Tr::acting(&app.translations, lang, principal);
     let service: Option<&Service> = app.core.catalog.service(&practice.service_id);
-    let timeline = app::practices::timeline(&app.core, principal, practice.id).await?;
+    let timeline = app::practices::timeline(&app.core, principal, &practice).await?;
     let problems = match practice.state {
         PracticeState::Draft => {
             crate::api::draft_problems(app, &practice, lang).into_iter().map(|p| p.message).collect()
@@ -259,7 +255,7 @@ async fn practice_page(
         .iter()
         .map(|e| TimelineRow {
             at: domain::italian_display(e.at),
-            institution: institution_name(app, &e.institution, lang),
+            institution: app.institution_name(&e.institution, lang),
             what: tr.msg(&format!("event-{}", e.kind)),
         })
         .collect();
@@ -308,11 +304,11 @@ pub async fn practice(
         Ok(Query(PracticeNotice { inviata: Some(_), .. })) => {
             loaded.0.reference.as_ref().map(|r| tr.fmt("practice-notice-sent", &[("reference", r.to_string())]))
         }
-        Ok(Query(PracticeNotice { reinviata: Some(institution), .. })) => {
-            loaded.1.iter().any(|d| d.institution == institution).then(|| {
-                tr.fmt("practice-notice-resent", &[("institution", institution_name(&app, &institution, lang))])
-            })
-        }
+        Ok(Query(PracticeNotice { reinviata: Some(institution), .. })) => loaded
+            .1
+            .iter()
+            .any(|d| d.institution == institution)
+            .then(|| tr.fmt("practice-notice-resent", &[("institution", app.institution_name(&institution, lang))])),
         _ => None,
     };
     practice_page(View { app: &app, desk: &desk, principal: &principal, lang }, loaded, notice, None).await

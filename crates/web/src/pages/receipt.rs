@@ -57,7 +57,7 @@ pub async fn page(
         .iter()
         .zip(&facts.filings)
         .map(|(d, filed)| ReceiptRow {
-            institution: crate::pages::practice::institution_name(&app, &d.institution, lang),
+            institution: app.institution_name(&d.institution, lang),
             filing: service
                 .and_then(|s| s.recipients.iter().find(|r| r.institution == d.institution))
                 .and_then(|r| app.core.catalog.filing(r))

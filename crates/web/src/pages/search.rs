@@ -12,7 +12,7 @@ use domain::practice::PracticeState;
 use domain::Lang;
 use storage::{PracticeSearch, SortKey};
 
-use crate::api::search::{check, run, Checked, SearchQuery};
+use crate::api::search::{check, Checked, SearchQuery, PAGE_SIZE};
 use crate::error::ApiError;
 use crate::extract::UserLang;
 use crate::forms::Desk;
@@ -204,7 +204,7 @@ pub async fn search(
     let mut summary = String::new();
     let mut columns = Vec::new();
     if searched {
-        let (found, shown, last_page) = run(&app, &principal, search, page).await?;
+        let (found, shown, last_page) = app::practices::search(&app.core, &principal, search, page, PAGE_SIZE).await?;
         page = shown;
         summary = tr.fmt(
             "search-summary",

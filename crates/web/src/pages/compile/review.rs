@@ -166,7 +166,7 @@ pub async fn review(
     if practice.state != PracticeState::Draft {
         return Ok(see_other(&format!("/pratiche/{}", practice.id)));
     }
-    let today = domain::italian_date(app.core.clock.now());
+    let today = app.core.today();
     let errors = domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default();
     let view = View { app: &app, desk: &desk, principal: &principal, lang };
     Ok(review_page(view, &practice, &service, &errors, Vec::new(), false))

@@ -191,7 +191,7 @@ pub async fn section(
     let query = query.map(|q| q.0).ok();
     let back_to_review = query.as_ref().and_then(|q| q.ritorno.as_deref()) == Some(BACK_TO_REVIEW);
     let errors = if query.is_some_and(|q| q.controlla.is_some()) {
-        let today = domain::italian_date(app.core.clock.now());
+        let today = app.core.today();
         domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default()
     } else {
         Vec::new()

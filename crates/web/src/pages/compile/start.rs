@@ -49,10 +49,6 @@ struct ServicePage<'a> {
     businesses: Vec<BusinessChoice>,
 }
 
-async fn known_businesses(app: &AppState, principal: &Principal) -> Result<Vec<(String, String)>, ApiError> {
-    Ok(app::practices::known_businesses(&app.core, principal).await?)
-}
-
 /// The tag shown beside a recipient of a service: authorised (for which businesses), not,
 /// unknown now, or what applies where the institution cannot be asked.
 fn authorisation_tag(tr: &Tr, answer: &domain::authorisation::Authorisation) -> (&'static str, String) {
@@ -113,7 +109,7 @@ async fn holder_checks(
         None => Some(tr.msg("service-warning-unknown")),
         Some(true) => None,
     };
-    let businesses = known_businesses(app, principal)
+    let businesses = app::practices::known_businesses(&app.core, principal)
         .await?
         .into_iter()
         .map(|(code, name)| BusinessChoice {
@@ -214,7 +210,7 @@ pub async fn start(
     let principal = form.principal(&app).await?;
     let data = match sent.impresa.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
         Some(business) => {
-            let known = known_businesses(&app, &principal).await?;
+            let known = app::practices::known_businesses(&app.core, &principal).await?;
             if !known.iter().any(|(code, _)| code.eq_ignore_ascii_case(business)) {
                 let business: String = business.chars().filter(|c| !c.is_control()).take(20).collect();
                 let message = app.translations.message(lang, "service-business-not-yours", &[("business", business)]);
