@@ -249,6 +249,7 @@ async function sendDraft(page, checks, id) {
   assert.equal(response.status(), 200);
   assert.equal(await h1(page), "Controlla i dati prima dell'invio");
   await checks.check(page, 'review');
+  await page.getByRole('checkbox', { name: /^Dichiaro che i dati sono veri/ }).check();
   response = await clickThrough(page, button(page, 'Invia la pratica'));
   assert.equal(response.status(), 200, `sending answered ${response.status()}: ${await h1(page)}`);
   assert.equal(new URL(page.url()).pathname, `/pratiche/${id}`);
@@ -313,19 +314,35 @@ test('Utente DiProva starts a sole-trader business, from the catalog to the prot
     assert.equal(await h1(page), SECTIONS[0].title);
     await checks.check(page, 'section-business-empty');
     for (const [label, value] of SECTIONS[0].fields.slice(0, 2)) await fillIn(page, label, value);
+    // Continuing with answers missing stops on this page, which names them beside their fields.
+    response = await clickThrough(page, button(page, 'Salva e continua'));
+    assert.equal(response.status(), 422, 'continuing with missing answers is refused on the page');
+    assert.equal(await h1(page), SECTIONS[0].title, 'still on the same question page');
+    const missing = await page.locator('.error-summary a').allInnerTexts();
+    for (const [label] of SECTIONS[0].fields.slice(2)) {
+      assert.ok(missing.some((m) => m.startsWith(label)), `the summary names ${label}: ${missing.join(' | ')}`);
+    }
+    assert.equal(await page.getByLabel(SECTIONS[0].fields[0][0], { exact: true }).inputValue(), SECTIONS[0].fields[0][1], 'what was typed stays');
+    await checks.check(page, 'section-business-missing', { response });
+    // "Salva come bozza ed esci" leaves the journey: the drafts, the one just saved among them.
     response = await clickThrough(page, button(page, 'Salva come bozza ed esci'));
     assert.equal(response.status(), 200);
-    assert.equal(new URL(page.url()).pathname, tasksPath);
+    assert.equal(new URL(page.url()).pathname, '/pratiche');
     assert.match(await page.locator('[role="status"]').innerText(), /Bozza salvata/);
-    assert.equal((await taskStates(page))[SECTIONS[0].title], 'Da completare');
-    await checks.check(page, 'tasks-saved');
+    assert.equal(await h1(page), 'Pratiche in bozza');
+    const savedRow = page.locator('main tbody tr').filter({ has: page.locator(`a[href="/pratiche/${id}"]`) });
+    assert.match(await savedRow.innerText(), /Dati da completare: [1-9]/, 'the draft says how much is missing');
+    assert.match(await savedRow.innerText(), new RegExp(SECTIONS[0].fields[0][1]), 'and names the business');
+    await checks.check(page, 'practices-saved');
 
-    // He leaves, and comes back to the draft through his practices.
+    // He leaves, and comes back to the draft through his desk: its counts are links.
     await clickThrough(page, page.locator('a.brand-name'));
     assert.equal(new URL(page.url()).pathname, '/');
     await clickThrough(page, mainMenu(page).getByRole('link', { name: 'Le mie pratiche', exact: true }));
     await checks.check(page, 'practices');
-    await clickThrough(page, page.getByRole('navigation', { name: 'Stato delle pratiche' }).getByRole('link', { name: 'Pratiche in bozza' }));
+    assert.equal(await page.getByText('Nessuna pratica in questo stato.').count(), 0, '/pratiche opens on a tab with practices');
+    await clickThrough(page, page.locator('a.brand-name'));
+    await clickThrough(page, page.locator('main .counts').getByRole('link', { name: /in bozza/ }));
     assert.equal(new URL(page.url()).search, '?stato=draft');
     await checks.check(page, 'practices-drafts');
     const draftLink = page.locator(`main table a[href="/pratiche/${id}"]`);
@@ -412,7 +429,14 @@ test('Utente DiProva starts a sole-trader business, from the catalog to the prot
     await clickThrough(page, link(page, 'Controlla e invia'));
     await checks.check(page, 'review');
 
+    // Sending without the declaration: nothing is sent, the error leads to the checkbox.
+    response = await clickThrough(page, button(page, 'Invia la pratica'));
+    assert.equal(response.status(), 422, 'the declaration is required');
+    const declaration = page.getByRole('checkbox', { name: /^Dichiaro che i dati sono veri e chiedo che la pratica sia inviata a .*INPS.* in nome di Utente DiProva/ });
+    assert.equal(await page.locator('.error-summary a[href="#dichiarazione"]').count(), 1, 'the summary links the declaration');
+    await checks.check(page, 'review-undeclared', { response });
     // Send: the reference number at once, then each institution's protocol number, live.
+    await declaration.check();
     response = await clickThrough(page, button(page, 'Invia la pratica'));
     assert.equal(response.status(), 200, `sending answered ${response.status()}: ${await h1(page)}`);
     assert.equal(new URL(page.url()).pathname, `/pratiche/${id}`);
@@ -420,6 +444,9 @@ test('Utente DiProva starts a sole-trader business, from the catalog to the prot
     const reference = notice.match(REFERENCE)?.[0];
     assert.ok(reference, `the notice gives the reference number: ${notice}`);
     assert.equal(await page.locator('#stato-pratica dd').first().innerText(), reference);
+    const next = page.getByRole('region', { name: 'Che cosa succede ora' });
+    assert.match(await next.innerText(), /numero di protocollo/);
+    assert.match(await next.innerText(), /PEC\) dell'impresa: caffe\.viaggio@pec\.it/, 'outcomes also reach the business PEC');
     await markDocument(page);
     const arrived = await waitForRecipients(
       page,
@@ -522,12 +549,39 @@ test('INAIL rejects work processes its tariff cannot classify; corrected, it goe
   try {
     const page = await newPage(context);
     let response = await sendDraft(page, checks, id);
+    await markDocument(page);
     const rows = await waitForRecipients(
       page,
       (r) => r.inail?.state === 'respinta' && ['registro-imprese', 'inps'].every((i) => r[i]?.state === 'accolta'),
       'INAIL to reject and the other two to accept',
     );
     assert.ok(rows.inail.attention, 'the rejected row is marked for attention (row-attention)');
+    // The practice's state says so, live, and the problem comes first, linking to its form.
+    let seenState;
+    const stateIs = (want) => async () => (seenState = await page.locator('#stato-pratica .tag').innerText()) === want;
+    await waitUntil(stateIs('da correggere'), { what: 'the state "da correggere"', describe: () => seenState });
+    assert.ok(await sameDocument(page), 'the state changed without reloading the page');
+    const problem = page.getByRole('region', { name: 'Questa pratica richiede un tuo intervento' });
+    assert.equal(await problem.count(), 1, 'the problem is announced at the top');
+    const order = await page.evaluate(() => {
+      const top = document.querySelector('#problema-pratica section');
+      const summary = document.querySelector('#stato-pratica');
+      return top && summary ? top.compareDocumentPosition(summary) & Node.DOCUMENT_POSITION_FOLLOWING : 0;
+    });
+    assert.ok(order, 'the problem comes before the practice summary');
+    const fix = problem.getByRole('link');
+    assert.match(await fix.innerText(), /INAIL.*ha respinto la pratica/);
+    assert.equal(await fix.getAttribute('href'), '#correzione-inail');
+    assert.equal(await page.locator('#correzione-inail').count(), 1, 'the link leads to the correction form');
+    // The desk's home and the list say the same.
+    const home = await newPage(context);
+    await visit(home, '/');
+    const toCorrect = home.getByRole('link', { name: /da correggere/ });
+    assert.match(await toCorrect.innerText(), /^[1-9]\d*\s+da correggere$/, 'the desk counts it, as a link');
+    await clickThrough(home, toCorrect);
+    assert.equal(await h1(home), 'Pratiche da correggere');
+    assert.ok(await home.locator(`a[href="/pratiche/${id}"]`).count(), 'listed among those to correct');
+    await home.close();
     const looks = await rowLooks(page);
     if (looks.inail === looks.inps) {
       checks.fail('rejected', `the rejected INAIL row looks like the accepted ones (row-attention has no style): ${looks.inail}`);
@@ -557,10 +611,47 @@ test('INAIL rejects work processes its tariff cannot classify; corrected, it goe
       "INAIL's protocol number after the correction",
     );
     assert.equal(await page.getByRole('region', { name: `Dati da correggere per: ${INSTITUTIONS.inail}` }).count(), 0);
+    await waitUntil(stateIs('completata'), { what: 'the state "completata"', describe: () => seenState });
+    assert.equal(await page.locator('#problema-pratica section').count(), 0, 'nothing left to do');
     for (const i of ['registro-imprese', 'inps']) {
       assert.equal(after[i].protocol, rows[i].protocol, `${i}'s protocol number is unchanged`);
     }
     await checks.check(page, 'corrected', { response });
+  } finally {
+    await context.close();
+  }
+  checks.assertClean();
+});
+
+test('Giuseppe Verdi, authorised at INPS only, is told on every page of the journey and cannot send', async () => {
+  const checks = new PageChecks('not-authorised');
+  const context = await newContext(browser, 'verdi');
+  try {
+    const page = await newPage(context);
+    await visit(page, `/servizi/${SERVICE}`);
+    await clickThrough(page, button(page, 'Inizia la compilazione'));
+    const tasksPath = new URL(page.url()).pathname;
+    assert.match(tasksPath, /^\/pratiche\/[^/]+\/compila$/, `starting led to ${page.url()}`);
+    const warned = async (where) => {
+      const warning = page.getByRole('region', { name: 'Non puoi ancora inviare questa pratica' });
+      assert.equal(await warning.count(), 1, `${where}: the warning is there`);
+      const text = await warning.innerText();
+      assert.match(text, new RegExp(`${INSTITUTIONS.inail}: non risulti ancora abilitato`), `${where}: names INAIL`);
+      assert.doesNotMatch(text, new RegExp(`${INSTITUTIONS.inps}: non risulti`), `${where}: INPS said yes`);
+      assert.match(text, /la bozza resta salvata/, `${where}: the draft is kept`);
+      const how = warning.getByRole('link', { name: `Come ottenere l'abilitazione presso ${INSTITUTIONS.inail} (sito dell'ente)` });
+      assert.equal(await how.getAttribute('href'), 'https://www.inail.it', `${where}: where to obtain it`);
+    };
+    await warned('the task list');
+    await checks.check(page, 'tasks');
+    await clickThrough(page, link(page, SECTIONS[0].title));
+    await warned('a section');
+    await checks.check(page, 'section');
+    await visit(page, tasksPath.replace('/compila', '/riepilogo'));
+    await warned('check answers');
+    assert.equal(await button(page, 'Invia la pratica').count(), 0, 'no send button while INAIL says no');
+    assert.match(await page.locator('main').innerText(), /Potrai inviare la pratica quando risulterai abilitato/);
+    await checks.check(page, 'review');
   } finally {
     await context.close();
   }

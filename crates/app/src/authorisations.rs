@@ -66,20 +66,21 @@ pub async fn for_service(core: &Core, service: &Service, holder: &CodiceFiscale)
     }
 }
 
-/// Refuses a submission unless `holder` may file for `business` at every recipient of the
-/// service (when authorisations are checked here).
-pub async fn check_submission(
+/// The recipients of the service where `holder` may not (or could not now be found to) file
+/// for `business`, or for any business while none is chosen; empty when authorisations are
+/// not checked here. The journey shows them on every page; sending refuses on them.
+pub async fn refusals(
     core: &Core,
     holder: &CodiceFiscale,
     service_id: &str,
     business: Option<&String>,
-) -> Result<(), AppError> {
+) -> Vec<InstitutionRefusal> {
     let (Some(checker), Some(service)) = (&core.authorisations, core.catalog.service(service_id)) else {
-        return Ok(());
+        return Vec::new();
     };
     let institutions: Vec<String> = service.recipients.iter().map(|r| r.institution.clone()).collect();
     let answers = checker.check_all(&institutions, holder.as_str()).await;
-    let missing: Vec<InstitutionRefusal> = answers
+    answers
         .into_iter()
         .filter_map(|(institution, answer)| {
             let allowed = match business {
@@ -95,11 +96,23 @@ pub async fn check_submission(
             Some(InstitutionRefusal {
                 name: known.map_or_else(|| domain::text::Text::same(&institution), |i| i.name.clone()),
                 help: known.map(|i| i.authorisation_help.clone()).unwrap_or_default(),
+                url: known.and_then(|i| i.authorisation_url.clone()),
                 institution,
                 status,
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Refuses a submission unless `holder` may file for `business` at every recipient of the
+/// service (when authorisations are checked here).
+pub async fn check_submission(
+    core: &Core,
+    holder: &CodiceFiscale,
+    service_id: &str,
+    business: Option<&String>,
+) -> Result<(), AppError> {
+    let missing = refusals(core, holder, service_id, business).await;
     if missing.is_empty() {
         Ok(())
     } else {

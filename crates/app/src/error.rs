@@ -20,6 +20,8 @@ pub struct InstitutionRefusal {
     pub status: &'static str,
     /// How to obtain the authorisation, from the catalog.
     pub help: Text,
+    /// The institution's page about it, from the catalog.
+    pub url: Option<String>,
 }
 
 /// A refusal of a use case. Every refusal changes nothing.

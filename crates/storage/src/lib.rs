@@ -92,11 +92,14 @@ mod tests {
     fn an_unreadable_state_stops_the_practice_from_moving_instead_of_being_skipped() {
         let states = |s: &[&str]| s.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
         let moved = practice_follows("in_progress", &states(&["accepted", "rejected"])).expect("readable");
-        assert_eq!(moved.map(|(next, _)| next), Some(PracticeState::Completed));
+        assert_eq!(moved, Some(PracticeState::ToCorrect));
         // Without the unreadable row the others would all have outcomes: it must not be dropped.
         let corrupt = practice_follows("in_progress", &states(&["accepted", "lost-in-migration"]));
         assert!(matches!(corrupt, Err(StoreError::Corrupt(m)) if m.contains("lost-in-migration")));
         assert!(matches!(practice_follows("??", &states(&["accepted"])), Err(StoreError::Corrupt(_))));
         assert_eq!(practice_follows("in_progress", &states(&["accepted", "delivered"])).expect("readable"), None);
+        assert_eq!(practice_follows("to_correct", &states(&["accepted", "rejected"])).expect("readable"), None);
+        let corrected = practice_follows("in_progress", &states(&["accepted", "accepted"])).expect("readable");
+        assert_eq!(corrected, Some(PracticeState::Completed));
     }
 }

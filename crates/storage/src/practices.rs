@@ -14,19 +14,21 @@ use crate::*;
 /// The practice's next state once its deliveries changed, from the states as stored (shared
 /// by both adapters). `None`: the practice stays as it is. A state that cannot be read is an
 /// error, never skipped: a practice must not complete because one of its rows was ignored.
-pub(crate) fn practice_follows(
-    current: &str,
-    delivery_states: &[String],
-) -> Result<Option<(PracticeState, domain::practice::PracticeEvent)>, StoreError> {
-    let states = delivery_states
+/// Delivery states as stored; one the domain does not know stops the caller instead of being skipped.
+fn delivery_states_of(stored: &[String]) -> Result<Vec<DeliveryState>, StoreError> {
+    stored
         .iter()
         .map(|s| DeliveryState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("delivery state `{s}`"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let Some(event) = domain::practice::practice_event_for(&states) else { return Ok(None) };
+        .collect()
+}
+
+pub(crate) fn practice_follows(current: &str, delivery_states: &[String]) -> Result<Option<PracticeState>, StoreError> {
+    let states = delivery_states_of(delivery_states)?;
+    let Some(progress) = domain::practice::Progress::of(&states) else { return Ok(None) };
     let current =
         PracticeState::parse(current).ok_or_else(|| StoreError::Corrupt(format!("practice state `{current}`")))?;
-    // A transition the practice's state does not allow (already completed, say) changes nothing.
-    Ok(current.apply(event).ok().map(|next| (next, event)))
+    // A transition the practice's state does not allow (archived, say) changes nothing.
+    Ok(current.apply(PracticeEvent::Progressed(progress)).ok().filter(|next| *next != current))
 }
 
 /// What a collaborator acting under a sub-delegation sees of the grantor's practices: those
@@ -64,10 +66,10 @@ impl ScopeFilter {
 pub struct DeskSummary {
     /// Practices per state; a state with none is absent.
     pub counts: Vec<(PracticeState, u64)>,
-    /// Reference numbers of drafts back from sending because no institution was reached.
-    pub to_resend: Vec<String>,
-    /// Deliveries failed, rejected or without news, with their practice's reference number.
-    pub attention: Vec<(String, Delivery)>,
+    /// Drafts back from sending because no institution was reached, with their reference numbers.
+    pub to_resend: Vec<(PracticeId, String)>,
+    /// Deliveries failed, rejected or without news, with their practice's id and reference number.
+    pub attention: Vec<(PracticeId, String, Delivery)>,
 }
 
 impl DeskSummary {
@@ -78,9 +80,20 @@ impl DeskSummary {
     /// The summary from what both adapters read: each state must be one the domain knows.
     pub(crate) fn from_rows(
         counts: Vec<(String, i64)>,
-        to_resend: Vec<Option<String>>,
-        attention: Vec<(String, Delivery)>,
+        to_resend: Vec<(String, Option<String>)>,
+        attention: Vec<(String, String, Delivery)>,
     ) -> Result<Self, StoreError> {
+        let practice_id =
+            |id: String| PracticeId::parse(&id).ok_or_else(|| StoreError::Corrupt(format!("practice id `{id}`")));
+        let attention = attention
+            .into_iter()
+            .map(|(id, reference, delivery)| Ok((practice_id(id)?, reference, delivery)))
+            .collect::<Result<_, StoreError>>()?;
+        let to_resend = to_resend
+            .into_iter()
+            .filter_map(|(id, reference)| reference.map(|r| (id, r)))
+            .map(|(id, reference)| Ok((practice_id(id)?, reference)))
+            .collect::<Result<_, StoreError>>()?;
         let counts = counts
             .into_iter()
             .map(|(state, n)| {
@@ -89,7 +102,7 @@ impl DeskSummary {
                 Ok((state, u64::try_from(n).unwrap_or(0)))
             })
             .collect::<Result<_, StoreError>>()?;
-        Ok(Self { counts, to_resend: to_resend.into_iter().flatten().collect(), attention })
+        Ok(Self { counts, to_resend, attention })
     }
 }
 
@@ -260,9 +273,9 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<DeskSummary, StoreError>;
 
-    /// Archives a draft or a completed practice (`archive`), or brings an archived one back
-    /// (to the drafts if it was never sent, else to the completed). The domain decides what
-    /// is legal; `WrongState` otherwise.
+    /// Archives a draft or a sent practice whose deliveries have all ended (`archive`), or
+    /// brings an archived one back (to the drafts if it was never sent, else to where its
+    /// deliveries stand). The domain decides what is legal; `WrongState` otherwise.
     async fn set_archived(
         &self,
         owner: &CodiceFiscale,
@@ -273,11 +286,15 @@ pub trait PracticeStore: Send + Sync + std::fmt::Debug {
 }
 
 /// The state a practice moves to when archived or brought back, if the domain allows it.
-pub(crate) fn archive_target(practice: &Practice, archive: bool) -> Result<PracticeState, StoreError> {
+pub(crate) fn archive_target(
+    practice: &Practice,
+    archive: bool,
+    delivery_states: &[String],
+) -> Result<PracticeState, StoreError> {
     let event = if archive {
         PracticeEvent::Archive
     } else {
-        PracticeEvent::Unarchive { was_submitted: practice.reference.is_some() }
+        PracticeEvent::Unarchive(domain::practice::Progress::of(&delivery_states_of(delivery_states)?))
     };
     practice.state.apply(event).map_err(|_| StoreError::WrongState(practice.state))
 }

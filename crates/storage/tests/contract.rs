@@ -147,6 +147,7 @@ contract!(
     retries_wait_until_due,
     no_recipient_reached_returns_to_drafts,
     resend_touches_one_recipient_only,
+    a_rejection_or_a_failure_is_the_practices_state_until_mended,
     silent_institutions_are_polled_on_schedule,
     status_addresses_values_and_silence_are_kept,
     waiting_filings_are_held_until_the_first_is_accepted_and_take_its_values,
@@ -549,6 +550,58 @@ async fn resend_touches_one_recipient_only(b: Backend) {
     assert_eq!(state_of(&b, id, "inail").await, DeliveryState::Queued);
 }
 
+async fn a_rejection_or_a_failure_is_the_practices_state_until_mended(b: Backend) {
+    let outcome = |accepted: bool, n: &str| {
+        let rejection = (!accepted).then(|| Rejection {
+            reasons: vec!["descrizione mancante".into()],
+            fields: vec!["inail.work_processes".into()],
+        });
+        let protocol_number = accepted.then(|| format!("P-{n}"));
+        let mut update = DeliveryUpdate::new(DeliveryEvent::Outcome { accepted, protocol_number, rejection }, NOW);
+        update.message_id = Some(format!("outcome-{n}"));
+        update
+    };
+    let store = &b.store;
+    let state = |id| async move { store.practice(&holder(), id).await.expect("read").state };
+    let id = submitted(&b).await;
+    b.store.record(&key(id, "registro-imprese"), &outcome(true, &format!("ri-{id}"))).await.expect("ri");
+    b.store.record(&key(id, "inail"), &outcome(false, &format!("inail-{id}"))).await.expect("inail");
+    assert_eq!(state(id).await, PracticeState::ToCorrect, "a rejection is named while others are on their way");
+    b.store.record(&key(id, "inps"), &outcome(true, &format!("inps-{id}"))).await.expect("inps");
+    assert_eq!(state(id).await, PracticeState::ToCorrect, "never completed with a rejection");
+    let listed = PracticeQuery { state: Some(PracticeState::ToCorrect), limit: 50, ..Default::default() };
+    assert!(b.store.list(&holder(), &listed).await.expect("list").iter().any(|p| p.id == id));
+    let search = PracticeSearch { state: Some(PracticeState::ToCorrect), ..Default::default() };
+    assert!(b.store.search(&holder(), &search).await.expect("search").practices.iter().any(|p| p.id == id));
+    // Given up and brought back, it still says what it needs.
+    b.store.set_archived(&holder(), id, true, NOW).await.expect("archive");
+    assert_eq!(b.store.set_archived(&holder(), id, false, NOW).await.expect("back").state, PracticeState::ToCorrect);
+    // Corrected and sent again: on its way, then completed when accepted.
+    let data = PracticeData::from([("inail.work_processes".to_string(), "Bar".to_string())]);
+    let payload = serde_json::json!({"lavorazioni": {"descrizione": "Bar"}});
+    b.store.resend(&holder(), &key(id, "inail"), Some((&data, &payload)), NOW).await.expect("corrected");
+    assert_eq!(state(id).await, PracticeState::InProgress);
+    let mut accepted = outcome(true, &format!("inail-again-{id}"));
+    accepted.revision = Some(1);
+    b.store.record(&key(id, "inail"), &accepted).await.expect("accepted");
+    assert_eq!(state(id).await, PracticeState::Completed);
+
+    // A failure while another institution answers: to be sent again, then on its way.
+    let id = submitted(&b).await;
+    for c in b.store.claim_due(NOW, LEASE, 10).await.expect("claim").into_iter().filter(|c| c.key.practice_id == id) {
+        let event = match c.key.institution.as_str() {
+            "inps" => DeliveryEvent::Failed { reason: "503".into() },
+            _ => DeliveryEvent::Sent { protocol_number: None },
+        };
+        let mut update = DeliveryUpdate::new(event, NOW);
+        update.fence = Some(c.fence);
+        b.store.record(&c.key, &update).await.expect("record");
+    }
+    assert_eq!(state(id).await, PracticeState::ToResend);
+    b.store.resend(&holder(), &key(id, "inps"), None, NOW).await.expect("resend");
+    assert_eq!(state(id).await, PracticeState::InProgress);
+}
+
 async fn silent_institutions_are_polled_on_schedule(b: Backend) {
     let id = submitted(&b).await;
     let first_poll = NOW + time::Duration::seconds(10);
@@ -629,7 +682,7 @@ async fn status_addresses_values_and_silence_are_kept(b: Backend) {
     assert!(matches!(b.store.record(&key(id, "inail"), &no_news).await.expect("no news"), Recorded::Applied(_)));
     assert!(b.store.silent_since("inail", cutoff, 10).await.expect("silent").is_empty(), "marked once");
     let practice = b.other.practice(&holder(), id).await.expect("practice");
-    assert_eq!(practice.state, PracticeState::InProgress, "no news is not an outcome");
+    assert_eq!(practice.state, PracticeState::ToResend, "no news is not an outcome: the user is asked to resend");
     // Resent: queued again with the same revision; late news from before still counts.
     let resent = b.store.resend(&holder(), &key(id, "inail"), None, cutoff).await.expect("resend");
     assert_eq!((resent.state(), resent.status.revision, resent.last_news_at), (DeliveryState::Queued, 0, None));
@@ -664,7 +717,7 @@ async fn waiting_filings_are_held_until_the_first_is_accepted_and_take_its_value
     b.store.record(&key(id, "registro-imprese"), &rejected).await.expect("rejected");
     assert_eq!(state_of(&b, id, "inail").await, DeliveryState::Waiting, "held");
     let practice = b.other.practice(&holder(), id).await.expect("practice");
-    assert_eq!(practice.state, PracticeState::InProgress, "a rejection to correct, not a return to drafts");
+    assert_eq!(practice.state, PracticeState::ToCorrect, "a rejection to correct, not a return to drafts");
     // Corrected and accepted, with the REA number: the others go, with it in their payload.
     let data: PracticeData = [("business.name".to_string(), "Bar Roma".to_string())].into_iter().collect();
     let corrected = serde_json::json!({"for": "registro-imprese", "pec": "ok"});
@@ -1012,13 +1065,15 @@ async fn the_desk_summary_counts_every_state_and_lists_what_needs_the_owner(b: B
     b.store.create_draft(&draft(&stranger(), &[])).await.expect("someone else's");
 
     let summary = b.store.desk_summary(&holder(), None, 50).await.expect("summary");
-    assert_eq!((summary.count(PracticeState::Draft), summary.count(PracticeState::InProgress)), (2, 1));
-    assert_eq!(summary.count(PracticeState::Completed), 0);
+    assert_eq!((summary.count(PracticeState::Draft), summary.count(PracticeState::InProgress)), (2, 0));
+    // A failure the owner must act on names the practice's state, even with others on their way.
+    assert_eq!((summary.count(PracticeState::ToResend), summary.count(PracticeState::Completed)), (1, 0));
     let store = &b.store;
     let reference = |id| async move { store.practice(&holder(), id).await.expect("p").reference.expect("ref") };
-    assert_eq!(summary.to_resend, vec![reference(unreached).await.to_string()]);
+    assert_eq!(summary.to_resend, vec![(unreached, reference(unreached).await.to_string())]);
     assert_eq!(summary.attention.len(), 1, "{:?}", summary.attention);
-    let (of, delivery) = &summary.attention[0];
+    let (practice, of, delivery) = &summary.attention[0];
+    assert_eq!(*practice, partly);
     assert_eq!((of.as_str(), delivery.institution.as_str()), (reference(partly).await.to_string().as_str(), "inps"));
     assert_eq!(delivery.state(), DeliveryState::Failed);
     // Bounded, and a delegation covering nothing sees nothing.

@@ -496,6 +496,7 @@ mod tests {
             name: Text::same("INAIL"),
             status: "not_authorised",
             help: Text::default(),
+            url: None,
         };
         let cases: Vec<(AppError, u16)> = vec![
             (AppError::NotFound, 404),

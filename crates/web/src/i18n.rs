@@ -240,6 +240,7 @@ mod tests {
         }
         for state in domain::practice::PracticeState::ALL {
             used.push(("practice states".into(), format!("state-{}", state.as_str())));
+            used.push(("practice states".into(), format!("practices-tab-{}", state.as_str())));
         }
         let missing: Vec<String> = used
             .iter()

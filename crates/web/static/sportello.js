@@ -37,7 +37,7 @@
     var last = null;
     source.addEventListener("update", function (event) {
       if (last !== null && event.data !== last) {
-        refreshRegions(["stato-pratica", "destinatari", "cronologia"], announce);
+        refreshRegions(["problema-pratica", "stato-pratica", "destinatari", "cronologia"], announce);
       }
       last = event.data;
     });

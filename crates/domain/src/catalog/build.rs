@@ -122,6 +122,13 @@ fn build_institution(
     }
     r.text(&raw.name, "name");
     r.text(&raw.authorisation_help, "authorisation_help");
+    if let Some(url) = &raw.authorisation_url {
+        let address = url.get_ref();
+        let host = address.strip_prefix("https://").map(|rest| rest.split('/').next().unwrap_or_default());
+        if !host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace)) {
+            r.at(url.span().start, format!("authorisation_url `{address}` must be an https address"));
+        }
+    }
     let mut filings: Vec<FilingKind> = Vec::new();
     for rf in &raw.filings {
         if let Some(filing) = build_filing(rf, &id, dictionary, &filings, r) {
@@ -139,6 +146,7 @@ fn build_institution(
         id,
         name: raw.name.get_ref().clone(),
         authorisation_help: raw.authorisation_help.get_ref().clone(),
+        authorisation_url: raw.authorisation_url.as_ref().map(|u| u.get_ref().clone()),
         filings,
         routing,
         provides: raw.provides.clone(),

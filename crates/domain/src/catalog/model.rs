@@ -116,6 +116,8 @@ pub struct Institution {
     pub name: Text,
     /// How to obtain the authorisation to file online there.
     pub authorisation_help: Text,
+    /// The institution's own page on obtaining it (https).
+    pub authorisation_url: Option<String>,
     pub filings: Vec<FilingKind>,
     /// Which office a filing goes to, when the institution has several ("competenza
     /// territoriale").

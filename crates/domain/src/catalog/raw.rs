@@ -59,6 +59,9 @@ pub(super) struct RawInstitution {
     pub(super) id: Spanned<String>,
     pub(super) name: Spanned<Text>,
     pub(super) authorisation_help: Spanned<Text>,
+    /// Where the institution explains how to obtain it (an https address).
+    #[serde(default)]
+    pub(super) authorisation_url: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) filings: Vec<Spanned<RawFiling>>,
     pub(super) routing: Option<RawRouting>,

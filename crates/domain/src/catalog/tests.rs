@@ -148,3 +148,14 @@ fn bad_field_definitions_are_refused() {
         errors_of(&with_replaced("dictionary.toml", "max_length = 80\n", "max_length = 80\ncolour = \"red\"\n"));
     assert!(errors.iter().any(|e| e.contains("unknown field `colour`")), "{errors:?}");
 }
+
+#[test]
+fn an_authorisation_address_must_be_https() {
+    let shipped = Catalog::from_sources(&shipped_sources()).expect("shipped catalog");
+    let inps = shipped.institution("inps").expect("inps");
+    assert_eq!(inps.authorisation_url.as_deref(), Some("https://www.inps.it"));
+    let plain = "authorisation_url = \"http://www.inps.it\"";
+    let errors =
+        errors_of(&with_replaced("institutions/inps.toml", "authorisation_url = \"https://www.inps.it\"", plain));
+    assert!(errors.iter().any(|e| e.contains("must be an https address")), "{errors:?}");
+}

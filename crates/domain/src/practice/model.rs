@@ -71,19 +71,28 @@ pub enum PracticeState {
     Draft,
     /// "In corso": sent; recipients are working through their deliveries.
     InProgress,
-    /// Every recipient has given its outcome.
+    /// "Da correggere": an institution rejected its filing; the user corrects it and sends it
+    /// again to that institution alone.
+    ToCorrect,
+    /// "Da inviare di nuovo": a filing could not be delivered, or its institution said nothing
+    /// within the deadline; the user sends it again.
+    ToResend,
+    /// "Completata": every recipient accepted its filing.
     Completed,
     /// Put aside by the user; can be brought back.
     Archived,
 }
 
 impl PracticeState {
-    pub const ALL: [PracticeState; 4] = [Self::Draft, Self::InProgress, Self::Completed, Self::Archived];
+    pub const ALL: [PracticeState; 6] =
+        [Self::Draft, Self::InProgress, Self::ToCorrect, Self::ToResend, Self::Completed, Self::Archived];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Draft => "draft",
             Self::InProgress => "in_progress",
+            Self::ToCorrect => "to_correct",
+            Self::ToResend => "to_resend",
             Self::Completed => "completed",
             Self::Archived => "archived",
         }
@@ -99,14 +108,12 @@ impl PracticeState {
         use PracticeState as S;
         let next = match (self, event) {
             (S::Draft, E::Submit) => S::InProgress,
-            (S::InProgress, E::AllOutcomesKnown) => S::Completed,
-            // Not delivered to any recipient for technical reasons: back to the drafts.
-            (S::InProgress, E::NoRecipientReached) => S::Draft,
+            (S::InProgress | S::ToCorrect | S::ToResend | S::Completed, E::Progressed(progress)) => progress.state(),
             // A failed or corrected filing sent again to its recipient alone.
-            (S::InProgress | S::Completed, E::Resent) => S::InProgress,
-            (S::Draft | S::Completed, E::Archive) => S::Archived,
-            (S::Archived, E::Unarchive { was_submitted: true }) => S::Completed,
-            (S::Archived, E::Unarchive { was_submitted: false }) => S::Draft,
+            (S::InProgress | S::ToCorrect | S::ToResend, E::Resent) => S::InProgress,
+            (S::Draft | S::ToCorrect | S::ToResend | S::Completed, E::Archive) => S::Archived,
+            (S::Archived, E::Unarchive(None)) => S::Draft,
+            (S::Archived, E::Unarchive(Some(progress))) => progress.state(),
             (from, event) => return Err(IllegalTransition { from, event }),
         };
         Ok(next)
@@ -116,17 +123,72 @@ impl PracticeState {
     pub fn is_editable(self) -> bool {
         self == Self::Draft
     }
+
+    /// Whether the user has something to do before the practice can complete.
+    pub fn needs_the_user(self) -> bool {
+        matches!(self, Self::ToCorrect | Self::ToResend)
+    }
+}
+
+/// Where a sent practice's deliveries stand, taken together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Recipients are still working through their deliveries, and none needs the user.
+    Working,
+    /// No recipient could be reached for technical reasons: back to the drafts, to be sent again.
+    NobodyReached,
+    /// At least one institution rejected its filing.
+    Rejected,
+    /// At least one filing failed or is without news (and none was rejected).
+    Undelivered,
+    /// Every recipient accepted.
+    AllAccepted,
+}
+
+impl Progress {
+    /// The progress of deliveries that stand as `states`; `None` for a practice without any.
+    pub fn of(states: &[DeliveryState]) -> Option<Progress> {
+        use DeliveryState as D;
+        if states.is_empty() {
+            return None;
+        }
+        let progress = if states.iter().all(|s| matches!(s, D::Failed | D::Waiting)) && states.contains(&D::Failed) {
+            // Those that wait can only wait for one that failed: nobody was reached.
+            Progress::NobodyReached
+        } else if states.contains(&D::Rejected) {
+            Progress::Rejected
+        } else if states.iter().any(|s| matches!(s, D::Failed | D::NoNews)) {
+            Progress::Undelivered
+        } else if states.iter().all(|s| *s == D::Accepted) {
+            Progress::AllAccepted
+        } else {
+            Progress::Working
+        };
+        Some(progress)
+    }
+
+    /// The practice's state for this progress.
+    pub fn state(self) -> PracticeState {
+        match self {
+            Self::Working => PracticeState::InProgress,
+            Self::NobodyReached => PracticeState::Draft,
+            Self::Rejected => PracticeState::ToCorrect,
+            Self::Undelivered => PracticeState::ToResend,
+            Self::AllAccepted => PracticeState::Completed,
+        }
+    }
 }
 
 /// Something that happens to a practice as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PracticeEvent {
     Submit,
-    AllOutcomesKnown,
-    NoRecipientReached,
+    /// One of its deliveries moved; the practice follows where they stand together.
+    Progressed(Progress),
     Resent,
     Archive,
-    Unarchive { was_submitted: bool },
+    /// Brought back from the archive: `None` if it was never sent, else where its deliveries stand.
+    Unarchive(Option<Progress>),
 }
 
 /// An event that the practice's state does not allow.

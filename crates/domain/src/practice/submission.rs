@@ -8,7 +8,6 @@ use time::{Date, OffsetDateTime};
 use super::model::*;
 use super::values::*;
 use crate::catalog::{Catalog, FilingKind};
-use crate::delivery::DeliveryState;
 use crate::identifiers::CodiceFiscale;
 use crate::validation::{FieldError, Reason};
 
@@ -180,21 +179,4 @@ pub fn prepare_submission(
         });
     }
     Ok(Submission { data, filings, submitted_at: now, actor: practice.owner.clone() })
-}
-
-/// What the practice as a whole becomes once its deliveries stand as `states`, if anything.
-pub fn practice_event_for(states: &[DeliveryState]) -> Option<PracticeEvent> {
-    if states.is_empty() {
-        None
-    } else if states.iter().all(|s| matches!(s, DeliveryState::Failed | DeliveryState::Waiting))
-        && states.contains(&DeliveryState::Failed)
-    {
-        // Those that wait can only wait for one that failed: nobody was reached.
-        // Not delivered to any recipient: back to the drafts, to be sent again.
-        Some(PracticeEvent::NoRecipientReached)
-    } else if states.iter().all(|s| s.is_outcome()) {
-        Some(PracticeEvent::AllOutcomesKnown)
-    } else {
-        None
-    }
 }

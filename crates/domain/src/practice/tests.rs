@@ -19,24 +19,35 @@ fn spec(id: &str, kind: FieldKind) -> FieldSpec {
 fn state_machine_allows_only_the_lifecycle() {
     use PracticeEvent as E;
     use PracticeState as S;
+    use Progress as P;
     assert_eq!(S::Draft.apply(E::Submit), Ok(S::InProgress));
-    assert_eq!(S::InProgress.apply(E::AllOutcomesKnown), Ok(S::Completed));
-    assert_eq!(S::InProgress.apply(E::NoRecipientReached), Ok(S::Draft));
-    assert_eq!(S::Completed.apply(E::Resent), Ok(S::InProgress));
+    assert_eq!(S::InProgress.apply(E::Progressed(P::AllAccepted)), Ok(S::Completed));
+    assert_eq!(S::InProgress.apply(E::Progressed(P::Rejected)), Ok(S::ToCorrect));
+    assert_eq!(S::InProgress.apply(E::Progressed(P::Undelivered)), Ok(S::ToResend));
+    assert_eq!(S::InProgress.apply(E::Progressed(P::NobodyReached)), Ok(S::Draft));
+    assert_eq!(S::ToCorrect.apply(E::Resent), Ok(S::InProgress));
+    assert_eq!(S::ToResend.apply(E::Resent), Ok(S::InProgress));
+    assert_eq!(S::ToCorrect.apply(E::Progressed(P::AllAccepted)), Ok(S::Completed), "corrected and accepted");
     assert!(S::Draft.apply(E::Resent).is_err());
+    assert!(S::Completed.apply(E::Resent).is_err(), "nothing left to send again");
     assert_eq!(S::Completed.apply(E::Archive), Ok(S::Archived));
-    assert_eq!(S::Archived.apply(E::Unarchive { was_submitted: true }), Ok(S::Completed));
-    assert_eq!(S::Archived.apply(E::Unarchive { was_submitted: false }), Ok(S::Draft));
+    assert_eq!(S::ToCorrect.apply(E::Archive), Ok(S::Archived), "a rejection may be given up");
+    assert_eq!(S::Archived.apply(E::Unarchive(Some(P::AllAccepted))), Ok(S::Completed));
+    assert_eq!(S::Archived.apply(E::Unarchive(Some(P::Rejected))), Ok(S::ToCorrect), "still to correct");
+    assert_eq!(S::Archived.apply(E::Unarchive(None)), Ok(S::Draft));
     for illegal in [
         (S::InProgress, E::Submit),
         (S::Completed, E::Submit),
+        (S::ToCorrect, E::Submit),
         (S::Archived, E::Submit),
-        (S::Draft, E::AllOutcomesKnown),
+        (S::Draft, E::Progressed(P::AllAccepted)),
+        (S::Archived, E::Progressed(P::Rejected)),
         (S::InProgress, E::Archive),
-        (S::Draft, E::Unarchive { was_submitted: false }),
+        (S::Draft, E::Unarchive(None)),
     ] {
         assert!(illegal.0.apply(illegal.1).is_err(), "{illegal:?}");
     }
+    assert!(S::ToCorrect.needs_the_user() && S::ToResend.needs_the_user() && !S::Completed.needs_the_user());
 }
 
 #[test]
@@ -265,12 +276,18 @@ fn a_catalog_rule_mistake_names_file_line_and_column() {
 #[test]
 fn practice_follows_its_deliveries() {
     use crate::delivery::DeliveryState as S;
-    assert_eq!(practice_event_for(&[S::Failed, S::Failed, S::Failed]), Some(PracticeEvent::NoRecipientReached));
-    assert_eq!(practice_event_for(&[S::Failed, S::TakenInCharge, S::Failed]), None);
-    assert_eq!(practice_event_for(&[S::Accepted, S::Rejected]), Some(PracticeEvent::AllOutcomesKnown));
-    assert_eq!(practice_event_for(&[S::Accepted, S::Failed]), None);
-    assert_eq!(practice_event_for(&[S::NoNews, S::Accepted]), None, "no news is not an outcome");
-    assert_eq!(practice_event_for(&[S::Failed, S::Waiting]), Some(PracticeEvent::NoRecipientReached));
-    assert_eq!(practice_event_for(&[S::Rejected, S::Waiting]), None, "held until corrected");
-    assert_eq!(practice_event_for(&[S::Waiting, S::Waiting]), None);
+    use Progress as P;
+    assert_eq!(Progress::of(&[]), None);
+    assert_eq!(Progress::of(&[S::Failed, S::Failed, S::Failed]), Some(P::NobodyReached));
+    assert_eq!(Progress::of(&[S::Failed, S::Waiting]), Some(P::NobodyReached));
+    assert_eq!(Progress::of(&[S::Failed, S::TakenInCharge, S::Failed]), Some(P::Undelivered), "a failure is told");
+    assert_eq!(Progress::of(&[S::Accepted, S::Rejected]), Some(P::Rejected), "not completed");
+    assert_eq!(Progress::of(&[S::Rejected, S::Delivered]), Some(P::Rejected), "told as soon as it comes");
+    assert_eq!(Progress::of(&[S::Rejected, S::Failed]), Some(P::Rejected), "the correction comes first");
+    assert_eq!(Progress::of(&[S::Accepted, S::Failed]), Some(P::Undelivered));
+    assert_eq!(Progress::of(&[S::NoNews, S::Accepted]), Some(P::Undelivered), "no news is not an outcome");
+    assert_eq!(Progress::of(&[S::Rejected, S::Waiting]), Some(P::Rejected), "held until corrected");
+    assert_eq!(Progress::of(&[S::Waiting, S::Waiting]), Some(P::Working));
+    assert_eq!(Progress::of(&[S::Accepted, S::TakenInCharge]), Some(P::Working));
+    assert_eq!(Progress::of(&[S::Accepted, S::Accepted]), Some(P::AllAccepted));
 }

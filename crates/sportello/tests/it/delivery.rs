@@ -321,7 +321,7 @@ async fn one_institution_down_then_resent_to_it_alone() {
                 && s.get("registro-imprese").map(String::as_str) == Some("accepted")
         })
         .await;
-    assert_eq!(p["state"], "in_progress", "not every recipient has an outcome");
+    assert_eq!(p["state"], "to_resend", "a failed recipient is the user's to send again");
     let inps = p["deliveries"].as_array().and_then(|ds| ds.iter().find(|d| d["institution"] == "inps")).expect("inps");
     assert!(inps["last_error"].as_str().unwrap_or_default().contains("503"), "{inps}");
     assert_eq!(inps["attempts"], 3);
@@ -389,6 +389,17 @@ async fn a_rejected_filing_is_corrected_and_resent_alone() {
     let inail =
         p["deliveries"].as_array().and_then(|ds| ds.iter().find(|d| d["institution"] == "inail")).expect("inail");
     assert_eq!(inail["rejection"]["fields"], json!(["inail.work_processes"]), "mapped back to the catalog field");
+    assert_eq!(p["state"], "to_correct", "a rejected practice is never called completed");
+    let listed: Value = w
+        .client()
+        .get(w.url("/api/v1/practices?state=to_correct"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert!(listed.to_string().contains(&id), "listed among those to correct: {listed}");
     // Only the fields at fault may be corrected.
     let r = w
         .client()
@@ -407,6 +418,7 @@ async fn a_rejected_filing_is_corrected_and_resent_alone() {
         .expect("resend");
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
     let p = w.wait_for(&id, "INAIL accepted", |p| all_in(p, "accepted")).await;
+    assert_eq!(p["state"], "completed", "completed once corrected and accepted");
     assert_eq!(p["data"]["inail.work_processes"], "Somministrazione di alimenti e bevande al banco");
     let inail =
         p["deliveries"].as_array().and_then(|ds| ds.iter().find(|d| d["institution"] == "inail")).expect("inail");
@@ -564,6 +576,38 @@ async fn a_holder_not_authorised_at_inail_cannot_submit_to_inail() {
     let p = w.practice(id).await;
     assert_eq!(p["state"], "draft");
     assert!(p["reference"].is_null());
+
+    // The desk's journey keeps saying so, naming INAIL, what to do and where, and that the
+    // draft is kept; check answers offers no "Invia".
+    let mut browser = crate::desk::Browser::with(w.url(""), &w.ca_pem, Some(&w.holder));
+    for page in [format!("/pratiche/{id}/compila"), format!("/pratiche/{id}/sezioni/inail")] {
+        let (status, _, html) = browser.get(&page).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(html.contains("Non puoi ancora inviare questa pratica"), "{page}: {html}");
+        assert!(
+            html.contains(
+                "INAIL - Istituto Nazionale Assicurazione Infortuni sul Lavoro: non risulti ancora abilitato"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("href=\"https://www.inail.it\""), "{html}");
+        assert!(html.contains("la bozza resta salvata"), "{html}");
+        assert!(
+            !html.contains("INPS - Istituto Nazionale della Previdenza Sociale: non risulti"),
+            "INPS says yes: {html}"
+        );
+    }
+    let (_, _, review) = browser.get(&format!("/pratiche/{id}/riepilogo")).await;
+    assert!(review.contains("Non puoi ancora inviare questa pratica"), "{review}");
+    assert!(!review.contains("Invia la pratica</button>"), "no send button: {review}");
+    // Sent all the same (a form kept open): refused with a redirect, so a reload sends nothing.
+    let token = crate::desk::csrf(&browser.get(&format!("/pratiche/{id}/sezioni/inail")).await.2);
+    let declared = [("_csrf", token.as_str()), ("dichiarazione", "confermata")];
+    let (status, at, page) = browser.post(&format!("/pratiche/{id}/invia"), &declared).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(at.ends_with(&format!("/pratiche/{id}/riepilogo?rifiutata=1")), "redirected: {at}");
+    assert!(page.contains("La pratica non è stata inviata") && page.contains("non risulti ancora abilitato"), "{page}");
+    assert_eq!(w.practice(id).await["state"], "draft");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(w.sims.values().all(|s| s.count_of(id) == 0), "nothing sent");
     w.stop().await;

@@ -73,6 +73,16 @@ impl Browser {
             .then(|| self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
     }
 
+    /// Starts an empty "avvio-ditta-individuale" draft from its service page; returns the
+    /// draft's id and the session's form token.
+    async fn start_sole_trader(&mut self) -> (String, String) {
+        let (_, _, page) = self.get("/servizi/avvio-ditta-individuale").await;
+        let token = csrf(&page);
+        let fields = [("_csrf", token.as_str()), ("servizio", "avvio-ditta-individuale"), ("impresa", "")];
+        let (_, at, _) = self.post("/pratiche", &fields).await;
+        (at.trim_start_matches("/pratiche/").trim_end_matches("/compila").to_string(), token)
+    }
+
     pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
         let request = self.client.get(format!("{}{path}", self.base)).header("accept", "text/html");
         self.send(request).await
@@ -142,9 +152,9 @@ async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(api_practice(&app, &id).await["data"]["seat.street"], "Via Nazionale");
 
-    // "Save as draft" leaves for the task list, which says so.
+    // "Save as draft and leave" leaves the journey for the drafts, which say so.
     let (_, at, page) = browser.post(&section, &[("_csrf", &token), ("seat.cap", "00184"), ("azione", "bozza")]).await;
-    assert!(at.ends_with("/compila?salvata=1") && page.contains("Bozza salvata"), "{at}");
+    assert!(at.ends_with(&format!("/pratiche?stato=draft&salvata={id}")) && page.contains("Bozza salvata"), "{at}");
 
     // Every section in turn; the last one leads to "check your answers".
     let data = complete_start_data();
@@ -165,9 +175,17 @@ async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
         }
     }
 
+    // Sending asks for the declaration first: without it nothing is sent.
     let (status, at, page) = browser.post(&format!("/pratiche/{id}/invia"), &[("_csrf", &token)]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{at}");
+    assert!(page.contains("<a href=\"#dichiarazione\">Dichiarazione: conferma la dichiarazione"), "{page}");
+    assert_eq!(api_practice(&app, &id).await["state"], "draft", "nothing was sent");
+    let declared = [("_csrf", token.as_str()), ("dichiarazione", "confermata")];
+    let (status, at, page) = browser.post(&format!("/pratiche/{id}/invia"), &declared).await;
     assert_eq!(status, StatusCode::OK);
     assert!(at.ends_with("?inviata=1"), "{at}");
+    // The confirmation says what happens next, and that outcomes reach the business's PEC.
+    assert!(page.contains("Che cosa succede ora") && page.contains("(PEC) dell&#39;impresa: "), "{page}");
     let practice = api_practice(&app, &id).await;
     let reference = practice["reference"].as_str().expect("sent").to_string();
     assert!(page.contains(&format!("Il numero di riferimento è {reference}")), "{page}");
@@ -317,11 +335,7 @@ async fn acts_are_audited_and_audit_verify_names_a_tampered_record() {
 async fn a_change_from_check_answers_returns_there_after_saving() {
     let app = spawn_app().await;
     let mut browser = Browser::new(&app);
-    let (_, _, page) = browser.get("/servizi/avvio-ditta-individuale").await;
-    let token = csrf(&page);
-    let (_, at, _) =
-        browser.post("/pratiche", &[("_csrf", &token), ("servizio", "avvio-ditta-individuale"), ("impresa", "")]).await;
-    let id = at.trim_start_matches("/pratiche/").trim_end_matches("/compila").to_string();
+    let (id, token) = browser.start_sole_trader().await;
     // Check answers links each answer to its section, marked to come back.
     let (_, _, review) = browser.get(&format!("/pratiche/{id}/riepilogo")).await;
     let change = format!("/pratiche/{id}/sezioni/seat?ritorno=riepilogo#campo-seat-cap");
@@ -331,15 +345,53 @@ async fn a_change_from_check_answers_returns_there_after_saving() {
     assert!(section.contains("<input type=\"hidden\" name=\"ritorno\" value=\"riepilogo\">"), "{section}");
     // Saved from there: back to check answers; an invalid value keeps the way back.
     let section_path = format!("/pratiche/{id}/sezioni/seat");
+    let seat = [
+        ("seat.street", "Via Nazionale"),
+        ("seat.number", "10"),
+        ("seat.municipality", "Roma"),
+        ("seat.province", "RM"),
+    ];
     let fields = [("_csrf", token.as_str()), ("ritorno", "riepilogo"), ("azione", "continua")];
-    let (status, _, page) = browser.post(&section_path, &[fields.as_slice(), &[("seat.cap", "123")]].concat()).await;
+    let (status, _, page) =
+        browser.post(&section_path, &[fields.as_slice(), &seat, &[("seat.cap", "123")]].concat()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("name=\"ritorno\" value=\"riepilogo\""), "{page}");
-    let (status, at, _) = browser.post(&section_path, &[fields.as_slice(), &[("seat.cap", "00184")]].concat()).await;
+    let (status, at, _) =
+        browser.post(&section_path, &[fields.as_slice(), &seat, &[("seat.cap", "00184")]].concat()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(at.ends_with(&format!("/pratiche/{id}/riepilogo")), "{at}");
     // Without the mark, the next section follows as before.
     let plain = [("_csrf", token.as_str()), ("azione", "continua"), ("seat.cap", "00184")];
-    let (_, at, _) = browser.post(&section_path, &plain).await;
+    let (_, at, _) = browser.post(&section_path, &[plain.as_slice(), &seat].concat()).await;
     assert!(at.ends_with(&format!("/pratiche/{id}/sezioni/staff")), "{at}");
+}
+
+#[tokio::test]
+async fn continuing_stops_on_the_page_with_its_missing_answers_and_a_draft_leaves_as_it_is() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let (id, token) = browser.start_sole_trader().await;
+    let section = format!("/pratiche/{id}/sezioni/seat");
+    // Valid but incomplete: saved, yet "Salva e continua" stays with what is missing.
+    let typed = [("_csrf", token.as_str()), ("seat.street", "Via Nazionale"), ("seat.cap", "00184")];
+    let (status, at, page) = browser.post(&section, &[typed.as_slice(), &[("azione", "continua")]].concat()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{at}");
+    assert!(at.ends_with(&section), "{at}");
+    assert!(page.contains("href=\"#campo-seat-municipality\""), "the summary links the missing field: {page}");
+    assert!(page.contains("id=\"campo-seat-province-errore\""), "the message sits beside it: {page}");
+    assert!(!page.contains("#campo-business-name"), "only this page's answers: {page}");
+    let data = api_practice(&app, &id).await["data"].clone();
+    assert_eq!((data["seat.street"].as_str(), data["seat.cap"].as_str()), (Some("Via Nazionale"), Some("00184")));
+    // An institution's own limit is checked on its page too (INAIL: at least 20 characters).
+    let inail = format!("/pratiche/{id}/sezioni/inail");
+    let (status, _, page) = browser
+        .post(&inail, &[("_csrf", token.as_str()), ("inail.work_processes", "Bar"), ("azione", "continua")])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("servono almeno 20 caratteri"), "{page}");
+    // "Salva come bozza ed esci" keeps the draft as it is and leaves for the drafts.
+    let (status, at, page) = browser.post(&section, &[typed.as_slice(), &[("azione", "bozza")]].concat()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(at.ends_with(&format!("/pratiche?stato=draft&salvata={id}")), "{at}");
+    assert!(page.contains("Bozza salvata") && page.contains("Dati da completare"), "{page}");
 }

@@ -39,7 +39,8 @@ async fn send_through_the_pages(browser: &mut Browser) -> String {
         let (status, _, page) = browser.post(&format!("/pratiche/{id}/sezioni/{group}"), &fields).await;
         assert_eq!(status, StatusCode::OK, "{group}: {page}");
     }
-    let (status, at, page) = browser.post(&format!("/pratiche/{id}/invia"), &[("_csrf", &token)]).await;
+    let declared = [("_csrf", token.as_str()), ("dichiarazione", "confermata")];
+    let (status, at, page) = browser.post(&format!("/pratiche/{id}/invia"), &declared).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(at.ends_with("?inviata=1"), "{at}");
     id

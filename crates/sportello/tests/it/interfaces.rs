@@ -144,7 +144,7 @@ async fn a_silent_callback_institution_is_asked_then_marked_no_news_and_resent()
         })
         .await;
     assert!(delivery(&p, "inps")["last_news_at"].as_str().is_some(), "the date of the last news is kept");
-    assert_eq!(p["state"], "in_progress", "no news is not an outcome");
+    assert_eq!(p["state"], "to_resend", "no news is not an outcome: the user is asked to send again");
     // The page says so, with the date, and offers to send it again.
     let page = w
         .client()

@@ -224,6 +224,8 @@ impl DeliveryQueue for PostgresStore {
             .bind(key.practice_id.0)
             .execute(&mut *tx)
             .await?;
+        // Another recipient may still wait for a correction of its own.
+        super::follow_deliveries(&mut tx, key.practice_id, now).await?;
         log_event(
             &mut tx,
             key,

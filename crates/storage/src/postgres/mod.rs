@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use domain::delivery::{DeliveryState, DeliveryStatus};
 use domain::identifiers::CodiceFiscale;
-use domain::practice::{PracticeEvent, PracticeId, PracticeState};
+use domain::practice::{PracticeId, PracticeState};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
@@ -30,6 +30,7 @@ const MIGRATIONS: Migrations = &[
     (8, "channel news", include_str!("../../migrations/postgres/0008_channel_news.sql")),
     (9, "delivery office", include_str!("../../migrations/postgres/0009_delivery_office.sql")),
     (10, "waiting filings", include_str!("../../migrations/postgres/0010_waiting_filings.sql")),
+    (11, "practice states", include_str!("../../migrations/postgres/0011_practice_states.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data::text AS data, reference, \
@@ -205,7 +206,7 @@ async fn log_event(
     Ok(())
 }
 
-/// Moves the practice if its deliveries now call for it (all failed, or all with an outcome).
+/// Moves the practice to where its deliveries now stand together ([`domain::practice::Progress`]).
 async fn follow_deliveries(tx: &mut PgConnection, id: PracticeId, at: OffsetDateTime) -> Result<(), StoreError> {
     let current: String = sqlx::query_scalar("SELECT state FROM practices WHERE id = $1 FOR UPDATE")
         .bind(id.0)
@@ -215,12 +216,12 @@ async fn follow_deliveries(tx: &mut PgConnection, id: PracticeId, at: OffsetDate
         .bind(id.0)
         .fetch_all(&mut *tx)
         .await?;
-    let Some((next, event)) = crate::practice_follows(&current, &states)? else {
+    let Some(next) = crate::practice_follows(&current, &states)? else {
         return Ok(());
     };
     sqlx::query("UPDATE practices SET state = $1, needs_resend = $2, updated_at = $3 WHERE id = $4")
         .bind(next.as_str())
-        .bind(event == PracticeEvent::NoRecipientReached)
+        .bind(next == PracticeState::Draft)
         .bind(at)
         .bind(id.0)
         .execute(&mut *tx)

@@ -214,8 +214,8 @@ impl PracticeStore for PostgresStore {
             mine!(sqlx::query_as(&format!("SELECT state, COUNT(*) FROM practices WHERE {mine} GROUP BY state")))
                 .fetch_all(&self.pool)
                 .await?;
-        let to_resend: Vec<Option<String>> = mine!(sqlx::query_scalar(&format!(
-            "SELECT reference FROM practices WHERE {mine} AND state = 'draft' AND needs_resend \
+        let to_resend: Vec<(String, Option<String>)> = mine!(sqlx::query_as(&format!(
+            "SELECT id::text, reference FROM practices WHERE {mine} AND state = 'draft' AND needs_resend \
              ORDER BY updated_at DESC, id LIMIT $5"
         )))
         .bind(i64::from(limit))
@@ -223,9 +223,9 @@ impl PracticeStore for PostgresStore {
         .await?;
         // The practices are filtered first, so that the scope's columns are theirs alone.
         let rows = mine!(sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS}, p.reference AS practice_reference FROM deliveries d \
+            "SELECT {DELIVERY_COLUMNS}, p.id::text AS attention_practice, p.reference AS practice_reference FROM deliveries d \
              JOIN (SELECT id, reference, updated_at FROM practices WHERE {mine} \
-                   AND state IN ('in_progress', 'completed')) p ON p.id = d.practice_id \
+                   AND state IN ('in_progress', 'to_correct', 'to_resend')) p ON p.id = d.practice_id \
              WHERE d.state IN ({}) ORDER BY p.updated_at DESC, p.id, d.position LIMIT $5",
             crate::NEEDS_THE_OWNER
         )))
@@ -236,7 +236,8 @@ impl PracticeStore for PostgresStore {
             .iter()
             .map(|r| {
                 let reference: Option<String> = r.try_get("practice_reference")?;
-                Ok((reference.unwrap_or_default(), delivery_row(r)?.into_delivery()?))
+                let id: String = r.try_get("attention_practice")?;
+                Ok((id, reference.unwrap_or_default(), delivery_row(r)?.into_delivery()?))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         crate::DeskSummary::from_rows(counts, to_resend, attention)
@@ -302,7 +303,11 @@ impl PracticeStore for PostgresStore {
         .await?
         .ok_or(StoreError::NotFound)?;
         let practice = practice_row(&row)?.into_practice()?;
-        let next = crate::archive_target(&practice, archive)?;
+        let delivery_states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = $1")
+            .bind(id.0)
+            .fetch_all(&mut *tx)
+            .await?;
+        let next = crate::archive_target(&practice, archive, &delivery_states)?;
         sqlx::query("UPDATE practices SET state = $1, updated_at = $2 WHERE id = $3")
             .bind(next.as_str())
             .bind(now)

@@ -246,6 +246,8 @@ impl DeliveryQueue for SqliteStore {
             .bind(key.practice_id.to_string())
             .execute(&mut *tx)
             .await?;
+        // Another recipient may still wait for a correction of its own.
+        super::follow_deliveries(&mut tx, key.practice_id, now).await?;
         log_event(
             &mut tx,
             key,

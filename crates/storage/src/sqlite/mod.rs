@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use domain::delivery::{DeliveryState, DeliveryStatus};
 use domain::identifiers::CodiceFiscale;
-use domain::practice::{PracticeEvent, PracticeId, PracticeState};
+use domain::practice::{PracticeId, PracticeState};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -31,6 +31,7 @@ const MIGRATIONS: Migrations = &[
     (8, "channel news", include_str!("../../migrations/sqlite/0008_channel_news.sql")),
     (9, "delivery office", include_str!("../../migrations/sqlite/0009_delivery_office.sql")),
     (10, "waiting filings", include_str!("../../migrations/sqlite/0010_waiting_filings.sql")),
+    (11, "practice states", include_str!("../../migrations/sqlite/0011_practice_states.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data, \
@@ -234,7 +235,7 @@ async fn log_event(
     Ok(())
 }
 
-/// Moves the practice if its deliveries now call for it (all failed, or all with an outcome).
+/// Moves the practice to where its deliveries now stand together ([`domain::practice::Progress`]).
 async fn follow_deliveries(tx: &mut SqliteConnection, id: PracticeId, at: OffsetDateTime) -> Result<(), StoreError> {
     let states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = ?")
         .bind(id.to_string())
@@ -242,12 +243,12 @@ async fn follow_deliveries(tx: &mut SqliteConnection, id: PracticeId, at: Offset
         .await?;
     let current: String =
         sqlx::query_scalar("SELECT state FROM practices WHERE id = ?").bind(id.to_string()).fetch_one(&mut *tx).await?;
-    let Some((next, event)) = crate::practice_follows(&current, &states)? else {
+    let Some(next) = crate::practice_follows(&current, &states)? else {
         return Ok(());
     };
     sqlx::query("UPDATE practices SET state = ?, needs_resend = ?, updated_at = ? WHERE id = ?")
         .bind(next.as_str())
-        .bind(i64::from(event == PracticeEvent::NoRecipientReached))
+        .bind(i64::from(next == PracticeState::Draft))
         .bind(at)
         .bind(id.to_string())
         .execute(&mut *tx)

@@ -15,29 +15,15 @@ use super::*;
 #[async_trait]
 impl PracticeStore for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::Executor::execute(
-            &mut *tx,
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-        )
-        .await?;
-        for (version, name, sql) in MIGRATIONS {
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if done.is_none() {
-                tracing::info!(version, name, "applying SQLite migration");
-                sqlx::Executor::execute(&mut *tx, *sql).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-                    .bind(version)
-                    .bind(name)
-                    .bind(OffsetDateTime::now_utc())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
+        // Foreign keys are off while the migrations run (a pragma that a transaction cannot
+        // change), so that a table can be rebuilt, as SQLite's own procedure for ALTER TABLE
+        // says; they are checked before the commit and turned on again whatever happened.
+        let mut conn = self.writer.acquire().await?;
+        sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = OFF").await?;
+        let applied = apply_migrations(&mut conn).await;
+        let restored = sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = ON").await;
+        applied?;
+        restored?;
         Ok(())
     }
 
@@ -219,8 +205,8 @@ impl PracticeStore for SqliteStore {
             mine!(sqlx::query_as(&format!("SELECT state, COUNT(*) FROM practices WHERE {mine} GROUP BY state")))
                 .fetch_all(&self.pool)
                 .await?;
-        let to_resend: Vec<Option<String>> = mine!(sqlx::query_scalar(&format!(
-            "SELECT reference FROM practices WHERE {mine} AND state = 'draft' AND needs_resend <> 0 \
+        let to_resend: Vec<(String, Option<String>)> = mine!(sqlx::query_as(&format!(
+            "SELECT id, reference FROM practices WHERE {mine} AND state = 'draft' AND needs_resend <> 0 \
              ORDER BY updated_at DESC, id LIMIT ?5"
         )))
         .bind(i64::from(limit))
@@ -228,9 +214,9 @@ impl PracticeStore for SqliteStore {
         .await?;
         // The practices are filtered first, so that the scope's columns are theirs alone.
         let rows = mine!(sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS}, p.reference AS practice_reference FROM deliveries d \
+            "SELECT {DELIVERY_COLUMNS}, p.id AS attention_practice, p.reference AS practice_reference FROM deliveries d \
              JOIN (SELECT id, reference, updated_at FROM practices WHERE {mine} \
-                   AND state IN ('in_progress', 'completed')) p ON p.id = d.practice_id \
+                   AND state IN ('in_progress', 'to_correct', 'to_resend')) p ON p.id = d.practice_id \
              WHERE d.state IN ({}) ORDER BY p.updated_at DESC, p.id, d.position LIMIT ?5",
             crate::NEEDS_THE_OWNER
         )))
@@ -241,7 +227,8 @@ impl PracticeStore for SqliteStore {
             .iter()
             .map(|r| {
                 let reference: Option<String> = r.try_get("practice_reference")?;
-                Ok((reference.unwrap_or_default(), delivery_row(r)?.into_delivery()?))
+                let id: String = r.try_get("attention_practice")?;
+                Ok((id, reference.unwrap_or_default(), delivery_row(r)?.into_delivery()?))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         crate::DeskSummary::from_rows(counts, to_resend, attention)
@@ -304,7 +291,11 @@ impl PracticeStore for SqliteStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         let practice = practice_row(&row)?.into_practice()?;
-        let next = crate::archive_target(&practice, archive)?;
+        let delivery_states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = ?")
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+        let next = crate::archive_target(&practice, archive, &delivery_states)?;
         sqlx::query("UPDATE practices SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
             .bind(next.as_str())
             .bind(now)
@@ -315,4 +306,36 @@ impl PracticeStore for SqliteStore {
         tx.commit().await?;
         self.practice(owner, id).await
     }
+}
+
+/// Applies the migrations not applied yet, in one transaction.
+async fn apply_migrations(conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    sqlx::Executor::execute(
+        &mut *tx,
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )
+    .await?;
+    for (version, name, sql) in MIGRATIONS {
+        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_none() {
+            tracing::info!(version, name, "applying SQLite migration");
+            sqlx::Executor::execute(&mut *tx, *sql).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                .bind(version)
+                .bind(name)
+                .bind(OffsetDateTime::now_utc())
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let broken: Vec<sqlx::sqlite::SqliteRow> = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *tx).await?;
+    if !broken.is_empty() {
+        return Err(StoreError::Corrupt(format!("{} rows break a foreign key after the migrations", broken.len())));
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -7,6 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::delivery::DeliveryState;
 use domain::practice::PracticeState;
+use domain::Lang;
 use storage::PracticeQuery;
 
 use crate::acting::Acting;
@@ -151,11 +152,30 @@ pub async fn accessibility(State(app): State<AppState>, UserLang(lang): UserLang
 struct HomePage<'a> {
     tr: Tr<'a>,
     greeting: String,
-    actions: Vec<String>,
-    drafts: u64,
-    in_progress: u64,
-    completed: u64,
+    /// What needs the holder, each with the link to where it is done.
+    actions: Vec<(String, String)>,
+    /// How many practices are in each state, each linking to their list.
+    counts: Vec<StateCount>,
 }
+
+/// One state's count on the desk's home.
+#[derive(Debug)]
+struct StateCount {
+    count: u64,
+    label: String,
+    href: String,
+    /// The state needs the holder ("da correggere", "da inviare di nuovo").
+    attention: bool,
+}
+
+/// The states counted on the desk's home, with their labels (archived ones are listed apart).
+const COUNTED: [(PracticeState, &str); 5] = [
+    (PracticeState::Draft, "desk-drafts"),
+    (PracticeState::ToCorrect, "desk-to-correct"),
+    (PracticeState::ToResend, "desk-to-resend"),
+    (PracticeState::InProgress, "desk-in-progress"),
+    (PracticeState::Completed, "desk-completed"),
+];
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -192,21 +212,23 @@ pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting:
         Err(e) => return ApiError::from(e).into_response(),
     };
     let mut actions = Vec::new();
-    for reference in &summary.to_resend {
-        actions.push(app.translations.message(lang, "desk-action-resend-all", &[("reference", reference.clone())]));
+    for (id, reference) in &summary.to_resend {
+        let text = app.translations.message(lang, "desk-action-resend-all", &[("reference", reference.clone())]);
+        actions.push((text, format!("/pratiche/{id}")));
     }
-    for (reference, d) in &summary.attention {
-        let id = match d.state() {
-            DeliveryState::Failed => "desk-action-failed",
-            DeliveryState::Rejected => "desk-action-rejected",
-            DeliveryState::NoNews => "desk-action-no-news",
+    for (practice, reference, d) in &summary.attention {
+        let (message, anchor) = match d.state() {
+            DeliveryState::Failed => ("desk-action-failed", "destinatario"),
+            DeliveryState::Rejected => ("desk-action-rejected", "correzione"),
+            DeliveryState::NoNews => ("desk-action-no-news", "destinatario"),
             _ => continue,
         };
         let institution =
             app.core.catalog.institution(&d.institution).map(|i| i.name.get(lang).to_string()).unwrap_or_default();
         let since = d.last_news_at.map(domain::italian_display).unwrap_or_default();
         let args = [("reference", reference.clone()), ("institution", institution), ("since", since)];
-        actions.push(app.translations.message(lang, id, &args));
+        let href = format!("/pratiche/{practice}#{anchor}-{}", d.institution);
+        actions.push((app.translations.message(lang, message, &args), href));
     }
     let greeting = app.translations.message(
         lang,
@@ -218,9 +240,15 @@ pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting:
             tr,
             greeting,
             actions,
-            drafts: summary.count(PracticeState::Draft),
-            in_progress: summary.count(PracticeState::InProgress),
-            completed: summary.count(PracticeState::Completed),
+            counts: COUNTED
+                .iter()
+                .map(|(state, label)| StateCount {
+                    count: summary.count(*state),
+                    label: app.translations.message(lang, label, &[]),
+                    href: format!("/pratiche?stato={}", state.as_str()),
+                    attention: state.needs_the_user(),
+                })
+                .collect(),
         },
         StatusCode::OK,
     )
@@ -238,10 +266,15 @@ pub struct PracticeRow {
     id: String,
     href: String,
     reference: String,
+    /// The business's name and codice fiscale, as typed so far.
+    business: String,
     service: String,
     state: String,
     needs_resend: bool,
+    created: String,
     updated: String,
+    /// For a draft: how many answers are still missing or wrong before it can be sent.
+    missing: Option<String>,
 }
 
 #[derive(Template)]
@@ -251,11 +284,28 @@ struct PracticesPage<'a> {
     title: String,
     tabs: Vec<Tab>,
     rows: Vec<PracticeRow>,
+    /// The list shows drafts: their creation date and what is missing have columns.
+    drafts: bool,
+    /// Arrived from "Salva come bozza ed esci".
+    saved: bool,
 }
+
+/// The tab `/pratiche` opens on without a choice: the first that holds practices, in the
+/// order of what most needs the holder.
+const OPENING_ORDER: [PracticeState; 6] = [
+    PracticeState::ToCorrect,
+    PracticeState::ToResend,
+    PracticeState::Draft,
+    PracticeState::InProgress,
+    PracticeState::Completed,
+    PracticeState::Archived,
+];
 
 #[derive(Debug, serde::Deserialize)]
 pub struct ListQuery {
     stato: Option<String>,
+    /// The draft just saved with "Salva come bozza ed esci".
+    salvata: Option<String>,
 }
 
 /// `GET /pratiche?stato=draft|in_progress|completed|archived`: the holder's practices in one
@@ -267,9 +317,15 @@ pub async fn practices(
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let tr = Tr::acting(&app.translations, lang, &principal);
+    let summary = match app::practices::desk_summary(&app.core, &principal, 0).await {
+        Ok(summary) => summary,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let query = query.ok().map(|q| q.0);
+    let saved = query.as_ref().and_then(|q| q.salvata.as_deref()).and_then(domain::practice::PracticeId::parse);
     let state = query
-        .ok()
-        .and_then(|q| q.0.stato.as_deref().and_then(PracticeState::parse))
+        .and_then(|q| q.stato.as_deref().and_then(PracticeState::parse))
+        .or_else(|| OPENING_ORDER.into_iter().find(|s| summary.count(*s) > 0))
         .unwrap_or(PracticeState::InProgress);
     let list = app
         .core
@@ -291,27 +347,45 @@ pub async fn practices(
     let tabs = PracticeState::ALL
         .iter()
         .map(|s| Tab {
-            label: tr.msg(&format!("practices-tab-{}", s.as_str())),
+            label: format!("{} ({})", tr.msg(&format!("practices-tab-{}", s.as_str())), summary.count(*s)),
             href: format!("/pratiche?stato={}", s.as_str()),
             current: *s == state,
         })
         .collect();
-    let rows = list
-        .into_iter()
-        .map(|p| PracticeRow {
-            id: p.id.to_string(),
-            href: format!("/pratiche/{}", p.id),
-            reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
-            service: app
-                .core
-                .catalog
-                .service(&p.service_id)
-                .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),
-            state: tr.msg(&format!("state-{}", p.state.as_str())),
-            needs_resend: p.needs_resend,
-            updated: domain::italian_display(p.updated_at),
-        })
-        .collect();
+    let rows: Vec<PracticeRow> = list.into_iter().map(|p| practice_row(&app, &tr, lang, p)).collect();
     let title = tr.msg(&format!("practices-tab-{}", state.as_str()));
-    render(&PracticesPage { tr, title, tabs, rows }, StatusCode::OK)
+    // The notice only for a draft of this holder's that the list shows.
+    let saved = saved.is_some_and(|id| state == PracticeState::Draft && rows.iter().any(|r| r.id == id.to_string()));
+    render(&PracticesPage { tr, title, tabs, rows, drafts: state == PracticeState::Draft, saved }, StatusCode::OK)
+}
+
+/// One practice in a list: enough to tell two drafts of the same service apart.
+fn practice_row(app: &AppState, tr: &Tr<'_>, lang: Lang, p: domain::practice::Practice) -> PracticeRow {
+    let business = Some(crate::view::practice_business(&p.data))
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| tr.msg("practices-no-business"));
+    let missing = (p.state == PracticeState::Draft).then(|| {
+        let problems = crate::api::draft_problems(app, &p, lang).len();
+        if problems == 0 {
+            tr.msg("practices-ready")
+        } else {
+            tr.fmt("practices-missing", &[("count", problems.to_string())])
+        }
+    });
+    PracticeRow {
+        id: p.id.to_string(),
+        href: format!("/pratiche/{}", p.id),
+        reference: p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string),
+        business,
+        service: app
+            .core
+            .catalog
+            .service(&p.service_id)
+            .map_or_else(|| p.service_id.clone(), |s| s.title.get(lang).to_string()),
+        state: tr.msg(&format!("state-{}", p.state.as_str())),
+        needs_resend: p.needs_resend,
+        created: domain::italian_display(p.created_at),
+        updated: domain::italian_display(p.updated_at),
+        missing,
+    }
 }

@@ -69,6 +69,37 @@ pub struct RecipientRow {
     office: Option<String>,
 }
 
+/// One thing the user must do, and the link to where it is done.
+#[derive(Debug)]
+pub struct AttentionItem {
+    text: String,
+    href: String,
+}
+
+/// What the recipients ask of the user: a correction for each rejection, a resend for each
+/// failure or silence, each linking to its form on the page.
+fn attention_items(app: &AppState, tr: &Tr<'_>, lang: Lang, deliveries: &[Delivery]) -> Vec<AttentionItem> {
+    deliveries
+        .iter()
+        .filter_map(|d| {
+            let institution = app.institution_name(&d.institution, lang);
+            let (key, href) = match d.state() {
+                DeliveryState::Rejected => ("practice-attention-rejected", format!("#correzione-{}", d.institution)),
+                DeliveryState::Failed => ("practice-attention-failed", format!("#destinatario-{}", d.institution)),
+                DeliveryState::NoNews => ("practice-attention-no-news", format!("#destinatario-{}", d.institution)),
+                _ => return None,
+            };
+            let reasons = d.status.rejection.as_ref().map(|r| r.reasons.join("; ")).unwrap_or_default();
+            let key = if key == "practice-attention-rejected" && reasons.is_empty() {
+                "practice-attention-rejected-plain"
+            } else {
+                key
+            };
+            Some(AttentionItem { text: tr.fmt(key, &[("institution", institution), ("reasons", reasons)]), href })
+        })
+        .collect()
+}
+
 #[derive(Debug)]
 pub struct TimelineRow {
     at: String,
@@ -88,10 +119,14 @@ struct PracticePage<'a> {
     updated: String,
     submitted: Option<String>,
     notice: Option<String>,
+    /// Just sent: what happens next, and when.
+    next_steps: Vec<String>,
+    /// The state needs the user ("da correggere", "da inviare di nuovo"): drawn as a problem.
+    state_attention: bool,
     draft: bool,
     needs_resend: bool,
-    /// Some recipient failed or rejected the filing: the user has something to do.
-    action_needed: bool,
+    /// What the user must do about a rejected, failed or silent recipient, first on the page.
+    attention: Vec<AttentionItem>,
     problems: Vec<String>,
     recipients: Vec<RecipientRow>,
     timeline: Vec<TimelineRow>,
@@ -233,12 +268,33 @@ fn recipient_row(cx: &RowContext<'_>, d: &Delivery) -> RecipientRow {
     }
 }
 
+/// What happens after sending ("che cosa succede ora"): deliveries and protocol numbers, the
+/// outcomes, the business's PEC, and what a problem would look like.
+fn next_steps(tr: &Tr<'_>, practice: &Practice) -> Vec<String> {
+    let pec = match practice.data.get("business.pec").filter(|p| !p.trim().is_empty()) {
+        Some(pec) => tr.fmt("practice-next-pec", &[("pec", pec.clone())]),
+        None => tr.msg("practice-next-pec-none"),
+    };
+    vec![tr.msg("practice-next-delivery"), tr.msg("practice-next-outcome"), pec, tr.msg("practice-next-problem")]
+}
+
+/// A notice at the top of the practice's page, after an action.
+enum Notice {
+    /// Just sent (the confirmation): the reference number and what happens next.
+    Sent(String),
+    Other(String),
+}
+
 async fn practice_page(
     view: View<'_>,
     (practice, deliveries): (Practice, Vec<Delivery>),
-    notice: Option<String>,
+    notice: Option<Notice>,
     refused: Option<Refused<'_>>,
 ) -> Result<Response, ApiError> {
+    let sent_now = matches!(notice, Some(Notice::Sent(_)));
+    let notice = notice.map(|n| match n {
+        Notice::Sent(text) | Notice::Other(text) => text,
+    });
     let View { app, desk, principal, lang } = view;
     let tr = Tr::acting(&app.translations, lang, principal);
     let service: Option<&Service> = app.core.catalog.service(&practice.service_id);
@@ -260,11 +316,19 @@ async fn practice_page(
         })
         .collect();
     let archive_action = match practice.state {
-        PracticeState::Draft | PracticeState::Completed => Some(("archivia".to_string(), tr.msg("practice-archive"))),
+        PracticeState::Draft | PracticeState::ToCorrect | PracticeState::ToResend | PracticeState::Completed => {
+            Some(("archivia".to_string(), tr.msg("practice-archive")))
+        }
         PracticeState::Archived => Some(("ripristina".to_string(), tr.msg("practice-unarchive"))),
         PracticeState::InProgress => None,
     };
+    let attention = match practice.state {
+        PracticeState::Draft | PracticeState::Archived => Vec::new(),
+        _ => attention_items(app, &tr, lang, &deliveries),
+    };
+    let next_steps = if sent_now { next_steps(&tr, &practice) } else { Vec::new() };
     let page = PracticePage {
+        next_steps,
         id: practice.id.to_string(),
         csrf: desk.csrf.clone(),
         service: service.map_or_else(|| practice.service_id.clone(), |s| s.title.get(lang).to_string()),
@@ -273,15 +337,15 @@ async fn practice_page(
         updated: domain::italian_display(practice.updated_at),
         submitted: practice.submitted_at.map(domain::italian_display),
         notice,
+        state_attention: practice.state.needs_the_user(),
         draft: practice.state == PracticeState::Draft,
-        action_needed: deliveries
-            .iter()
-            .any(|d| matches!(d.state(), DeliveryState::Failed | DeliveryState::Rejected | DeliveryState::NoNews)),
+        attention,
         needs_resend: practice.needs_resend,
         problems,
         recipients,
         timeline,
-        live: practice.state == PracticeState::InProgress,
+        // Recipients may still answer while the user has something to correct or resend.
+        live: matches!(practice.state, PracticeState::InProgress | PracticeState::ToCorrect | PracticeState::ToResend),
         archive_action,
         tr,
     };
@@ -301,14 +365,18 @@ pub async fn practice(
     let loaded = load(&app, &principal, &id).await?;
     let tr = Tr::new(&app.translations, lang);
     let notice = match query {
-        Ok(Query(PracticeNotice { inviata: Some(_), .. })) => {
-            loaded.0.reference.as_ref().map(|r| tr.fmt("practice-notice-sent", &[("reference", r.to_string())]))
+        Ok(Query(PracticeNotice { inviata: Some(_), .. })) => loaded
+            .0
+            .reference
+            .as_ref()
+            .map(|r| Notice::Sent(tr.fmt("practice-notice-sent", &[("reference", r.to_string())]))),
+        Ok(Query(PracticeNotice { reinviata: Some(institution), .. })) => {
+            loaded.1.iter().any(|d| d.institution == institution).then(|| {
+                Notice::Other(
+                    tr.fmt("practice-notice-resent", &[("institution", app.institution_name(&institution, lang))]),
+                )
+            })
         }
-        Ok(Query(PracticeNotice { reinviata: Some(institution), .. })) => loaded
-            .1
-            .iter()
-            .any(|d| d.institution == institution)
-            .then(|| tr.fmt("practice-notice-resent", &[("institution", app.institution_name(&institution, lang))])),
         _ => None,
     };
     practice_page(View { app: &app, desk: &desk, principal: &principal, lang }, loaded, notice, None).await

@@ -14,9 +14,10 @@
 //!
 //! The rules (what is valid, what may be sent, who may file) live in the domain and in the use
 //! cases of [`app`]; these modules only turn them into pages: `shared` (the pieces every step
-//! uses), `start`, `sections` (the task list and one section), `review` (check and send),
-//! `help`.
+//! uses), `authorisation` (the not-authorised warning every step repeats), `start`,
+//! `sections` (the task list and one section), `review` (check and send), `help`.
 
+mod authorisation;
 mod help;
 mod review;
 mod sections;

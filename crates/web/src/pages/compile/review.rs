@@ -1,7 +1,7 @@
 //! Step 4: check your answers, and send.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use domain::catalog::{FieldKind, Service, ServiceField};
@@ -11,6 +11,7 @@ use domain::Lang;
 
 use app::AppError;
 
+use super::authorisation::{self, AuthorisationWarning};
 use super::shared::*;
 use crate::error::ApiError;
 use crate::extract::UserLang;
@@ -41,11 +42,16 @@ struct ReviewPage<'a> {
     tasks_href: String,
     csrf: String,
     errors: Vec<ErrorLink>,
-    refusal: Vec<String>,
+    /// Back from a send refused for authorisations (the warning says where).
+    refused: bool,
+    authorisation: AuthorisationWarning,
     groups: Vec<AnswerGroup>,
     needs_resend: bool,
     /// Each recipient institution, with the office competent for this practice.
     destinations: Vec<String>,
+    /// What the user confirms by sending, and the error when it was not confirmed.
+    declaration: String,
+    declaration_error: Option<String>,
 }
 
 /// Where each filing of `service` goes with `data`: the institution and, when it routes by
@@ -84,19 +90,31 @@ fn shown_value(field: &ServiceField, value: Option<&String>, lang: Lang, tr: &Tr
     }
 }
 
-fn review_page(
-    view: View<'_>,
+/// How the user arrived at check answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// To look (what is missing is shown, not an error).
+    Looking,
+    /// Redirected after a send refused for authorisations.
+    Refused,
+    /// A send refused for its data (answered 422).
+    Invalid,
+    /// A send without the declaration confirmed (answered 422).
+    Undeclared,
+}
+
+/// The error summary's links: each to its field in its section, marked to come back here.
+fn error_links(
+    app: &AppState,
     practice: &Practice,
     service: &Service,
     errors: &[FieldError],
-    refusal: Vec<String>,
-    sent: bool,
-) -> Response {
-    let View { app, desk, principal, lang } = view;
-    let tr = Tr::acting(&app.translations, lang, principal);
+    lang: Lang,
+) -> Vec<ErrorLink> {
     let all = sections(app, service, lang);
-    let section_of = |field: &str| all.iter().find(|s| s.fields.iter().any(|f| f.spec.id == field)).map(|s| &s.id);
-    let links = errors
+    let section_of =
+        |field: &str| all.iter().find(|s| s.fields.iter().any(|f| f.spec.id == field)).map(|s| s.id.clone());
+    errors
         .iter()
         .map(|e| ErrorLink {
             href: section_of(&e.field).map_or_else(
@@ -111,8 +129,12 @@ fn review_page(
             ),
             message: error_message(app, service, e, lang),
         })
-        .collect();
-    let groups = all
+        .collect()
+}
+
+/// Every answer by section, each with its change link.
+fn answer_groups(app: &AppState, practice: &Practice, service: &Service, tr: &Tr<'_>, lang: Lang) -> Vec<AnswerGroup> {
+    sections(app, service, lang)
         .iter()
         .map(|s| AnswerGroup {
             title: s.title.clone(),
@@ -121,7 +143,7 @@ fn review_page(
                 .iter()
                 .map(|f| AnswerRow {
                     label: f.spec.label.get(lang).to_string(),
-                    value: shown_value(f, practice.data.get(&f.spec.id), lang, &tr),
+                    value: shown_value(f, practice.data.get(&f.spec.id), lang, tr),
                     change_href: format!(
                         "/pratiche/{}/sezioni/{}?ritorno=riepilogo#{}",
                         practice.id,
@@ -131,24 +153,69 @@ fn review_page(
                 })
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// What the user declares by sending: to whom, in whose name.
+fn declaration(
+    app: &AppState,
+    tr: &Tr<'_>,
+    principal: &crate::acting::Principal,
+    service: &Service,
+    lang: Lang,
+) -> String {
+    let institutions =
+        service.recipients.iter().map(|r| app.institution_name(&r.institution, lang)).collect::<Vec<_>>().join(", ");
+    match &principal.delegation {
+        None => tr.fmt(
+            "review-declaration",
+            &[
+                ("institutions", institutions),
+                ("name", principal.actor.display_name()),
+                ("tax_code", principal.actor.tax_code.to_string()),
+            ],
+        ),
+        Some(_) => tr.fmt(
+            "review-declaration-delegated",
+            &[("institutions", institutions), ("owner", principal.owner.to_string())],
+        ),
+    }
+}
+
+async fn review_page(
+    view: View<'_>,
+    practice: &Practice,
+    service: &Service,
+    errors: &[FieldError],
+    arrival: Arrival,
+) -> Response {
+    let View { app, desk, principal, lang } = view;
+    let tr = Tr::acting(&app.translations, lang, principal);
+    let authorisation = authorisation::warning(app, &tr, lang, principal, practice).await;
+    let mut links = error_links(app, practice, service, errors, lang);
+    let declaration_error = (arrival == Arrival::Undeclared).then(|| tr.msg("review-declaration-missing"));
+    if let Some(message) = &declaration_error {
+        links.push(ErrorLink { href: "#dichiarazione".into(), message: message.clone() });
+    }
     let page = ReviewPage {
         service: service.title.get(lang).to_string(),
         action: format!("/pratiche/{}/invia", practice.id),
         tasks_href: format!("/pratiche/{}/compila", practice.id),
         csrf: desk.csrf.clone(),
         errors: links,
-        refusal,
-        groups,
+        refused: arrival == Arrival::Refused,
+        authorisation,
+        groups: answer_groups(app, practice, service, &tr, lang),
         needs_resend: practice.needs_resend,
         destinations: destinations(app, service, &practice.data, lang),
+        declaration: declaration(app, &tr, principal, service, lang),
+        declaration_error,
         tr,
     };
-    // Looking at what is still missing is not an error; a refused send is.
-    let status = if page.refusal.is_empty() && (page.errors.is_empty() || !sent) {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
+    // Looking at what is still missing is not an error; a send refused for its data is.
+    let status = match arrival {
+        Arrival::Invalid | Arrival::Undeclared => StatusCode::UNPROCESSABLE_ENTITY,
+        Arrival::Looking | Arrival::Refused => StatusCode::OK,
     };
     desk.finish(render(&page, status))
 }
@@ -160,6 +227,7 @@ pub async fn review(
     UserLang(lang): UserLang,
     desk: Desk,
     Path(id): Path<String>,
+    query: Result<Query<ReviewQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = desk.principal(&app).await?;
     let (practice, service) = load(&app, &principal, &id).await?;
@@ -168,11 +236,22 @@ pub async fn review(
     }
     let today = app.core.today();
     let errors = domain::practice::validate_data(&service, &practice.data, today).err().unwrap_or_default();
+    let arrival = if query.is_ok_and(|q| q.0.rifiutata.is_some()) { Arrival::Refused } else { Arrival::Looking };
     let view = View { app: &app, desk: &desk, principal: &principal, lang };
-    Ok(review_page(view, &practice, &service, &errors, Vec::new(), false))
+    Ok(review_page(view, &practice, &service, &errors, arrival).await)
 }
 
-/// `POST /pratiche/{id}/invia`: sends the practice; its page then follows each recipient.
+#[derive(Debug, serde::Deserialize)]
+pub struct ReviewQuery {
+    /// Back from a send refused for authorisations.
+    rifiutata: Option<String>,
+}
+
+/// The declaration's checkbox value.
+const DECLARED: &str = "confermata";
+
+/// `POST /pratiche/{id}/invia` (with `dichiarazione=confermata`): sends the practice; its
+/// page then follows each recipient.
 pub async fn send(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
@@ -183,32 +262,24 @@ pub async fn send(
     let principal = form.principal(&app).await?;
     let (practice, service) = load(&app, &principal, &id).await?;
     let view = View { app: &app, desk: &desk, principal: &principal, lang };
+    if practice.state == PracticeState::Draft && form.get("dichiarazione") != Some(DECLARED) {
+        let errors =
+            domain::practice::validate_data(&service, &practice.data, app.core.today()).err().unwrap_or_default();
+        return Ok(review_page(view, &practice, &service, &errors, Arrival::Undeclared).await);
+    }
     match app::practices::submit(&app.core, &principal, practice.id).await {
         Ok((submitted, _)) => Ok(see_other(&format!("/pratiche/{}?inviata=1", submitted.id))),
         // Sent meanwhile (a second click on "Invia"): its page says where it stands.
-        Err(AppError::WrongState(PracticeState::InProgress | PracticeState::Completed)) => {
+        Err(AppError::WrongState(state)) if state != PracticeState::Draft => {
             Ok(see_other(&format!("/pratiche/{}", practice.id)))
         }
         Err(AppError::Validation { errors, .. }) => {
-            Ok(review_page(view, &practice, &service, &errors, Vec::new(), true))
+            Ok(review_page(view, &practice, &service, &errors, Arrival::Invalid).await)
         }
-        Err(AppError::NotAuthorised { business, institutions }) => {
-            let tr = Tr::new(&app.translations, lang);
-            let refusal = institutions
-                .iter()
-                .map(|i| {
-                    let id = if i.status == "unknown" { "review-refused-unknown" } else { "review-refused-missing" };
-                    tr.fmt(
-                        id,
-                        &[
-                            ("institution", i.name.get(lang).to_string()),
-                            ("business", business.clone()),
-                            ("help", i.help.get(lang).to_string()),
-                        ],
-                    )
-                })
-                .collect();
-            Ok(review_page(view, &practice, &service, &[], refusal, true))
+        // Nothing was sent: back to check answers with a redirect, so that a reload does not
+        // send the form again; the page names each institution and what to do there.
+        Err(AppError::NotAuthorised { .. }) => {
+            Ok(see_other(&format!("/pratiche/{}/riepilogo?rifiutata=1", practice.id)))
         }
         Err(e) => Err(e.into()),
     }

@@ -12,6 +12,7 @@ use domain::validation::FieldError;
 
 use app::AppError;
 
+use super::authorisation::{self, AuthorisationWarning};
 use super::shared::*;
 use crate::error::ApiError;
 use crate::extract::UserLang;
@@ -37,13 +38,8 @@ struct TasksPage<'a> {
     tasks: Vec<Task>,
     review_href: String,
     ready: bool,
-    saved: bool,
     needs_resend: bool,
-}
-
-#[derive(Debug, serde::Deserialize)]
-pub struct TasksQuery {
-    salvata: Option<String>,
+    authorisation: AuthorisationWarning,
 }
 
 /// `GET /pratiche/{id}/compila`: the task list of a draft.
@@ -52,7 +48,6 @@ pub async fn tasks(
     UserLang(lang): UserLang,
     desk: Desk,
     Path(id): Path<String>,
-    query: Result<Query<TasksQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = desk.principal(&app).await?;
     let (practice, service) = load(&app, &principal, &id).await?;
@@ -68,15 +63,17 @@ pub async fn tasks(
             title: s.title,
         })
         .collect();
+    let tr = Tr::acting(&app.translations, lang, &principal);
+    let authorisation = authorisation::warning(&app, &tr, lang, &principal, &practice).await;
     let page = TasksPage {
-        tr: Tr::acting(&app.translations, lang, &principal),
+        authorisation,
+        tr,
         service: service.title.get(lang).to_string(),
         help_href: format!("/aiuto/servizi/{}", service.id),
         reference: practice.reference.as_ref().map(ToString::to_string),
         ready: tasks.iter().all(|t| t.done),
         tasks,
         review_href: format!("/pratiche/{}/riepilogo", practice.id),
-        saved: query.is_ok_and(|q| q.0.salvata.is_some()),
         needs_resend: practice.needs_resend,
     };
     Ok(desk.finish(render(&page, StatusCode::OK)))
@@ -100,6 +97,7 @@ struct SectionPage<'a> {
     saved_text: String,
     /// Saving goes back to "check your answers".
     back_to_review: bool,
+    authorisation: AuthorisationWarning,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -122,7 +120,7 @@ struct Shown<'e> {
     back_to_review: bool,
 }
 
-fn section_page(
+async fn section_page(
     view: View<'_>,
     practice: &Practice,
     service: &Service,
@@ -136,6 +134,7 @@ fn section_page(
     let position = all.iter().position(|s| s.id == section_id).ok_or(ApiError::NotFound)?;
     let section = &all[position];
     let tr = Tr::acting(&app.translations, lang, principal);
+    let authorisation = authorisation::warning(app, &tr, lang, principal, practice).await;
     let mut links = Vec::new();
     let fields = section
         .fields
@@ -168,6 +167,7 @@ fn section_page(
         errors: links,
         fields,
         back_to_review,
+        authorisation,
         tr,
     };
     let status = if errors.is_empty() || !saving { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
@@ -198,11 +198,14 @@ pub async fn section(
     };
     let view = View { app: &app, desk: &desk, principal: &principal, lang };
     let shown = Shown { errors: &errors, saving: false, back_to_review };
-    section_page(view, &practice, &service, &section_id, &practice.data, shown)
+    section_page(view, &practice, &service, &section_id, &practice.data, shown).await
 }
 
 /// `POST /pratiche/{id}/sezioni/{section}` (the section's fields and `azione`: `continua`,
 /// `bozza`, or `autosalva` from the enhancing script): saves the draft if no value is invalid.
+/// "Salva e continua" then stops on this page while any of its answers is missing or would be
+/// refused by an institution (what was typed stays saved); "Salva come bozza ed esci" leaves
+/// for the drafts with the draft as it is.
 pub async fn save_section(
     State(app): State<AppState>,
     UserLang(lang): UserLang,
@@ -227,8 +230,8 @@ pub async fn save_section(
     }
     let action = form.get("azione").unwrap_or("continua");
     let back_to_review = form.get("ritorno") == Some(BACK_TO_REVIEW);
-    match app::practices::save_draft(&app.core, &principal, practice.id, &data).await {
-        Ok(_) => {}
+    let saved = match app::practices::save_draft(&app.core, &principal, practice.id, &data).await {
+        Ok(saved) => saved,
         Err(AppError::Validation { errors, .. }) if action == "autosalva" => {
             tracing::debug!(practice = %practice.id, errors = errors.len(), "autosave skipped: invalid values");
             return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());
@@ -236,13 +239,23 @@ pub async fn save_section(
         Err(AppError::Validation { errors, .. }) => {
             let view = View { app: &app, desk: &desk, principal: &principal, lang };
             let shown = Shown { errors: &errors, saving: true, back_to_review };
-            return section_page(view, &practice, &service, &section_id, &data, shown);
+            return section_page(view, &practice, &service, &section_id, &data, shown).await;
         }
         Err(e) => return Err(e.into()),
+    };
+    if action == "continua" {
+        let mine = |field: &str| all[position].fields.iter().any(|f| f.spec.id == field);
+        let left: Vec<FieldError> =
+            app::practices::draft_problems(&app.core, &saved).into_iter().filter(|e| mine(&e.field)).collect();
+        if !left.is_empty() {
+            let view = View { app: &app, desk: &desk, principal: &principal, lang };
+            let shown = Shown { errors: &left, saving: true, back_to_review };
+            return section_page(view, &saved, &service, &section_id, &saved.data, shown).await;
+        }
     }
     Ok(match action {
         "autosalva" => StatusCode::NO_CONTENT.into_response(),
-        "bozza" => see_other(&format!("/pratiche/{}/compila?salvata=1", practice.id)),
+        "bozza" => see_other(&format!("/pratiche?stato=draft&salvata={}", practice.id)),
         _ if back_to_review => see_other(&format!("/pratiche/{}/riepilogo", practice.id)),
         _ => match all.get(position + 1) {
             Some(next) => see_other(&format!("/pratiche/{}/sezioni/{}", practice.id, next.id)),
