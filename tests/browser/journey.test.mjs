@@ -370,8 +370,9 @@ test('Utente DiProva starts a sole-trader business, from the catalog to the prot
       assert.equal(new URL(page.url()).pathname, `/pratiche/${id}/sezioni/${section.id}`);
       if (n > 0) await checks.check(page, `section-${section.id}`);
       for (const [label, value] of section.fields) {
-        // The deliberate mistake: a postcode of three digits.
-        await fillIn(page, label, label === 'CAP' ? '123' : value);
+        // The deliberate mistake: a postcode of three digits; the birth date typed as ISO is
+        // understood and shown back as dd/mm/yyyy.
+        await fillIn(page, label, label === 'CAP' ? '123' : label === 'Data di nascita' ? '1980-01-01' : value);
       }
       response = await clickThrough(page, button(page, 'Salva e continua'));
       if (section.id !== 'seat') continue;
@@ -414,6 +415,8 @@ test('Utente DiProva starts a sole-trader business, from the catalog to the prot
     );
     for (const [label, value] of [
       ['Denominazione o ditta', SECTIONS[0].fields[0][1]],
+      ['Data di nascita', '01/01/1980'],
+      ["Data di inizio dell'attività", inDays(5)],
       ['CAP', '00184'],
       ['Gestione previdenziale', 'Commercianti'],
       ['Descrizione delle lavorazioni', WORK_PROCESSES],

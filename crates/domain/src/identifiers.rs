@@ -287,6 +287,16 @@ pub fn parse_date(input: &str) -> Result<Date, Reason> {
     Date::from_calendar_date(y, month, d).map_err(|_| Reason::DateFormat)
 }
 
+/// Formats a date as Italians write it, `DD/MM/YYYY`: every page shows dates so.
+pub fn display_date(date: Date) -> String {
+    format!("{:02}/{:02}/{:04}", date.day(), u8::from(date.month()), date.year())
+}
+
+/// A stored date value as the pages show it (`DD/MM/YYYY`); anything unreadable as it is.
+pub fn display_date_value(value: &str) -> String {
+    parse_date(value).map_or_else(|_| value.to_string(), display_date)
+}
+
 /// Formats a date as ISO `YYYY-MM-DD`, the form stored and sent to institutions.
 pub fn iso_date(date: Date) -> String {
     format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())

@@ -47,6 +47,11 @@ impl<'a> Tr<'a> {
         self.t.message(self.lang, id, args)
     }
 
+    /// The hint of a date field: the format, with `example` as an example.
+    pub fn date_hint(&self, example: time::Date) -> String {
+        self.fmt("form-date-format", &[("example", domain::identifiers::display_date(example))])
+    }
+
     pub fn msg(&self, id: &str) -> String {
         self.t.message(self.lang, id, &[])
     }

@@ -389,6 +389,18 @@ async fn continuing_stops_on_the_page_with_its_missing_answers_and_a_draft_leave
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("servono almeno 20 caratteri"), "{page}");
+    assert!(page.contains("Infortuni sul Lavoro chiede almeno 20 caratteri."), "the hint says it first: {page}");
+    // A date typed as ISO is understood, stored as ISO and shown back as dd/mm/yyyy.
+    let owner = format!("/pratiche/{id}/sezioni/owner");
+    let birth = [("_csrf", token.as_str()), ("owner.birth_date", "1980-01-31"), ("azione", "bozza")];
+    browser.post(&owner, &birth).await;
+    assert_eq!(api_practice(&app, &id).await["data"]["owner.birth_date"], "1980-01-31");
+    let (_, _, page) = browser.get(&owner).await;
+    assert!(page.contains("value=\"31/01/1980\""), "{page}");
+    assert_eq!(page.matches("gg/mm/aaaa").count(), 1, "the format is given once: {page}");
+    assert!(page.contains("ad esempio 15/03/1980"), "a plausible birth date as example: {page}");
+    let (_, _, review) = browser.get(&format!("/pratiche/{id}/riepilogo")).await;
+    assert!(review.contains("<dd>31/01/1980</dd>"), "{review}");
     // "Salva come bozza ed esci" keeps the draft as it is and leaves for the drafts.
     let (status, at, page) = browser.post(&section, &[typed.as_slice(), &[("azione", "bozza")]].concat()).await;
     assert_eq!(status, StatusCode::OK);

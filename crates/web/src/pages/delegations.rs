@@ -33,8 +33,7 @@ use crate::view::{render, Tr};
 use crate::AppState;
 
 fn day(t: time::OffsetDateTime) -> String {
-    let d = domain::italian_date(t);
-    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
+    domain::identifiers::display_date(domain::italian_date(t))
 }
 
 #[derive(Debug)]
@@ -187,6 +186,7 @@ struct NewPage<'a> {
     until: String,
     note: String,
     max_days: i64,
+    date_hint: String,
 }
 
 /// What the form had, to show it again.
@@ -264,10 +264,12 @@ fn new_page(
         institutions,
         businesses,
         services,
-        from: typed.from.clone(),
-        until: typed.until.clone(),
+        // An ISO date typed is understood, and shown back as Italians write it.
+        from: domain::identifiers::display_date_value(&typed.from),
+        until: domain::identifiers::display_date_value(&typed.until),
         note: typed.note.clone(),
         max_days: app.core.delegation_policy.max_days,
+        date_hint: tr.date_hint(app.core.today()),
         tr,
     };
     desk.finish(render(&page, status))
@@ -304,10 +306,7 @@ pub async fn new(
 ) -> Response {
     let answers = own_answers(&app, &desk.holder).await;
     let today = app.core.today();
-    let typed = Typed {
-        from: format!("{:02}/{:02}/{}", today.day(), u8::from(today.month()), today.year()),
-        ..Typed::default()
-    };
+    let typed = Typed { from: domain::identifiers::display_date(today), ..Typed::default() };
     let blocked = acting_blocks(&app, lang, &desk.holder, crate::acting::selector(&headers).as_ref()).await;
     new_page(&app, &desk, lang, &answers, &typed, Vec::new(), blocked)
 }

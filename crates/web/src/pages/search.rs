@@ -71,6 +71,7 @@ struct SearchPage<'a> {
     columns: Vec<Column>,
     rows: Vec<ResultRow>,
     pages: Vec<PageLink>,
+    date_hint: String,
 }
 
 /// One practice found, as a row of the results.
@@ -218,8 +219,10 @@ pub async fn search(
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = SearchPage {
         text: query.testo.clone().unwrap_or_default(),
-        from: query.dal.clone().unwrap_or_default(),
-        until: query.al.clone().unwrap_or_default(),
+        // An ISO date typed is understood, and shown back as Italians write it.
+        from: query.dal.as_deref().map(domain::identifiers::display_date_value).unwrap_or_default(),
+        until: query.al.as_deref().map(domain::identifiers::display_date_value).unwrap_or_default(),
+        date_hint: tr.date_hint(app.core.today()),
         services,
         states,
         errors,

@@ -86,6 +86,7 @@ fn shown_value(field: &ServiceField, value: Option<&String>, lang: Lang, tr: &Tr
         (Some(v), FieldKind::Choice { options }) => {
             options.iter().find(|o| o.value == *v).map_or_else(|| v.clone(), |o| o.label.get(lang).to_string())
         }
+        (Some(v), FieldKind::Date(_)) => domain::identifiers::display_date_value(v),
         (Some(v), _) => v.clone(),
     }
 }

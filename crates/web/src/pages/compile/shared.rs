@@ -68,6 +68,42 @@ fn section_title(app: &AppState, section: &Section, lang: Lang) -> String {
     }
 }
 
+/// The limits the recipients' receivability rules always apply to a field, in words ("INAIL
+/// chiede almeno 20 caratteri."), so that the hint says them before a refusal does.
+fn institution_limits(app: &AppState, service: &Service, field: &str, lang: Lang) -> Vec<String> {
+    use domain::receivability::Check;
+    let cents = |n: i64| format!("{},{:02}", n / 100, (n % 100).abs());
+    service
+        .recipients
+        .iter()
+        .flat_map(|r| {
+            r.rules.iter().filter(|rule| rule.field == field && rule.when.is_none()).map(move |rule| (r, rule))
+        })
+        .filter_map(|(r, rule)| {
+            let (key, n) = match &rule.check {
+                Check::MinLength(n) => ("form-hint-min-length", n.to_string()),
+                Check::MaxLength(n) => ("form-hint-max-length", n.to_string()),
+                Check::AtLeast(n) => ("form-hint-at-least", cents(*n)),
+                Check::AtMost(n) => ("form-hint-at-most", cents(*n)),
+                _ => return None,
+            };
+            let args = [("institution", r.name.get(lang).to_string()), ("n", n)];
+            Some(app.translations.message(lang, key, &args))
+        })
+        .collect()
+}
+
+/// An example date the field would accept: a birth date of 1980 for a date in the past, else
+/// a day inside the window the field allows around today.
+fn plausible_date(rule: &domain::catalog::DateRule, today: time::Date) -> time::Date {
+    if rule.not_future {
+        return time::Date::from_calendar_date(1980, time::Month::March, 15).unwrap_or(today);
+    }
+    let earliest = rule.min_days_from_today.unwrap_or(0).max(0);
+    let days = rule.max_days_from_today.map_or(earliest + 7, |latest| (earliest + 7).min(latest));
+    today.checked_add(time::Duration::days(days)).unwrap_or(today)
+}
+
 /// A field as a form shows it.
 #[derive(Debug)]
 pub struct FieldInput {
@@ -102,10 +138,19 @@ impl FieldInput {
             FieldKind::Text => ("text", "", ""),
         };
         let mut hint = spec.hint.as_ref().map(|h| h.get(lang).to_string());
-        if matches!(spec.kind, FieldKind::Date(_)) {
-            let format = app.translations.message(lang, "form-date-format", &[]);
+        for limit in institution_limits(app, service, &spec.id, lang) {
+            hint = Some(hint.map_or_else(|| limit.clone(), |h| format!("{h} {limit}")));
+        }
+        if let FieldKind::Date(rule) = &spec.kind {
+            let example = domain::identifiers::display_date(plausible_date(rule, app.core.today()));
+            let format = app.translations.message(lang, "form-date-format", &[("example", example)]);
             hint = Some(hint.map_or_else(|| format.clone(), |h| format!("{h} {format}")));
         }
+        // Dates are stored as ISO and shown as Italians write them.
+        let value = match spec.kind {
+            FieldKind::Date(_) => domain::identifiers::display_date_value(value),
+            _ => value.to_string(),
+        };
         Self {
             name: spec.id.clone(),
             html_id: input_id(&spec.id),
@@ -118,7 +163,7 @@ impl FieldInput {
             control,
             inputmode,
             width,
-            value: value.to_string(),
+            value,
             options: match &spec.kind {
                 FieldKind::Choice { options } => {
                     options.iter().map(|o| (o.value.clone(), o.label.get(lang).to_string())).collect()
