@@ -67,7 +67,6 @@ const SECTIONS = [
     fields: [
       ['Nome', 'Utente'],
       ['Cognome', 'DiProva'],
-      ['Codice fiscale', DIPROVA],
       ['Data di nascita', '01/01/1980'],
       ['Comune (o Stato estero) di nascita', 'Roma'],
       ['Indirizzo di residenza', 'Via Roma 1, 00184 Roma'],
@@ -365,8 +364,15 @@ test('Utente DiProva starts a sole-trader business, from the catalog to the prot
       assert.equal(await page.getByLabel(label, { exact: true }).inputValue(), value, `${label} was saved`);
     }
     await checks.check(page, 'section-business-resumed');
+    // A sole trader's codice fiscale is the business's: asked once, in "L'impresa".
+    const businessCode = page.getByLabel("Codice fiscale dell'impresa", { exact: true });
+    const describedBy = (await businessCode.getAttribute('aria-describedby')).split(' ')[0];
+    assert.match(await page.locator(`#${describedBy}`).innerText(), /Vale anche come «Codice fiscale» in «Il titolare»/);
     for (const [n, section] of SECTIONS.entries()) {
       assert.equal(await h1(page), section.title);
+      if (section.id === 'owner') {
+        assert.equal(await page.getByLabel('Codice fiscale', { exact: true }).count(), 0, 'the owner page does not ask it again');
+      }
       assert.equal(new URL(page.url()).pathname, `/pratiche/${id}/sezioni/${section.id}`);
       if (n > 0) await checks.check(page, `section-${section.id}`);
       for (const [label, value] of section.fields) {

@@ -56,8 +56,11 @@ pub async fn start_draft(
     data: PracticeData,
 ) -> Result<Practice, AppError> {
     let service = core.catalog.service(service_id).ok_or_else(|| AppError::UnknownService(service_id.to_string()))?;
-    check_draft_data(core, service, &data)?;
+    let mut data = data;
+    service.derive(&mut data);
+    // Out of a delegation's scope is refused before anything is said about the data.
     principal.check(core, &service.id, data.get("business.tax_code").map(String::as_str)).await?;
+    check_draft_data(core, service, &data)?;
     let now = core.clock.now();
     let practice = Practice {
         id: PracticeId::from_random_bytes(core.random_id_bytes()?),
@@ -90,9 +93,12 @@ pub async fn save_draft(
     if !practice.state.is_editable() {
         return Err(AppError::WrongState(practice.state));
     }
-    check_draft_data(core, service_of(core, &practice)?, data)?;
+    let service = service_of(core, &practice)?;
+    let mut data = data.clone();
+    service.derive(&mut data);
     principal.check(core, &practice.service_id, data.get("business.tax_code").map(String::as_str)).await?;
-    let updated = core.store.update_draft(&principal.owner, id, data, core.clock.now()).await?;
+    check_draft_data(core, service, &data)?;
+    let updated = core.store.update_draft(&principal.owner, id, &data, core.clock.now()).await?;
     tracing::info!(practice = %id, actor = %principal.actor.tax_code, "draft saved");
     let detail = serde_json::json!({ "practice": id.to_string(), "fields": data.len() });
     principal.audit(core, "draft_saved", detail).await;

@@ -208,6 +208,7 @@ form-hint-min-length = { $institution } asks for at least { $n } characters.
 form-hint-max-length = { $institution } accepts at most { $n } characters.
 form-hint-at-least = { $institution } asks for at least { $n }.
 form-hint-at-most = { $institution } accepts at most { $n }.
+form-hint-derived = It also counts as "{ $field }" in "{ $section }": you will not be asked again.
 form-save-draft = Save as draft and leave
 form-autosaved = Draft saved automatically at { $time }.
 form-autosave-failed = Draft not saved automatically: check the data and save.

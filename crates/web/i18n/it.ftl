@@ -208,6 +208,7 @@ form-hint-min-length = { $institution } chiede almeno { $n } caratteri.
 form-hint-max-length = { $institution } accetta al massimo { $n } caratteri.
 form-hint-at-least = { $institution } chiede almeno { $n }.
 form-hint-at-most = { $institution } accetta al massimo { $n }.
+form-hint-derived = Vale anche come «{ $field }» in «{ $section }»: non ti sarà chiesto di nuovo.
 form-save-draft = Salva come bozza ed esci
 form-autosaved = Bozza salvata automaticamente alle { $time }.
 form-autosave-failed = Bozza non salvata automaticamente: controlla i dati e salva.

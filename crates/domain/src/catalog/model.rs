@@ -177,11 +177,52 @@ pub struct Service {
     /// Common fields first (dictionary order), then each recipient's own fields. `required`
     /// already reflects the service's `optional_fields`.
     pub fields: Vec<ServiceField>,
+    /// Fields whose value is another's, never asked ("for a sole trader the business's codice
+    /// fiscale is the owner's").
+    pub derived: Vec<Derivation>,
+}
+
+/// A field of a service that takes the value of another of its fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Derivation {
+    /// The field filled in, never shown in the forms.
+    pub field: String,
+    /// The field asked, whose value it takes.
+    pub from: String,
 }
 
 impl Service {
     pub fn field(&self, id: &str) -> Option<&ServiceField> {
         self.fields.iter().find(|f| f.spec.id == id)
+    }
+
+    /// The field `id` takes its value from, when it is derived.
+    pub fn derived_from(&self, id: &str) -> Option<&str> {
+        self.derived.iter().find(|d| d.field == id).map(|d| d.from.as_str())
+    }
+
+    /// The fields that take their value from `id`.
+    pub fn derived_of<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.derived.iter().filter(move |d| d.from == id).map(|d| d.field.as_str())
+    }
+
+    /// Fills every derived field from its source, so the two never differ. A value sent for
+    /// the derived field alone (an older client) becomes the source's, never dropped.
+    pub fn derive(&self, data: &mut crate::practice::PracticeData) {
+        let given =
+            |data: &crate::practice::PracticeData, id: &str| data.get(id).filter(|v| !v.trim().is_empty()).cloned();
+        for d in &self.derived {
+            let value = given(data, &d.from).or_else(|| given(data, &d.field));
+            match value {
+                Some(value) => {
+                    data.insert(d.from.clone(), value.clone());
+                    data.insert(d.field.clone(), value);
+                }
+                None => {
+                    data.remove(&d.field);
+                }
+            }
+        }
     }
 }
 

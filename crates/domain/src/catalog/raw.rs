@@ -103,7 +103,17 @@ pub(super) struct RawService {
     pub(super) common_fields: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) optional_fields: Vec<Spanned<String>>,
+    /// `{ field = "owner.tax_code", from = "business.tax_code" }`: never asked, copied.
+    #[serde(default)]
+    pub(super) derived: Vec<Spanned<RawDerivation>>,
     pub(super) recipients: Spanned<Vec<RawRecipient>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDerivation {
+    pub(super) field: String,
+    pub(super) from: String,
 }
 
 #[derive(Deserialize)]

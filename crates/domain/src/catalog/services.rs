@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use toml::Spanned;
 
-use super::model::{FieldSpec, Institution, LifeEvent, Recipient, Section, Service, ServiceField};
-use super::raw::{RawRecipient, RawService};
+use super::model::{Derivation, FieldSpec, Institution, LifeEvent, Recipient, Section, Service, ServiceField};
+use super::raw::{RawDerivation, RawRecipient, RawService};
 use super::report::{is_segment, Reporter};
 
 /// What a service is checked against.
@@ -157,6 +157,7 @@ pub(super) fn build_service(
             ),
         }
     }
+    let derived = derivations(&id, &s.derived, &fields, r);
     Some(Service {
         id,
         life_event: s.life_event.get_ref().clone(),
@@ -165,7 +166,39 @@ pub(super) fn build_service(
         help: s.help.get_ref().clone(),
         recipients,
         fields,
+        derived,
     })
+}
+
+/// The service's derived fields, each checked: both fields of the service, distinct, the
+/// source asked (not derived itself), the field derived once.
+fn derivations(
+    id: &str,
+    raw: &[Spanned<RawDerivation>],
+    fields: &[ServiceField],
+    r: &mut Reporter<'_>,
+) -> Vec<Derivation> {
+    let mut derived: Vec<Derivation> = Vec::new();
+    for d in raw {
+        let (at, RawDerivation { field, from }) = (d.span().start, d.get_ref());
+        let known = |f: &str| fields.iter().any(|x| x.spec.id == f);
+        let problem = if !known(field) || !known(from) {
+            Some(format!("service `{id}`: derived `{field}` from `{from}`: both must be fields of the service"))
+        } else if field == from {
+            Some(format!("service `{id}`: `{field}` cannot be derived from itself"))
+        } else if derived.iter().any(|x| &x.field == field) {
+            Some(format!("service `{id}`: `{field}` is derived twice"))
+        } else if raw.iter().any(|x| &x.get_ref().field == from) {
+            Some(format!("service `{id}`: `{from}` is derived itself, so `{field}` cannot take its value"))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => r.at(at, message),
+            None => derived.push(Derivation { field: field.clone(), from: from.clone() }),
+        }
+    }
+    derived
 }
 
 /// Sets which recipient each filing waits for, from the answers its filing uses; returns the

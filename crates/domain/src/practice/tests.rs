@@ -119,7 +119,8 @@ fn drafts_may_be_incomplete_but_not_wrong() {
         check_draft(service, &data(&[("owner.tax_code", "FOXDRA26C24H872A"), ("seat.colour", "blu")]), today),
         vec![
             FieldError::new("seat.colour", Reason::UnknownField),
-            FieldError::new("owner.tax_code", Reason::PersonTaxCodeCheckCharacter),
+            // The owner's code is derived from the business's here: reported where it is typed.
+            FieldError::new("business.tax_code", Reason::PersonTaxCodeCheckCharacter),
         ]
     );
     assert_eq!(
@@ -128,7 +129,7 @@ fn drafts_may_be_incomplete_but_not_wrong() {
             &data(&[("owner.tax_code", "RSSMRA45C12F205C"), ("owner.birth_date", "13/03/1945")]),
             today
         ),
-        vec![FieldError::new("owner.tax_code", Reason::PersonTaxCodeBirthMismatch)]
+        vec![FieldError::new("business.tax_code", Reason::PersonTaxCodeBirthMismatch)]
     );
 }
 

@@ -121,7 +121,28 @@ fn check_range(n: i64, min: Option<i64>, max: Option<i64>, scale: i64) -> Result
 
 /// Validates every field of a service: unknown fields, required ones, each value's rules and
 /// the links between fields. Returns the data in canonical form (empty values dropped).
+/// Derived fields take their source's value first; what is wrong with one is reported on
+/// the field the user typed.
 pub fn validate_data(service: &Service, data: &PracticeData, today: Date) -> Result<PracticeData, Vec<FieldError>> {
+    let mut derived = data.clone();
+    service.derive(&mut derived);
+    validate_derived(service, &derived, today).map_err(|errors| {
+        let mut reported: Vec<FieldError> = Vec::with_capacity(errors.len());
+        let (mapped, own): (Vec<FieldError>, Vec<FieldError>) =
+            errors.into_iter().partition(|e| service.derived_from(&e.field).is_some());
+        reported.extend(own);
+        for mut e in mapped {
+            e.field = service.derived_from(&e.field).unwrap_or_default().to_string();
+            // One message per field typed: its own problem first.
+            if !reported.iter().any(|r| r.field == e.field) {
+                reported.push(e);
+            }
+        }
+        reported
+    })
+}
+
+fn validate_derived(service: &Service, data: &PracticeData, today: Date) -> Result<PracticeData, Vec<FieldError>> {
     let mut errors: Vec<FieldError> =
         data.keys().filter(|k| service.field(k).is_none()).map(|k| FieldError::new(k, Reason::UnknownField)).collect();
     let mut clean = PracticeData::new();

@@ -319,7 +319,7 @@ async fn invalid_codice_fiscale_is_refused_naming_the_field_and_nothing_is_store
     let app = spawn_app().await;
     let client = app.client();
     let (status, problem) = app
-        .create(&client, json!({"service": "avvio-ditta-individuale", "data": {"owner.tax_code": "FOXDRA26C24H872A"}}))
+        .create(&client, json!({"service": "variazione-sede-attivita", "data": {"owner.tax_code": "FOXDRA26C24H872A"}}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     let errors = problem["errors"].as_array().expect("errors");
@@ -333,7 +333,7 @@ async fn invalid_codice_fiscale_is_refused_naming_the_field_and_nothing_is_store
     let r = client
         .post(app.url("/api/v1/practices"))
         .header("accept-language", "en-GB,en;q=0.8")
-        .json(&json!({"service": "avvio-ditta-individuale", "data": {"owner.tax_code": "FOXDRA26C24H872A"}}))
+        .json(&json!({"service": "variazione-sede-attivita", "data": {"owner.tax_code": "FOXDRA26C24H872A"}}))
         .send()
         .await
         .expect("send");
@@ -755,7 +755,7 @@ async fn practice_pages_list_and_detail_only_the_holders_own() {
     assert_eq!(r.status(), StatusCode::OK);
     let detail = r.text().await.expect("html");
     assert!(detail.contains("Da completare prima dell&#39;invio"), "{detail}");
-    assert!(detail.contains("Codice fiscale: campo obbligatorio."), "{detail}");
+    assert!(detail.contains("Codice fiscale dell&#39;impresa: campo obbligatorio."), "{detail}");
     let stranger = client_with(&app.ca_pem, Some(&app.other));
     let r = stranger.get(app.url(&format!("/pratiche/{id}"))).send().await.expect("detail");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);

@@ -227,6 +227,10 @@ pub async fn save_section(
                 data.remove(&field.spec.id);
             }
         }
+        // What this page asks stands for the fields derived from it (cleared with it).
+        for derived in service.derived_of(&field.spec.id) {
+            data.remove(derived);
+        }
     }
     let action = form.get("azione").unwrap_or("continua");
     let back_to_review = form.get("ritorno") == Some(BACK_TO_REVIEW);

@@ -30,7 +30,8 @@ pub struct FormSection<'s> {
 /// (in the catalog's field order), then each recipient's own fields.
 pub fn sections<'s>(app: &AppState, service: &'s Service, lang: Lang) -> Vec<FormSection<'s>> {
     let mut out: Vec<FormSection<'s>> = Vec::new();
-    for field in &service.fields {
+    // A derived field is never asked: its source stands for it.
+    for field in service.fields.iter().filter(|f| service.derived_from(&f.spec.id).is_none()) {
         let id = match &field.section {
             Section::Common(group) | Section::Recipient(group) => group,
         };
@@ -138,6 +139,14 @@ impl FieldInput {
             FieldKind::Text => ("text", "", ""),
         };
         let mut hint = spec.hint.as_ref().map(|h| h.get(lang).to_string());
+        for target in service.derived_of(&spec.id).filter_map(|t| service.field(t)) {
+            let args = [
+                ("field", target.spec.label.get(lang).to_string()),
+                ("section", section_title(app, &target.section, lang)),
+            ];
+            let also = app.translations.message(lang, "form-hint-derived", &args);
+            hint = Some(hint.map_or_else(|| also.clone(), |h| format!("{h} {also}")));
+        }
         for limit in institution_limits(app, service, &spec.id, lang) {
             hint = Some(hint.map_or_else(|| limit.clone(), |h| format!("{h} {limit}")));
         }
