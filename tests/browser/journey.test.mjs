@@ -139,10 +139,10 @@ function completeData(name, workProcesses) {
   };
 }
 
-async function createDraft(data) {
+async function createDraft(data, service = SERVICE) {
   const api = await apiAs('diprova');
   try {
-    const answer = await api.post('/api/v1/practices', { data: { service: SERVICE, data } });
+    const answer = await api.post('/api/v1/practices', { data: { service, data } });
     const text = await answer.text();
     assert.equal(answer.status(), 201, `creating the draft: ${answer.status()} ${text}`);
     return JSON.parse(text).id;
@@ -661,6 +661,59 @@ test('Giuseppe Verdi, authorised at INPS only, is told on every page of the jour
     assert.equal(await button(page, 'Invia la pratica').count(), 0, 'no send button while INAIL says no');
     assert.match(await page.locator('main').innerText(), /Potrai inviare la pratica quando risulterai abilitato/);
     await checks.check(page, 'review');
+  } finally {
+    await context.close();
+  }
+  checks.assertClean();
+});
+
+test('"Cambio della sede": INAIL rejects the work processes, which the change now asks; corrected, it goes to INAIL alone', async () => {
+  const checks = new PageChecks('change-rejected');
+  const id = await createDraft(
+    {
+      'business.name': 'Bar della Sede di Utente DiProva',
+      'business.legal_form': 'DI',
+      'business.tax_code': DIPROVA,
+      'business.pec': 'bar.sede@pec.it',
+      'business.rea_number': 'RM-1234567',
+      'business.ateco': '56.30.00',
+      'business.event_date': inDays(3),
+      'owner.given_name': 'Utente',
+      'owner.surname': 'DiProva',
+      'owner.tax_code': DIPROVA,
+      'seat.street': 'Via Nazionale',
+      'seat.number': '12',
+      'seat.cap': '00184',
+      'seat.municipality': 'Roma',
+      'seat.province': 'RM',
+      'registro-imprese.change_description': 'Trasferimento della sede',
+      'inps.position_number': '7012345678',
+      'inail.company_code': '123456',
+      'inail.pat': '987654',
+      'inail.work_processes': UNCLASSIFIABLE,
+    },
+    'variazione-sede-attivita',
+  );
+  const context = await newContext(browser, 'diprova');
+  try {
+    const page = await newPage(context);
+    let response = await sendDraft(page, checks, id);
+    const rows = await waitForRecipients(
+      page,
+      (r) => r.inail?.state === 'respinta' && ['registro-imprese', 'inps'].every((i) => r[i]?.state === 'accolta'),
+      'INAIL to reject the change and the other two to accept it',
+    );
+    assert.match(rows.inail.notes, /Lavorazioni non riconducibili/);
+    const correction = page.getByRole('region', { name: `Dati da correggere per: ${INSTITUTIONS.inail}` });
+    assert.equal(await correction.count(), 1, 'the field at fault is offered, though the change is about the seat');
+    const field = correction.getByLabel('Descrizione delle lavorazioni', { exact: true });
+    assert.equal(await field.inputValue(), UNCLASSIFIABLE);
+    await checks.check(page, 'rejected', { response });
+    await field.fill('Somministrazione al banco di caffè e bevande nella nuova sede');
+    response = await clickThrough(page, correction.getByRole('button', { name: `Correggi e invia di nuovo a ${INSTITUTIONS.inail}`, exact: true }));
+    assert.equal(response.status(), 200, `correcting answered ${response.status()}: ${await h1(page)}`);
+    await waitForRecipients(page, (r) => isProtocol('inail', r.inail?.protocol) && r.inail.state === 'accolta', "INAIL's protocol number");
+    await checks.check(page, 'corrected', { response });
   } finally {
     await context.close();
   }

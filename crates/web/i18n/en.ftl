@@ -448,6 +448,7 @@ export-too-many = Practices to export: at most { $max } at a time.
 search-until-before-from = Sent until: the date cannot be before the start date.
 search-text-too-long = Reference, protocol number, tax code or name: at most { $max } characters.
 practice-action-needed = This practice needs you
+practice-rejection-uncorrectable = { $institution } named data this practice does not collect ({ $fields }): they cannot be corrected here. Contact the institution to learn how to proceed; the practice stays to correct.
 practice-attention-rejected = { $institution } rejected the practice: { $reasons }. Correct the data indicated and send it again to { $institution }.
 practice-attention-rejected-plain = { $institution } rejected the practice. Correct the data indicated and send it again to { $institution }.
 practice-attention-failed = The practice was not delivered to { $institution }: send it again to that institution.

@@ -448,6 +448,7 @@ export-too-many = Pratiche da esportare: al massimo { $max } alla volta.
 search-until-before-from = Inviata fino al: la data non può precedere quella di inizio.
 search-text-too-long = Numero di riferimento, protocollo, codice fiscale o nome: al massimo { $max } caratteri.
 practice-action-needed = Questa pratica richiede un tuo intervento
+practice-rejection-uncorrectable = { $institution } ha indicato dati che questa pratica non raccoglie ({ $fields }): non si possono correggere qui. Contatta l'ente per sapere come procedere; la pratica resta da correggere.
 practice-attention-rejected = { $institution } ha respinto la pratica: { $reasons }. Correggi i dati indicati e inviala di nuovo a { $institution }.
 practice-attention-rejected-plain = { $institution } ha respinto la pratica. Correggi i dati indicati e inviala di nuovo a { $institution }.
 practice-attention-failed = La pratica non è stata consegnata a { $institution }: inviala di nuovo a quell'ente.

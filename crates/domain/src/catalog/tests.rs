@@ -187,3 +187,34 @@ fn a_derived_field_takes_its_source_and_is_checked_where_it_is_typed() {
     assert!(errors.iter().any(|e| e.contains("cannot be derived from itself")), "{errors:?}");
     assert!(errors.iter().any(|e| e.contains("both must be fields of the service")), "{errors:?}");
 }
+
+#[test]
+fn every_field_an_institution_checks_is_collected_and_correctable() {
+    let shipped = Catalog::from_sources(&shipped_sources()).expect("shipped catalog");
+    for service in &shipped.services {
+        for recipient in &service.recipients {
+            for rule in &recipient.rules {
+                assert!(
+                    service.field(&rule.field).is_some(),
+                    "{}: {} checks {}",
+                    service.id,
+                    recipient.institution,
+                    rule.field
+                );
+            }
+        }
+    }
+    // "Cambio della sede": INAIL's work processes are asked, so a rejection of them is correctable.
+    let change = shipped.service("variazione-sede-attivita").expect("service");
+    assert!(change.field("inail.work_processes").is_some());
+    // A rule on a field the filing does not carry is refused.
+    let checked = "[[filings.rules]]\nfield = \"business.rea_number\"\nrequired = true\nmessage.it = \"REA\"\nmessage.en = \"REA\"\n\n[[filings.rules]]\nfield = \"inail.work_processes\"";
+    let errors = errors_of(&with_replaced(
+        "institutions/inail.toml",
+        "[[filings.rules]]\nfield = \"inail.work_processes\"",
+        checked,
+    ));
+    // (a rule may only check what the filing carries, and a service must collect all of that)
+    let refused = "rule on `business.rea_number`: the filing's payload is not made from that field";
+    assert!(errors.iter().any(|e| e.contains(refused)), "{errors:?}");
+}

@@ -519,6 +519,25 @@ async fn institutions_that_never_call_back_are_polled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_of_data_the_service_does_not_collect_is_explained_not_a_dead_end() {
+    let mut w = world().await;
+    // INAIL's own rule on something the portal never sends.
+    let rule =
+        simulator::Rule::unpublished("lavorazioni.turni", simulator::Check::Required, "Turni di lavoro non indicati");
+    w.sims["inail"].set_behaviour(Behaviour { rules: vec![rule], ..quick_behaviour() });
+    let id = w.submit(with_long_description()).await;
+    let p = w.wait_for(&id, "INAIL rejected", |p| states(p).get("inail").map(String::as_str) == Some("rejected")).await;
+    assert_eq!(p["state"], "to_correct");
+    let page =
+        w.client().get(w.url(&format!("/pratiche/{id}"))).send().await.expect("page").text().await.expect("html");
+    assert!(page.contains("Turni di lavoro non indicati"), "the institution's words: {page}");
+    assert!(page.contains("non si possono correggere qui") && page.contains("lavorazioni.turni"), "{page}");
+    assert!(page.contains("href=\"#destinatario-inail\""), "the item leads to the row that explains: {page}");
+    assert!(!page.contains("id=\"correzione-inail\""), "no empty correction form: {page}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_not_authorised_at_inail_cannot_submit_to_inail() {
     let mut w = world().await;
     // INAIL knows nothing of the holder; INPS and the Registro Imprese do.

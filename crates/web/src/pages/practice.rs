@@ -69,6 +69,12 @@ pub struct RecipientRow {
     office: Option<String>,
 }
 
+/// The fields a rejection names that the service does not collect (an institution's own
+/// rule on data the portal does not send): they cannot be corrected here.
+fn uncorrectable(service: Option<&Service>, rejection: &domain::delivery::Rejection) -> Vec<String> {
+    rejection.fields.iter().filter(|f| service.and_then(|s| s.field(f)).is_none()).cloned().collect()
+}
+
 /// One thing the user must do, and the link to where it is done.
 #[derive(Debug)]
 pub struct AttentionItem {
@@ -78,13 +84,28 @@ pub struct AttentionItem {
 
 /// What the recipients ask of the user: a correction for each rejection, a resend for each
 /// failure or silence, each linking to its form on the page.
-fn attention_items(app: &AppState, tr: &Tr<'_>, lang: Lang, deliveries: &[Delivery]) -> Vec<AttentionItem> {
+fn attention_items(
+    app: &AppState,
+    tr: &Tr<'_>,
+    lang: Lang,
+    service: Option<&Service>,
+    deliveries: &[Delivery],
+) -> Vec<AttentionItem> {
     deliveries
         .iter()
         .filter_map(|d| {
             let institution = app.institution_name(&d.institution, lang);
             let (key, href) = match d.state() {
-                DeliveryState::Rejected => ("practice-attention-rejected", format!("#correzione-{}", d.institution)),
+                DeliveryState::Rejected => {
+                    // The form when something can be corrected, else the row that says why not.
+                    let correctable = d
+                        .status
+                        .rejection
+                        .as_ref()
+                        .is_some_and(|r| r.fields.iter().any(|f| service.and_then(|s| s.field(f)).is_some()));
+                    let anchor = if correctable { "correzione" } else { "destinatario" };
+                    ("practice-attention-rejected", format!("#{anchor}-{}", d.institution))
+                }
                 DeliveryState::Failed => ("practice-attention-failed", format!("#destinatario-{}", d.institution)),
                 DeliveryState::NoNews => ("practice-attention-no-news", format!("#destinatario-{}", d.institution)),
                 _ => return None,
@@ -221,6 +242,12 @@ fn recipient_row(cx: &RowContext<'_>, d: &Delivery) -> RecipientRow {
     if let Some(rejection) = d.status.rejection.as_ref().filter(|_| d.state() == DeliveryState::Rejected) {
         notes.extend(rejection.reasons.iter().cloned());
         correction = correction_form(cx, d, rejection, &name);
+        // Never a dead end: what the form cannot offer is said, with what to do.
+        let outside = uncorrectable(cx.service, rejection);
+        if !outside.is_empty() {
+            let args = [("institution", name.clone()), ("fields", outside.join(", "))];
+            notes.push(cx.tr.fmt("practice-rejection-uncorrectable", &args));
+        }
     }
     // The institution's or the network's own words stay available, marked as such.
     let technical = d.status.last_error.clone();
@@ -324,7 +351,7 @@ async fn practice_page(
     };
     let attention = match practice.state {
         PracticeState::Draft | PracticeState::Archived => Vec::new(),
-        _ => attention_items(app, &tr, lang, &deliveries),
+        _ => attention_items(app, &tr, lang, service, &deliveries),
     };
     let next_steps = if sent_now { next_steps(&tr, &practice) } else { Vec::new() };
     let page = PracticePage {
