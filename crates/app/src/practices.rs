@@ -280,11 +280,13 @@ pub async fn desk_summary(core: &Core, principal: &Principal, actions: u32) -> R
     Ok(core.store.desk_summary(&principal.owner, principal.scope_filter().as_ref(), actions).await?)
 }
 
-/// The businesses the principal filed for (newest first, with the name last used), then those
+/// The businesses the principal sent practices for (newest first, with the name last sent),
+/// never one only typed in a draft; then those
 /// the institutions say the principal may file for; under a delegation, only its businesses.
 pub async fn known_businesses(core: &Core, principal: &Principal) -> Result<Vec<(String, String)>, AppError> {
     let search = PracticeSearch {
         limit: PracticeQuery::MAX_LIMIT,
+        sort: storage::SortKey::Submitted,
         descending: true,
         scope: principal.scope_filter(),
         ..Default::default()
@@ -296,7 +298,8 @@ pub async fn known_businesses(core: &Core, principal: &Principal) -> Result<Vec<
             out.push((code, name));
         }
     };
-    for p in &recent.practices {
+    // Only what was sent: a business typed in a draft (a test, a typo) is nobody's yet.
+    for p in recent.practices.iter().filter(|p| p.submitted_at.is_some()) {
         if let Some(code) = p.data.get("business.tax_code").map(|c| c.trim().to_uppercase()).filter(|c| !c.is_empty()) {
             add(code, p.data.get("business.name").cloned().unwrap_or_default());
         }
@@ -330,15 +333,17 @@ pub async fn prefill(
     let search = PracticeSearch {
         text: Some(business.to_string()),
         limit: 20,
+        sort: storage::SortKey::Submitted,
         descending: true,
         scope: principal.scope_filter(),
         ..Default::default()
     };
     let found = core.store.search(&principal.owner, &search).await?;
-    let last = found
-        .practices
-        .into_iter()
-        .find(|p| p.data.get("business.tax_code").is_some_and(|c| c.trim().eq_ignore_ascii_case(business)));
+    // The latest practice sent for it: an unsent draft proves nothing about the business.
+    let last = found.practices.into_iter().find(|p| {
+        p.submitted_at.is_some()
+            && p.data.get("business.tax_code").is_some_and(|c| c.trim().eq_ignore_ascii_case(business))
+    });
     let mut data = PracticeData::new();
     data.insert("business.tax_code".into(), business.to_string());
     let today = core.today();

@@ -150,6 +150,9 @@ async fn a_collaborator_acts_within_the_delegation_and_no_further() {
     let (_, _, activity) = grantor.get("/deleghe/attivita").await;
     assert!(activity.contains(COLLABORATOR) && activity.contains("pratica inviata"), "{activity}");
     assert!(activity.contains("atto rifiutato: fuori dalla delega"), "{activity}");
+    // Practices by reference number and business, never by internal id.
+    assert!(!activity.contains(&practice_id.to_string()), "no internal id: {activity}");
+    assert!(activity.contains("pratica: SPT-"), "{activity}");
 
     // Revoked in the middle of the collaborator's session: the next request is refused, and a
     // live stream she holds open ends.

@@ -195,6 +195,8 @@ async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
     // The receipt carries the digest of the data sent.
     let (status, _, receipt) = browser.get(&format!("/pratiche/{id}/ricevuta")).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(receipt.contains(&format!("Mario Rossi ({HOLDER})")), "the declarant by name: {receipt}");
+    assert!(receipt.contains("Impronta digitale dei dati inviati") && !receipt.contains("Impronta SHA-256"), "{receipt}");
     let canonical = serde_json::to_string(&practice["data"]).expect("json");
     let digest: String = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())
         .as_ref()
@@ -258,8 +260,12 @@ async fn a_new_practice_is_prefilled_from_the_business_last_one_and_drafts_can_b
     let r = holder.post(app.url(&format!("/api/v1/practices/{first_id}/submit"))).send().await.expect("submit");
     assert_eq!(r.status(), StatusCode::OK);
 
+    // A draft never sent, for a business typed by mistake: not offered, nor used to prefill.
+    let typo = serde_json::json!({"business.tax_code": "VRDGPP80A01H501U", "business.name": "Prova a caso"});
+    app.create(&holder, serde_json::json!({"service": "avvio-ditta-individuale", "data": typo})).await;
     let mut browser = Browser::new(&app);
     let (_, _, page) = browser.get("/servizi/variazione-sede-attivita").await;
+    assert!(!page.contains("VRDGPP80A01H501U") && !page.contains("Prova a caso"), "only sent businesses: {page}");
     assert!(
         page.contains(&format!("<option value=\"{HOLDER}\">Bar Centrale di Mario Rossi ({HOLDER})</option>")),
         "{page}"

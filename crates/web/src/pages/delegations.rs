@@ -466,6 +466,20 @@ struct ActivityPage<'a> {
 pub async fn activity(State(app): State<AppState>, UserLang(lang): UserLang, desk: Desk) -> Result<Response, ApiError> {
     let records = app::delegations::activity(&app.core, &desk.holder, crate::api::delegations::ACTIVITY_LIMIT).await?;
     let tr = Tr::new(&app.translations, lang);
+    // Practices by their reference number and business, never by internal id.
+    let mut practices: BTreeMap<String, String> = BTreeMap::new();
+    for id in records.iter().filter_map(|r| r.detail.get("practice").and_then(|v| v.as_str())) {
+        if practices.contains_key(id) {
+            continue;
+        }
+        let Some(parsed) = domain::practice::PracticeId::parse(id) else { continue };
+        if let Ok(p) = app.core.store.practice(&desk.holder.tax_code, parsed).await {
+            let reference = p.reference.as_ref().map_or_else(|| tr.msg("practices-no-reference"), ToString::to_string);
+            let business = crate::view::practice_business(&p.data);
+            let shown = if business.is_empty() { reference } else { format!("{reference}, {business}") };
+            practices.insert(id.to_string(), shown);
+        }
+    }
     let rows = records
         .into_iter()
         .map(|r| {
@@ -480,7 +494,14 @@ pub async fn activity(State(app): State<AppState>, UserLang(lang): UserLang, des
                 .iter()
                 .filter_map(|k| {
                     let label = tr.msg(&format!("activity-key-{k}"));
-                    r.detail.get(*k).and_then(|v| v.as_str()).map(|v| format!("{label}: {v}"))
+                    let value = r.detail.get(*k).and_then(|v| v.as_str())?;
+                    let shown = match *k {
+                        "practice" => practices.get(value).map_or(value, String::as_str),
+                        _ => value,
+                    };
+                    // A reference already shown as the practice's is not repeated.
+                    let repeated = *k == "reference" && r.detail.get("practice").is_some();
+                    (!repeated).then(|| format!("{label}: {shown}"))
                 })
                 .collect::<Vec<_>>()
                 .join(", ");

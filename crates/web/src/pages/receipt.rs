@@ -41,6 +41,22 @@ struct ReceiptPage<'a> {
     rows: Vec<ReceiptRow>,
 }
 
+/// A person as the receipt names them: the name beside the codice fiscale when the portal
+/// knows it (the card holder reading, or the owner named in the practice's data).
+fn person(
+    principal: &crate::acting::Principal,
+    practice: &domain::practice::Practice,
+    code: &domain::identifiers::CodiceFiscale,
+) -> String {
+    let from_data =
+        practice.data.get("owner.tax_code").filter(|c| c.trim().eq_ignore_ascii_case(code.as_str())).map(|_| {
+            let part = |k: &str| practice.data.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+            format!("{} {}", part("owner.given_name"), part("owner.surname")).trim().to_string()
+        });
+    let name = if &principal.actor.tax_code == code { Some(principal.actor.display_name()) } else { from_data };
+    crate::view::business_label(name.as_deref(), Some(code.as_str()))
+}
+
 /// `GET /pratiche/{id}/ricevuta`: the receipt of a sent practice, for printing.
 pub async fn page(
     State(app): State<AppState>,
@@ -74,9 +90,13 @@ pub async fn page(
         reference: facts.reference.clone(),
         submitted: domain::italian_display(facts.submitted_at),
         declarant: if practice.actor == practice.owner {
-            practice.owner.to_string()
+            person(&principal, &practice, &practice.owner)
         } else {
-            tr.fmt("receipt-on-behalf", &[("actor", practice.actor.to_string()), ("owner", practice.owner.to_string())])
+            let args = [
+                ("actor", person(&principal, &practice, &practice.actor)),
+                ("owner", person(&principal, &practice, &practice.owner)),
+            ];
+            tr.fmt("receipt-on-behalf", &args)
         },
         business,
         digest: facts.data_sha256.clone(),
