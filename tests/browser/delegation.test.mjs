@@ -121,6 +121,9 @@ test('Utente DiProva delegates Stefania Bianco, who acts on his behalf until he 
     response = await visit(hers, '/');
     assert.equal(response.status(), 200);
     assert.equal(await banner(hers), null, 'acting for herself: no banner');
+    assert.match(await hers.locator('main .lead').innerText(), /^Benvenuta, Stefania Bianco/, 'a greeting that fits her');
+    const icon = await hers.request.get(new URL('/favicon.ico', hers.url()).href);
+    assert.equal(icon.headers()['content-type'], 'image/svg+xml', 'the browser finds a favicon');
     await clickThrough(hers, menuLink(hers, 'Deleghe'));
     const received = await delegationCard(hers, `Delega da ${DIPROVA}`);
     assert.ok(allActive(received), `her received delegation: ${JSON.stringify(received)}`);
@@ -167,7 +170,12 @@ test('Utente DiProva delegates Stefania Bianco, who acts on his behalf until he 
 
     // --- he revokes; her next page is refused ------------------------------------------
     await clickThrough(his, menuLink(his, 'Deleghe'));
+    // Revoking asks first, saying what it does; then it takes effect.
     response = await clickThrough(his, button(his, `Revoca la delega ${BIANCO}`));
+    assert.equal(await h1(his), `Revocare la delega a ${BIANCO}?`);
+    assert.match(await his.locator('main').innerText(), /non si può annullare/);
+    await checks.check(his, 'revoke-confirm', { response });
+    response = await clickThrough(his, button(his, 'Sì, revoca la delega'));
     assert.equal(response.status(), 200);
     assert.equal(
       await his.locator('[role="status"]').innerText(),

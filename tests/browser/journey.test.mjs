@@ -226,6 +226,27 @@ async function timelineOf(page, institution) {
   return items.filter((text) => text.includes(`${institution}:`));
 }
 
+/**
+ * At 320 px, whether the table in `region` stacks: nothing scrolls sideways and no cell ends
+ * past the window's edge. Puts the width back afterwards.
+ */
+async function stacksAt320(page, region) {
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 320, height: 800 });
+  try {
+    return await page.evaluate((selector) => {
+      const scroller = document.querySelector(`${selector} .table-scroll`);
+      const cells = [...document.querySelectorAll(`${selector} tbody td, ${selector} tbody th`)];
+      return {
+        sideways: scroller ? scroller.scrollWidth - scroller.clientWidth : -1,
+        outside: cells.filter((c) => c.getBoundingClientRect().right > window.innerWidth + 1).map((c) => c.textContent.trim()),
+      };
+    }, region);
+  } finally {
+    if (size) await page.setViewportSize(size);
+  }
+}
+
 /** Marks the document, to tell later whether the page was reloaded. */
 const markDocument = (page) => page.evaluate(() => { window.sportelloTestMark = true; });
 const sameDocument = (page) => page.evaluate(() => window.sportelloTestMark === true);
@@ -344,6 +365,8 @@ test('Utente DiProva starts a sole-trader business, from the catalog to the prot
     await clickThrough(page, page.locator('main .counts').getByRole('link', { name: /in bozza/ }));
     assert.equal(new URL(page.url()).search, '?stato=draft');
     await checks.check(page, 'practices-drafts');
+    const narrowList = await stacksAt320(page, 'main');
+    assert.deepEqual(narrowList, { sideways: 0, outside: [] }, `the list at 320 px: ${JSON.stringify(narrowList)}`);
     const draftLink = page.locator(`main table a[href="/pratiche/${id}"]`);
     assert.equal(await draftLink.innerText(), 'non ancora assegnato');
     await clickThrough(page, draftLink);
@@ -596,6 +619,9 @@ test('INAIL rejects work processes its tariff cannot classify; corrected, it goe
       checks.fail('rejected', `the rejected INAIL row looks like the accepted ones (row-attention has no style): ${looks.inail}`);
     }
     assert.match(rows.inail.notes, /Lavorazioni non riconducibili/, 'the reason INAIL gave is shown');
+    // 320 px: the recipients stack; protocol numbers and the reason stay in view.
+    const narrow = await stacksAt320(page, '#destinatari');
+    assert.deepEqual(narrow, { sideways: 0, outside: [] }, `at 320 px: ${JSON.stringify(narrow)}`);
 
     // Only the field at fault, editable, with what was sent.
     const correction = page.getByRole('region', { name: `Dati da correggere per: ${INSTITUTIONS.inail}` });

@@ -117,15 +117,21 @@ pub async fn load(core: &Core, id: &str) -> Result<Delegation, AppError> {
 
 /// The grantor `holder` ends delegation `id` now (anyone else: not found), recorded.
 pub async fn revoke(core: &Core, holder: &Holder, id: &str) -> Result<Delegation, AppError> {
-    let d = load(core, id).await?;
-    if d.grantor != holder.tax_code {
-        return Err(AppError::NotFound);
-    }
+    let d = granted(core, holder, id).await?;
     let ended = core.store.end_delegation(d.id, Ending::Revoked, core.clock.now()).await?;
     tracing::info!(delegation = %ended.id, "delegation revoked");
     let detail = serde_json::json!({ "delegation": ended.id.to_string(), "delegate": ended.delegate.to_string() });
     crate::audit::holder_act(core, holder, "delegation_revoked", detail).await;
     Ok(ended)
+}
+
+/// Delegation `id` as granted by `holder` (anyone else's: not found).
+pub async fn granted(core: &Core, holder: &Holder, id: &str) -> Result<Delegation, AppError> {
+    let d = load(core, id).await?;
+    if d.grantor != holder.tax_code {
+        return Err(AppError::NotFound);
+    }
+    Ok(d)
 }
 
 /// The collaborator `holder` gives delegation `id` up (anyone else: not found), recorded.

@@ -103,6 +103,12 @@ impl CodiceFiscale {
         })
     }
 
+    /// Whether the code is a woman's: her day of birth is written plus 40.
+    pub fn is_female(&self) -> bool {
+        let b = self.0.as_bytes();
+        b.len() == 16 && Self::digit(b[9]) * 10 + Self::digit(b[10]) > 40
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -322,6 +328,14 @@ display_as_str!(CodiceFiscale, PartitaIva, BusinessTaxCode);
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_womans_code_has_her_day_of_birth_plus_forty() {
+        let cf = |s: &str| CodiceFiscale::parse(s).expect("valid");
+        assert!(cf("BNCSFN85T58G702W").is_female(), "Stefania Bianco, born on the 18th");
+        assert!(!cf("RSSMRA45C12F205C").is_female());
+        assert!(!cf("RSSMRAQRCMNFNLRG").is_female(), "omocodia: the day's digits as letters");
+    }
 
     #[test]
     fn reference_valid_codici_fiscali() {

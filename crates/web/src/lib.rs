@@ -206,6 +206,8 @@ pub fn router(state: AppState) -> Router {
         .route("/accessibilita", get(pages::home::accessibility))
         .route("/static/sportello.css", get(pages::home::stylesheet))
         .route("/static/sportello.js", get(pages::home::script))
+        .route("/static/favicon.svg", get(pages::home::favicon))
+        .route("/favicon.ico", get(pages::home::favicon))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

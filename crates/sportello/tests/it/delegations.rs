@@ -161,7 +161,17 @@ async fn a_collaborator_acts_within_the_delegation_and_no_further() {
     let first = stream.chunk().await.expect("chunk").expect("a first event");
     assert!(String::from_utf8_lossy(&first).contains("event: update"));
     let (_, _, page) = grantor.get("/deleghe").await;
-    let (_, at, _) = grantor.post(&format!("/deleghe/{id}/revoca"), &[("_csrf", &csrf(&page))]).await;
+    // Revoking asks first; nothing ends until confirmed.
+    let (status, at, ask) = grantor.post(&format!("/deleghe/{id}/revoca"), &[("_csrf", &csrf(&page))]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        ask.contains(&format!("Revocare la delega a {COLLABORATOR}?")) && ask.contains("non si può annullare"),
+        "{at}: {ask}"
+    );
+    assert!(as_delegate(api.get(w.url("/api/v1/practices"))).send().await.expect("still").status().is_success());
+    let confirm = [("_csrf", csrf(&ask)), ("conferma", "si".to_string())];
+    let confirm: Vec<(&str, &str)> = confirm.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, at, _) = grantor.post(&format!("/deleghe/{id}/revoca"), &confirm).await;
     assert!(at.ends_with("esito=revocata"), "{at}");
     let ended =
         tokio::time::timeout(Duration::from_secs(10), async { while let Ok(Some(_)) = stream.chunk().await {} }).await;
@@ -358,7 +368,9 @@ async fn delegation_notices_go_in_each_institution_s_own_shape_or_the_portal_s_r
 
     // Revoked: INAIL is told in its own words (DELETE /deleghe/{id}).
     let (_, _, page) = grantor.get("/deleghe").await;
-    let (_, at, _) = grantor.post(&format!("/deleghe/{id}/revoca"), &[("_csrf", &csrf(&page))]).await;
+    let confirmed = [("_csrf", csrf(&page)), ("conferma", "si".to_string())];
+    let confirmed: Vec<(&str, &str)> = confirmed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, at, _) = grantor.post(&format!("/deleghe/{id}/revoca"), &confirmed).await;
     assert!(at.ends_with("esito=revocata"), "{at}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while listed(&w.sims["inail"]).await["delegations"][&id]["revoked"] != true {

@@ -189,14 +189,18 @@ async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
     let practice = api_practice(&app, &id).await;
     let reference = practice["reference"].as_str().expect("sent").to_string();
     assert!(page.contains(&format!("Il numero di riferimento è {reference}")), "{page}");
-    assert_eq!(page.matches("class=\"protocol\">in attesa").count(), 3, "three recipients waiting: {page}");
+    let waiting = "class=\"protocol\" data-label=\"Numero di protocollo\">in attesa";
+    assert_eq!(page.matches(waiting).count(), 3, "three recipients waiting: {page}");
     assert!(page.contains(&format!("data-events=\"/pratiche/{id}/eventi\"")), "live updates offered");
 
     // The receipt carries the digest of the data sent.
     let (status, _, receipt) = browser.get(&format!("/pratiche/{id}/ricevuta")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(receipt.contains(&format!("Mario Rossi ({HOLDER})")), "the declarant by name: {receipt}");
-    assert!(receipt.contains("Impronta digitale dei dati inviati") && !receipt.contains("Impronta SHA-256"), "{receipt}");
+    assert!(
+        receipt.contains("Impronta digitale dei dati inviati") && !receipt.contains("Impronta SHA-256"),
+        "{receipt}"
+    );
     let canonical = serde_json::to_string(&practice["data"]).expect("json");
     let digest: String = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())
         .as_ref()

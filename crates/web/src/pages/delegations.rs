@@ -400,10 +400,43 @@ fn acting_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
     crate::cookies::set(ACTING_COOKIE, value, crate::cookies::Kind::Credential, max_age)
 }
 
-/// `POST /deleghe/{id}/revoca`: the grantor ends a delegation now.
-pub async fn revoke(State(app): State<AppState>, Path(id): Path<String>, form: DeskForm) -> Result<Response, ApiError> {
+/// `POST /deleghe/{id}/revoca`: the grantor ends a delegation now, after confirming it
+/// (`conferma=si`; without it, the page that asks).
+pub async fn revoke(
+    State(app): State<AppState>,
+    UserLang(lang): UserLang,
+    Path(id): Path<String>,
+    form: DeskForm,
+) -> Result<Response, ApiError> {
+    // Revoking cannot be undone: the first press asks, the confirmation revokes.
+    if form.get("conferma") != Some(CONFIRMED) {
+        let d = app::delegations::granted(&app.core, &form.holder, &id).await?;
+        let desk = Desk::from_form(&form);
+        let tr = Tr::new(&app.translations, lang);
+        let page = RevokePage {
+            action: format!("/deleghe/{}/revoca", d.id),
+            csrf: desk.csrf.clone(),
+            delegate: d.delegate.to_string(),
+            confirmed: CONFIRMED,
+            tr,
+        };
+        return Ok(desk.finish(render(&page, StatusCode::OK)));
+    }
     app::delegations::revoke(&app.core, &form.holder, &id).await?;
     Ok(Redirect::to("/deleghe?esito=revocata").into_response())
+}
+
+/// The value of the revocation's confirmation.
+const CONFIRMED: &str = "si";
+
+#[derive(Template)]
+#[template(path = "delegation_revoke.html")]
+struct RevokePage<'a> {
+    tr: Tr<'a>,
+    action: String,
+    csrf: String,
+    delegate: String,
+    confirmed: &'static str,
 }
 
 /// `POST /deleghe/{id}/rinuncia`: the collaborator gives a delegation up.

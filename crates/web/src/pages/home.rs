@@ -34,6 +34,15 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// `GET /static/favicon.svg` (and `/favicon.ico`, which browsers ask for by themselves).
+pub async fn favicon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "public, max-age=86400")],
+        include_str!("../../static/favicon.svg"),
+    )
+        .into_response()
+}
+
 #[derive(Debug)]
 pub struct ServiceCard {
     id: String,
@@ -233,7 +242,11 @@ pub async fn home(State(app): State<AppState>, UserLang(lang): UserLang, acting:
     let greeting = app.translations.message(
         lang,
         "desk-greeting",
-        &[("name", holder.display_name()), ("tax_code", holder.tax_code.to_string())],
+        &[
+            ("name", holder.display_name()),
+            ("tax_code", holder.tax_code.to_string()),
+            ("sex", if holder.tax_code.is_female() { "female" } else { "other" }.to_string()),
+        ],
     );
     render(
         &HomePage {

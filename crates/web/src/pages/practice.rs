@@ -75,6 +75,25 @@ fn uncorrectable(service: Option<&Service>, rejection: &domain::delivery::Reject
     rejection.fields.iter().filter(|f| service.and_then(|s| s.field(f)).is_none()).cloned().collect()
 }
 
+/// What still stops a draft, each item linking to its field in its section.
+fn draft_problem_links(app: &AppState, practice: &Practice, service: &Service, lang: Lang) -> Vec<AttentionItem> {
+    let sections = crate::pages::compile::sections(app, service, lang);
+    crate::api::draft_problems(app, practice, lang)
+        .into_iter()
+        .map(|p| {
+            let section = sections.iter().find(|s| s.fields.iter().any(|f| f.spec.id == p.field()));
+            let href = section.map_or_else(
+                || format!("/pratiche/{}/compila", practice.id),
+                |s| {
+                    let field = crate::pages::compile::input_id(p.field());
+                    format!("/pratiche/{}/sezioni/{}?controlla=1#{field}", practice.id, s.id)
+                },
+            );
+            AttentionItem { text: p.message, href }
+        })
+        .collect()
+}
+
 /// One thing the user must do, and the link to where it is done.
 #[derive(Debug)]
 pub struct AttentionItem {
@@ -148,7 +167,8 @@ struct PracticePage<'a> {
     needs_resend: bool,
     /// What the user must do about a rejected, failed or silent recipient, first on the page.
     attention: Vec<AttentionItem>,
-    problems: Vec<String>,
+    /// What a draft still lacks, each linking to its field.
+    problems: Vec<AttentionItem>,
     recipients: Vec<RecipientRow>,
     timeline: Vec<TimelineRow>,
     live: bool,
@@ -326,10 +346,8 @@ async fn practice_page(
     let tr = Tr::acting(&app.translations, lang, principal);
     let service: Option<&Service> = app.core.catalog.service(&practice.service_id);
     let timeline = app::practices::timeline(&app.core, principal, &practice).await?;
-    let problems = match practice.state {
-        PracticeState::Draft => {
-            crate::api::draft_problems(app, &practice, lang).into_iter().map(|p| p.message).collect()
-        }
+    let problems = match (practice.state, service) {
+        (PracticeState::Draft, Some(service)) => draft_problem_links(app, &practice, service, lang),
         _ => Vec::new(),
     };
     let cx = RowContext { app, tr: &tr, lang, practice: &practice, service, refused: refused.as_ref() };
