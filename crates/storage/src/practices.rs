@@ -203,17 +203,21 @@ impl PracticeSearch {
 
     /// The text as typed (trimmed), its upper-case form for the exact codes, and a `LIKE`
     /// pattern (escaped with a backslash) for the business name.
-    pub(crate) fn text_terms(&self) -> Option<(String, String)> {
+    /// The free text as the queries use it: upper-cased for codes compared whole, a
+    /// lower-case `%part%` for names, and an upper-case `start%` for reference and protocol
+    /// numbers typed in part ("SPT-2026-4", "INAIL-AOO1-2026"), with `%`, `_` and `\\` escaped.
+    pub(crate) fn text_terms(&self) -> Option<(String, String, String)> {
         let text = self.text.as_deref().map(str::trim).filter(|t| !t.is_empty())?;
-        let escaped: String = text
-            .to_lowercase()
-            .chars()
-            .flat_map(|c| match c {
-                '%' | '_' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        Some((text.to_uppercase(), format!("%{escaped}%")))
+        let escape = |s: String| -> String {
+            s.chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect()
+        };
+        let upper = text.to_uppercase();
+        Some((upper.clone(), format!("%{}%", escape(text.to_lowercase())), format!("{}%", escape(upper))))
     }
 }
 

@@ -820,6 +820,11 @@ async fn search_by_every_key_with_pages_and_order(b: Backend) {
     assert_eq!(ids_of(&find(text(&reference)).await), [ids[0]], "by reference");
     assert_eq!(ids_of(&find(text(&reference.to_lowercase())).await), [ids[0]], "reference in any case");
     assert_eq!(ids_of(&find(text("INPS-2026-0000042")).await), [ids[1]], "by protocol number");
+    assert_eq!(ids_of(&find(text("inps-2026-00")).await), [ids[1]], "by the start of a protocol number");
+    let start = &reference[..reference.len() - 2];
+    assert!(ids_of(&find(text(start)).await).contains(&ids[0]), "by the start of a reference number");
+    assert_eq!(find(text("SPT-")).await.total, 2, "every sent practice's reference starts so");
+    assert!(find(text("PT-")).await.practices.is_empty(), "a reference matches from its start only");
     assert_eq!(ids_of(&find(text("rssmra45c12f205c")).await), [ids[0]], "by business codice fiscale");
     assert_eq!(ids_of(&find(text("00743110157")).await), [ids[1]], "by company code");
     let bars = find(text(" bar ")).await;

@@ -247,6 +247,34 @@ async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
     assert_eq!(export["practices"][0]["reference"], reference.as_str());
     assert_eq!(export["practices"][0]["data_sha256"], digest.as_str());
     assert!(export["note"].as_str().expect("note").contains("non sostituisce"));
+    // The same as CSV for a spreadsheet: one row per filing, the protocol numbers' column.
+    let r =
+        app.client().get(app.url(&format!("/pratiche/esporta?pratica={id}&formato=csv"))).send().await.expect("csv");
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.expect("csv");
+    assert!(csv.starts_with("\u{feff}Numero di riferimento;Servizio;"), "{csv}");
+    assert_eq!(csv.lines().count(), 4, "a header and three filings: {csv}");
+    assert!(csv.contains(&format!("{reference};Avvio di una ditta individuale;Bar Centrale")), "{csv}");
+    let r =
+        app.client().get(app.url(&format!("/pratiche/esporta?pratica={id}&formato=pdf"))).send().await.expect("bad");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Nothing chosen: back on the search page, the error beside the choices.
+    let (status, at, page) = browser.get("/pratiche/esporta?ritorno=%2Fricerca%3Ftesto%3Dcentrale&formato=json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(at.starts_with("/ricerca?testo=centrale&esportazione=nessuna"), "{at}");
+    assert!(page.contains("<a href=\"#tabella-risultati\">Scegli almeno una pratica da esportare.</a>"), "{page}");
+    assert!(
+        page.contains(&format!("href=\"/pratiche/esporta?pratica={id}&#38;formato=csv\"")),
+        "export the whole page: {page}"
+    );
+    // Never sent elsewhere.
+    let (_, at, _) = browser.get("/pratiche/esporta?ritorno=%2F%2Fevil.example%2Fricerca").await;
+    assert!(at.starts_with("/pratiche/esporta"), "{at}");
+    // An empty search says what to type; the start of a reference number finds it.
+    let (_, _, page) = browser.get("/ricerca?testo=&servizio=&stato=&dal=&al=").await;
+    assert!(page.contains("Scrivi un numero di riferimento o di protocollo"), "{page}");
+    let (_, _, found) = browser.get(&format!("/ricerca?testo={}", &reference[..reference.len() - 3])).await;
+    assert!(found.contains(&format!("href=\"/pratiche/{id}\"")), "{found}");
 
     // A practice in progress cannot be archived.
     let (status, _, _) = browser.post(&format!("/pratiche/{id}/archivia"), &[("_csrf", &token)]).await;

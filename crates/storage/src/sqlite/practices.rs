@@ -237,21 +237,20 @@ impl PracticeStore for SqliteStore {
     async fn search(&self, owner: &CodiceFiscale, search: &PracticeSearch) -> Result<SearchPage, StoreError> {
         // One WHERE clause for the page and the count; `?n` numbers the parameters once.
         let filter = "owner_cf = ?1 \
-             AND (?2 IS NULL OR reference = ?2 OR business_cf = ?2 OR business_name LIKE ?3 ESCAPE '\\' \
-                  OR id IN (SELECT practice_id FROM deliveries WHERE protocol_number IN (?2, ?4))) \
+             AND (?2 IS NULL OR reference LIKE ?4 ESCAPE '\\' OR business_cf = ?2 OR business_name LIKE ?3 ESCAPE '\\' \
+                  OR id IN (SELECT practice_id FROM deliveries WHERE upper(protocol_number) LIKE ?4 ESCAPE '\\')) \
              AND (?5 IS NULL OR service_id = ?5) AND (?6 IS NULL OR state = ?6) \
              AND (?7 IS NULL OR submitted_at >= ?7) AND (?8 IS NULL OR submitted_at < ?8) AND {SCOPE}";
         let filter = filter.replace("{SCOPE}", &scope_clause(9));
         let (services, businesses, actor) = crate::ScopeFilter::params(search.scope.as_ref());
         let terms = search.text_terms();
-        let raw = search.text.as_deref().map(str::trim);
         macro_rules! bind_filter {
             ($query:expr) => {
                 $query
                     .bind(owner.as_str())
                     .bind(terms.as_ref().map(|t| t.0.clone()))
                     .bind(terms.as_ref().map(|t| t.1.clone()))
-                    .bind(raw)
+                    .bind(terms.as_ref().map(|t| t.2.clone()))
                     .bind(search.service.as_deref())
                     .bind(search.state.map(PracticeState::as_str))
                     .bind(search.submitted_from)

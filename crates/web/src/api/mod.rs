@@ -10,6 +10,7 @@
 //! - [`records`]: the receipt and the export (the desk's export link uses it as well);
 //! - [`events`]: a practice's events as a stream (the live practice page follows it too).
 
+pub mod csv;
 pub mod delegations;
 pub mod events;
 pub mod practices;

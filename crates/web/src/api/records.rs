@@ -5,7 +5,7 @@
 use app::records::Receipt;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Serialize;
 
@@ -59,11 +59,12 @@ struct Export {
     operation_id = "export",
     params(
         ("practice" = Vec<String>, Query, description = "The practices to export (their ids), repeated; at most 200."),
+        ("format" = Option<String>, Query, description = "`json` (the default) or `csv`: one row per filing, semicolon-separated, for a spreadsheet."),
         crate::openapi::LangParam,
         crate::openapi::DelegationHeader,
     ),
     responses(
-        (status = 200, body = Export, description = "A JSON file to keep (Content-Disposition: attachment)"),
+        (status = 200, body = Export, description = "A JSON file to keep, or with `format=csv` a CSV file (Content-Disposition: attachment)"),
         (status = 400, response = crate::openapi::ProblemAnswer),
         (status = 401, response = crate::openapi::ProblemAnswer),
         (status = 403, response = crate::openapi::ProblemAnswer),
@@ -81,6 +82,7 @@ pub async fn export(
     Acting(principal): Acting,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
+    let param = |names: &[&str]| pairs.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str());
     let mut ids: Vec<&str> = Vec::new();
     for id in pairs.iter().filter(|(k, _)| k == "pratica" || k == "practice").map(|(_, v)| v.as_str()) {
         if !ids.contains(&id) {
@@ -88,8 +90,21 @@ pub async fn export(
         }
     }
     if ids.is_empty() {
+        // From the desk's lists: back to the list, where the error is shown beside the choices.
+        if let Some(back) = param(&["ritorno"]).and_then(return_path) {
+            let sep = if back.contains('?') { '&' } else { '?' };
+            return Ok(Redirect::to(&format!("{back}{sep}esportazione=nessuna")).into_response());
+        }
         return Err(ApiError::BadParameter(app.translations.message(lang, "export-none-chosen", &[])));
     }
+    let csv = match param(&["formato", "format"]) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            let detail = app.translations.message(lang, "export-bad-format", &[("format", other.to_string())]);
+            return Err(ApiError::BadParameter(detail));
+        }
+    };
     if ids.len() > app::records::EXPORT_MAX {
         let max = app::records::EXPORT_MAX.to_string();
         return Err(ApiError::BadParameter(app.translations.message(lang, "export-too-many", &[("max", max)])));
@@ -97,6 +112,12 @@ pub async fn export(
     let ids = ids.into_iter().map(crate::api::practices::parse_id).collect::<Result<Vec<_>, _>>()?;
     let practices = app::records::export(&app.core, &principal, &ids).await?;
     let now = app.core.clock.now();
+    if csv {
+        let tr = crate::view::Tr::new(&app.translations, lang);
+        let body = crate::api::csv::export(&app, &tr, lang, &practices);
+        let filename = format!("sportello-pratiche-{}.csv", domain::italian_date(now));
+        return Ok(attachment("text/csv; charset=utf-8", body.into_bytes(), &filename));
+    }
     let export = Export {
         note: app.translations.message(lang, "export-note", &[]),
         exported_at: now,
@@ -105,9 +126,22 @@ pub async fn export(
     };
     let body = serde_json::to_vec_pretty(&export).map_err(|_| ApiError::Internal)?;
     let filename = format!("sportello-pratiche-{}.json", domain::italian_date(now));
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    Ok(attachment("application/json", body, &filename))
+}
+
+/// A file to keep.
+fn attachment(content_type: &'static str, body: Vec<u8>, filename: &str) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
     }
-    Ok(response)
+    response
+}
+
+/// Where the desk's export form came from, when it is one of the desk's own lists (never
+/// another site, nor a path that could be read as one).
+fn return_path(back: &str) -> Option<&str> {
+    let local = back.starts_with("/ricerca") || back.starts_with("/pratiche");
+    let plain = !back.contains("//") && !back.contains('\\') && back.chars().all(|c| c.is_ascii_graphic());
+    (local && plain && back.len() <= 1024).then_some(back)
 }

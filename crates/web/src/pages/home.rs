@@ -301,6 +301,8 @@ struct PracticesPage<'a> {
     drafts: bool,
     /// Arrived from "Salva come bozza ed esci".
     saved: bool,
+    errors: Vec<crate::pages::compile::ErrorLink>,
+    export: crate::pages::search::ExportChoices,
 }
 
 /// The tab `/pratiche` opens on without a choice: the first that holds practices, in the
@@ -328,7 +330,9 @@ pub async fn practices(
     UserLang(lang): UserLang,
     Acting(principal): Acting,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    notice: Result<axum::extract::Query<crate::pages::search::ExportNotice>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let none_chosen = crate::pages::search::ExportNotice::none_chosen(&notice);
     let tr = Tr::acting(&app.translations, lang, &principal);
     let summary = match app::practices::desk_summary(&app.core, &principal, 0).await {
         Ok(summary) => summary,
@@ -369,7 +373,16 @@ pub async fn practices(
     let title = tr.msg(&format!("practices-tab-{}", state.as_str()));
     // The notice only for a draft of this holder's that the list shows.
     let saved = saved.is_some_and(|id| state == PracticeState::Draft && rows.iter().any(|r| r.id == id.to_string()));
-    render(&PracticesPage { tr, title, tabs, rows, drafts: state == PracticeState::Draft, saved }, StatusCode::OK)
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let back = format!("/pratiche?stato={}", state.as_str());
+    let export = crate::pages::search::ExportChoices::new(&tr, back, &ids, none_chosen);
+    let errors = export
+        .error
+        .iter()
+        .map(|message| crate::pages::compile::ErrorLink { href: "#tabella-pratiche".into(), message: message.clone() })
+        .collect();
+    let drafts = state == PracticeState::Draft;
+    render(&PracticesPage { tr, title, tabs, rows, drafts, saved, errors, export }, StatusCode::OK)
 }
 
 /// One practice in a list: enough to tell two drafts of the same service apart.

@@ -72,6 +72,43 @@ struct SearchPage<'a> {
     rows: Vec<ResultRow>,
     pages: Vec<PageLink>,
     date_hint: String,
+    /// The export's choices: where to come back, the error when none was chosen, and the
+    /// links exporting the whole page.
+    export: ExportChoices,
+}
+
+/// What the export form of a list of practices needs.
+#[derive(Debug, Default)]
+pub struct ExportChoices {
+    pub return_to: String,
+    pub error: Option<String>,
+    pub all_json: String,
+    pub all_csv: String,
+}
+
+impl ExportChoices {
+    /// For a list shown at `return_to` with these practices' ids.
+    pub fn new(tr: &Tr<'_>, return_to: String, ids: &[&str], none_chosen: bool) -> Self {
+        let chosen: String = ids.iter().map(|id| format!("pratica={id}&")).collect();
+        Self {
+            return_to,
+            error: none_chosen.then(|| tr.msg("export-none-chosen")),
+            all_json: format!("/pratiche/esporta?{chosen}formato=json"),
+            all_csv: format!("/pratiche/esporta?{chosen}formato=csv"),
+        }
+    }
+}
+
+/// `?esportazione=nessuna`: back from an export with nothing chosen.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ExportNotice {
+    esportazione: Option<String>,
+}
+
+impl ExportNotice {
+    pub fn none_chosen(query: &Result<Query<Self>, axum::extract::rejection::QueryRejection>) -> bool {
+        query.as_ref().is_ok_and(|q| q.0.esportazione.as_deref() == Some("nessuna"))
+    }
 }
 
 /// One practice found, as a row of the results.
@@ -177,7 +214,10 @@ pub async fn search(
     UserLang(lang): UserLang,
     desk: Desk,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+    notice: Result<Query<ExportNotice>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let none_chosen = ExportNotice::none_chosen(&notice);
+    let submitted_empty = query.as_ref().is_ok_and(|q| q.0.testo.is_some() && q.0.is_empty());
     let query = query.map(|q| q.0).unwrap_or_default();
     let principal = desk.principal(&app).await?;
     let tr = Tr::acting(&app.translations, lang, &principal);
@@ -215,8 +255,19 @@ pub async fn search(
         columns = sort_columns(&query, &tr, sort, descending);
         pages = page_links(&query, &tr, (sort, descending), page, last_page);
     }
-    let (services, states) = choices(&app, &tr, lang, service, state);
+    if submitted_empty {
+        // "Cerca" with nothing typed or chosen: say what to type rather than nothing.
+        summary = tr.msg("search-empty");
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let export = ExportChoices::new(&tr, query.href(sort, descending, page), &ids, none_chosen);
+    // The search's own errors make the answer 422; the export's, shown after a redirect, do not.
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let mut errors = errors;
+    if let Some(message) = &export.error {
+        errors.push(ErrorLink { href: "#tabella-risultati".into(), message: message.clone() });
+    }
+    let (services, states) = choices(&app, &tr, lang, service, state);
     let page = SearchPage {
         text: query.testo.clone().unwrap_or_default(),
         // An ISO date typed is understood, and shown back as Italians write it.
@@ -234,6 +285,7 @@ pub async fn search(
         columns,
         rows,
         pages,
+        export,
         tr,
     };
     Ok(desk.finish(render(&page, status)))
