@@ -343,7 +343,22 @@ async fn the_grant_form_asks_for_an_empty_end_date_and_names_the_latest_allowed(
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
         assert!(page.contains(&expected), "{until:?}: {expected} not in {page}");
         assert!(page.contains("href=\"#delega-al\""), "the error links to the end date");
+        assert!(
+            page.contains("id=\"delega-al-errore\"") && page.contains("aria-invalid=\"true\""),
+            "beside the field: {page}"
+        );
     }
+    // Several errors: beside each field, and in the summary in the order of the page.
+    let pairs = [("_csrf", token.as_str()), ("delegato", "XX"), ("dal", "31/02/2027"), ("al", "")];
+    let (status, _, page) = grantor.post("/deleghe", &pairs).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let order: Vec<usize> =
+        ["href=\"#delega-delegato\"", "href=\"#delega-enti\"", "href=\"#delega-dal\"", "href=\"#delega-al\""]
+            .iter()
+            .map(|link| page.find(link).unwrap_or_else(|| panic!("{link} in {page}")))
+            .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "page order: {order:?}");
+    assert!(page.contains("id=\"delega-delegato-errore\"") && page.contains("id=\"delega-dal-errore\""), "{page}");
     let listed: Value =
         w.client().get(w.url("/api/v1/delegations")).send().await.expect("list").json().await.expect("json");
     assert_eq!(listed["granted"], json!([]), "nothing was granted");

@@ -218,7 +218,7 @@ fn new_page(
     app: &AppState,
     desk: &Desk,
     lang: Lang,
-    answers: &BTreeMap<String, domain::authorisation::Authorisation>,
+    own: &Own,
     typed: &Typed,
     errors: Vec<ErrorLink>,
     blocked: Option<String>,
@@ -229,7 +229,7 @@ fn new_page(
         .catalog
         .institutions
         .iter()
-        .filter(|i| answers.get(&i.id).and_then(domain::authorisation::Authorisation::allows_any) == Some(true))
+        .filter(|i| own.answers.get(&i.id).and_then(domain::authorisation::Authorisation::allows_any) == Some(true))
         .map(|i| Checkbox {
             value: i.id.clone(),
             label: i.name.get(lang).to_string(),
@@ -237,12 +237,16 @@ fn new_page(
         })
         .collect();
     let mut codes = BTreeSet::new();
-    for answer in answers.values() {
+    for answer in own.answers.values() {
         codes.extend(answer.grants().iter().map(|g| g.business.trim().to_uppercase()));
     }
     let businesses = codes
         .into_iter()
-        .map(|c| Checkbox { checked: typed.businesses.contains(&c), label: c.clone(), value: c })
+        .map(|c| Checkbox {
+            checked: typed.businesses.contains(&c),
+            label: crate::view::business_label(own.names.get(&c).map(String::as_str), Some(&c)),
+            value: c,
+        })
         .collect();
     let services = app
         .core
@@ -256,6 +260,9 @@ fn new_page(
         })
         .collect();
     let status = if errors.is_empty() && blocked.is_none() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    // The summary lists the errors in the order of the fields on the page.
+    let mut errors = errors;
+    errors.sort_by_key(|e| FIELD_ORDER.iter().position(|a| *a == e.href).unwrap_or(FIELD_ORDER.len()));
     let page = NewPage {
         csrf: desk.csrf.clone(),
         errors,
@@ -275,12 +282,23 @@ fn new_page(
     desk.finish(render(&page, status))
 }
 
-/// The grantor's own authorisations at every institution, as the institutions give them.
-async fn own_answers(
-    app: &AppState,
-    holder: &identity::Holder,
-) -> BTreeMap<String, domain::authorisation::Authorisation> {
-    app::authorisations::of_holder(&app.core, &holder.tax_code).await.unwrap_or_default()
+/// What the grant form offers: the grantor's own authorisations at every institution, as the
+/// institutions give them, and the names of the businesses from the practices sent.
+struct Own {
+    answers: BTreeMap<String, domain::authorisation::Authorisation>,
+    names: BTreeMap<String, String>,
+}
+
+async fn own_answers(app: &AppState, holder: &identity::Holder) -> Own {
+    let answers = app::authorisations::of_holder(&app.core, &holder.tax_code).await.unwrap_or_default();
+    let own = crate::acting::Principal::own(holder.clone());
+    let names = app::practices::known_businesses(&app.core, &own)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, name)| !name.trim().is_empty())
+        .collect();
+    Own { answers, names }
 }
 
 /// A holder acting on behalf of someone cannot grant: what one holds by delegation is not
@@ -312,6 +330,25 @@ pub async fn new(
 }
 
 /// A refusal of the grant, linked to the form's field it is about.
+/// The grant form's fields, as the page shows them.
+const FIELD_ORDER: [&str; 7] = [
+    "#delega-delegato",
+    "#delega-enti",
+    "#delega-imprese",
+    "#delega-servizi",
+    "#delega-dal",
+    "#delega-al",
+    "#delega-nota",
+];
+
+impl NewPage<'_> {
+    /// The messages about the field at `anchor`, shown beside it.
+    fn error_at(&self, anchor: &str) -> Option<String> {
+        let messages: Vec<&str> = self.errors.iter().filter(|e| e.href == anchor).map(|e| e.message.as_str()).collect();
+        (!messages.is_empty()).then(|| messages.join(" "))
+    }
+}
+
 fn grant_error(app: &AppState, lang: Lang, e: &GrantError, names: &BTreeMap<String, Text>) -> ErrorLink {
     let (field, message) = crate::error::grant_problem(&app.translations, lang, e, names);
     let href = match field {
