@@ -79,10 +79,11 @@ test('Utente DiProva delegates Stefania Bianco, who acts on his behalf until he 
     assert.equal(await his.getByLabel('Valida dal', { exact: true }).inputValue(), inDays(0), 'valid from today');
     await checks.check(his, 'grantor-form');
 
+    await his.getByLabel('Nome e cognome del collaboratore', { exact: true }).fill('Stefania Bianco');
     await his.getByLabel('Codice fiscale del collaboratore', { exact: true }).fill(BIANCO);
     const institutions = his.getByRole('group', { name: 'Enti', exact: true });
     for (const name of INSTITUTIONS) await institutions.getByLabel(name, { exact: true }).check();
-    await his.getByRole('group', { name: 'Imprese', exact: true }).getByLabel(DIPROVA, { exact: true }).check();
+    await his.getByRole('group', { name: 'Imprese', exact: true }).getByLabel(DIPROVA).check();
     await his.getByRole('group', { name: 'Servizi', exact: true }).getByLabel(SERVICE_TITLE, { exact: true }).check();
     await his.getByLabel('Valida fino al (compreso)', { exact: true }).fill(inDays(30));
     response = await clickThrough(his, button(his, 'Concedi la delega'));
@@ -95,7 +96,7 @@ test('Utente DiProva delegates Stefania Bianco, who acts on his behalf until he 
     // Each institution answers in its own time; the list shows it on the next visit.
     let granted = await waitUntil(
       async () => {
-        const card = await delegationCard(his, `Delega a ${BIANCO}`);
+        const card = await delegationCard(his, `Delega a Stefania Bianco (${BIANCO})`);
         if (allActive(card)) return card;
         await his.reload();
         return null;
@@ -171,8 +172,8 @@ test('Utente DiProva delegates Stefania Bianco, who acts on his behalf until he 
     // --- he revokes; her next page is refused ------------------------------------------
     await clickThrough(his, menuLink(his, 'Deleghe'));
     // Revoking asks first, saying what it does; then it takes effect.
-    response = await clickThrough(his, button(his, `Revoca la delega ${BIANCO}`));
-    assert.equal(await h1(his), `Revocare la delega a ${BIANCO}?`);
+    response = await clickThrough(his, button(his, `Revoca la delega Stefania Bianco (${BIANCO})`));
+    assert.equal(await h1(his), `Revocare la delega a Stefania Bianco (${BIANCO})?`);
     assert.match(await his.locator('main').innerText(), /non si può annullare/);
     await checks.check(his, 'revoke-confirm', { response });
     response = await clickThrough(his, button(his, 'Sì, revoca la delega'));
@@ -181,9 +182,9 @@ test('Utente DiProva delegates Stefania Bianco, who acts on his behalf until he 
       await his.locator('[role="status"]').innerText(),
       'Delega revocata: ha effetto subito, e la revoca è comunicata agli enti.',
     );
-    const revoked = await delegationCard(his, `Delega a ${BIANCO}`);
+    const revoked = await delegationCard(his, `Delega a Stefania Bianco (${BIANCO})`);
     assert.equal(revoked?.standing, 'revocata');
-    assert.equal(await his.getByRole('button', { name: `Revoca la delega ${BIANCO}` }).count(), 0);
+    assert.equal(await his.getByRole('button', { name: `Revoca la delega Stefania Bianco (${BIANCO})` }).count(), 0);
     await checks.check(his, 'grantor-list-revoked');
 
     response = await visit(hers, tasksPath);

@@ -21,7 +21,10 @@ fn canonical(request: GrantRequest) -> GrantRequest {
     let upper = |code: &str| code.trim().to_uppercase();
     let mut scope = request.scope;
     scope.businesses = scope.businesses.iter().map(|b| upper(b)).collect();
-    GrantRequest { delegate: upper(&request.delegate), scope, note: request.note.trim().to_string(), ..request }
+    let note = request.note.trim().to_string();
+    // One space between words: the name as it will be shown.
+    let delegate_name = request.delegate_name.split_whitespace().collect::<Vec<_>>().join(" ");
+    GrantRequest { delegate: upper(&request.delegate), scope, note, delegate_name, ..request }
 }
 
 /// Refuses (and records) a grant by someone acting on behalf of another: what one holds by
@@ -71,6 +74,7 @@ pub async fn grant(core: &Core, principal: &Principal, request: GrantRequest) ->
         id: DelegationId::from_random_bytes(core.random_id_bytes()?),
         grantor: principal.actor.tax_code.clone(),
         delegate,
+        delegate_name: request.delegate_name,
         institutions: request.scope.institutions.iter().map(|i| (i.clone(), InstitutionState::Pending)).collect(),
         scope: request.scope,
         valid_from: domain::italian_day_start(request.valid_from),

@@ -113,6 +113,9 @@ pub struct Delegation {
     /// The collaborator ("delegato").
     #[schema(value_type = String)]
     pub delegate: CodiceFiscale,
+    /// The collaborator's name as the grantor gave it (empty when not given), shown beside
+    /// the code.
+    pub delegate_name: String,
     pub scope: Scope,
     #[serde(with = "time::serde::rfc3339")]
     pub valid_from: OffsetDateTime,
@@ -234,6 +237,8 @@ impl Delegation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantRequest {
     pub delegate: String,
+    /// The collaborator's name (optional: the desk asks for it, the API may leave it out).
+    pub delegate_name: String,
     pub scope: Scope,
     pub valid_from: time::Date,
     /// The last day it holds (inclusive).
@@ -262,6 +267,8 @@ pub enum GrantError {
         latest: time::Date,
     },
     NoteTooLong(usize),
+    /// The collaborator's name is longer than [`NAME_MAX`] or holds hidden characters.
+    DelegateName(&'static str),
     /// The note holds control characters or invisible direction marks, which could make it
     /// read otherwise than it is stored.
     NoteCharacters,
@@ -269,6 +276,9 @@ pub enum GrantError {
 
 /// Longest note, in characters.
 pub const NOTE_MAX: usize = 500;
+
+/// Longest collaborator's name, in characters.
+pub const NAME_MAX: usize = 100;
 
 /// Checks a grant against what the institutions say the grantor holds (`answers`, by
 /// institution: the grantor's own authorisations, never delegated ones).
@@ -335,6 +345,11 @@ pub fn check_grant(
     if request.note.chars().any(hidden) {
         errors.push(GrantError::NoteCharacters);
     }
+    if request.delegate_name.chars().count() > NAME_MAX {
+        errors.push(GrantError::DelegateName("too-long"));
+    } else if request.delegate_name.chars().any(|c| hidden(c) || c.is_control()) {
+        errors.push(GrantError::DelegateName("characters"));
+    }
     errors
 }
 
@@ -367,6 +382,7 @@ mod tests {
     fn request(institutions: &[&str], services: &[&str]) -> GrantRequest {
         GrantRequest {
             delegate: "BNCSFN85T58G702W".into(),
+            delegate_name: "Stefania Bianco".into(),
             scope: Scope {
                 institutions: institutions.iter().map(|s| s.to_string()).collect(),
                 businesses: [BUSINESS.to_string()].into(),
@@ -444,6 +460,7 @@ mod tests {
             id: DelegationId::from_random_bytes([7; 16]),
             grantor: grantor(),
             delegate: CodiceFiscale::parse("BNCSFN85T58G702W").expect("valid"),
+            delegate_name: "Stefania Bianco".into(),
             scope: request(&["inps"], &["collaboratore-familiare"]).scope,
             valid_from: datetime!(2026-11-27 0:00 UTC),
             valid_until: datetime!(2026-12-27 0:00 UTC),

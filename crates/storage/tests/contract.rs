@@ -945,6 +945,7 @@ async fn delegations_and_their_notices(b: Backend) {
         id: DelegationId::from_random_bytes([ID_COUNTER.fetch_add(1, Ordering::Relaxed) as u8; 16]),
         grantor: holder(),
         delegate: stranger(),
+        delegate_name: "Stefania Bianco".into(),
         scope: Scope {
             institutions: ["inps".to_string(), "inail".to_string()].into(),
             businesses: ["00743110157".to_string()].into(),

@@ -155,6 +155,14 @@ pub fn grant_problem(
         }
         GrantError::NoteTooLong(max) => ("note", t.message(lang, "delegation-error-note", &[("max", max.to_string())])),
         GrantError::NoteCharacters => ("note", t.message(lang, "delegation-error-note-characters", &[])),
+        GrantError::DelegateName(why) => (
+            "delegate_name",
+            t.message(
+                lang,
+                &format!("delegation-error-name-{why}"),
+                &[("max", domain::delegation::NAME_MAX.to_string())],
+            ),
+        ),
     }
 }
 
@@ -392,8 +400,8 @@ fn grant_code(error: &GrantError) -> &'static str {
         GrantError::Dates("from-past", _) => "in_the_past",
         GrantError::Dates("to-before-from", _) => "before_start",
         GrantError::Dates(_, _) | GrantError::TooLong { .. } => "too_long",
-        GrantError::NoteTooLong(_) => "too_long",
-        GrantError::NoteCharacters => "characters",
+        GrantError::NoteTooLong(_) | GrantError::DelegateName("too-long") => "too_long",
+        GrantError::NoteCharacters | GrantError::DelegateName(_) => "characters",
     }
 }
 

@@ -27,6 +27,7 @@ async fn grant(w: &World, grantor: &mut Browser, services: &[&str], from: i64) -
     let (from, until) = (day(from), day(from + 30));
     let mut fields = vec![
         ("_csrf", token.as_str()),
+        ("nome", "Stefania Bianco"),
         ("delegato", COLLABORATOR),
         ("ente", "inps"),
         ("ente", "inail"),
@@ -165,7 +166,8 @@ async fn a_collaborator_acts_within_the_delegation_and_no_further() {
     let (status, at, ask) = grantor.post(&format!("/deleghe/{id}/revoca"), &[("_csrf", &csrf(&page))]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        ask.contains(&format!("Revocare la delega a {COLLABORATOR}?")) && ask.contains("non si può annullare"),
+        ask.contains(&format!("Revocare la delega a Stefania Bianco ({COLLABORATOR})?"))
+            && ask.contains("non si può annullare"),
         "{at}: {ask}"
     );
     assert!(as_delegate(api.get(w.url("/api/v1/practices"))).send().await.expect("still").status().is_success());
@@ -274,6 +276,7 @@ async fn a_delegation_holds_only_from_its_start_and_where_the_institution_accept
     let (from, until) = (day(0), day(10));
     let fields = [
         ("_csrf", token.as_str()),
+        ("nome", "Stefania Bianco"),
         ("delegato", COLLABORATOR),
         ("ente", "inps"),
         ("ente", "inail"),

@@ -324,6 +324,7 @@ async fn the_grant_form_asks_for_an_empty_end_date_and_names_the_latest_allowed(
     let form = |until: &str| {
         vec![
             ("_csrf".to_string(), token.clone()),
+            ("nome".to_string(), "Stefania Bianco".to_string()),
             ("delegato".to_string(), COLLABORATOR.to_string()),
             ("ente".to_string(), "inps".to_string()),
             ("impresa".to_string(), HOLDER.to_string()),
@@ -349,14 +350,19 @@ async fn the_grant_form_asks_for_an_empty_end_date_and_names_the_latest_allowed(
         );
     }
     // Several errors: beside each field, and in the summary in the order of the page.
-    let pairs = [("_csrf", token.as_str()), ("delegato", "XX"), ("dal", "31/02/2027"), ("al", "")];
+    let pairs = [("_csrf", token.as_str()), ("nome", ""), ("delegato", "XX"), ("dal", "31/02/2027"), ("al", "")];
     let (status, _, page) = grantor.post("/deleghe", &pairs).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let order: Vec<usize> =
-        ["href=\"#delega-delegato\"", "href=\"#delega-enti\"", "href=\"#delega-dal\"", "href=\"#delega-al\""]
-            .iter()
-            .map(|link| page.find(link).unwrap_or_else(|| panic!("{link} in {page}")))
-            .collect();
+    let order: Vec<usize> = [
+        "href=\"#delega-nome\"",
+        "href=\"#delega-delegato\"",
+        "href=\"#delega-enti\"",
+        "href=\"#delega-dal\"",
+        "href=\"#delega-al\"",
+    ]
+    .iter()
+    .map(|link| page.find(link).unwrap_or_else(|| panic!("{link} in {page}")))
+    .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "page order: {order:?}");
     assert!(page.contains("id=\"delega-delegato-errore\"") && page.contains("id=\"delega-dal-errore\""), "{page}");
     let listed: Value =

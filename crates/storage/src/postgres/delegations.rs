@@ -11,13 +11,14 @@ use time::OffsetDateTime;
 use super::*;
 
 const DELEGATION_COLUMNS: &str =
-    "id, grantor_cf, delegate_cf, scope, valid_from, valid_until, note, created_at, ended, ended_at";
+    "id, grantor_cf, delegate_cf, delegate_name, scope, valid_from, valid_until, note, created_at, ended, ended_at";
 
 fn delegation_row(r: &PgRow) -> Result<crate::DelegationRow, sqlx::Error> {
     Ok(crate::DelegationRow {
         id: r.try_get("id")?,
         grantor_cf: r.try_get("grantor_cf")?,
         delegate_cf: r.try_get("delegate_cf")?,
+        delegate_name: r.try_get("delegate_name")?,
         scope: r.try_get("scope")?,
         valid_from: r.try_get("valid_from")?,
         valid_until: r.try_get("valid_until")?,
@@ -84,8 +85,8 @@ impl crate::DelegationStore for PostgresStore {
         let scope = serde_json::to_string(&d.scope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO delegations (id, grantor_cf, delegate_cf, scope, valid_from, valid_until, note, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO delegations (id, grantor_cf, delegate_cf, scope, valid_from, valid_until, note, created_at, \
+             delegate_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(d.id.to_string())
         .bind(d.grantor.as_str())
@@ -95,6 +96,7 @@ impl crate::DelegationStore for PostgresStore {
         .bind(unix_millis(d.valid_until))
         .bind(&d.note)
         .bind(unix_millis(d.created_at))
+        .bind(&d.delegate_name)
         .execute(&mut *tx)
         .await?;
         for institution in &d.scope.institutions {

@@ -32,6 +32,7 @@ const MIGRATIONS: Migrations = &[
     (9, "delivery office", include_str!("../../migrations/sqlite/0009_delivery_office.sql")),
     (10, "waiting filings", include_str!("../../migrations/sqlite/0010_waiting_filings.sql")),
     (11, "practice states", include_str!("../../migrations/sqlite/0011_practice_states.sql")),
+    (12, "delegate name", include_str!("../../migrations/sqlite/0012_delegate_name.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data, \

@@ -73,6 +73,9 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct NewDelegation {
     delegate: String,
+    /// The collaborator's name, shown beside the codice fiscale (optional).
+    #[serde(default)]
+    delegate_name: String,
     institutions: BTreeSet<String>,
     businesses: BTreeSet<String>,
     services: BTreeSet<String>,
@@ -118,6 +121,7 @@ pub async fn grant(
     let canonical = |set: BTreeSet<String>| set.into_iter().map(|b| b.trim().to_uppercase()).collect();
     let request = GrantRequest {
         delegate: body.delegate.trim().to_uppercase(),
+        delegate_name: body.delegate_name,
         scope: Scope {
             institutions: body.institutions,
             businesses: canonical(body.businesses),

@@ -62,6 +62,11 @@ pub struct DelegationRow {
     in_use: bool,
 }
 
+/// The collaborator by name beside the code, when the grantor gave the name.
+fn delegate_label(d: &Delegation) -> String {
+    crate::view::business_label(Some(d.delegate_name.as_str()), Some(d.delegate.as_str()))
+}
+
 fn row(app: &AppState, d: &Delegation, other: String, lang: Lang, in_use: bool) -> DelegationRow {
     let now = app.core.clock.now();
     let tr = Tr::new(&app.translations, lang);
@@ -149,7 +154,7 @@ pub async fn list(
     let page = DelegationsPage {
         csrf: desk.csrf.clone(),
         notice,
-        granted: granted.iter().map(|d| row(&app, d, d.delegate.to_string(), lang, false)).collect(),
+        granted: granted.iter().map(|d| row(&app, d, delegate_label(d), lang, false)).collect(),
         received: received
             .iter()
             .map(|d| {
@@ -178,6 +183,7 @@ struct NewPage<'a> {
     errors: Vec<ErrorLink>,
     /// Why the holder cannot grant at all (acting on behalf of someone, or no authorisation).
     blocked: Option<String>,
+    delegate_name: String,
     delegate: String,
     institutions: Vec<Checkbox>,
     businesses: Vec<Checkbox>,
@@ -194,6 +200,7 @@ struct NewPage<'a> {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
 struct GrantForm {
+    nome: String,
     delegato: String,
     ente: Vec<String>,
     impresa: Vec<String>,
@@ -205,6 +212,7 @@ struct GrantForm {
 
 #[derive(Debug, Default)]
 struct Typed {
+    delegate_name: String,
     delegate: String,
     institutions: BTreeSet<String>,
     businesses: BTreeSet<String>,
@@ -267,6 +275,7 @@ fn new_page(
         csrf: desk.csrf.clone(),
         errors,
         blocked,
+        delegate_name: typed.delegate_name.clone(),
         delegate: typed.delegate.clone(),
         institutions,
         businesses,
@@ -331,7 +340,8 @@ pub async fn new(
 
 /// A refusal of the grant, linked to the form's field it is about.
 /// The grant form's fields, as the page shows them.
-const FIELD_ORDER: [&str; 7] = [
+const FIELD_ORDER: [&str; 8] = [
+    "#delega-nome",
     "#delega-delegato",
     "#delega-enti",
     "#delega-imprese",
@@ -353,6 +363,7 @@ fn grant_error(app: &AppState, lang: Lang, e: &GrantError, names: &BTreeMap<Stri
     let (field, message) = crate::error::grant_problem(&app.translations, lang, e, names);
     let href = match field {
         "delegate" => "#delega-delegato",
+        "delegate_name" => "#delega-nome",
         "institutions" => "#delega-enti",
         "businesses" => "#delega-imprese",
         "services" => "#delega-servizi",
@@ -372,6 +383,7 @@ pub async fn grant(
     let desk = Desk::from_form(&form);
     let sent: GrantForm = form.typed()?;
     let typed = Typed {
+        delegate_name: sent.nome.trim().to_string(),
         delegate: sent.delegato.trim().to_uppercase(),
         institutions: sent.ente.into_iter().collect(),
         businesses: sent.impresa.iter().map(|b| b.trim().to_uppercase()).collect(),
@@ -401,11 +413,17 @@ pub async fn grant(
         errors.push(ErrorLink { href: anchor.to_string(), message: app.translations.message(lang, &id, &[]) });
         None
     };
+    // The desk asks for the collaborator's name, so that every page can show it.
+    if typed.delegate_name.is_empty() {
+        let message = app.translations.message(lang, "delegation-error-name-missing", &[]);
+        errors.push(ErrorLink { href: "#delega-nome".into(), message });
+    }
     let from = parse(&typed.from, "#delega-dal", "from", &mut errors);
     let until = parse(&typed.until, "#delega-al", "until", &mut errors);
     let today = app.core.today();
     let request = GrantRequest {
         delegate: typed.delegate.clone(),
+        delegate_name: typed.delegate_name.clone(),
         scope: Scope {
             institutions: typed.institutions.clone(),
             businesses: typed.businesses.clone(),
@@ -453,7 +471,7 @@ pub async fn revoke(
         let page = RevokePage {
             action: format!("/deleghe/{}/revoca", d.id),
             csrf: desk.csrf.clone(),
-            delegate: d.delegate.to_string(),
+            delegate: delegate_label(&d),
             confirmed: CONFIRMED,
             tr,
         };
