@@ -295,6 +295,7 @@ receipt-business = Business
 receipt-digest = Digital fingerprint of the data sent (SHA-256)
 receipt-filing-digest = Digital fingerprint of the filing (SHA-256)
 receipt-digest-note = The digital fingerprint is a code computed from the data: if a single character changed, the code would change too. It shows that the data kept is exactly the data sent.
+receipt-pdf = Download the receipt as PDF
 receipt-print = To print the receipt, use the browser's print function.
 csv-business-code = Business tax code
 csv-delivery-state = State at the institution

@@ -298,6 +298,7 @@ receipt-business = Impresa
 receipt-digest = Impronta digitale dei dati inviati (SHA-256)
 receipt-filing-digest = Impronta digitale dell'adempimento (SHA-256)
 receipt-digest-note = L'impronta digitale è un codice calcolato dai dati: se anche un solo carattere cambiasse, cambierebbe anche il codice. Serve a dimostrare che i dati conservati sono proprio quelli inviati.
+receipt-pdf = Scarica la ricevuta in PDF
 receipt-print = Per stampare la ricevuta usa la funzione di stampa del browser.
 csv-business-code = Codice fiscale dell'impresa
 csv-delivery-state = Stato presso l'ente

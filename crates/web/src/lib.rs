@@ -188,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         .route("/pratiche/{id}", get(pages::practice::practice))
         .route("/pratiche/{id}/eventi", get(api::events::events))
         .route("/pratiche/{id}/ricevuta", get(pages::receipt::page))
+        .route("/pratiche/{id}/ricevuta.pdf", get(pages::receipt::pdf))
         .route("/pratiche/{id}/archivia", post(pages::practice::archive))
         .route("/pratiche/{id}/ripristina", post(pages::practice::unarchive))
         .route("/pratiche/{id}/destinatari/{institution}/reinvia", post(pages::practice::resend))

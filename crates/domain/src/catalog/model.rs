@@ -206,11 +206,13 @@ impl Service {
         self.derived.iter().filter(move |d| d.from == id).map(|d| d.field.as_str())
     }
 
-    /// Fills every derived field from its source, so the two never differ. A value sent for
+    /// Fills every derived field from its source, so the two never differ (`data` is a
+    /// practice's data; the catalog does not depend on the practice module). A value sent for
     /// the derived field alone (an older client) becomes the source's, never dropped.
-    pub fn derive(&self, data: &mut crate::practice::PracticeData) {
-        let given =
-            |data: &crate::practice::PracticeData, id: &str| data.get(id).filter(|v| !v.trim().is_empty()).cloned();
+    pub fn derive(&self, data: &mut std::collections::BTreeMap<String, String>) {
+        let given = |data: &std::collections::BTreeMap<String, String>, id: &str| {
+            data.get(id).filter(|v| !v.trim().is_empty()).cloned()
+        };
         for d in &self.derived {
             let value = given(data, &d.from).or_else(|| given(data, &d.field));
             match value {

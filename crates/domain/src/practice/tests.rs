@@ -292,3 +292,23 @@ fn practice_follows_its_deliveries() {
     assert_eq!(Progress::of(&[S::Accepted, S::TakenInCharge]), Some(P::Working));
     assert_eq!(Progress::of(&[S::Accepted, S::Accepted]), Some(P::AllAccepted));
 }
+
+#[test]
+fn a_derived_field_takes_its_source_and_is_checked_where_it_is_typed() {
+    let catalog = crate::catalog::tests::shipped();
+    let start = catalog.service("avvio-ditta-individuale").expect("service");
+    assert_eq!(start.derived_from("owner.tax_code"), Some("business.tax_code"));
+    let mut data = PracticeData::from([("business.tax_code".to_string(), "X".to_string())]);
+    start.derive(&mut data);
+    assert_eq!(data.get("owner.tax_code").map(String::as_str), Some("X"));
+    // An older client sending only the derived field: kept, as the source.
+    let mut older = PracticeData::from([("owner.tax_code".to_string(), "Y".to_string())]);
+    start.derive(&mut older);
+    assert_eq!(older.get("business.tax_code").map(String::as_str), Some("Y"));
+    // A company's 11-digit code is no person's: the error is on the field typed.
+    let company = PracticeData::from([("business.tax_code".to_string(), "00743110157".to_string())]);
+    let today = time::macros::date!(2026 - 12 - 01);
+    let errors = crate::practice::validate_data(start, &company, today).expect_err("incomplete");
+    assert!(errors.iter().all(|e| e.field != "owner.tax_code"), "{errors:?}");
+    assert!(errors.iter().any(|e| e.field == "business.tax_code"), "{errors:?}");
+}

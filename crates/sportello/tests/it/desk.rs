@@ -201,6 +201,17 @@ async fn a_practice_is_compiled_saved_checked_and_sent_from_the_pages() {
         receipt.contains("Impronta digitale dei dati inviati") && !receipt.contains("Impronta SHA-256"),
         "{receipt}"
     );
+    // The same receipt as a PDF file to keep.
+    let r = app.client().get(app.url(&format!("/pratiche/{id}/ricevuta.pdf"))).send().await.expect("pdf");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    let pdf = r.bytes().await.expect("pdf");
+    assert!(pdf.starts_with(b"%PDF-1.4") && pdf.ends_with(b"%%EOF\n"));
+    let sent = api_practice(&app, &id).await["reference"].as_str().unwrap_or_default().to_string();
+    let title = format!("Ricevuta della pratica {sent}");
+    assert!(pdf.windows(title.len()).any(|w| w == title.as_bytes()), "the reference is in the PDF");
+    let r = app.client().get(app.url("/pratiche/nessuna/ricevuta.pdf")).send().await.expect("pdf");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let canonical = serde_json::to_string(&practice["data"]).expect("json");
     let digest: String = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())
         .as_ref()

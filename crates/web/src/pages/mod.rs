@@ -14,6 +14,7 @@
 pub mod compile;
 pub mod delegations;
 pub mod home;
+mod pdf;
 pub mod practice;
 pub mod receipt;
 pub mod search;
