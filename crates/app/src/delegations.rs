@@ -85,10 +85,7 @@ pub async fn grant(core: &Core, principal: &Principal, request: GrantRequest) ->
     };
     core.store.create_delegation(&delegation).await?;
     tracing::info!(delegation = %delegation.id, grantor = %delegation.grantor, delegate = %delegation.delegate, "delegation granted");
-    let day = |at: time::OffsetDateTime| {
-        let d = domain::italian_date(at);
-        format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
-    };
+    let day = |at: time::OffsetDateTime| domain::identifiers::display_date(domain::italian_date(at));
     let detail = serde_json::json!({
         "delegation": delegation.id.to_string(),
         "delegate": delegation.delegate.to_string(),

@@ -117,11 +117,8 @@ fn attention_items(
             let (key, href) = match d.state() {
                 DeliveryState::Rejected => {
                     // The form when something can be corrected, else the row that says why not.
-                    let correctable = d
-                        .status
-                        .rejection
-                        .as_ref()
-                        .is_some_and(|r| r.fields.iter().any(|f| service.and_then(|s| s.field(f)).is_some()));
+                    let correctable =
+                        d.status.rejection.as_ref().is_some_and(|r| uncorrectable(service, r).len() < r.fields.len());
                     let anchor = if correctable { "correzione" } else { "destinatario" };
                     ("practice-attention-rejected", format!("#{anchor}-{}", d.institution))
                 }

@@ -151,8 +151,8 @@ impl FieldInput {
             hint = Some(hint.map_or_else(|| limit.clone(), |h| format!("{h} {limit}")));
         }
         if let FieldKind::Date(rule) = &spec.kind {
-            let example = domain::identifiers::display_date(plausible_date(rule, app.core.today()));
-            let format = app.translations.message(lang, "form-date-format", &[("example", example)]);
+            let format =
+                crate::view::Tr::new(&app.translations, lang).date_hint(plausible_date(rule, app.core.today()));
             hint = Some(hint.map_or_else(|| format.clone(), |h| format!("{h} {format}")));
         }
         // Dates are stored as ISO and shown as Italians write them.
