@@ -72,9 +72,17 @@ impl From<StoreError> for AppError {
             StoreError::WrongState(state) => Self::WrongState(state),
             StoreError::WrongDeliveryState(state) => Self::WrongDeliveryState(state),
             StoreError::DelegationEnded => Self::DelegationEnded,
-            StoreError::Database(e) => {
-                tracing::error!(error = %e, "database unavailable");
+            StoreError::Unavailable(why) | StoreError::Contention(why) => {
+                tracing::warn!(%why, "database unavailable");
                 Self::Unavailable
+            }
+            StoreError::Database(e) => {
+                tracing::error!(error = %e, "database failure");
+                Self::Internal
+            }
+            e @ StoreError::MigrationChanged { .. } => {
+                tracing::error!(error = %e, "database schema differs from this build");
+                Self::Internal
             }
             StoreError::Corrupt(what) => {
                 tracing::error!(%what, "stored data could not be read back");
@@ -100,7 +108,9 @@ mod tests {
             AppError::WrongState(PracticeState::Draft)
         ));
         assert!(matches!(AppError::from(StoreError::DelegationEnded), AppError::DelegationEnded));
-        assert!(matches!(AppError::from(StoreError::Database(sqlx::Error::PoolTimedOut)), AppError::Unavailable));
+        assert!(matches!(AppError::from(StoreError::from(sqlx::Error::PoolTimedOut)), AppError::Unavailable));
+        assert!(matches!(AppError::from(StoreError::Contention("40P01".into())), AppError::Unavailable));
+        assert!(matches!(AppError::from(StoreError::Database(sqlx::Error::RowNotFound)), AppError::Internal));
         assert!(matches!(AppError::from(StoreError::Corrupt("delivery state `x`".into())), AppError::Internal));
         assert!(matches!(AppError::from(StoreError::BadUrl("postgres://secret@host".into())), AppError::Internal));
     }

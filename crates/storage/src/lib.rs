@@ -15,6 +15,8 @@
 pub mod audit;
 mod delegations;
 mod delivery;
+mod errors;
+mod migrations;
 pub mod postgres;
 mod practices;
 mod sessions;
@@ -22,38 +24,13 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-use domain::delivery::DeliveryState;
-use domain::practice::PracticeState;
 use time::OffsetDateTime;
 
 pub use delegations::*;
 pub use delivery::*;
+pub use errors::{retry_contention, StoreError, CONTENTION_ATTEMPTS};
 pub use practices::*;
 pub use sessions::*;
-
-/// Why a storage operation did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No such practice for this owner.
-    #[error("no such practice")]
-    NotFound,
-    /// The practice is not in the state the change needs (someone else got there first).
-    #[error("the practice is {0:?}")]
-    WrongState(PracticeState),
-    /// The delivery is not in a state that allows the change.
-    #[error("the delivery is {0:?}")]
-    WrongDeliveryState(DeliveryState),
-    /// A stored row could not be read back into the domain.
-    #[error("stored data is not readable: {0}")]
-    Corrupt(String),
-    /// The delegation has already ended (revoked or renounced).
-    #[error("the delegation has already ended")]
-    DelegationEnded,
-    #[error("database URL not understood: {0}")]
-    BadUrl(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-}
 
 /// The whole storage port.
 pub trait Store: PracticeStore + DeliveryQueue + SessionStore + DelegationStore + audit::AuditLog {}
@@ -87,6 +64,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::practice::PracticeState;
 
     #[test]
     fn an_unreadable_state_stops_the_practice_from_moving_instead_of_being_skipped() {

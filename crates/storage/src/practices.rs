@@ -349,6 +349,3 @@ pub(crate) fn data_json(data: &PracticeData) -> String {
 pub(crate) fn reference_year(submission: &Submission) -> i32 {
     domain::italian_date(submission.submitted_at).year()
 }
-
-/// Ordered list of (version, name, SQL) for a backend.
-pub(crate) type Migrations = &'static [(i64, &'static str, &'static str)];

@@ -34,6 +34,8 @@ struct Backend {
     other: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
     cleanup: Option<(sqlx::PgPool, String)>,
+    /// Transactions both stores ran again after losing to contention (always 0 on SQLite).
+    contention: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
 enum Raw {
@@ -77,7 +79,14 @@ async fn sqlite() -> Backend {
     let other = SqliteStore::open(&path).await.expect("open sqlite again");
     other.migrate().await.expect("migrate again is a no-op");
     let raw = Raw::Sqlite(store.pool().clone());
-    Backend { store: Arc::new(store), other: Arc::new(other), raw, _dir: Some(dir), cleanup: None }
+    Backend {
+        store: Arc::new(store),
+        other: Arc::new(other),
+        raw,
+        _dir: Some(dir),
+        cleanup: None,
+        contention: Box::new(|| 0),
+    }
 }
 
 fn postgres_url() -> String {
@@ -114,7 +123,15 @@ async fn postgres() -> Option<Backend> {
     a.expect("migrate");
     b.expect("migrate concurrently");
     let raw = Raw::Postgres(store.pool().clone());
-    Some(Backend { store: Arc::new(store), other: Arc::new(other), raw, _dir: None, cleanup: Some((admin, schema)) })
+    let (a, b) = (store.clone(), other.clone());
+    Some(Backend {
+        store: Arc::new(store),
+        other: Arc::new(other),
+        raw,
+        _dir: None,
+        cleanup: Some((admin, schema)),
+        contention: Box::new(move || a.contention_retries() + b.contention_retries()),
+    })
 }
 
 macro_rules! contract {
@@ -159,6 +176,8 @@ contract!(
     delegations_and_their_notices,
     a_collaborator_sees_only_what_the_delegation_covers,
     the_desk_summary_counts_every_state_and_lists_what_needs_the_owner,
+    an_edited_migration_already_applied_is_refused,
+    portals_workers_callbacks_and_resends_interleave_without_deadlock_or_lost_update,
 );
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
@@ -1087,4 +1106,116 @@ async fn the_desk_summary_counts_every_state_and_lists_what_needs_the_owner(b: B
     let nothing = ScopeFilter { services: vec![], businesses: vec![], actor: stranger().to_string() };
     let scoped = b.store.desk_summary(&holder(), Some(&nothing), 50).await.expect("summary");
     assert!(scoped.counts.is_empty() && scoped.attention.is_empty() && scoped.to_resend.is_empty());
+}
+
+async fn an_edited_migration_already_applied_is_refused(b: Backend) {
+    // Recorded before checksums were kept: filled in, and the store opens.
+    b.tamper("UPDATE schema_migrations SET checksum = NULL WHERE version = 2").await;
+    b.other.migrate().await.expect("a missing checksum is filled");
+    b.other.migrate().await.expect("and then matches");
+    // The text applied is not the text this build carries (as if 0003 had been edited).
+    b.tamper("UPDATE schema_migrations SET checksum = 'e3b0c44298fc1c149afbf4c8996fb924' WHERE version = 3").await;
+    let refused = b.other.migrate().await;
+    assert!(
+        matches!(&refused, Err(e @ StoreError::MigrationChanged { version: 3, .. }) if e.to_string().contains("sessions")),
+        "{refused:?}"
+    );
+}
+
+/// Two portals and two workers on one database: intake, claims, workers' answers, callbacks
+/// and the user's resends of the same deliveries, all at once. Any deadlock (even one the
+/// store would retry) or lost update fails the test.
+async fn portals_workers_callbacks_and_resends_interleave_without_deadlock_or_lost_update(b: Backend) {
+    const PRACTICES: usize = 8;
+    const ROUNDS: usize = 12;
+    let mut intake = Vec::new();
+    for n in 0..PRACTICES {
+        let portal = if n % 2 == 0 { b.store.clone() } else { b.other.clone() };
+        intake.push(tokio::spawn(async move {
+            let p = draft(&holder(), &[("business.name", "Bar Roma")]);
+            portal.create_draft(&p).await.expect("create");
+            portal.submit(&holder(), p.id, &submission(&[("business.name", "Bar Roma")])).await.expect("submit");
+            p.id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in intake {
+        ids.push(t.await.expect("intake"));
+    }
+    let failed = || DeliveryEvent::Failed { reason: "503".into() };
+    let mut tasks = Vec::new();
+    // Workers: claim what is due and answer it (INPS fails, so that the user resends it).
+    for worker in 0..2 {
+        let store = if worker == 0 { b.store.clone() } else { b.other.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut answered = 0usize;
+            for _ in 0..ROUNDS * 2 {
+                for c in store.claim_due(NOW, Duration::ZERO, 8).await.expect("claim") {
+                    let event = if c.key.institution == "inps" {
+                        failed()
+                    } else {
+                        DeliveryEvent::Sent { protocol_number: Some(format!("P-{}", c.key.practice_id)) }
+                    };
+                    let mut update = DeliveryUpdate::new(event, NOW);
+                    update.fence = Some(c.fence);
+                    if !matches!(store.record(&c.key, &update).await.expect("worker's answer"), Recorded::LostLease) {
+                        answered += 1;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            (answered, 0usize)
+        }));
+    }
+    // Each practice: the user resends INPS on one portal while INPS's callbacks reach the other.
+    for (n, id) in ids.iter().copied().enumerate() {
+        let (portal, callbacks) =
+            if n % 2 == 0 { (b.store.clone(), b.other.clone()) } else { (b.other.clone(), b.store.clone()) };
+        tasks.push(tokio::spawn(async move {
+            let mut resent = 0usize;
+            for _ in 0..ROUNDS {
+                match portal.resend(&holder(), &key(id, "inps"), None, NOW).await {
+                    Ok(_) => resent += 1,
+                    Err(StoreError::WrongDeliveryState(_) | StoreError::WrongState(_)) => {}
+                    Err(e) => panic!("resend: {e}"),
+                }
+            }
+            (0, resent)
+        }));
+        tasks.push(tokio::spawn(async move {
+            for round in 0..ROUNDS {
+                let mut news =
+                    DeliveryUpdate::new(DeliveryEvent::TakenInCharge { protocol_number: format!("INPS-{round}") }, NOW);
+                news.message_id = Some(format!("inps-{id}-{round}"));
+                callbacks.record(&key(id, "inps"), &news).await.expect("callback");
+            }
+            (0, 0)
+        }));
+    }
+    let (mut answered, mut resent) = (0, 0);
+    for t in tasks {
+        let (a, r) = t.await.expect("no transaction failed");
+        answered += a;
+        resent += r;
+    }
+    // Registro Imprese and INAIL at least (INPS may hear from its callback before any worker).
+    assert!(answered >= PRACTICES * 2, "every first delivery answered ({answered})");
+    assert_eq!((b.contention)(), 0, "a transaction lost to a deadlock or a serialization failure");
+    // Nothing lost: every resend is in the timeline, and every practice agrees with its deliveries.
+    let mut resends_logged = 0;
+    for id in &ids {
+        let timeline = b.store.timeline(&holder(), *id).await.expect("timeline");
+        resends_logged += timeline.iter().filter(|e| e.kind == "resend").count();
+        let practice = b.store.practice(&holder(), *id).await.expect("practice");
+        let states: Vec<DeliveryState> =
+            b.store.deliveries(&holder(), *id).await.expect("deliveries").iter().map(|d| d.state()).collect();
+        let progress = domain::practice::Progress::of(&states).expect("deliveries");
+        let moved = practice.state.apply(domain::practice::PracticeEvent::Progressed(progress));
+        assert!(
+            moved.map_or(true, |next| next == practice.state),
+            "practice {id} is {:?} but its deliveries stand at {states:?}",
+            practice.state
+        );
+    }
+    assert_eq!(resends_logged, resent, "every resend accepted was recorded");
 }

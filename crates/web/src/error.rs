@@ -487,7 +487,7 @@ mod tests {
         assert_eq!(mapped(StoreError::WrongState(PracticeState::Draft)), 409);
         assert_eq!(mapped(StoreError::WrongDeliveryState(DeliveryState::Queued)), 409);
         assert_eq!(mapped(StoreError::DelegationEnded), 409);
-        assert_eq!(mapped(StoreError::Database(sqlx::Error::PoolTimedOut)), 503, "the data is safe: try again");
+        assert_eq!(mapped(StoreError::from(sqlx::Error::PoolTimedOut)), 503, "the data is safe: try again");
         assert_eq!(mapped(StoreError::Corrupt("delivery state `x`".into())), 500);
         assert_eq!(mapped(StoreError::BadUrl("postgres://secret@host".into())), 500);
         let t = Translations::load().expect("translations");

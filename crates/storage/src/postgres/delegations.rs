@@ -82,35 +82,7 @@ impl PostgresStore {
 #[async_trait]
 impl crate::DelegationStore for PostgresStore {
     async fn create_delegation(&self, d: &domain::delegation::Delegation) -> Result<(), StoreError> {
-        let scope = serde_json::to_string(&d.scope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO delegations (id, grantor_cf, delegate_cf, scope, valid_from, valid_until, note, created_at, \
-             delegate_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(d.id.to_string())
-        .bind(d.grantor.as_str())
-        .bind(d.delegate.as_str())
-        .bind(scope)
-        .bind(unix_millis(d.valid_from))
-        .bind(unix_millis(d.valid_until))
-        .bind(&d.note)
-        .bind(unix_millis(d.created_at))
-        .bind(&d.delegate_name)
-        .execute(&mut *tx)
-        .await?;
-        for institution in &d.scope.institutions {
-            sqlx::query(
-                "INSERT INTO delegation_institutions (delegation_id, institution, state, notice) \
-                 VALUES ($1, $2, 'pending', 'grant')",
-            )
-            .bind(d.id.to_string())
-            .bind(institution)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        crate::retry_contention(&self.contention, || self.create_delegation_once(d)).await
     }
 
     async fn delegation(
@@ -145,6 +117,96 @@ impl crate::DelegationStore for PostgresStore {
         ending: domain::delegation::Ending,
         now: OffsetDateTime,
     ) -> Result<domain::delegation::Delegation, StoreError> {
+        crate::retry_contention(&self.contention, || self.end_delegation_once(id, ending, now)).await
+    }
+
+    async fn claim_delegation_notices(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<crate::DelegationNotice>, StoreError> {
+        crate::retry_contention(&self.contention, || self.claim_delegation_notices_once(now, lease, limit)).await
+    }
+
+    async fn note_expiry(&self, id: domain::delegation::DelegationId) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE delegations SET expiry_recorded = 1 WHERE id = $1 AND expiry_recorded = 0")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_notice(
+        &self,
+        id: domain::delegation::DelegationId,
+        institution: &str,
+        kind: crate::NoticeKind,
+        answer: &crate::NoticeAnswer,
+    ) -> Result<(), StoreError> {
+        let (state, reference, reason, notice, retry_at) = crate::notice_columns(kind, answer);
+        // Only the notice that was claimed is settled: a revocation queued meanwhile stays.
+        sqlx::query(
+            "UPDATE delegation_institutions SET state = COALESCE($1, state), reference = COALESCE($2, reference), \
+             reason = $3, notice = CASE WHEN notice = $4 THEN $5 ELSE notice END, \
+             next_attempt_at = CASE WHEN notice = $4 THEN $6 ELSE next_attempt_at END, lease_until = NULL \
+             WHERE delegation_id = $7 AND institution = $8",
+        )
+        .bind(state)
+        .bind(reference)
+        .bind(reason)
+        .bind(kind.as_str())
+        .bind(notice)
+        .bind(retry_at)
+        .bind(id.to_string())
+        .bind(institution)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The transactions behind the trait's methods, each run again by [`crate::retry_contention`]
+/// when it loses to a concurrent one.
+impl PostgresStore {
+    async fn create_delegation_once(&self, d: &domain::delegation::Delegation) -> Result<(), StoreError> {
+        let scope = serde_json::to_string(&d.scope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO delegations (id, grantor_cf, delegate_cf, scope, valid_from, valid_until, note, created_at, \
+             delegate_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(d.id.to_string())
+        .bind(d.grantor.as_str())
+        .bind(d.delegate.as_str())
+        .bind(scope)
+        .bind(unix_millis(d.valid_from))
+        .bind(unix_millis(d.valid_until))
+        .bind(&d.note)
+        .bind(unix_millis(d.created_at))
+        .bind(&d.delegate_name)
+        .execute(&mut *tx)
+        .await?;
+        for institution in &d.scope.institutions {
+            sqlx::query(
+                "INSERT INTO delegation_institutions (delegation_id, institution, state, notice) \
+                 VALUES ($1, $2, 'pending', 'grant')",
+            )
+            .bind(d.id.to_string())
+            .bind(institution)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn end_delegation_once(
+        &self,
+        id: domain::delegation::DelegationId,
+        ending: domain::delegation::Ending,
+        now: OffsetDateTime,
+    ) -> Result<domain::delegation::Delegation, StoreError> {
         let mut tx = self.pool.begin().await?;
         let ended: Option<Option<String>> =
             sqlx::query_scalar("SELECT ended FROM delegations WHERE id = $1 FOR UPDATE")
@@ -170,10 +232,10 @@ impl crate::DelegationStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.delegation(id).await
+        crate::DelegationStore::delegation(self, id).await
     }
 
-    async fn claim_delegation_notices(
+    async fn claim_delegation_notices_once(
         &self,
         now: OffsetDateTime,
         lease: Duration,
@@ -215,41 +277,5 @@ impl crate::DelegationStore for PostgresStore {
         }
         tx.commit().await?;
         Ok(notices)
-    }
-
-    async fn note_expiry(&self, id: domain::delegation::DelegationId) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE delegations SET expiry_recorded = 1 WHERE id = $1 AND expiry_recorded = 0")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn record_notice(
-        &self,
-        id: domain::delegation::DelegationId,
-        institution: &str,
-        kind: crate::NoticeKind,
-        answer: &crate::NoticeAnswer,
-    ) -> Result<(), StoreError> {
-        let (state, reference, reason, notice, retry_at) = crate::notice_columns(kind, answer);
-        // Only the notice that was claimed is settled: a revocation queued meanwhile stays.
-        sqlx::query(
-            "UPDATE delegation_institutions SET state = COALESCE($1, state), reference = COALESCE($2, reference), \
-             reason = $3, notice = CASE WHEN notice = $4 THEN $5 ELSE notice END, \
-             next_attempt_at = CASE WHEN notice = $4 THEN $6 ELSE next_attempt_at END, lease_until = NULL \
-             WHERE delegation_id = $7 AND institution = $8",
-        )
-        .bind(state)
-        .bind(reference)
-        .bind(reason)
-        .bind(kind.as_str())
-        .bind(notice)
-        .bind(retry_at)
-        .bind(id.to_string())
-        .bind(institution)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }

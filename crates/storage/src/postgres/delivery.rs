@@ -120,7 +120,59 @@ impl DeliveryQueue for PostgresStore {
     }
 
     async fn record(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError> {
+        crate::retry_contention(&self.contention, || self.record_once(key, update)).await
+    }
+
+    async fn resend(
+        &self,
+        owner: &CodiceFiscale,
+        key: &DeliveryKey,
+        correction: Option<(&PracticeData, &Value)>,
+        now: OffsetDateTime,
+    ) -> Result<Delivery, StoreError> {
+        crate::retry_contention(&self.contention, || self.resend_once(owner, key, correction, now)).await
+    }
+
+    async fn service_of(&self, id: PracticeId) -> Result<String, StoreError> {
+        let service: Option<String> = sqlx::query_scalar("SELECT service_id FROM practices WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        service.ok_or(StoreError::NotFound)
+    }
+
+    async fn timeline(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<TimelineEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.institution, e.at, e.kind, e.state, e.detail::text AS detail FROM delivery_events e \
+             JOIN practices p ON p.id = e.practice_id WHERE p.id = $1 AND p.owner_cf = $2 ORDER BY e.id",
+        )
+        .bind(id.0)
+        .bind(owner.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                let detail: String = r.try_get("detail")?;
+                Ok(TimelineEntry {
+                    institution: r.try_get("institution")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    state: DeliveryState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
+                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The transactions behind the trait's methods, each run again by [`crate::retry_contention`]
+/// when it loses to a concurrent one.
+impl PostgresStore {
+    async fn record_once(&self, key: &DeliveryKey, update: &DeliveryUpdate) -> Result<Recorded, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The practice first, then its delivery: the lock order of every transaction here.
+        lock_practice(&mut tx, key.practice_id).await?;
         let row = locked_delivery(&mut tx, key).await?;
         if let Some(message_id) = &update.message_id {
             let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = $1")
@@ -178,7 +230,7 @@ impl DeliveryQueue for PostgresStore {
         Ok(plan.recorded)
     }
 
-    async fn resend(
+    async fn resend_once(
         &self,
         owner: &CodiceFiscale,
         key: &DeliveryKey,
@@ -239,37 +291,5 @@ impl DeliveryQueue for PostgresStore {
         let row = locked_delivery(&mut tx, key).await?;
         tx.commit().await?;
         delivery_row(&row)?.into_delivery()
-    }
-
-    async fn service_of(&self, id: PracticeId) -> Result<String, StoreError> {
-        let service: Option<String> = sqlx::query_scalar("SELECT service_id FROM practices WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        service.ok_or(StoreError::NotFound)
-    }
-
-    async fn timeline(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<TimelineEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT e.institution, e.at, e.kind, e.state, e.detail::text AS detail FROM delivery_events e \
-             JOIN practices p ON p.id = e.practice_id WHERE p.id = $1 AND p.owner_cf = $2 ORDER BY e.id",
-        )
-        .bind(id.0)
-        .bind(owner.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get("state")?;
-                let detail: String = r.try_get("detail")?;
-                Ok(TimelineEntry {
-                    institution: r.try_get("institution")?,
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    state: DeliveryState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
-                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                })
-            })
-            .collect()
     }
 }

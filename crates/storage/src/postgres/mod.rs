@@ -4,9 +4,18 @@
 //! apply each migration once. Reference numbers come from an upserted per-year counter row,
 //! which PostgreSQL locks for the rest of the transaction: two processes never get the same
 //! number. Workers claim deliveries with `FOR UPDATE SKIP LOCKED`, so two workers never take
-//! the same delivery at the same time, and every change to a delivery locks its row first.
+//! the same delivery at the same time.
+//!
+//! **One lock order.** A transaction that changes a practice or any of its deliveries locks
+//! the practice row first, then the delivery rows (submit, save, resend, record, release), so
+//! that no two of them can wait on each other: PostgreSQL has nothing to report as a deadlock
+//! under any mix of intake, workers, callbacks and resends. Claims lock delivery rows only,
+//! with `SKIP LOCKED`, and so never wait. Should a transaction still lose to a serialization
+//! failure or a deadlock, [`crate::retry_contention`] runs it again.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::delivery::{DeliveryState, DeliveryStatus};
@@ -17,7 +26,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 
-use crate::{rejection_json, DeliveryKey, DeliveryRow, Migrations, PollItem, PracticeRow, StoreError};
+use crate::migrations::Migrations;
+use crate::{rejection_json, DeliveryKey, DeliveryRow, PollItem, PracticeRow, StoreError};
 
 const MIGRATIONS: Migrations = &[
     (1, "practices", include_str!("../../migrations/postgres/0001_practices.sql")),
@@ -51,6 +61,8 @@ const MIGRATION_LOCK: i64 = 0x73_70_6f_72_74_65_6c;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Transactions run again because they lost to contention (0 when the lock order holds).
+    contention: Arc<AtomicU64>,
 }
 
 impl PostgresStore {
@@ -65,11 +77,17 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, contention: Arc::new(AtomicU64::new(0)) })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// How many transactions of this store were run again after losing to a serialization
+    /// failure or a deadlock.
+    pub fn contention_retries(&self) -> u64 {
+        self.contention.load(Ordering::Relaxed)
     }
 }
 
@@ -168,6 +186,15 @@ fn poll_item(r: &PgRow) -> Result<PollItem, StoreError> {
         status_url: r.try_get("status_url")?,
         office: r.try_get("office")?,
     })
+}
+
+/// Locks the practice row `id`, whoever owns it (the worker's and callbacks' way in).
+async fn lock_practice(tx: &mut PgConnection, id: PracticeId) -> Result<(), StoreError> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM practices WHERE id = $1 FOR UPDATE")
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    found.map(|_| ()).ok_or(StoreError::NotFound)
 }
 
 /// Locks the practice row owned by `owner` and returns its state.

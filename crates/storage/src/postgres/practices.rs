@@ -11,6 +11,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::*;
+use crate::migrations::Step;
 
 #[async_trait]
 impl PracticeStore for PostgresStore {
@@ -19,22 +20,38 @@ impl PracticeStore for PostgresStore {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
         sqlx::Executor::execute(
             &mut *tx,
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at TIMESTAMPTZ NOT NULL); \
+             ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum TEXT",
         )
         .await?;
         for (version, name, sql) in MIGRATIONS {
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if done.is_none() {
-                tracing::info!(version, name, "applying PostgreSQL migration");
-                sqlx::Executor::execute(&mut *tx, *sql).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())")
+            let recorded: Option<Option<String>> =
+                sqlx::query_scalar("SELECT checksum FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match crate::migrations::step(*version, name, sql, recorded)? {
+                Step::Done => {}
+                Step::Fill(checksum) => {
+                    sqlx::query("UPDATE schema_migrations SET checksum = $1 WHERE version = $2")
+                        .bind(checksum)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Step::Apply(checksum) => {
+                    tracing::info!(version, name, "applying PostgreSQL migration");
+                    sqlx::Executor::execute(&mut *tx, *sql).await?;
+                    sqlx::query(
+                        "INSERT INTO schema_migrations (version, name, applied_at, checksum) VALUES ($1, $2, now(), $3)",
+                    )
                     .bind(version)
                     .bind(name)
+                    .bind(checksum)
                     .execute(&mut *tx)
                     .await?;
+                }
             }
         }
         tx.commit().await?;
@@ -76,19 +93,7 @@ impl PracticeStore for PostgresStore {
         data: &PracticeData,
         now: OffsetDateTime,
     ) -> Result<Practice, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let state = lock_owned(&mut tx, owner, id).await?;
-        if !state.is_editable() {
-            return Err(StoreError::WrongState(state));
-        }
-        sqlx::query("UPDATE practices SET data = $1::jsonb, updated_at = $2 WHERE id = $3 AND state = 'draft'")
-            .bind(data_json(data))
-            .bind(now)
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.practice(owner, id).await
+        crate::retry_contention(&self.contention, || self.update_draft_once(owner, id, data, now)).await
     }
 
     async fn submit(
@@ -97,72 +102,7 @@ impl PracticeStore for PostgresStore {
         id: PracticeId,
         submission: &Submission,
     ) -> Result<Practice, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let state = lock_owned(&mut tx, owner, id).await?;
-        if state != PracticeState::Draft {
-            return Err(StoreError::WrongState(state));
-        }
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT reference FROM practices WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await?;
-        // Sent before and returned to the drafts: keep the reference number.
-        let reference = match existing {
-            Some(r) => r,
-            None => {
-                let year = reference_year(submission);
-                let sequence: i64 = sqlx::query_scalar(
-                    "INSERT INTO reference_counters (year, last) VALUES ($1, 1) \
-                     ON CONFLICT (year) DO UPDATE SET last = reference_counters.last + 1 RETURNING last",
-                )
-                .bind(year)
-                .fetch_one(&mut *tx)
-                .await?;
-                ReferenceNumber { year, sequence: sequence.unsigned_abs() }.to_string()
-            }
-        };
-        sqlx::query(
-            "UPDATE practices SET state = 'in_progress', data = $1::jsonb, reference = $2, needs_resend = FALSE, \
-             submitted_at = $3, updated_at = $3, actor_cf = $5 WHERE id = $4 AND state = 'draft'",
-        )
-        .bind(data_json(&submission.data))
-        .bind(&reference)
-        .bind(submission.submitted_at)
-        .bind(id.0)
-        .bind(submission.actor.as_str())
-        .execute(&mut *tx)
-        .await?;
-        for (position, filing) in submission.filings.iter().enumerate() {
-            // A delivery sent before keeps its revision (same idempotency key) unless its
-            // filing changed.
-            sqlx::query(
-                "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
-                 actor_cf, office, waits_for, uses) VALUES ($1, $2, $3, $4, $9, $5::jsonb, $6, $6, $7, $8, $10, $11) \
-                 ON CONFLICT (practice_id, institution) DO UPDATE SET \
-                   revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
-                   payload = excluded.payload, state = excluded.state, attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
-                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf, \
-                   office = excluded.office, status_url = NULL, news_at = NULL, polls = 0, \
-                   waits_for = excluded.waits_for, uses = excluded.uses",
-            )
-            .bind(id.0)
-            .bind(&filing.institution)
-            .bind(i32::try_from(position).unwrap_or(i32::MAX))
-            .bind(&filing.filing_kind)
-            .bind(filing.payload.to_string())
-            .bind(submission.submitted_at)
-            .bind(submission.actor.as_str())
-            .bind(&filing.office)
-            .bind(if filing.waits_for.is_some() { "waiting" } else { "queued" })
-            .bind(&filing.waits_for)
-            .bind(serde_json::to_string(&filing.uses).unwrap_or_else(|_| "[]".into()))
-            .execute(&mut *tx)
-            .await?;
-            let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
-            let detail = serde_json::json!({ "reference": reference });
-            log_event(&mut tx, &key, submission.submitted_at, "submitted", DeliveryState::Queued, &detail, None)
-                .await?;
-        }
-        tx.commit().await?;
-        self.practice(owner, id).await
+        crate::retry_contention(&self.contention, || self.submit_once(owner, id, submission)).await
     }
 
     async fn deliveries(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Vec<Delivery>, StoreError> {
@@ -286,6 +226,116 @@ impl PracticeStore for PostgresStore {
     }
 
     async fn set_archived(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+        archive: bool,
+        now: OffsetDateTime,
+    ) -> Result<Practice, StoreError> {
+        crate::retry_contention(&self.contention, || self.set_archived_once(owner, id, archive, now)).await
+    }
+}
+
+/// The transactions behind the trait's methods, each run again by [`crate::retry_contention`]
+/// when it loses to a concurrent one.
+impl PostgresStore {
+    async fn update_draft_once(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+        data: &PracticeData,
+        now: OffsetDateTime,
+    ) -> Result<Practice, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let state = lock_owned(&mut tx, owner, id).await?;
+        if !state.is_editable() {
+            return Err(StoreError::WrongState(state));
+        }
+        sqlx::query("UPDATE practices SET data = $1::jsonb, updated_at = $2 WHERE id = $3 AND state = 'draft'")
+            .bind(data_json(data))
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.practice(owner, id).await
+    }
+
+    async fn submit_once(
+        &self,
+        owner: &CodiceFiscale,
+        id: PracticeId,
+        submission: &Submission,
+    ) -> Result<Practice, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let state = lock_owned(&mut tx, owner, id).await?;
+        if state != PracticeState::Draft {
+            return Err(StoreError::WrongState(state));
+        }
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT reference FROM practices WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await?;
+        // Sent before and returned to the drafts: keep the reference number.
+        let reference = match existing {
+            Some(r) => r,
+            None => {
+                let year = reference_year(submission);
+                let sequence: i64 = sqlx::query_scalar(
+                    "INSERT INTO reference_counters (year, last) VALUES ($1, 1) \
+                     ON CONFLICT (year) DO UPDATE SET last = reference_counters.last + 1 RETURNING last",
+                )
+                .bind(year)
+                .fetch_one(&mut *tx)
+                .await?;
+                ReferenceNumber { year, sequence: sequence.unsigned_abs() }.to_string()
+            }
+        };
+        sqlx::query(
+            "UPDATE practices SET state = 'in_progress', data = $1::jsonb, reference = $2, needs_resend = FALSE, \
+             submitted_at = $3, updated_at = $3, actor_cf = $5 WHERE id = $4 AND state = 'draft'",
+        )
+        .bind(data_json(&submission.data))
+        .bind(&reference)
+        .bind(submission.submitted_at)
+        .bind(id.0)
+        .bind(submission.actor.as_str())
+        .execute(&mut *tx)
+        .await?;
+        for (position, filing) in submission.filings.iter().enumerate() {
+            // A delivery sent before keeps its revision (same idempotency key) unless its
+            // filing changed.
+            sqlx::query(
+                "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
+                 actor_cf, office, waits_for, uses) VALUES ($1, $2, $3, $4, $9, $5::jsonb, $6, $6, $7, $8, $10, $11) \
+                 ON CONFLICT (practice_id, institution) DO UPDATE SET \
+                   revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
+                   payload = excluded.payload, state = excluded.state, attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
+                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf, \
+                   office = excluded.office, status_url = NULL, news_at = NULL, polls = 0, \
+                   waits_for = excluded.waits_for, uses = excluded.uses",
+            )
+            .bind(id.0)
+            .bind(&filing.institution)
+            .bind(i32::try_from(position).unwrap_or(i32::MAX))
+            .bind(&filing.filing_kind)
+            .bind(filing.payload.to_string())
+            .bind(submission.submitted_at)
+            .bind(submission.actor.as_str())
+            .bind(&filing.office)
+            .bind(if filing.waits_for.is_some() { "waiting" } else { "queued" })
+            .bind(&filing.waits_for)
+            .bind(serde_json::to_string(&filing.uses).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+            let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
+            let detail = serde_json::json!({ "reference": reference });
+            log_event(&mut tx, &key, submission.submitted_at, "submitted", DeliveryState::Queued, &detail, None)
+                .await?;
+        }
+        tx.commit().await?;
+        self.practice(owner, id).await
+    }
+
+    async fn set_archived_once(
         &self,
         owner: &CodiceFiscale,
         id: PracticeId,

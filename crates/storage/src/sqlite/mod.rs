@@ -18,7 +18,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::{rejection_json, DeliveryKey, DeliveryRow, Migrations, PollItem, PracticeRow, StoreError};
+use crate::migrations::Migrations;
+use crate::{rejection_json, DeliveryKey, DeliveryRow, PollItem, PracticeRow, StoreError};
 
 const MIGRATIONS: Migrations = &[
     (1, "practices", include_str!("../../migrations/sqlite/0001_practices.sql")),

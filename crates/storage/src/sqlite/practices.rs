@@ -11,6 +11,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::*;
+use crate::migrations::Step;
 
 #[async_trait]
 impl PracticeStore for SqliteStore {
@@ -312,23 +313,43 @@ async fn apply_migrations(conn: &mut sqlx::SqliteConnection) -> Result<(), Store
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     sqlx::Executor::execute(
         &mut *tx,
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at TEXT NOT NULL, checksum TEXT)",
     )
     .await?;
-    for (version, name, sql) in MIGRATIONS {
-        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-            .bind(version)
-            .fetch_optional(&mut *tx)
+    let has_checksum: bool =
+        sqlx::query_scalar("SELECT count(*) > 0 FROM pragma_table_info('schema_migrations') WHERE name = 'checksum'")
+            .fetch_one(&mut *tx)
             .await?;
-        if done.is_none() {
-            tracing::info!(version, name, "applying SQLite migration");
-            sqlx::Executor::execute(&mut *tx, *sql).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+    if !has_checksum {
+        sqlx::Executor::execute(&mut *tx, "ALTER TABLE schema_migrations ADD COLUMN checksum TEXT").await?;
+    }
+    for (version, name, sql) in MIGRATIONS {
+        let recorded: Option<Option<String>> =
+            sqlx::query_scalar("SELECT checksum FROM schema_migrations WHERE version = ?")
                 .bind(version)
-                .bind(name)
-                .bind(OffsetDateTime::now_utc())
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+        match crate::migrations::step(*version, name, sql, recorded)? {
+            Step::Done => {}
+            Step::Fill(checksum) => {
+                sqlx::query("UPDATE schema_migrations SET checksum = ? WHERE version = ?")
+                    .bind(checksum)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Step::Apply(checksum) => {
+                tracing::info!(version, name, "applying SQLite migration");
+                sqlx::Executor::execute(&mut *tx, *sql).await?;
+                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at, checksum) VALUES (?, ?, ?, ?)")
+                    .bind(version)
+                    .bind(name)
+                    .bind(OffsetDateTime::now_utc())
+                    .bind(checksum)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
     }
     let broken: Vec<sqlx::sqlite::SqliteRow> = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *tx).await?;
