@@ -27,7 +27,8 @@ pub async fn filing_of<'c>(
 
 /// Records the institution's news (`kind`, its message `message_id`) for one delivery;
 /// answers what became of it: `applied`, `unchanged` (older than what is known) or
-/// `duplicate` (the same message again).
+/// `duplicate` (the same message again, signed anew). A request whose signed tokens were
+/// already used is refused ([`AppError::Replayed`]) whichever portal process took it first.
 pub async fn record(
     core: &Core,
     key: &DeliveryKey,
@@ -39,6 +40,10 @@ pub async fn record(
         Recorded::Applied(_) => "applied",
         Recorded::Unchanged | Recorded::LostLease => "unchanged",
         Recorded::Duplicate => "duplicate",
+        Recorded::Replayed => {
+            tracing::warn!(institution = %key.institution, practice = %key.practice_id, message = %message_id, "institution event replayed");
+            return Err(AppError::Replayed);
+        }
     };
     tracing::info!(institution = %key.institution, practice = %key.practice_id, message = %message_id, result, "institution event");
     let actor = format!("institution:{}", key.institution);

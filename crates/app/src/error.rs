@@ -59,6 +59,8 @@ pub enum AppError {
     },
     /// Input a use case cannot take, said in the caller's terms (`field: why`).
     BadInput(String),
+    /// A signed request whose tokens were already used (by this or another portal process).
+    Replayed,
     /// The database cannot be reached now: nothing was lost, the act may be repeated.
     Unavailable,
     /// A bug or stored data that cannot be read back; the details are in the log.

@@ -98,6 +98,19 @@ pub struct Verified {
     pub user_id: String,
     /// Who the user acted for, under a sub-delegation.
     pub on_behalf_of: Option<String>,
+    /// The tokens the request used, for a replay check kept outside this process.
+    pub tokens: Vec<TokenUse>,
+}
+
+/// One token (`jti`) a verified request used, and until when a replay of it would still pass
+/// the time checks: the receiver must refuse it again until then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUse {
+    /// The header that carried it (`authorization`, `agid-jwt-signature`, …).
+    pub header: &'static str,
+    pub jti: String,
+    /// Unix seconds.
+    pub replayable_until: i64,
 }
 
 /// The DER of the first certificate in a PEM text.
@@ -233,8 +246,9 @@ pub struct Verifier {
     audience: String,
     key: DecodingKey,
     clock: Arc<dyn Clock>,
-    /// `jti` seen, with their expiry, to refuse replays.
-    seen: Mutex<HashMap<String, i64>>,
+    /// `jti` seen, with their expiry, to refuse replays; `None` when the caller checks the
+    /// [`Verified::tokens`] itself (a portal with several processes checks them in its store).
+    seen: Option<Mutex<HashMap<String, i64>>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -254,8 +268,15 @@ impl Verifier {
             audience: audience.into(),
             key: DecodingKey::from_ec_der(&point),
             clock,
-            seen: Mutex::new(HashMap::new()),
+            seen: Some(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// A verifier that leaves the replay check to its caller, which must refuse a request
+    /// whose [`Verified::tokens`] were already used.
+    pub fn replays_checked_by_caller(mut self) -> Self {
+        self.seen = None;
+        self
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, name: &'static str, token: &str) -> Result<T, ModiError> {
@@ -269,7 +290,13 @@ impl Verifier {
             .map_err(|e| ModiError::BadToken(name, e.to_string()))
     }
 
-    fn check(&self, name: &'static str, aud: &str, iat: i64, nbf: i64, exp: i64, jti: &str) -> Result<(), ModiError> {
+    fn check(
+        &self,
+        name: &'static str,
+        aud: &str,
+        (iat, nbf, exp): (i64, i64, i64),
+        jti: &str,
+    ) -> Result<TokenUse, ModiError> {
         if aud != self.audience {
             return Err(ModiError::Audience(name));
         }
@@ -277,12 +304,14 @@ impl Verifier {
         if exp + LEEWAY_SECS < now || nbf - LEEWAY_SECS > now || iat - LEEWAY_SECS > now || exp - iat > 3600 {
             return Err(ModiError::Time(name));
         }
-        let mut seen = self.seen.lock().map_err(|_| ModiError::Key("replay cache poisoned".into()))?;
-        seen.retain(|_, expiry| *expiry + LEEWAY_SECS >= now);
-        if seen.insert(format!("{name}:{jti}"), exp).is_some() {
-            return Err(ModiError::Replay(name));
+        if let Some(seen) = &self.seen {
+            let mut seen = seen.lock().map_err(|_| ModiError::Key("replay cache poisoned".into()))?;
+            seen.retain(|_, expiry| *expiry + LEEWAY_SECS >= now);
+            if seen.insert(format!("{name}:{jti}"), exp).is_some() {
+                return Err(ModiError::Replay(name));
+            }
         }
-        Ok(())
+        Ok(TokenUse { header: name, jti: jti.to_string(), replayable_until: exp + LEEWAY_SECS })
     }
 
     /// Checks every ModI header of a request against its body.
@@ -290,8 +319,10 @@ impl Verifier {
         let bearer =
             header(headers, "authorization")?.strip_prefix("Bearer ").ok_or(ModiError::Missing("authorization"))?;
         let auth: AuthClaims = self.decode("authorization", bearer)?;
-        self.check("authorization", &auth.aud, auth.iat, auth.nbf, auth.exp, &auth.jti)?;
-        self.verify_integrity(headers, body)
+        let token = self.check("authorization", &auth.aud, (auth.iat, auth.nbf, auth.exp), &auth.jti)?;
+        let mut verified = self.verify_integrity(headers, body)?;
+        verified.tokens.insert(0, token);
+        Ok(verified)
     }
 
     /// Checks the integrity and audit headers only (INTEGRITY_REST_01, AUDIT_REST_01): for a
@@ -300,8 +331,10 @@ impl Verifier {
         let header = |name: &'static str| header(headers, name);
         let signature: SignatureClaims = self.decode(SIGNATURE, header(SIGNATURE)?)?;
         let tracking: TrackingClaims = self.decode(TRACKING, header(TRACKING)?)?;
-        self.check(SIGNATURE, &signature.aud, signature.iat, signature.nbf, signature.exp, &signature.jti)?;
-        self.check(TRACKING, &tracking.aud, tracking.iat, tracking.nbf, tracking.exp, &tracking.jti)?;
+        let tokens = vec![
+            self.check(SIGNATURE, &signature.aud, (signature.iat, signature.nbf, signature.exp), &signature.jti)?,
+            self.check(TRACKING, &tracking.aud, (tracking.iat, tracking.nbf, tracking.exp), &tracking.jti)?,
+        ];
         // The signed header values must be the ones actually sent.
         let mut signed_digest = false;
         for entry in &signature.signed_headers {
@@ -323,7 +356,7 @@ impl Verifier {
         if header(DIGEST)? != digest_header(body) {
             return Err(ModiError::Digest);
         }
-        Ok(Verified { issuer: signature.iss, user_id: tracking.userID, on_behalf_of: tracking.onBehalfOf })
+        Ok(Verified { issuer: signature.iss, user_id: tracking.userID, on_behalf_of: tracking.onBehalfOf, tokens })
     }
 }
 
@@ -381,10 +414,24 @@ mod tests {
         let h = headers(&signer.sign("inps", body, "application/json", "RSSMRA45C12F205C").expect("sign"));
         let verified = verifier.verify(&h, body).expect("valid");
         assert_eq!(
-            verified,
-            Verified { issuer: "sportello".into(), user_id: "RSSMRA45C12F205C".into(), on_behalf_of: None }
+            (verified.issuer.as_str(), verified.user_id.as_str(), verified.on_behalf_of),
+            ("sportello", "RSSMRA45C12F205C", None)
         );
+        let headers: Vec<&str> = verified.tokens.iter().map(|t| t.header).collect();
+        assert_eq!(headers, ["authorization", SIGNATURE, TRACKING], "every token is named for the caller's check");
+        assert!(verified.tokens.iter().all(|t| !t.jti.is_empty() && t.replayable_until > 0));
         assert_eq!(verifier.verify(&h, body), Err(ModiError::Replay("authorization")));
+    }
+
+    #[test]
+    fn a_verifier_can_leave_the_replay_check_to_its_caller() {
+        let (signer, verifier, _, _) = parties();
+        let verifier = verifier.replays_checked_by_caller();
+        let body = br#"{"a":1}"#;
+        let h = headers(&signer.sign("inps", body, "application/json", "RSSMRA45C12F205C").expect("sign"));
+        let first = verifier.verify(&h, body).expect("valid");
+        let again = verifier.verify(&h, body).expect("the caller decides");
+        assert_eq!(first.tokens, again.tokens, "the same tokens, for the caller to refuse");
     }
 
     #[test]

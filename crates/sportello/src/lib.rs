@@ -211,7 +211,9 @@ fn callback_verifiers(
     channels.require(catalog.institutions.iter().map(|i| i.id.as_str()))?;
     for (id, channel) in &channels.institutions {
         let verifier = Verifier::new(&channels.portal_id, &channel.certificate_pem, clock.clone())
-            .with_context(|| format!("certificate of institution {id}"))?;
+            .with_context(|| format!("certificate of institution {id}"))?
+            // Every process on the database must refuse a replay: the store remembers the tokens.
+            .replays_checked_by_caller();
         callbacks.insert(id.clone(), web::institutions::CallbackChannel { verifier, profile: channel.profile.clone() });
     }
     Ok(callbacks)

@@ -80,6 +80,19 @@ pub enum Recorded {
     Duplicate,
     /// The worker's claim was superseded by a newer one; the result is discarded.
     LostLease,
+    /// A token of the request (a ModI `jti`) was already used, here or by another process
+    /// on the same database: a replay, refused whole.
+    Replayed,
+}
+
+/// A ModI token (`jti`) a callback used, remembered by the store until `until_ms` (Unix
+/// milliseconds) so that a replay to any portal process sharing the database is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedToken {
+    /// Whose and which token: the institution and the header that carried it.
+    pub scope: String,
+    pub jti: String,
+    pub until_ms: i64,
 }
 
 /// An event to record on a delivery.
@@ -103,6 +116,9 @@ pub struct DeliveryUpdate {
     /// The answer as the institution signed it (`delivery::evidence::Evidence`), kept in the
     /// event's detail as `evidence`.
     pub evidence: Option<Value>,
+    /// The tokens the institution's signed request used; any already used makes the whole
+    /// update [`Recorded::Replayed`].
+    pub tokens: Vec<UsedToken>,
 }
 
 impl DeliveryUpdate {
@@ -117,6 +133,7 @@ impl DeliveryUpdate {
             status_url: None,
             values: std::collections::BTreeMap::new(),
             evidence: None,
+            tokens: Vec::new(),
         }
     }
 

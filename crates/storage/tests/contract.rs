@@ -20,7 +20,7 @@ use storage::postgres::PostgresStore;
 use storage::sqlite::SqliteStore;
 use storage::{
     DeliveryKey, DeliveryUpdate, PollPace, PracticeQuery, PracticeSearch, PracticeStore, Recorded, ScopeFilter,
-    SessionRecord, SortKey, Store, StoreError,
+    SessionRecord, SortKey, Store, StoreError, UsedToken,
 };
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -177,6 +177,7 @@ contract!(
     a_collaborator_sees_only_what_the_delegation_covers,
     the_desk_summary_counts_every_state_and_lists_what_needs_the_owner,
     an_edited_migration_already_applied_is_refused,
+    a_used_token_is_refused_by_every_process_until_its_time_is_over,
     portals_workers_callbacks_and_resends_interleave_without_deadlock_or_lost_update,
 );
 
@@ -1218,4 +1219,31 @@ async fn portals_workers_callbacks_and_resends_interleave_without_deadlock_or_lo
         );
     }
     assert_eq!(resends_logged, resent, "every resend accepted was recorded");
+}
+
+async fn a_used_token_is_refused_by_every_process_until_its_time_is_over(b: Backend) {
+    let id = submitted(&b).await;
+    let until_ms = storage::unix_millis(NOW) + 60_000;
+    let token = |jti: &str| UsedToken { scope: "inps:agid-jwt-signature".into(), jti: jti.into(), until_ms };
+    let news = |message: &str, at: OffsetDateTime, tokens: Vec<UsedToken>| {
+        let mut update = DeliveryUpdate::new(DeliveryEvent::TakenInCharge { protocol_number: "INPS-1".into() }, at);
+        update.message_id = Some(format!("{message}-{id}"));
+        update.tokens = tokens;
+        update
+    };
+    let first = news("m1", NOW, vec![token("a"), token("b")]);
+    assert!(matches!(b.store.record(&key(id, "inps"), &first).await.expect("first"), Recorded::Applied(_)));
+    // Another process, one token in common: refused whole, the new token not kept either.
+    let replay = news("m2", NOW, vec![token("c"), token("b")]);
+    assert_eq!(b.other.record(&key(id, "inps"), &replay).await.expect("replay"), Recorded::Replayed);
+    let fresh = news("m3", NOW, vec![token("c")]);
+    assert!(!matches!(b.other.record(&key(id, "inps"), &fresh).await.expect("fresh"), Recorded::Replayed));
+    assert_eq!(
+        b.store.timeline(&holder(), id).await.expect("timeline").iter().filter(|e| e.kind == "taken_in_charge").count(),
+        2
+    );
+    // Past its time the token is forgotten (the signature's own time check refuses it then).
+    let later = NOW + time::Duration::minutes(2);
+    let after = news("m4", later, vec![token("a")]);
+    assert_ne!(b.store.record(&key(id, "inps"), &after).await.expect("after"), Recorded::Replayed);
 }

@@ -102,6 +102,7 @@ impl From<AppError> for ApiError {
             AppError::NoRedelegation => Self::NoRedelegation,
             AppError::GrantRefused { errors, names } => Self::GrantRefused { errors, names },
             AppError::BadInput(why) => Self::BadParameter(why),
+            AppError::Replayed => Self::BadSignature("a token of this request was already used (replay)".into()),
             AppError::Unavailable => Self::Unavailable,
             AppError::Internal => Self::Internal,
         }

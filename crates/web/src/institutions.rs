@@ -6,7 +6,9 @@
 //! (`<practice>.<institution>.<revision>`), the message id, the protocol number, the outcome,
 //! the reasons and fields. Messages are deduplicated by message id (or the body's digest); an
 //! event older than what is known changes nothing; an unknown practice, or an institution whose
-//! profile has no callbacks, gets 404 and changes nothing.
+//! profile has no callbacks, gets 404 and changes nothing. The signed tokens' `jti` are
+//! remembered in the store with the event, so a replay is refused (401) by every portal process
+//! on the database, and a request that was not recorded (a 503) can be sent again.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -20,7 +22,7 @@ use domain::practice::PracticeId;
 use serde::Serialize;
 
 use std::sync::Arc;
-use storage::{DeliveryKey, DeliveryUpdate};
+use storage::{DeliveryKey, DeliveryUpdate, UsedToken};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -108,10 +110,13 @@ async fn take(
     body: &[u8],
 ) -> Result<Json<EventAnswer>, ApiError> {
     let channel = app.callbacks.get(institution).ok_or(ApiError::NotFound)?;
-    if let Err(e) = channel.verifier.verify(headers, body) {
-        tracing::warn!(%institution, error = %e, "institution callback refused");
-        return Err(ApiError::BadSignature(e.to_string()));
-    }
+    let verified = match channel.verifier.verify(headers, body) {
+        Ok(verified) => verified,
+        Err(e) => {
+            tracing::warn!(%institution, error = %e, "institution callback refused");
+            return Err(ApiError::BadSignature(e.to_string()));
+        }
+    };
     let callback = channel.profile.callback.as_ref().ok_or(ApiError::NotFound)?;
     let document = callback.answer.parse(body);
     if document == Answer::Unreadable {
@@ -140,6 +145,16 @@ async fn take(
     // The callback was verified above: kept as the institution signed it.
     update.evidence =
         delivery::evidence::Evidence::from_message(headers, body).and_then(|e| serde_json::to_value(e).ok());
+    // Refused as a replay by the store, whichever portal process saw the tokens first.
+    update.tokens = verified
+        .tokens
+        .into_iter()
+        .map(|t| UsedToken {
+            scope: format!("{institution}:{}", t.header),
+            jti: t.jti,
+            until_ms: t.replayable_until.saturating_mul(1000),
+        })
+        .collect();
     let key = DeliveryKey { practice_id, institution: institution.to_string() };
     let result = app::callbacks::record(&app.core, &key, &update, (kind, &message_id)).await?;
     Ok(Json(EventAnswer { result }))

@@ -34,6 +34,8 @@ pub(crate) struct World {
     pub(crate) sims: BTreeMap<String, SimHandle>,
     /// The portal's PDND settings for INPS, when INPS is behind the simulated PDND.
     pub(crate) pdnd: Option<delivery::pdnd::PdndSettings>,
+    /// What the portal was started with (another portal process can share its database).
+    settings: Settings,
     _dir: tempfile::TempDir,
 }
 
@@ -161,6 +163,7 @@ pub(crate) async fn world_with(options: Options) -> World {
         institution_certs: certs,
         sims,
         pdnd,
+        settings,
         _dir: dir,
     }
 }
@@ -236,12 +239,35 @@ impl World {
     async fn callback(&self, institution: &str, signer: &Signer, event: &Value) -> reqwest::Response {
         let body = event.to_string().into_bytes();
         let headers = signer.sign("sportello", &body, "application/json", HOLDER).expect("sign");
-        let mut request =
-            client_with(&self.ca_pem, None).post(self.url(&format!("/institutions/v1/{institution}/events")));
+        self.post_signed(&self.base, institution, &headers, body).await
+    }
+
+    /// Posts an institution event, signed by `signer`, to the portal at `base`.
+    async fn callback_to(&self, base: &str, institution: &str, signer: &Signer, event: &Value) -> reqwest::Response {
+        let body = event.to_string().into_bytes();
+        let headers = signer.sign("sportello", &body, "application/json", HOLDER).expect("sign");
+        self.post_signed(base, institution, &headers, body).await
+    }
+
+    /// Posts an institution event with headers already signed, to the portal at `base`.
+    async fn post_signed(
+        &self,
+        base: &str,
+        institution: &str,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = client_with(&self.ca_pem, None).post(format!("{base}/institutions/v1/{institution}/events"));
         for (name, value) in headers {
-            request = request.header(name, value);
+            request = request.header(*name, value);
         }
         request.body(body).send().await.expect("callback")
+    }
+
+    /// Another portal process on the same database, without a worker.
+    async fn second_portal(&self) -> Running {
+        let settings = Settings { run_worker: false, ..self.settings.clone() };
+        sportello::start(&settings).await.expect("second portal")
     }
 
     pub(crate) async fn stop(&mut self) {
@@ -475,6 +501,37 @@ async fn callbacks_are_authenticated_deduplicated_and_order_safe() {
     let p = w.practice(&id).await;
     assert_eq!(states(&p)["inps"], "accepted");
     assert_eq!(states(&p)["inail"], "delivered", "the others untouched");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_callback_is_refused_by_another_portal_process() {
+    let mut w = world().await;
+    for id in ["inps", "inail"] {
+        w.sims[id].set_behaviour(Behaviour { callbacks: false, ..quick_behaviour() });
+    }
+    let id = w.submit(with_long_description()).await;
+    w.wait_for(&id, "INPS delivered", |p| states(p)["inps"] == "delivered").await;
+    let second = w.second_portal().await;
+    let second_base = format!("https://localhost:{}", second.addr.port());
+    let inps = w.signer_for("inps");
+    let event = json!({"message_id": "r1", "filing_id": format!("{id}.inps.0"), "event": "taken_in_charge", "protocol_number": "INPS-AOO1-2026-0000077"});
+    let body = event.to_string().into_bytes();
+    let headers = inps.sign("sportello", &body, "application/json", HOLDER).expect("sign");
+    let r = w.post_signed(&w.base, "inps", &headers, body.clone()).await;
+    assert_eq!(r.json::<Value>().await.expect("json")["result"], "applied");
+    // The very same signed request to the other process: a replay, refused.
+    let r = w.post_signed(&second_base, "inps", &headers, body.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let problem: Value = r.json().await.expect("problem");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("replay")), "{problem:#}");
+    let r = w.post_signed(&w.base, "inps", &headers, body).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "and by the first one");
+    // The same message signed anew is no replay: a duplicate, taken and ignored.
+    let r = w.callback_to(&second_base, "inps", &inps, &event).await;
+    assert_eq!(r.json::<Value>().await.expect("json")["result"], "duplicate");
+    assert_eq!(states(&w.practice(&id).await)["inps"], "taken_in_charge");
+    second.stop().await;
     w.stop().await;
 }
 

@@ -174,6 +174,9 @@ impl PostgresStore {
         // The practice first, then its delivery: the lock order of every transaction here.
         lock_practice(&mut tx, key.practice_id).await?;
         let row = locked_delivery(&mut tx, key).await?;
+        if !first_use(&mut tx, &update.tokens, crate::unix_millis(update.at)).await? {
+            return Ok(Recorded::Replayed);
+        }
         if let Some(message_id) = &update.message_id {
             let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = $1")
                 .bind(message_id)

@@ -42,6 +42,7 @@ const MIGRATIONS: Migrations = &[
     (10, "waiting filings", include_str!("../../migrations/postgres/0010_waiting_filings.sql")),
     (11, "practice states", include_str!("../../migrations/postgres/0011_practice_states.sql")),
     (12, "delegate name", include_str!("../../migrations/postgres/0012_delegate_name.sql")),
+    (13, "used tokens", include_str!("../../migrations/postgres/0013_used_tokens.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id::text AS id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data::text AS data, reference, \
@@ -289,6 +290,29 @@ async fn locked_delivery(tx: &mut PgConnection, key: &DeliveryKey) -> Result<PgR
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(StoreError::NotFound)
+}
+
+/// Remembers `tokens` as used, after forgetting those past their time; `false` (and nothing
+/// remembered once the transaction rolls back) when one of them is still remembered.
+async fn first_use(tx: &mut PgConnection, tokens: &[crate::UsedToken], now_ms: i64) -> Result<bool, StoreError> {
+    if tokens.is_empty() {
+        return Ok(true);
+    }
+    sqlx::query("DELETE FROM used_tokens WHERE until_ms < $1").bind(now_ms).execute(&mut *tx).await?;
+    for token in tokens {
+        let inserted = sqlx::query(
+            "INSERT INTO used_tokens (scope, jti, until_ms) VALUES ($1, $2, $3) ON CONFLICT (scope, jti) DO NOTHING",
+        )
+        .bind(&token.scope)
+        .bind(&token.jti)
+        .bind(token.until_ms)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 mod audit_log;

@@ -139,6 +139,9 @@ impl DeliveryQueue for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
+        if !super::first_use(&mut tx, &update.tokens, crate::unix_millis(update.at)).await? {
+            return Ok(Recorded::Replayed);
+        }
         if let Some(message_id) = &update.message_id {
             let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM delivery_events WHERE message_id = ?")
                 .bind(message_id)
