@@ -67,6 +67,9 @@ pub(crate) struct ServeArgs {
     /// Longest validity of a sub-delegation to a collaborator, in days.
     #[arg(long, env = "SPORTELLO_DELEGATION_MAX_DAYS", default_value_t = 365)]
     pub(crate) delegation_max_days: i64,
+    /// Requests worked on at once; past it the portal answers 503 with Retry-After.
+    #[arg(long, env = "SPORTELLO_MAX_IN_FLIGHT", default_value_t = web::admission::DEFAULT_IN_FLIGHT)]
+    pub(crate) max_in_flight: usize,
 }
 
 /// `sportello agency-sim`: one simulated institution.
@@ -129,8 +132,10 @@ pub(crate) fn serve_settings(args: ServeArgs, worker: WorkerSettings) -> anyhow:
         trusted_proxies,
         card_policies,
         delegation_max_days,
+        max_in_flight,
     } = args;
     Ok(Settings {
+        max_in_flight,
         listen,
         database_url,
         catalog_dir: catalog,

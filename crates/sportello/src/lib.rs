@@ -68,6 +68,8 @@ pub struct Settings {
     pub clock: Arc<dyn Clock>,
     /// Where identifiers, tokens and jitter come from.
     pub random: Arc<dyn domain::Randomness>,
+    /// Requests worked on at once; past it the portal answers 503 with Retry-After.
+    pub max_in_flight: usize,
 }
 
 impl Settings {
@@ -92,6 +94,7 @@ impl Settings {
             delegation_max_days: 365,
             clock: Arc::new(SystemClock),
             random: Arc::new(SystemRandomness::default()),
+            max_in_flight: web::admission::DEFAULT_IN_FLIGHT,
         }
     }
 }
@@ -186,6 +189,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         sessions: settings.sessions,
         translations: Arc::new(web::i18n::Translations::load().map_err(anyhow::Error::msg)?),
         callbacks: Arc::new(callbacks),
+        admission: web::admission::Admission::new(settings.max_in_flight),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let peer_check = PeerCheck { profile: settings.card_profile.clone(), clock };

@@ -223,7 +223,6 @@ fn worker_settings() -> WorkerSettings {
 }
 
 #[cfg(feature = "demo")]
-#[cfg(feature = "demo")]
 async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Option<String>) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let files = demo::prepare(&data_dir, &web::SystemRandomness::default())?;
@@ -250,6 +249,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         delegation_max_days: 365,
         clock,
         random,
+        max_in_flight: web::admission::DEFAULT_IN_FLIGHT,
     };
     let running = sportello::start(&settings).await?;
     let url = format!("https://localhost:{}", running.addr.port());

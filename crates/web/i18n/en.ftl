@@ -69,6 +69,8 @@ problem-unknown-service = No such service
 problem-unknown-service-detail = The service «{ $service }» is not in the catalog.
 problem-unavailable = Temporarily unavailable
 problem-unavailable-detail = Please try again shortly; data already saved is not lost.
+problem-overloaded = Too many requests right now
+problem-overloaded-detail = The portal is serving many requests: try again in a second. Nothing was changed.
 problem-internal = Internal error
 problem-internal-detail = Something unexpected went wrong; it has been logged.
 

@@ -69,6 +69,8 @@ problem-unknown-service = Servizio inesistente
 problem-unknown-service-detail = Il servizio «{ $service }» non è nel catalogo.
 problem-unavailable = Servizio momentaneamente non disponibile
 problem-unavailable-detail = Riprova tra qualche istante; i dati già salvati non sono andati persi.
+problem-overloaded = Troppe richieste in questo momento
+problem-overloaded-detail = Il portale sta servendo molte richieste: riprova tra un secondo. Nulla è stato modificato.
 problem-internal = Errore interno
 problem-internal-detail = Si è verificato un errore imprevisto; è stato registrato.
 

@@ -83,6 +83,8 @@ pub enum ApiError {
     TooLarge,
     BadParameter(String),
     Unavailable,
+    /// More requests at once than the portal takes ([`crate::admission`]): nothing was done.
+    Overloaded,
     Internal,
 }
 
@@ -208,7 +210,7 @@ impl ApiError {
             Self::MalformedJson(_) | Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -240,6 +242,7 @@ impl ApiError {
             Self::TooLarge => "too-large",
             Self::BadParameter(_) => "bad-parameter",
             Self::Unavailable => "unavailable",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal",
         }
     }
@@ -274,7 +277,9 @@ impl ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            // Overload passes in a moment; an unreachable database may take longer.
+            let seconds = if matches!(self, Self::Overloaded) { "1" } else { "5" };
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             // No HTTP auth scheme applies: the credential is the TLS client certificate.
@@ -453,6 +458,7 @@ mod tests {
             (ApiError::TooLarge, 413, "too-large"),
             (ApiError::BadParameter("page: not a number".into()), 400, "bad-parameter"),
             (ApiError::Unavailable, 503, "unavailable"),
+            (ApiError::Overloaded, 503, "overloaded"),
             (ApiError::Internal, 500, "internal"),
         ]
     }

@@ -14,6 +14,7 @@
 //! router.
 
 pub mod acting;
+pub mod admission;
 pub mod api;
 pub mod cookies;
 pub mod demo_cards;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub sessions: sessions::SessionPolicy,
     /// The demo's card chooser, on in `sportello demo` only.
     pub demo_cards: Option<Arc<demo_cards::DemoCards>>,
+    /// How many requests this process works on at once.
+    pub admission: admission::Admission,
 }
 
 impl AppState {
@@ -175,6 +178,7 @@ async fn cross_site_guard(request: axum::extract::Request, next: axum::middlewar
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let translations = state.translations.clone();
+    let admission = state.admission.clone();
     let (api, document) = routes::api().split_for_parts();
     let document = axum::body::Bytes::from(document.to_pretty_json().unwrap_or_default());
     api.route("/api/v1/openapi.json", get(move || serve_openapi(document.clone())))
@@ -213,6 +217,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(admission, admission::admit))
         .layer(axum::middleware::from_fn(cross_site_guard))
         .layer(axum::middleware::from_fn_with_state(translations, view::render_problems))
         .layer(axum::middleware::from_fn(remember_language))

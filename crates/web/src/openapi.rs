@@ -80,7 +80,7 @@ impl<'s> utoipa::ToResponse<'s> for ProblemAnswer {
             .description(
                 "An RFC 7807 problem: 400 unreadable JSON or parameter, 401 no or refused smart card, 403 not \
 authorised or out of a delegation's scope, 404 not found (or not yours), 409 wrong state, 413 body over 64 KiB, 415 not \
-JSON, 422 invalid data (fields listed in `errors`), 503 database unavailable (with Retry-After).",
+JSON, 422 invalid data (fields listed in `errors`), 503 database unavailable or too many requests at once (with Retry-After).",
             )
             .content("application/problem+json", content)
             .build();

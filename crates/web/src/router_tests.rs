@@ -54,6 +54,7 @@ async fn app() -> (axum::Router, tempfile::TempDir) {
         callbacks: Arc::new(Default::default()),
         sessions: Default::default(),
         demo_cards: None,
+        admission: Default::default(),
     };
     (crate::router(state), dir)
 }

@@ -910,3 +910,48 @@ async fn the_export_through_the_api_holds_the_chosen_practices() {
     let r = stranger.get(app.url(&format!("/api/v1/export?practice={}", ids[0]))).send().await.expect("export");
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "another holder's practice");
 }
+
+/// Past its limit of requests in flight the portal answers 503 at once (problem+json,
+/// Retry-After, the security headers) instead of queueing, and serves again once they end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_answered_503_at_once_and_passes() {
+    let mut app = spawn_app().await;
+    app.settings.max_in_flight = 2;
+    app.restart().await;
+    let client = app.client();
+    let health = app.url("/health");
+    assert_eq!(client.get(&health).send().await.expect("health").status(), StatusCode::OK);
+    // Another process holds SQLite's write lock: two drafts wait for it, filling the limit.
+    let db = app.settings.database_url.trim_start_matches("sqlite://").to_string();
+    let mut lock =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite:{db}")).await.expect("raw connection");
+    sqlx::Executor::execute(&mut lock, "BEGIN IMMEDIATE").await.expect("lock");
+    let mut drafts = Vec::new();
+    for _ in 0..2 {
+        let (client, url) = (client.clone(), app.url("/api/v1/practices"));
+        let body = json!({"service": "avvio-ditta-individuale", "data": {}});
+        drafts.push(tokio::spawn(async move { client.post(url).json(&body).send().await.expect("create").status() }));
+    }
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let r = client.get(&health).send().await.expect("health");
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(4), "the limit was never reached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
+    assert!(refused.headers()["content-type"].to_str().expect("type").starts_with("application/problem+json"));
+    let problem: Value = refused.json().await.expect("problem");
+    assert_eq!(problem["status"], 503);
+    assert_eq!(problem["title"], "Troppe richieste in questo momento");
+    // The lock goes: the waiting drafts are taken, and the portal serves again.
+    sqlx::Executor::execute(&mut lock, "ROLLBACK").await.expect("unlock");
+    for draft in drafts {
+        assert_eq!(draft.await.expect("task"), StatusCode::CREATED, "accepted work is not lost");
+    }
+    assert_eq!(client.get(&health).send().await.expect("health").status(), StatusCode::OK);
+    app.stop().await;
+}
