@@ -54,14 +54,15 @@ pub struct WorkerSettings {
     pub lease: Duration,
     /// Deliveries and polls in flight at most (sent concurrently).
     pub batch: u32,
-    /// Pause when nothing is due.
+    /// Pause when nothing is due and nothing was announced: how late work that comes due
+    /// with time (a retry, a poll) may be found.
     pub idle: Duration,
     pub crash_at: Option<CrashPoint>,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { lease: Duration::from_secs(60), batch: 32, idle: Duration::from_millis(250), crash_at: None }
+        Self { lease: Duration::from_secs(60), batch: 32, idle: Duration::from_secs(1), crash_at: None }
     }
 }
 
@@ -82,6 +83,8 @@ pub struct Worker {
     settings: WorkerSettings,
     /// When silent deliveries were last looked for (unix milliseconds).
     last_sweep_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// Wakes the worker when a practice changes (new deliveries to send), when given.
+    changes: Option<Arc<dyn storage::ChangeFeed>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -169,6 +172,7 @@ impl Worker {
             random,
             settings,
             last_sweep_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            changes: None,
         })
     }
 
@@ -184,10 +188,19 @@ impl Worker {
         self
     }
 
+    /// Wakes as soon as a practice changes (a submission, a resend, a filing released) instead
+    /// of waiting for its `idle` pause, which then only finds what comes due with time
+    /// (retries, polls) and announcements that were lost.
+    pub fn with_changes(mut self, feed: Arc<dyn storage::ChangeFeed>) -> Self {
+        self.changes = Some(feed);
+        self
+    }
+
     /// Works until `shutdown` turns true, keeping up to `batch` deliveries and polls in flight:
     /// as soon as one finishes, more are claimed. Finishes the ones in hand before returning.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(institutions = self.clients.len(), "delivery worker started");
+        let mut changes = self.changes.as_ref().map(|feed| feed.changes());
         let max = self.settings.batch.max(1) as usize;
         let mut tasks = tokio::task::JoinSet::new();
         while !*shutdown.borrow() {
@@ -209,6 +222,7 @@ impl Worker {
             // Wait for a slot, new work, or the end.
             tokio::select! {
                 Some(result) = tasks.join_next(), if !tasks.is_empty() => log_failed(result),
+                () = next_change(&mut changes) => {}
                 _ = tokio::time::sleep(self.settings.idle) => {}
                 _ = shutdown.changed() => {}
             }
@@ -529,4 +543,16 @@ pub fn template_context(envelope: &FilingEnvelope, institution: &str, status_url
         "institution": institution,
         "status_url": status_url,
     })
+}
+
+/// Waits for the next announced change, then takes every other one already waiting (one look
+/// at the queue serves them all); never returns without a feed or once it closed.
+async fn next_change(changes: &mut Option<tokio::sync::broadcast::Receiver<domain::practice::PracticeId>>) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let Some(receiver) = changes.as_mut() else { return std::future::pending().await };
+    if let Err(RecvError::Closed) = receiver.recv().await {
+        *changes = None;
+        return std::future::pending().await;
+    }
+    while !matches!(receiver.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
 }

@@ -252,8 +252,10 @@ fn start_worker(
     }
     let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
     let delegations: Arc<dyn storage::DelegationStore> = store.clone();
+    let feed: Arc<dyn storage::ChangeFeed> = store.clone();
     let worker = Worker::new(queue, catalog.clone(), channels, clock.clone(), random.clone(), settings.worker.clone())?
-        .with_delegations(delegations);
+        .with_delegations(delegations)
+        .with_changes(feed);
     let (clients, signer) = worker.clients();
     let service =
         delivery::authorisation::AuthorisationService::with_clients(clients, signer, clock.clone(), AUTHORISATION_TTL);
@@ -328,10 +330,12 @@ pub async fn run_worker(
     let store = storage::connect(database_url).await?;
     store.migrate().await?;
     let queue: Arc<dyn storage::DeliveryQueue> = store.clone();
-    let delegations: Arc<dyn storage::DelegationStore> = store;
+    let delegations: Arc<dyn storage::DelegationStore> = store.clone();
+    let feed: Arc<dyn storage::ChangeFeed> = store;
     let worker =
         Worker::new(queue, catalog, channels, Arc::new(SystemClock), Arc::new(SystemRandomness::default()), settings)?
-            .with_delegations(delegations);
+            .with_delegations(delegations)
+            .with_changes(feed);
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(worker.run(stopped));
     shutdown.await;

@@ -13,6 +13,7 @@
 //!   recipient in a single transaction.
 
 pub mod audit;
+mod changes;
 mod delegations;
 mod delivery;
 mod errors;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+pub use changes::{ChangeFeed, FEED_CAPACITY, NOTIFY_CHANNEL};
 pub use delegations::*;
 pub use delivery::*;
 pub use errors::{retry_contention, StoreError, CONTENTION_ATTEMPTS};
@@ -33,9 +35,9 @@ pub use practices::*;
 pub use sessions::*;
 
 /// The whole storage port.
-pub trait Store: PracticeStore + DeliveryQueue + SessionStore + DelegationStore + audit::AuditLog {}
+pub trait Store: PracticeStore + DeliveryQueue + SessionStore + DelegationStore + audit::AuditLog + ChangeFeed {}
 
-impl<T: PracticeStore + DeliveryQueue + SessionStore + DelegationStore + audit::AuditLog> Store for T {}
+impl<T: PracticeStore + DeliveryQueue + SessionStore + DelegationStore + audit::AuditLog + ChangeFeed> Store for T {}
 
 pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

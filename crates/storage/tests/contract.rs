@@ -36,6 +36,9 @@ struct Backend {
     cleanup: Option<(sqlx::PgPool, String)>,
     /// Transactions both stores ran again after losing to contention (always 0 on SQLite).
     contention: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Whether `other` hears the changes `store` makes (PostgreSQL's NOTIFY; SQLite's feed
+    /// is one process's own).
+    shared_feed: bool,
 }
 
 enum Raw {
@@ -86,6 +89,7 @@ async fn sqlite() -> Backend {
         _dir: Some(dir),
         cleanup: None,
         contention: Box::new(|| 0),
+        shared_feed: false,
     }
 }
 
@@ -131,6 +135,7 @@ async fn postgres() -> Option<Backend> {
         _dir: None,
         cleanup: Some((admin, schema)),
         contention: Box::new(move || a.contention_retries() + b.contention_retries()),
+        shared_feed: true,
     })
 }
 
@@ -177,6 +182,7 @@ contract!(
     a_collaborator_sees_only_what_the_delegation_covers,
     the_desk_summary_counts_every_state_and_lists_what_needs_the_owner,
     an_edited_migration_already_applied_is_refused,
+    committed_changes_are_announced_and_refused_ones_are_not,
     a_used_token_is_refused_by_every_process_until_its_time_is_over,
     portals_workers_callbacks_and_resends_interleave_without_deadlock_or_lost_update,
 );
@@ -1246,4 +1252,29 @@ async fn a_used_token_is_refused_by_every_process_until_its_time_is_over(b: Back
     let later = NOW + time::Duration::minutes(2);
     let after = news("m4", later, vec![token("a")]);
     assert_ne!(b.store.record(&key(id, "inps"), &after).await.expect("after"), Recorded::Replayed);
+}
+
+async fn committed_changes_are_announced_and_refused_ones_are_not(b: Backend) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let mut here = b.store.changes();
+    let mut elsewhere = b.other.changes();
+    let id = submitted(&b).await;
+    let heard = tokio::time::timeout(Duration::from_secs(5), here.recv()).await.expect("announced").expect("feed");
+    assert_eq!(heard, id, "the submission is announced");
+    if b.shared_feed {
+        let heard =
+            tokio::time::timeout(Duration::from_secs(5), elsewhere.recv()).await.expect("announced").expect("feed");
+        assert_eq!(heard, id, "to the other processes too");
+    }
+    // An answer that moves a delivery is announced; a refused resend is not.
+    let claimed = b.store.claim_due(NOW, LEASE, 10).await.expect("claim");
+    let inps = claimed.iter().find(|c| c.key.institution == "inps").expect("inps");
+    let mut update = DeliveryUpdate::new(DeliveryEvent::Sent { protocol_number: Some("INPS-9".into()) }, NOW);
+    update.fence = Some(inps.fence);
+    b.store.record(&inps.key, &update).await.expect("record");
+    let heard = tokio::time::timeout(Duration::from_secs(5), here.recv()).await.expect("announced").expect("feed");
+    assert_eq!(heard, id);
+    assert!(b.store.resend(&holder(), &key(id, "inps"), None, NOW).await.is_err(), "nothing to resend");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(matches!(here.try_recv(), Err(TryRecvError::Empty)), "a refused change is not announced");
 }

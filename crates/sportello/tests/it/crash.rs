@@ -172,8 +172,13 @@ impl Stage {
             .await
             .expect("create");
         let id = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
-        let r = client.post(format!("{}/api/v1/practices/{id}/submit", self.base())).send().await.expect("submit");
-        assert_eq!(r.status(), StatusCode::OK);
+        let r = client.post(format!("{}/api/v1/practices/{id}/submit", self.base())).send().await;
+        // The worker wakes at the commit: a crash point right after it may end the process
+        // before it answers. What was committed stands (the tests find it delivered after
+        // the restart); an answer that came must be a success.
+        if let Ok(r) = r {
+            assert_eq!(r.status(), StatusCode::OK);
+        }
         id
     }
 

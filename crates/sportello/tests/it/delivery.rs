@@ -81,6 +81,8 @@ pub(crate) struct Options {
     pub(crate) voucher_lifetime: Option<Duration>,
     /// The purpose the portal names to PDND for INPS, instead of the active one.
     pub(crate) pdnd_purpose: Option<String>,
+    /// The worker's pause when nothing is due and nothing was announced (default 20 ms).
+    pub(crate) idle: Option<Duration>,
 }
 
 pub(crate) async fn world_with(options: Options) -> World {
@@ -148,7 +150,7 @@ pub(crate) async fn world_with(options: Options) -> World {
     let settings = Settings {
         channels: Some(channels),
         run_worker: true,
-        worker: WorkerSettings { idle: Duration::from_millis(20), ..WorkerSettings::default() },
+        worker: WorkerSettings { idle: options.idle.unwrap_or(Duration::from_millis(20)), ..WorkerSettings::default() },
         ..Settings::new("127.0.0.1:0".parse().expect("addr"), database_url, catalog, tls)
     };
     let running = sportello::start(&settings).await.expect("portal");
@@ -501,6 +503,31 @@ async fn callbacks_are_authenticated_deduplicated_and_order_safe() {
     let p = w.practice(&id).await;
     assert_eq!(states(&p)["inps"], "accepted");
     assert_eq!(states(&p)["inail"], "delivered", "the others untouched");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_wakes_the_worker_and_the_live_stream_without_polling() {
+    // The worker's fallback look is a minute away: only the announcement can wake it.
+    let mut w = world_with(Options { idle: Some(Duration::from_secs(60)), ..Options::default() }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // The worker's first look is done.
+    let id = w.create(with_long_description()).await;
+    let mut stream = w.client().get(w.url(&format!("/api/v1/practices/{id}/events"))).send().await.expect("stream");
+    let first = stream.chunk().await.expect("chunk").expect("first update");
+    assert!(String::from_utf8_lossy(&first).contains("\"draft\""), "the draft's state first");
+    let started = Instant::now();
+    let r = w.client().post(w.url(&format!("/api/v1/practices/{id}/submit"))).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::OK);
+    // The stream tells each change as it happens, up to the three protocol numbers.
+    let mut seen = String::new();
+    while seen.matches("\"accepted\"").count() < 3 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await;
+        let chunk = chunk.expect("an update within seconds, not a minute").expect("read").expect("open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        seen = seen.rsplit("event: update").next().unwrap_or_default().to_string();
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "delivered at once, not at the worker's next look");
+    drop(stream);
     w.stop().await;
 }
 

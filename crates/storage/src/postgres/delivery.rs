@@ -228,6 +228,7 @@ impl PostgresStore {
         }
         if plan.status.is_some() {
             follow_deliveries(&mut tx, key.practice_id, update.at).await?;
+            announce(&mut tx, key.practice_id).await?;
         }
         tx.commit().await?;
         Ok(plan.recorded)
@@ -292,6 +293,7 @@ impl PostgresStore {
         )
         .await?;
         let row = locked_delivery(&mut tx, key).await?;
+        announce(&mut tx, key.practice_id).await?;
         tx.commit().await?;
         delivery_row(&row)?.into_delivery()
     }

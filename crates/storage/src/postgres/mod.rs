@@ -25,6 +25,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
+use tokio::sync::broadcast;
 
 use crate::migrations::Migrations;
 use crate::{rejection_json, DeliveryKey, DeliveryRow, PollItem, PracticeRow, StoreError};
@@ -64,6 +65,55 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Transactions run again because they lost to contention (0 when the lock order holds).
     contention: Arc<AtomicU64>,
+    /// Practices changed by any process on the database, as heard by this one's listener.
+    changes: broadcast::Sender<PracticeId>,
+    /// Stops the listener when the last clone of the store goes.
+    _listener: Arc<Listener>,
+}
+
+/// The task that listens on [`crate::NOTIFY_CHANNEL`]; aborted (its connection closed) on drop.
+#[derive(Debug)]
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Forwards every notice on [`crate::NOTIFY_CHANNEL`] to `changes`, reconnecting when the
+/// connection drops (notices sent meanwhile are lost: followers look again on their own
+/// schedule).
+async fn listen(pool: PgPool, changes: broadcast::Sender<PracticeId>) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(crate::NOTIFY_CHANNEL).await?;
+            loop {
+                let notice = listener.recv().await?;
+                if let Some(id) = PracticeId::parse(notice.payload()) {
+                    let _ = changes.send(id);
+                }
+            }
+        };
+        let result: Result<(), sqlx::Error> = listening.await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "change listener lost its connection; listening again in a second");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Announces, when the transaction commits, that practice `id` changed.
+async fn announce(tx: &mut PgConnection, id: PracticeId) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(crate::NOTIFY_CHANNEL).bind(id.to_string()).execute(&mut *tx).await?;
+    Ok(())
+}
+
+impl crate::ChangeFeed for PostgresStore {
+    fn changes(&self) -> broadcast::Receiver<PracticeId> {
+        self.changes.subscribe()
+    }
 }
 
 impl PostgresStore {
@@ -78,7 +128,9 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { pool, contention: Arc::new(AtomicU64::new(0)) })
+        let changes = crate::changes::feed();
+        let listener = Listener(tokio::spawn(listen(pool.clone(), changes.clone())));
+        Ok(Self { pool, contention: Arc::new(AtomicU64::new(0)), changes, _listener: Arc::new(listener) })
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -331,6 +331,7 @@ impl PostgresStore {
             log_event(&mut tx, &key, submission.submitted_at, "submitted", DeliveryState::Queued, &detail, None)
                 .await?;
         }
+        announce(&mut tx, id).await?;
         tx.commit().await?;
         self.practice(owner, id).await
     }
@@ -363,6 +364,7 @@ impl PostgresStore {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
+        announce(&mut tx, id).await?;
         tx.commit().await?;
         self.practice(owner, id).await
     }

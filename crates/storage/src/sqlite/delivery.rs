@@ -193,6 +193,9 @@ impl DeliveryQueue for SqliteStore {
             follow_deliveries(&mut tx, key.practice_id, update.at).await?;
         }
         tx.commit().await?;
+        if plan.status.is_some() {
+            self.changed(key.practice_id);
+        }
         Ok(plan.recorded)
     }
 
@@ -269,6 +272,7 @@ impl DeliveryQueue for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.changed(key.practice_id);
         delivery_row(&row)?.into_delivery()
     }
 

@@ -55,6 +55,8 @@ pub struct SqliteStore {
     /// One connection for every write: writers of this process queue here instead of
     /// busy-waiting on SQLite's lock; other processes still meet the busy timeout.
     writer: SqlitePool,
+    /// Practices changed by this process ([`crate::ChangeFeed`]).
+    changes: tokio::sync::broadcast::Sender<PracticeId>,
 }
 
 impl SqliteStore {
@@ -74,7 +76,13 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        Ok(Self { pool, writer })
+        Ok(Self { pool, writer, changes: crate::changes::feed() })
+    }
+
+    /// Announces a committed change of practice `id` to this process's followers.
+    fn changed(&self, id: PracticeId) {
+        // Nobody following is fine.
+        let _ = self.changes.send(id);
     }
 
     /// The pool, for tests and tools that need raw SQL.
@@ -308,6 +316,12 @@ async fn first_use(tx: &mut SqliteConnection, tokens: &[crate::UsedToken], now_m
         }
     }
     Ok(true)
+}
+
+impl crate::ChangeFeed for SqliteStore {
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<PracticeId> {
+        self.changes.subscribe()
+    }
 }
 
 mod audit_log;

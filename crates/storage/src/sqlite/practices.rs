@@ -154,6 +154,7 @@ impl PracticeStore for SqliteStore {
                 .await?;
         }
         tx.commit().await?;
+        self.changed(id);
         self.practice(owner, id).await
     }
 
@@ -304,6 +305,7 @@ impl PracticeStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.changed(id);
         self.practice(owner, id).await
     }
 }

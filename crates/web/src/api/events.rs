@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use domain::delivery::DeliveryState;
 use domain::practice::{PracticeId, PracticeState};
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::acting::{Acting, Principal};
 use crate::error::ApiError;
@@ -33,10 +34,27 @@ async fn live_state(app: &AppState, principal: &Principal, id: PracticeId) -> Op
     })
 }
 
-/// How often the stream looks at the store, and for how long one stream lasts (the browser's
-/// EventSource reconnects by itself).
-const LIVE_TICK: Duration = Duration::from_secs(1);
-const LIVE_TICKS: u32 = 30 * 60;
+/// How long a stream waits for an announced change before it looks at the store anyway (a
+/// delegation revoked meanwhile ends the stream; a notice lost is made good), and how long one
+/// stream lasts (the browser's EventSource reconnects by itself).
+const LIVE_FALLBACK: Duration = Duration::from_secs(10);
+const LIVE_FOR: Duration = Duration::from_secs(30 * 60);
+
+/// Waits until practice `id` is announced as changed (or the feed lagged, or `LIVE_FALLBACK`
+/// passed): time to look at the store again.
+async fn until_changed(changes: &mut broadcast::Receiver<PracticeId>, id: PracticeId) {
+    let wait = async {
+        loop {
+            match changes.recv().await {
+                Ok(changed) if changed != id => continue,
+                // This practice, a lag (it may have been among those missed), or a closed feed.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LIVE_FALLBACK, wait).await;
+}
 
 #[utoipa::path(
     get,
@@ -66,15 +84,16 @@ pub async fn events(
     principal.practice(&app.core, id).await?;
     let selector = crate::acting::selector(&headers);
     let holder = principal.actor.clone();
-    let stream = futures_util::stream::unfold((app, None::<LiveState>, 0u32), move |(app, last, mut ticks)| {
+    let changes = app.core.store.changes();
+    let until = tokio::time::Instant::now() + LIVE_FOR;
+    let stream = futures_util::stream::unfold((app, None::<LiveState>, changes), move |(app, last, mut changes)| {
         let (holder, selector) = (holder.clone(), selector.clone());
         async move {
             loop {
-                if ticks > 0 {
-                    tokio::time::sleep(LIVE_TICK).await;
+                if last.is_some() {
+                    until_changed(&mut changes, id).await;
                 }
-                ticks += 1;
-                if ticks > LIVE_TICKS {
+                if tokio::time::Instant::now() >= until {
                     return None;
                 }
                 // Who may follow is checked at every look: a delegation revoked meanwhile
@@ -84,7 +103,7 @@ pub async fn events(
                 if last.as_ref() != Some(&now) {
                     let data = serde_json::to_string(&now).unwrap_or_default();
                     let event: Result<Event, Infallible> = Ok(Event::default().event("update").data(data));
-                    return Some((event, (app, Some(now), ticks)));
+                    return Some((event, (app, Some(now), changes)));
                 }
             }
         }
