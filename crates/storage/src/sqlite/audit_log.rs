@@ -14,34 +14,35 @@ impl crate::audit::AuditLog for SqliteStore {
         record: &crate::audit::NewAuditRecord,
     ) -> Result<crate::audit::AuditRecord, StoreError> {
         // The single writer and BEGIN IMMEDIATE serialise appends.
-        let mut tx = self.begin_write().await?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_optional(&mut *tx).await?;
-        let head = match head {
-            Some(row) => Some(crate::audit::AuditHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }),
-            None => None,
-        };
-        let r = crate::audit::next_record(head.as_ref(), record);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at_ms, actor, responsible, action, detail, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(r.seq)
-        .bind(r.at_ms)
-        .bind(&r.actor)
-        .bind(&r.responsible)
-        .bind(&r.action)
-        .bind(&r.detail)
-        .bind(&r.prev_hash)
-        .bind(&r.hash)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
+        self.write(async |tx| {
+            let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_optional(&mut *tx).await?;
+            let head = match head {
+                Some(row) => Some(crate::audit::AuditHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }),
+                None => None,
+            };
+            let r = crate::audit::next_record(head.as_ref(), record);
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at_ms, actor, responsible, action, detail, prev_hash, hash) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
             .bind(r.seq)
+            .bind(r.at_ms)
+            .bind(&r.actor)
+            .bind(&r.responsible)
+            .bind(&r.action)
+            .bind(&r.detail)
+            .bind(&r.prev_hash)
             .bind(&r.hash)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(r)
+            sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
+                .bind(r.seq)
+                .bind(&r.hash)
+                .execute(&mut *tx)
+                .await?;
+            Ok(r)
+        })
+        .await
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {

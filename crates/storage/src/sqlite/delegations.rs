@@ -83,34 +83,35 @@ impl SqliteStore {
 impl crate::DelegationStore for SqliteStore {
     async fn create_delegation(&self, d: &domain::delegation::Delegation) -> Result<(), StoreError> {
         let scope = serde_json::to_string(&d.scope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO delegations (id, grantor_cf, delegate_cf, scope, valid_from, valid_until, note, created_at, \
-             delegate_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(d.id.to_string())
-        .bind(d.grantor.as_str())
-        .bind(d.delegate.as_str())
-        .bind(scope)
-        .bind(unix_millis(d.valid_from))
-        .bind(unix_millis(d.valid_until))
-        .bind(&d.note)
-        .bind(unix_millis(d.created_at))
-        .bind(&d.delegate_name)
-        .execute(&mut *tx)
-        .await?;
-        for institution in &d.scope.institutions {
+        self.write(async |tx| {
             sqlx::query(
-                "INSERT INTO delegation_institutions (delegation_id, institution, state, notice) \
-                 VALUES (?, ?, 'pending', 'grant')",
+                "INSERT INTO delegations (id, grantor_cf, delegate_cf, scope, valid_from, valid_until, note, created_at, \
+                 delegate_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(d.id.to_string())
-            .bind(institution)
+            .bind(d.grantor.as_str())
+            .bind(d.delegate.as_str())
+            .bind(scope)
+            .bind(unix_millis(d.valid_from))
+            .bind(unix_millis(d.valid_until))
+            .bind(&d.note)
+            .bind(unix_millis(d.created_at))
+            .bind(&d.delegate_name)
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            for institution in &d.scope.institutions {
+                sqlx::query(
+                    "INSERT INTO delegation_institutions (delegation_id, institution, state, notice) \
+                     VALUES (?, ?, 'pending', 'grant')",
+                )
+                .bind(d.id.to_string())
+                .bind(institution)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn delegation(
@@ -145,30 +146,32 @@ impl crate::DelegationStore for SqliteStore {
         ending: domain::delegation::Ending,
         now: OffsetDateTime,
     ) -> Result<domain::delegation::Delegation, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let ended: Option<Option<String>> = sqlx::query_scalar("SELECT ended FROM delegations WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        match ended {
-            None => return Err(StoreError::NotFound),
-            Some(Some(_)) => return Err(StoreError::DelegationEnded),
-            Some(None) => {}
-        }
-        sqlx::query("UPDATE delegations SET ended = ?, ended_at = ? WHERE id = ?")
-            .bind(ending.as_str())
-            .bind(unix_millis(now))
+        self.write(async |tx| {
+            let ended: Option<Option<String>> = sqlx::query_scalar("SELECT ended FROM delegations WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            match ended {
+                None => return Err(StoreError::NotFound),
+                Some(Some(_)) => return Err(StoreError::DelegationEnded),
+                Some(None) => {}
+            }
+            sqlx::query("UPDATE delegations SET ended = ?, ended_at = ? WHERE id = ?")
+                .bind(ending.as_str())
+                .bind(unix_millis(now))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE delegation_institutions SET notice = 'revoke', attempts = 0, next_attempt_at = NULL, \
+                 lease_until = NULL WHERE delegation_id = ? AND state <> 'refused'",
+            )
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE delegation_institutions SET notice = 'revoke', attempts = 0, next_attempt_at = NULL, \
-             lease_until = NULL WHERE delegation_id = ? AND state <> 'refused'",
-        )
-        .bind(id.to_string())
-        .execute(&mut *tx)
+            Ok(())
+        })
         .await?;
-        tx.commit().await?;
         self.delegation(id).await
     }
 
@@ -180,45 +183,50 @@ impl crate::DelegationStore for SqliteStore {
     ) -> Result<Vec<crate::DelegationNotice>, StoreError> {
         let now_ms = unix_millis(now);
         let until_ms = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let mut tx = self.begin_write().await?;
-        let claimed = sqlx::query(
-            "UPDATE delegation_institutions SET lease_until = ?, attempts = attempts + 1 \
-             WHERE rowid IN (SELECT rowid FROM delegation_institutions WHERE notice IS NOT NULL \
-               AND COALESCE(next_attempt_at, 0) <= ? AND COALESCE(lease_until, 0) <= ? \
-               ORDER BY COALESCE(next_attempt_at, 0) LIMIT ?) \
-             RETURNING delegation_id, institution, notice, attempts",
-        )
-        .bind(until_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut notices = Vec::with_capacity(claimed.len());
-        for r in &claimed {
-            let id: String = r.try_get("delegation_id")?;
-            let notice: String = r.try_get("notice")?;
-            let rows = sqlx::query(&format!("SELECT {DELEGATION_COLUMNS} FROM delegations WHERE id = ?"))
-                .bind(&id)
-                .fetch_all(&mut *tx)
-                .await?;
-            let delegation = delegations_of(&mut tx, rows).await?.pop().ok_or(StoreError::NotFound)?;
-            notices.push(crate::DelegationNotice {
-                delegation,
-                institution: r.try_get("institution")?,
-                kind: crate::NoticeKind::parse(&notice)
-                    .ok_or_else(|| StoreError::Corrupt(format!("notice {notice}")))?,
-                attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-            });
-        }
-        tx.commit().await?;
-        Ok(notices)
+        self.write(async |tx| {
+            let claimed = sqlx::query(
+                "UPDATE delegation_institutions SET lease_until = ?, attempts = attempts + 1 \
+                 WHERE rowid IN (SELECT rowid FROM delegation_institutions WHERE notice IS NOT NULL \
+                   AND COALESCE(next_attempt_at, 0) <= ? AND COALESCE(lease_until, 0) <= ? \
+                   ORDER BY COALESCE(next_attempt_at, 0) LIMIT ?) \
+                 RETURNING delegation_id, institution, notice, attempts",
+            )
+            .bind(until_ms)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut notices = Vec::with_capacity(claimed.len());
+            for r in &claimed {
+                let id: String = r.try_get("delegation_id")?;
+                let notice: String = r.try_get("notice")?;
+                let rows = sqlx::query(&format!("SELECT {DELEGATION_COLUMNS} FROM delegations WHERE id = ?"))
+                    .bind(&id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let delegation = delegations_of(&mut *tx, rows).await?.pop().ok_or(StoreError::NotFound)?;
+                notices.push(crate::DelegationNotice {
+                    delegation,
+                    institution: r.try_get("institution")?,
+                    kind: crate::NoticeKind::parse(&notice)
+                        .ok_or_else(|| StoreError::Corrupt(format!("notice {notice}")))?,
+                    attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                });
+            }
+            Ok(notices)
+        })
+        .await
     }
 
     async fn note_expiry(&self, id: domain::delegation::DelegationId) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE delegations SET expiry_recorded = 1 WHERE id = ? AND expiry_recorded = 0")
-            .bind(id.to_string())
-            .execute(&self.writer)
+        let done = self
+            .write(async |tx| {
+                Ok(sqlx::query("UPDATE delegations SET expiry_recorded = 1 WHERE id = ? AND expiry_recorded = 0")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?)
+            })
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -231,26 +239,27 @@ impl crate::DelegationStore for SqliteStore {
         answer: &crate::NoticeAnswer,
     ) -> Result<(), StoreError> {
         let (state, reference, reason, notice, retry_at) = crate::notice_columns(kind, answer);
-        let mut tx = self.begin_write().await?;
-        // Only the notice that was claimed is settled: a revocation queued meanwhile stays.
-        sqlx::query(
-            "UPDATE delegation_institutions SET state = COALESCE(?, state), reference = COALESCE(?, reference), \
-             reason = ?, notice = CASE WHEN notice = ? THEN ? ELSE notice END, \
-             next_attempt_at = CASE WHEN notice = ? THEN ? ELSE next_attempt_at END, lease_until = NULL \
-             WHERE delegation_id = ? AND institution = ?",
-        )
-        .bind(state)
-        .bind(reference)
-        .bind(reason)
-        .bind(kind.as_str())
-        .bind(notice)
-        .bind(kind.as_str())
-        .bind(retry_at)
-        .bind(id.to_string())
-        .bind(institution)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(async |tx| {
+            // Only the notice that was claimed is settled: a revocation queued meanwhile stays.
+            sqlx::query(
+                "UPDATE delegation_institutions SET state = COALESCE(?, state), reference = COALESCE(?, reference), \
+                 reason = ?, notice = CASE WHEN notice = ? THEN ? ELSE notice END, \
+                 next_attempt_at = CASE WHEN notice = ? THEN ? ELSE next_attempt_at END, lease_until = NULL \
+                 WHERE delegation_id = ? AND institution = ?",
+            )
+            .bind(state)
+            .bind(reference)
+            .bind(reason)
+            .bind(kind.as_str())
+            .bind(notice)
+            .bind(kind.as_str())
+            .bind(retry_at)
+            .bind(id.to_string())
+            .bind(institution)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::delivery::{DeliveryState, DeliveryStatus};
@@ -52,29 +53,30 @@ const DELIVERY_COLUMNS: &str = "d.institution, d.filing_kind, d.state, d.payload
 pub struct SqliteStore {
     /// Readers (WAL lets them run beside the writer).
     pool: SqlitePool,
-    /// One connection for every write: writers of this process queue here instead of
-    /// busy-waiting on SQLite's lock; other processes still meet the busy timeout.
-    writer: SqlitePool,
+    /// One connection for every write, shared by group commit: writers of this process queue
+    /// here instead of busy-waiting on SQLite's lock; other processes still meet the busy
+    /// timeout.
+    writer: Arc<GroupWriter>,
     /// Practices changed by this process ([`crate::ChangeFeed`]).
     changes: tokio::sync::broadcast::Sender<PracticeId>,
+}
+
+/// The store's settings for the file at `path`.
+fn connect_options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true))
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        // Writers queue for the one connection at most this long, then get 503 (Unavailable).
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.clone())
-            .await?;
+        let options = connect_options(path)?;
+        let writer = GroupWriter::new(sqlx::ConnectOptions::connect(&options).await?);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         Ok(Self { pool, writer, changes: crate::changes::feed() })
     }
@@ -85,13 +87,23 @@ impl SqliteStore {
         let _ = self.changes.send(id);
     }
 
+    /// Write batches committed by this store so far (group commit: fewer than the writes).
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
     /// The pool, for tests and tools that need raw SQL.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Runs `job` as one write of the current group-commit batch ([`group_commit`]); answers
+    /// once the batch is durable.
+    async fn write<T>(
+        &self,
+        job: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.writer.write(job).await
     }
 }
 
@@ -99,11 +111,11 @@ impl SqliteStore {
 /// `BEGIN IMMEDIATE … COMMIT` with the store's own settings. The reference figure for what
 /// the portal's intake can reach on that disk (benchmarks only).
 pub async fn measure_commit_rate(path: &Path, count: u32) -> Result<f64, StoreError> {
-    let store = SqliteStore::open(path).await?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS commit_probe (n INTEGER NOT NULL)").execute(&store.writer).await?;
+    let mut conn = sqlx::ConnectOptions::connect(&connect_options(path)?).await?;
+    sqlx::Executor::execute(&mut conn, "CREATE TABLE IF NOT EXISTS commit_probe (n INTEGER NOT NULL)").await?;
     let started = std::time::Instant::now();
     for n in 0..count {
-        let mut tx = store.begin_write().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut conn, "BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO commit_probe (n) VALUES (?)").bind(i64::from(n)).execute(&mut *tx).await?;
         tx.commit().await?;
     }
@@ -302,6 +314,18 @@ async fn first_use(tx: &mut SqliteConnection, tokens: &[crate::UsedToken], now_m
         return Ok(true);
     }
     sqlx::query("DELETE FROM used_tokens WHERE until_ms < ?").bind(now_ms).execute(&mut *tx).await?;
+    // Looked up before any is kept: a refused update must leave nothing behind, and under
+    // group commit its savepoint is kept unless it fails.
+    for token in tokens {
+        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM used_tokens WHERE scope = ? AND jti = ?")
+            .bind(&token.scope)
+            .bind(&token.jti)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            return Ok(false);
+        }
+    }
     for token in tokens {
         let inserted = sqlx::query(
             "INSERT INTO used_tokens (scope, jti, until_ms) VALUES (?, ?, ?) ON CONFLICT (scope, jti) DO NOTHING",
@@ -325,6 +349,8 @@ impl crate::ChangeFeed for SqliteStore {
 }
 
 mod audit_log;
+mod group_commit;
+use group_commit::GroupWriter;
 mod delegations;
 mod delivery;
 mod practices;

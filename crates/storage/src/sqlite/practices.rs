@@ -19,31 +19,37 @@ impl PracticeStore for SqliteStore {
         // Foreign keys are off while the migrations run (a pragma that a transaction cannot
         // change), so that a table can be rebuilt, as SQLite's own procedure for ALTER TABLE
         // says; they are checked before the commit and turned on again whatever happened.
-        let mut conn = self.writer.acquire().await?;
-        sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = OFF").await?;
-        let applied = apply_migrations(&mut conn).await;
-        let restored = sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = ON").await;
-        applied?;
-        restored?;
-        Ok(())
+        self.writer
+            .exclusive(async |conn| {
+                sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = OFF").await?;
+                let applied = apply_migrations(conn).await;
+                let restored = sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = ON").await;
+                applied?;
+                restored?;
+                Ok(())
+            })
+            .await
     }
 
     async fn create_draft(&self, p: &Practice) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO practices (id, owner_cf, actor_cf, service_id, state, data, reference, created_at, updated_at, \
-             submitted_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL)",
-        )
-        .bind(p.id.to_string())
-        .bind(p.owner.as_str())
-        .bind(p.actor.as_str())
-        .bind(&p.service_id)
-        .bind(p.state.as_str())
-        .bind(data_json(&p.data))
-        .bind(p.created_at)
-        .bind(p.updated_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.write(async |tx| {
+            sqlx::query(
+                "INSERT INTO practices (id, owner_cf, actor_cf, service_id, state, data, reference, created_at, updated_at, \
+                 submitted_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL)",
+            )
+            .bind(p.id.to_string())
+            .bind(p.owner.as_str())
+            .bind(p.actor.as_str())
+            .bind(&p.service_id)
+            .bind(p.state.as_str())
+            .bind(data_json(&p.data))
+            .bind(p.created_at)
+            .bind(p.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn practice(&self, owner: &CodiceFiscale, id: PracticeId) -> Result<Practice, StoreError> {
@@ -63,18 +69,20 @@ impl PracticeStore for SqliteStore {
         data: &PracticeData,
         now: OffsetDateTime,
     ) -> Result<Practice, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let state = owned_state(&mut tx, owner, id).await?;
-        if !state.is_editable() {
-            return Err(StoreError::WrongState(state));
-        }
-        sqlx::query("UPDATE practices SET data = ?, updated_at = ? WHERE id = ? AND state = 'draft'")
-            .bind(data_json(data))
-            .bind(now)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.write(async |tx| {
+            let state = owned_state(&mut *tx, owner, id).await?;
+            if !state.is_editable() {
+                return Err(StoreError::WrongState(state));
+            }
+            sqlx::query("UPDATE practices SET data = ?, updated_at = ? WHERE id = ? AND state = 'draft'")
+                .bind(data_json(data))
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+        .await?;
         self.practice(owner, id).await
     }
 
@@ -84,76 +92,78 @@ impl PracticeStore for SqliteStore {
         id: PracticeId,
         submission: &Submission,
     ) -> Result<Practice, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let state = owned_state(&mut tx, owner, id).await?;
-        if state != PracticeState::Draft {
-            return Err(StoreError::WrongState(state));
-        }
-        let existing: Option<String> = sqlx::query_scalar("SELECT reference FROM practices WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        // Sent before and returned to the drafts: keep the reference number.
-        let reference = match existing {
-            Some(r) => r,
-            None => {
-                let year = reference_year(submission);
-                let sequence: i64 = sqlx::query_scalar(
-                    "INSERT INTO reference_counters (year, last) VALUES (?, 1) \
-                     ON CONFLICT (year) DO UPDATE SET last = last + 1 RETURNING last",
-                )
-                .bind(year)
+        self.write(async |tx| {
+            let state = owned_state(&mut *tx, owner, id).await?;
+            if state != PracticeState::Draft {
+                return Err(StoreError::WrongState(state));
+            }
+            let existing: Option<String> = sqlx::query_scalar("SELECT reference FROM practices WHERE id = ?")
+                .bind(id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
-                ReferenceNumber { year, sequence: sequence.unsigned_abs() }.to_string()
-            }
-        };
-        sqlx::query(
-            "UPDATE practices SET state = 'in_progress', data = ?, reference = ?, needs_resend = 0, submitted_at = ?, \
-             updated_at = ?, actor_cf = ? WHERE id = ? AND state = 'draft'",
-        )
-        .bind(data_json(&submission.data))
-        .bind(&reference)
-        .bind(submission.submitted_at)
-        .bind(submission.submitted_at)
-        .bind(submission.actor.as_str())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        for (position, filing) in submission.filings.iter().enumerate() {
-            let payload = filing.payload.to_string();
-            // A delivery sent before keeps its revision (same idempotency key) unless its
-            // filing changed.
+            // Sent before and returned to the drafts: keep the reference number.
+            let reference = match existing {
+                Some(r) => r,
+                None => {
+                    let year = reference_year(submission);
+                    let sequence: i64 = sqlx::query_scalar(
+                        "INSERT INTO reference_counters (year, last) VALUES (?, 1) \
+                         ON CONFLICT (year) DO UPDATE SET last = last + 1 RETURNING last",
+                    )
+                    .bind(year)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    ReferenceNumber { year, sequence: sequence.unsigned_abs() }.to_string()
+                }
+            };
             sqlx::query(
-                "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
-                 actor_cf, office, waits_for, uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (practice_id, institution) DO UPDATE SET \
-                   revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
-                   payload = excluded.payload, state = excluded.state, attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
-                   last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf, \
-                   office = excluded.office, status_url = NULL, news_at = NULL, polls = 0, \
-                   waits_for = excluded.waits_for, uses = excluded.uses",
+                "UPDATE practices SET state = 'in_progress', data = ?, reference = ?, needs_resend = 0, submitted_at = ?, \
+                 updated_at = ?, actor_cf = ? WHERE id = ? AND state = 'draft'",
             )
-            .bind(id.to_string())
-            .bind(&filing.institution)
-            .bind(position as i64)
-            .bind(&filing.filing_kind)
-            .bind(if filing.waits_for.is_some() { "waiting" } else { "queued" })
-            .bind(payload)
+            .bind(data_json(&submission.data))
+            .bind(&reference)
             .bind(submission.submitted_at)
             .bind(submission.submitted_at)
             .bind(submission.actor.as_str())
-            .bind(&filing.office)
-            .bind(&filing.waits_for)
-            .bind(serde_json::to_string(&filing.uses).unwrap_or_else(|_| "[]".into()))
+            .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-            let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
-            let detail = serde_json::json!({ "reference": reference });
-            log_event(&mut tx, &key, submission.submitted_at, "submitted", DeliveryState::Queued, &detail, None)
+            for (position, filing) in submission.filings.iter().enumerate() {
+                let payload = filing.payload.to_string();
+                // A delivery sent before keeps its revision (same idempotency key) unless its
+                // filing changed.
+                sqlx::query(
+                    "INSERT INTO deliveries (practice_id, institution, position, filing_kind, state, payload, created_at, updated_at, \
+                     actor_cf, office, waits_for, uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (practice_id, institution) DO UPDATE SET \
+                       revision = CASE WHEN deliveries.payload = excluded.payload THEN deliveries.revision ELSE deliveries.revision + 1 END, \
+                       payload = excluded.payload, state = excluded.state, attempts = 0, next_attempt_at = NULL, lease_until = NULL, \
+                       last_error = NULL, rejection = NULL, updated_at = excluded.updated_at, actor_cf = excluded.actor_cf, \
+                       office = excluded.office, status_url = NULL, news_at = NULL, polls = 0, \
+                       waits_for = excluded.waits_for, uses = excluded.uses",
+                )
+                .bind(id.to_string())
+                .bind(&filing.institution)
+                .bind(position as i64)
+                .bind(&filing.filing_kind)
+                .bind(if filing.waits_for.is_some() { "waiting" } else { "queued" })
+                .bind(payload)
+                .bind(submission.submitted_at)
+                .bind(submission.submitted_at)
+                .bind(submission.actor.as_str())
+                .bind(&filing.office)
+                .bind(&filing.waits_for)
+                .bind(serde_json::to_string(&filing.uses).unwrap_or_else(|_| "[]".into()))
+                .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
+                let key = DeliveryKey { practice_id: id, institution: filing.institution.clone() };
+                let detail = serde_json::json!({ "reference": reference });
+                log_event(&mut *tx, &key, submission.submitted_at, "submitted", DeliveryState::Queued, &detail, None)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await?;
         self.changed(id);
         self.practice(owner, id).await
     }
@@ -284,27 +294,29 @@ impl PracticeStore for SqliteStore {
         archive: bool,
         now: OffsetDateTime,
     ) -> Result<Practice, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ? AND owner_cf = ?"))
-            .bind(id.to_string())
-            .bind(owner.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let practice = practice_row(&row)?.into_practice()?;
-        let delivery_states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = ?")
-            .bind(id.to_string())
-            .fetch_all(&mut *tx)
-            .await?;
-        let next = crate::archive_target(&practice, archive, &delivery_states)?;
-        sqlx::query("UPDATE practices SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
-            .bind(next.as_str())
-            .bind(now)
-            .bind(id.to_string())
-            .bind(practice.state.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.write(async |tx| {
+            let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ? AND owner_cf = ?"))
+                .bind(id.to_string())
+                .bind(owner.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let practice = practice_row(&row)?.into_practice()?;
+            let delivery_states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE practice_id = ?")
+                .bind(id.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+            let next = crate::archive_target(&practice, archive, &delivery_states)?;
+            sqlx::query("UPDATE practices SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
+                .bind(next.as_str())
+                .bind(now)
+                .bind(id.to_string())
+                .bind(practice.state.as_str())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+        .await?;
         self.changed(id);
         self.practice(owner, id).await
     }

@@ -9,17 +9,20 @@ use super::*;
 #[async_trait]
 impl crate::SessionStore for SqliteStore {
     async fn create_session(&self, session: &crate::SessionRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, holder_cf, fingerprint, csrf_token, created_at, last_seen_at) \
+        self.write(async |tx| {
+            Ok(sqlx::query(
+                "INSERT INTO sessions (id_hash, holder_cf, fingerprint, csrf_token, created_at, last_seen_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&session.id_hash)
-        .bind(session.holder.as_str())
-        .bind(&session.fingerprint)
-        .bind(&session.csrf_token)
-        .bind(session.created_at)
-        .bind(session.last_seen_at)
-        .execute(&self.writer)
+            )
+            .bind(&session.id_hash)
+            .bind(session.holder.as_str())
+            .bind(&session.fingerprint)
+            .bind(&session.csrf_token)
+            .bind(session.created_at)
+            .bind(session.last_seen_at)
+            .execute(&mut *tx)
+            .await?)
+        })
         .await?;
         Ok(())
     }
@@ -45,24 +48,34 @@ impl crate::SessionStore for SqliteStore {
     }
 
     async fn touch_session(&self, id_hash: &str, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET last_seen_at = ?1 WHERE id_hash = ?2 AND last_seen_at < ?1")
-            .bind(now_ms)
-            .bind(id_hash)
-            .execute(&self.writer)
-            .await?;
+        self.write(async |tx| {
+            Ok(sqlx::query("UPDATE sessions SET last_seen_at = ?1 WHERE id_hash = ?2 AND last_seen_at < ?1")
+                .bind(now_ms)
+                .bind(id_hash)
+                .execute(&mut *tx)
+                .await?)
+        })
+        .await?;
         Ok(())
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = ?1").bind(id_hash).execute(&self.writer).await?;
+        self.write(async |tx| {
+            Ok(sqlx::query("DELETE FROM sessions WHERE id_hash = ?1").bind(id_hash).execute(&mut *tx).await?)
+        })
+        .await?;
         Ok(())
     }
 
     async fn delete_expired_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE last_seen_at < ?1 OR created_at < ?2")
-            .bind(idle_before)
-            .bind(created_before)
-            .execute(&self.writer)
+        let done = self
+            .write(async |tx| {
+                Ok(sqlx::query("DELETE FROM sessions WHERE last_seen_at < ?1 OR created_at < ?2")
+                    .bind(idle_before)
+                    .bind(created_before)
+                    .execute(&mut *tx)
+                    .await?)
+            })
             .await?;
         Ok(done.rows_affected())
     }
