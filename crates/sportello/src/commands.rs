@@ -136,6 +136,7 @@ pub(crate) fn serve_settings(args: ServeArgs, worker: WorkerSettings) -> anyhow:
     } = args;
     Ok(Settings {
         max_in_flight,
+        store: None,
         listen,
         database_url,
         catalog_dir: catalog,

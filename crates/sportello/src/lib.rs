@@ -70,6 +70,9 @@ pub struct Settings {
     pub random: Arc<dyn domain::Randomness>,
     /// Requests worked on at once; past it the portal answers 503 with Retry-After.
     pub max_in_flight: usize,
+    /// A store opened already, used instead of opening `database_url` (the benchmark keeps a
+    /// handle on it to read its commit counter).
+    pub store: Option<Arc<dyn storage::Store>>,
 }
 
 impl Settings {
@@ -95,6 +98,7 @@ impl Settings {
             clock: Arc::new(SystemClock),
             random: Arc::new(SystemRandomness::default()),
             max_in_flight: web::admission::DEFAULT_IN_FLIGHT,
+            store: None,
         }
     }
 }
@@ -133,9 +137,12 @@ impl Running {
 /// (and delivering, with `run_worker`).
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let catalog = Arc::new(catalog_files::load_dir(&settings.catalog_dir)?);
-    let store = storage::connect(&settings.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", redact(&settings.database_url)))?;
+    let store = match &settings.store {
+        Some(store) => store.clone(),
+        None => storage::connect(&settings.database_url)
+            .await
+            .with_context(|| format!("opening the database {}", redact(&settings.database_url)))?,
+    };
     store.migrate().await.context("migrating the database")?;
     let clock = settings.clock.clone();
     let mut material = settings.tls.clone();

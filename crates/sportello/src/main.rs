@@ -250,6 +250,7 @@ async fn demo(data_dir: PathBuf, port: u16, catalog: PathBuf, database_url: Opti
         clock,
         random,
         max_in_flight: web::admission::DEFAULT_IN_FLIGHT,
+        store: None,
     };
     let running = sportello::start(&settings).await?;
     let url = format!("https://localhost:{}", running.addr.port());

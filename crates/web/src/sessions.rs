@@ -7,7 +7,9 @@
 //! - Logging in always makes a new id (a cookie planted before login is worthless) and ends
 //!   the session the browser held before.
 //! - A session works only with the card it was opened with (certificate fingerprint), and ends
-//!   after `idle` without requests or `absolute` after login, whichever comes first.
+//!   after `idle` without requests or `absolute` after login, whichever comes first. The last
+//!   request is written down at most every [`TOUCH_EVERY_MS`] (so `idle` is kept to within
+//!   30 s), not at every page view.
 //! - Ending a session (logout) needs its CSRF token in `X-CSRF-Token`.
 
 use std::time::Duration;
@@ -115,8 +117,21 @@ pub async fn current(
         tracing::warn!(holder = %holder.tax_code, "session presented with another card");
         return Err(ApiError::SessionExpired);
     }
-    app.core.store.touch_session(&session.id_hash, now).await?;
+    touch(app, &session, now).await?;
     Ok(session)
+}
+
+/// A session's activity is written down at most this often: a page view is a read, not a
+/// durable write each time, and the idle timeout is measured to within this much.
+pub const TOUCH_EVERY_MS: i64 = 30_000;
+
+/// Records that `session` was used at `now`, unless that was recorded less than
+/// [`TOUCH_EVERY_MS`] ago.
+async fn touch(app: &AppState, session: &SessionRecord, now: i64) -> Result<(), ApiError> {
+    if now - session.last_seen_at >= TOUCH_EVERY_MS {
+        app.core.store.touch_session(&session.id_hash, now).await?;
+    }
+    Ok(())
 }
 
 /// Opens a new session for `holder` (ending the one the browser held before); returns the
@@ -160,7 +175,7 @@ pub async fn demo_session(app: &AppState, headers: &HeaderMap) -> Result<(identi
     if !session.fingerprint.starts_with(SESSION_MARK) {
         return Err(ApiError::Unauthenticated);
     }
-    app.core.store.touch_session(&session.id_hash, now).await?;
+    touch(app, &session, now).await?;
     let holder = identity::Holder {
         tax_code: session.holder.clone(),
         given_name: None,

@@ -20,6 +20,13 @@ use web::tls::TlsMaterial;
 use crate::simulated::{start_simulated, ChannelTuning, PortalIdentity, SimSpec};
 use crate::Settings;
 
+pub mod references;
+
+/// ModI exchanges one filing costs through Sportello's own interface: the filing itself and
+/// its two callbacks (taken in charge, outcome), each signed by one side and verified by the
+/// other.
+pub const EXCHANGES_PER_FILING: f64 = 3.0;
+
 /// An HTTPS client trusting `ca_pem` and presenting `card` (if any); `localhost` is 127.0.0.1.
 pub fn https_client(ca_pem: &str, card: Option<&Issued>) -> anyhow::Result<reqwest::Client> {
     https_client_with(ca_pem, card, true)
@@ -70,6 +77,18 @@ pub struct Report {
     pub latency_p99: Duration,
     pub latency_max: Duration,
     pub sqlite_commits_per_second: f64,
+    /// The store's commits (group commit batches) during the run, per practice.
+    pub commits_per_practice: f64,
+    /// ModI exchanges per second on this machine, and the filings per second they allow.
+    pub modi_exchanges_per_second: f64,
+    /// Practices submitted at half the peak rate: (rate, p50, p99 submit → last protocol).
+    pub half_load: (f64, Duration, Duration),
+    /// The desk's pages under load, beside the minimal HTTPS handler, over `page_connections`.
+    pub pages: Vec<(String, references::Load)>,
+    pub minimal: references::Load,
+    pub page_connections: usize,
+    /// Peak resident memory of the whole benchmark process (portal, worker, simulators, client).
+    pub peak_rss_mb: Option<f64>,
     /// Per institution: its channel's kind, and the time from submission to its protocol
     /// number and to its outcome.
     pub per_channel: Vec<ChannelFigures>,
@@ -116,7 +135,37 @@ impl std::fmt::Display for Report {
             self.latency_p99.as_millis(),
             self.latency_max.as_millis()
         )?;
-        writeln!(f, "raw SQLite commits, same disk:  {:.1} commits/s", self.sqlite_commits_per_second)?;
+        writeln!(
+            f,
+            "raw SQLite commits, same disk:  {:.1} commits/s (intake {:.2}x of it); {:.1} store commits per practice",
+            self.sqlite_commits_per_second,
+            self.intake_per_second / self.sqlite_commits_per_second.max(f64::EPSILON),
+            self.commits_per_practice
+        )?;
+        let bound = self.modi_exchanges_per_second / EXCHANGES_PER_FILING;
+        writeln!(
+            f,
+            "signature bound:                {:.0} ModI exchanges/s → {:.0} filings/s (delivered {:.2}x of it)",
+            self.modi_exchanges_per_second,
+            bound,
+            self.deliveries_per_second / bound.max(f64::EPSILON)
+        )?;
+        let (rate, p50, p99) = self.half_load;
+        writeln!(
+            f,
+            "at half the peak ({rate:.1} practices/s): submit → last protocol p50 {} ms, p99 {} ms",
+            p50.as_millis(),
+            p99.as_millis()
+        )?;
+        writeln!(f, "pages, {} connections:", self.page_connections)?;
+        writeln!(f, "  {:<40} {}", "minimal HTTPS handler (reference)", self.minimal)?;
+        for (page, load) in &self.pages {
+            let ratio = load.per_second / self.minimal.per_second.max(f64::EPSILON);
+            writeln!(f, "  {page:<40} {load}   {ratio:.2}x of the reference")?;
+        }
+        if let Some(mb) = self.peak_rss_mb {
+            writeln!(f, "peak RSS of the benchmark process (everything in it): {mb:.0} MB")?;
+        }
         writeln!(f, "per channel (from submission; p50 / p99):")?;
         for c in &self.per_channel {
             writeln!(
@@ -162,8 +211,22 @@ fn bench_specs(pki: &TestPki, catalog_dir: &std::path::Path, own_interfaces: boo
     Ok(specs)
 }
 
-/// Creates and submits `practices` practices, `concurrency` at a time; each id with the
-/// instant its submission was answered.
+/// Creates and submits one practice; its id with the instant its submission was answered.
+async fn submit_one(client: reqwest::Client, base: String, data: Value) -> anyhow::Result<(String, Instant)> {
+    let created: Value = client
+        .post(format!("{base}/api/v1/practices"))
+        .json(&json!({"service": "avvio-ditta-individuale", "data": data}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = created["id"].as_str().context("no id")?.to_string();
+    client.post(format!("{base}/api/v1/practices/{id}/submit")).send().await?.error_for_status()?;
+    Ok((id, Instant::now()))
+}
+
+/// Creates and submits `practices` practices, `concurrency` at a time.
 async fn submit_all(
     client: &reqwest::Client,
     base: &str,
@@ -176,22 +239,35 @@ async fn submit_all(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..practices {
         let permit = semaphore.clone().acquire_owned().await?;
-        let (client, base, data) = (client.clone(), base.to_string(), data.clone());
+        let one = submit_one(client.clone(), base.to_string(), data.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            let created: Value = client
-                .post(format!("{base}/api/v1/practices"))
-                .json(&json!({"service": "avvio-ditta-individuale", "data": data}))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let id = created["id"].as_str().context("no id")?.to_string();
-            client.post(format!("{base}/api/v1/practices/{id}/submit")).send().await?.error_for_status()?;
-            anyhow::Ok((id, Instant::now()))
+            one.await
         });
     }
+    while let Some(done) = tasks.join_next().await {
+        submitted.push(done??);
+    }
+    Ok(submitted)
+}
+
+/// Starts one submission every `1 / rate` seconds, `practices` in all, whatever the answers'
+/// pace (an open-loop load, as users arrive).
+async fn submit_paced(
+    client: &reqwest::Client,
+    base: &str,
+    data: &Value,
+    practices: usize,
+    rate: f64,
+) -> anyhow::Result<Vec<(String, Instant)>> {
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..practices {
+        ticks.tick().await;
+        tasks.spawn(submit_one(client.clone(), base.to_string(), data.clone()));
+    }
+    let mut submitted = Vec::with_capacity(practices);
     while let Some(done) = tasks.join_next().await {
         submitted.push(done??);
     }
@@ -221,16 +297,21 @@ fn channel_figures(
         .collect()
 }
 
-/// Runs the benchmark with `practices` practices, `concurrency` at a time.
-pub async fn run(
-    practices: usize,
-    concurrency: usize,
-    catalog_dir: &std::path::Path,
-    own_interfaces: bool,
-) -> anyhow::Result<Report> {
-    let dir = tempfile::tempdir()?;
-    let sqlite_commits_per_second = storage::sqlite::measure_commit_rate(&dir.path().join("probe.db"), 300).await?;
+/// The portal under test, with what the benchmark needs to reach and observe it.
+struct Rig {
+    pki: TestPki,
+    holder: Issued,
+    tls: TlsMaterial,
+    store: storage::sqlite::SqliteStore,
+    running: crate::Running,
+    base: String,
+    kinds: Vec<(String, String)>,
+    _sims: std::collections::BTreeMap<String, simulator::SimHandle>,
+}
 
+/// Starts three simulated institutions and a portal with its worker on a fresh SQLite store
+/// in `dir`.
+async fn rig(dir: &std::path::Path, catalog_dir: &std::path::Path, own_interfaces: bool) -> anyhow::Result<Rig> {
     let pki = TestPki::generate("Sportello bench CA")?;
     let server = pki.server(&["localhost", "127.0.0.1"])?;
     let holder = pki.card(&CardSpec::new("Utente", "DiProva", "DPRTNT80A01H501Y"))?;
@@ -247,45 +328,104 @@ pub async fn run(
     let mut tuning = ChannelTuning::new(Duration::from_secs(10), domain::delivery::RetryPolicy::default());
     // Asked every 200 ms rather than at INAIL's real pace (1 s, then backing off).
     tuning.poll_interval = own_interfaces.then_some(Duration::from_millis(200));
-    let (_sims, channels) = start_simulated(specs, &identity, tuning, clock, random).await?;
-    let kinds: Vec<(String, String)> =
-        channels.institutions.iter().map(|(id, c)| (id.clone(), channel_kind(c))).collect();
+    let (sims, channels) = start_simulated(specs, &identity, tuning, clock, random).await?;
+    let kinds = channels.institutions.iter().map(|(id, c)| (id.clone(), channel_kind(c))).collect();
     let tls = TlsMaterial::new(server.cert_pem.clone(), server.key_pem.clone(), pki.ca.cert_pem.clone());
-    let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let path = dir.join("bench.db");
+    let store = storage::sqlite::SqliteStore::open(&path).await?;
     let settings = Settings {
         channels: Some(channels),
         run_worker: true,
         worker: WorkerSettings { batch: 32, idle: Duration::from_millis(10), ..WorkerSettings::default() },
-        ..Settings::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), database_url, catalog_dir.to_path_buf(), tls)
+        store: Some(Arc::new(store.clone())),
+        ..Settings::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            format!("sqlite://{}", path.display()),
+            catalog_dir.to_path_buf(),
+            tls.clone(),
+        )
     };
     let running = crate::start(&settings).await?;
     let base = format!("https://localhost:{}", running.addr.port());
-    let client = https_client(&pki.ca.cert_pem, Some(&holder))?;
+    Ok(Rig { pki, holder, tls, store, running, base, kinds, _sims: sims })
+}
+
+/// Connections the page loads use, and requests per page.
+const PAGE_CONNECTIONS: usize = 16;
+const PAGE_REQUESTS: usize = 2_000;
+
+/// Runs the benchmark with `practices` practices, `concurrency` at a time.
+pub async fn run(
+    practices: usize,
+    concurrency: usize,
+    catalog_dir: &std::path::Path,
+    own_interfaces: bool,
+) -> anyhow::Result<Report> {
+    let dir = tempfile::tempdir()?;
+    let sqlite_commits_per_second = storage::sqlite::measure_commit_rate(&dir.path().join("probe.db"), 300).await?;
+    let rig = rig(dir.path(), catalog_dir, own_interfaces).await?;
+    let modi_exchanges_per_second = references::modi_exchanges_per_second(&rig.pki, 1_000)?;
+    let client = https_client(&rig.pki.ca.cert_pem, Some(&rig.holder))?;
     let data = bench_data();
 
-    // Intake: create and submit, `concurrency` at a time.
+    // Peak: create and submit, `concurrency` at a time, then wait for every protocol number.
+    let commits_before = rig.store.commits();
     let started = Instant::now();
     let started_utc = time::OffsetDateTime::now_utc();
-    let submitted = submit_all(&client, &base, &data, practices, concurrency).await?;
+    let submitted = submit_all(&client, &rig.base, &data, practices, concurrency).await?;
     let intake = started.elapsed();
-
     let Waited { mut latencies, mut by_channel, last_protocol } =
-        wait_for_outcomes(&client, &base, &submitted, started_utc).await?;
+        wait_for_outcomes(&client, &rig.base, &submitted, started_utc).await?;
+    let commits = rig.store.commits() - commits_before;
     let all_done = (last_protocol - started_utc).unsigned_abs();
-    running.stop().await;
     latencies.sort();
-    let per_channel = channel_figures(kinds, &mut by_channel);
+    let intake_per_second = practices as f64 / intake.as_secs_f64().max(f64::EPSILON);
+    let deliveries_per_second = (3 * practices) as f64 / all_done.as_secs_f64().max(f64::EPSILON);
+
+    // Half the peak: the rate at which practices were fully delivered, halved.
+    let rate = (deliveries_per_second / 3.0).min(intake_per_second) / 2.0;
+    let half = submit_paced(&client, &rig.base, &data, (practices / 4).max(20), rate).await?;
+    let mut half_latencies = wait_for_outcomes(&client, &rig.base, &half, time::OffsetDateTime::now_utc())
+        .await?
+        .latencies;
+    half_latencies.sort();
+
+    // The desk's pages beside the minimal handler, on the store the run filled.
+    let (id, _) = submitted.first().context("no practice submitted")?;
+    let practice: Value = client.get(format!("{}/api/v1/practices/{id}", rig.base)).send().await?.json().await?;
+    let reference = practice["reference"].as_str().context("no reference")?.to_string();
+    let cookie = references::session_cookie(&rig.pki.ca.cert_pem, &rig.holder, &rig.base).await?;
+    let minimal_server = references::start_minimal(&rig.tls).await?;
+    let minimal_url = format!("https://localhost:{}/", minimal_server.port);
+    let minimal = references::load(&client, &minimal_url, None, PAGE_CONNECTIONS, PAGE_REQUESTS).await?;
+    let pages =
+        references::desk_pages(&client, &rig.base, cookie.as_deref(), (id, &reference), PAGE_CONNECTIONS, PAGE_REQUESTS).await?;
+    rig.running.stop().await;
     Ok(Report {
         practices,
         concurrency,
-        intake_per_second: practices as f64 / intake.as_secs_f64().max(f64::EPSILON),
-        deliveries_per_second: (3 * practices) as f64 / all_done.as_secs_f64().max(f64::EPSILON),
+        intake_per_second,
+        deliveries_per_second,
         latency_p50: percentile(&latencies, 50.0),
         latency_p99: percentile(&latencies, 99.0),
         latency_max: latencies.last().copied().unwrap_or_default(),
         sqlite_commits_per_second,
-        per_channel,
+        commits_per_practice: commits as f64 / practices as f64,
+        modi_exchanges_per_second,
+        half_load: (rate, percentile(&half_latencies, 50.0), percentile(&half_latencies, 99.0)),
+        pages,
+        minimal,
+        page_connections: PAGE_CONNECTIONS,
+        peak_rss_mb: peak_rss_mb(),
+        per_channel: channel_figures(rig.kinds, &mut by_channel),
     })
+}
+
+/// The process's peak resident set (Linux `VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// What the wait for every outcome read from the practices' timelines.
