@@ -385,9 +385,8 @@ pub async fn run(
     // Half the peak: the rate at which practices were fully delivered, halved.
     let rate = (deliveries_per_second / 3.0).min(intake_per_second) / 2.0;
     let half = submit_paced(&client, &rig.base, &data, (practices / 4).max(20), rate).await?;
-    let mut half_latencies = wait_for_outcomes(&client, &rig.base, &half, time::OffsetDateTime::now_utc())
-        .await?
-        .latencies;
+    let mut half_latencies =
+        wait_for_outcomes(&client, &rig.base, &half, time::OffsetDateTime::now_utc()).await?.latencies;
     half_latencies.sort();
 
     // The desk's pages beside the minimal handler, on the store the run filled.
@@ -398,8 +397,15 @@ pub async fn run(
     let minimal_server = references::start_minimal(&rig.tls).await?;
     let minimal_url = format!("https://localhost:{}/", minimal_server.port);
     let minimal = references::load(&client, &minimal_url, None, PAGE_CONNECTIONS, PAGE_REQUESTS).await?;
-    let pages =
-        references::desk_pages(&client, &rig.base, cookie.as_deref(), (id, &reference), PAGE_CONNECTIONS, PAGE_REQUESTS).await?;
+    let pages = references::desk_pages(
+        &client,
+        &rig.base,
+        cookie.as_deref(),
+        (id, &reference),
+        PAGE_CONNECTIONS,
+        PAGE_REQUESTS,
+    )
+    .await?;
     rig.running.stop().await;
     Ok(Report {
         practices,

@@ -43,12 +43,13 @@ pub fn modi_exchanges_per_second(pki: &TestPki, rounds: usize) -> anyhow::Result
     let clock: Arc<dyn domain::Clock> = Arc::new(web::SystemClock);
     let random: Arc<dyn domain::Randomness> = Arc::new(web::SystemRandomness::default());
     let signer = Signer::new("bench-signer", &sender.key_pem, &sender.cert_pem, clock.clone(), random)?;
-    let verifier = Verifier::new("https://institution.example/filings", &sender.cert_pem, clock)?
-        .replays_checked_by_caller();
+    let verifier =
+        Verifier::new("https://institution.example/filings", &sender.cert_pem, clock)?.replays_checked_by_caller();
     let body = br#"{"filing":"iscrizione","data":{"business.name":"Bar Roma"}}"#;
     let started = Instant::now();
     for _ in 0..rounds.max(1) {
-        let headers = signer.sign("https://institution.example/filings", body, "application/json", "DPRTNT80A01H501Y")?;
+        let headers =
+            signer.sign("https://institution.example/filings", body, "application/json", "DPRTNT80A01H501Y")?;
         let mut map = reqwest::header::HeaderMap::new();
         for (name, value) in headers {
             map.insert(name, value.parse().context("header value")?);

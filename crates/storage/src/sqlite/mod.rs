@@ -36,6 +36,7 @@ const MIGRATIONS: Migrations = &[
     (11, "practice states", include_str!("../../migrations/sqlite/0011_practice_states.sql")),
     (12, "delegate name", include_str!("../../migrations/sqlite/0012_delegate_name.sql")),
     (13, "used tokens", include_str!("../../migrations/sqlite/0013_used_tokens.sql")),
+    (14, "protocol search", include_str!("../../migrations/sqlite/0014_protocol_search.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data, \
