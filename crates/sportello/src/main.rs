@@ -89,6 +89,8 @@ enum Command {
         practices: usize,
         #[arg(long, default_value_t = 21)]
         rounds: usize,
+        #[arg(long, default_value = "catalog")]
+        catalog: PathBuf,
     },
     /// Signed receipts: `receipt verify FILE` checks a practices export offline.
     Receipt {
@@ -316,8 +318,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{report}");
         }
         #[cfg(feature = "demo")]
-        Command::BenchSearch { practices, rounds } => {
-            let report = sportello::bench::search(practices.clamp(100, 5_000_000), rounds.clamp(1, 1000)).await?;
+        Command::BenchSearch { practices, rounds, catalog } => {
+            let report =
+                sportello::bench::search(practices.clamp(100, 5_000_000), rounds.clamp(1, 1000), &catalog).await?;
             println!("{report}");
         }
         Command::Receipt { command: ReceiptCommand::Verify { file, channels, certificates } } => {

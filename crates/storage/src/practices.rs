@@ -198,7 +198,15 @@ impl PracticeSearch {
     pub(crate) fn order_by(&self) -> String {
         let direction = if self.descending { "DESC" } else { "ASC" };
         let column = self.sort.column();
-        format!("({column} IS NULL), {column} {direction}, updated_at DESC, id")
+        match self.sort {
+            // Never empty: the plain order lets the (owner_cf, updated_at) index give the page
+            // without sorting the holder's practices.
+            SortKey::Updated => format!("updated_at {direction}, id"),
+            SortKey::Service => format!("{column} {direction}, updated_at DESC, id"),
+            SortKey::Submitted | SortKey::Reference => {
+                format!("({column} IS NULL), {column} {direction}, updated_at DESC, id")
+            }
+        }
     }
 
     /// The text as typed (trimmed), its upper-case form for the exact codes, and a `LIKE`

@@ -355,6 +355,7 @@ use group_commit::GroupWriter;
 mod delegations;
 mod delivery;
 mod practices;
+mod search;
 mod sessions;
 
 /// The sub-delegation filter with its three parameters numbered from `n`.

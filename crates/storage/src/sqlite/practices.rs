@@ -247,48 +247,16 @@ impl PracticeStore for SqliteStore {
     }
 
     async fn search(&self, owner: &CodiceFiscale, search: &PracticeSearch) -> Result<SearchPage, StoreError> {
-        // One WHERE clause for the page and the count; `?n` numbers the parameters once.
-        let filter = "owner_cf = ?1 \
-             AND (?2 IS NULL OR reference LIKE ?4 ESCAPE '\\' OR business_cf = ?2 OR business_name LIKE ?3 ESCAPE '\\' \
-                  OR id IN (SELECT practice_id FROM deliveries WHERE upper(protocol_number) >= ?12 \
-                            AND upper(protocol_number) < ?13 AND upper(protocol_number) LIKE ?4 ESCAPE '\\')) \
-             AND (?5 IS NULL OR service_id = ?5) AND (?6 IS NULL OR state = ?6) \
-             AND (?7 IS NULL OR submitted_at >= ?7) AND (?8 IS NULL OR submitted_at < ?8) AND {SCOPE}";
-        let filter = filter.replace("{SCOPE}", &scope_clause(9));
-        let (services, businesses, actor) = crate::ScopeFilter::params(search.scope.as_ref());
-        let terms = search.text_terms();
-        // The protocol numbers starting with the text, as a range over the index on
-        // upper(protocol_number) (migration 0014): a few rows, never the whole table.
-        let protocols = terms.as_ref().map(|t| (t.0.clone(), format!("{}\u{10FFFF}", t.0)));
-        macro_rules! bind_filter {
-            ($query:expr) => {
-                $query
-                    .bind(owner.as_str())
-                    .bind(terms.as_ref().map(|t| t.0.clone()))
-                    .bind(terms.as_ref().map(|t| t.1.clone()))
-                    .bind(terms.as_ref().map(|t| t.2.clone()))
-                    .bind(search.service.as_deref())
-                    .bind(search.state.map(PracticeState::as_str))
-                    .bind(search.submitted_from)
-                    .bind(search.submitted_before)
-                    .bind(services.clone())
-                    .bind(businesses.clone())
-                    .bind(actor.clone())
-                    .bind(protocols.as_ref().map(|p| p.0.clone()))
-                    .bind(protocols.as_ref().map(|p| p.1.clone()))
-            };
-        }
-        let total: i64 = bind_filter!(sqlx::query_scalar(&format!("SELECT count(*) FROM practices WHERE {filter}")))
-            .fetch_one(&self.pool)
-            .await?;
-        let rows = bind_filter!(sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE {filter} ORDER BY {} LIMIT ?14 OFFSET ?15",
-            search.order_by()
-        )))
-        .bind(search.bounded_limit())
-        .bind(i64::from(search.offset))
-        .fetch_all(&self.pool)
-        .await?;
+        let mut count = sqlx::QueryBuilder::new("SELECT count(*) FROM practices");
+        super::search::push_filter(&mut count, owner.as_str(), search);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut page = sqlx::QueryBuilder::new(format!("SELECT {PRACTICE_COLUMNS} FROM practices"));
+        super::search::push_filter(&mut page, owner.as_str(), search);
+        page.push(format!(" ORDER BY {} LIMIT ", search.order_by()))
+            .push_bind(search.bounded_limit())
+            .push(" OFFSET ")
+            .push_bind(i64::from(search.offset));
+        let rows = page.build().fetch_all(&self.pool).await?;
         let practices = rows.iter().map(|r| practice_row(r)?.into_practice()).collect::<Result<_, _>>()?;
         Ok(SearchPage { practices, total: total.unsigned_abs() })
     }
