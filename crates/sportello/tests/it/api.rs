@@ -648,6 +648,31 @@ async fn idle_sessions_expire() {
 }
 
 #[tokio::test]
+async fn session_activity_is_written_at_most_every_30_seconds() {
+    // A page view within 30 s of the last one written is a read: with a one-minute idle
+    // timeout, a use 20 s after login does not restart it, one 30 s after does.
+    let policy = web::sessions::SessionPolicy { idle: Duration::from_secs(60), absolute: Duration::from_secs(3600) };
+    let clock = MovableClock::new();
+    let app = spawn_app_at(None, policy, false, clock.clone()).await;
+    let client = app.client();
+    let status = |cookie: String| {
+        let request = client.get(app.url("/session")).header("cookie", cookie);
+        async move { request.send().await.expect("send").status() }
+    };
+    let r = client.post(app.url("/session")).send().await.expect("login");
+    let quick = cookie_value(&session_cookie(&r).expect("cookie"));
+    let r = client.post(app.url("/session")).send().await.expect("login");
+    let spaced = cookie_value(&session_cookie(&r).expect("cookie"));
+    clock.advance(Duration::from_secs(20));
+    assert_eq!(status(quick.clone()).await, StatusCode::OK, "used 20 s after login");
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(status(spaced.clone()).await, StatusCode::OK, "used 30 s after login: written down");
+    clock.advance(Duration::from_secs(35));
+    assert_eq!(status(quick).await, StatusCode::UNAUTHORIZED, "65 s after the last use written down");
+    assert_eq!(status(spaced).await, StatusCode::OK, "35 s after its last use");
+}
+
+#[tokio::test]
 async fn the_demo_card_chooser_logs_in_through_the_same_checks() {
     let app = spawn_app_full(None, Default::default(), true).await;
     let browser = client_with(&app.ca_pem, None);
