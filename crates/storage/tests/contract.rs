@@ -858,6 +858,16 @@ async fn search_by_every_key_with_pages_and_order(b: Backend) {
     assert_eq!(ids_of(&find(text("100%")).await), [ids[1]], "LIKE wildcards are literal");
     assert!(find(text("_")).await.practices.is_empty(), "a lone _ matches only an underscore");
     assert!(find(text("nessuna")).await.practices.is_empty());
+    assert_eq!(ids_of(&find(text("AR MIL")).await), [ids[2]], "a part inside the name, in any case");
+    assert_eq!(find(text("ba")).await.total, 2, "a part shorter than a trigram");
+    // A renamed business is found by its new name only (the name index follows the data).
+    let renamed = PracticeData::from([
+        ("business.name".to_string(), "Osteria Nuova".to_string()),
+        ("business.tax_code".to_string(), String::new()),
+    ]);
+    b.store.update_draft(&holder(), ids[2], &renamed, NOW).await.expect("rename");
+    assert!(find(text("milano")).await.practices.is_empty(), "the old name is forgotten");
+    assert_eq!(ids_of(&find(text("osteria nuo")).await), [ids[2]], "the new name is found");
 
     let drafts = find(PracticeSearch { state: Some(PracticeState::Draft), ..Default::default() }).await;
     assert_eq!(ids_of(&drafts), [ids[2]]);

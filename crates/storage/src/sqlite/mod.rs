@@ -37,6 +37,7 @@ const MIGRATIONS: Migrations = &[
     (12, "delegate name", include_str!("../../migrations/sqlite/0012_delegate_name.sql")),
     (13, "used tokens", include_str!("../../migrations/sqlite/0013_used_tokens.sql")),
     (14, "protocol search", include_str!("../../migrations/sqlite/0014_protocol_search.sql")),
+    (15, "name trigrams", include_str!("../../migrations/sqlite/0015_name_trigrams.sql")),
 ];
 
 const PRACTICE_COLUMNS: &str = "id, owner_cf, COALESCE(actor_cf, owner_cf) AS actor_cf, service_id, state, data, \
