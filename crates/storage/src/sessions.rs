@@ -19,9 +19,23 @@ pub struct SessionRecord {
     pub last_seen_at: i64,
 }
 
+/// Most sessions one card (holder and certificate) keeps at once: opening one more ends its
+/// oldest, so that a client that never keeps its cookie cannot fill the table with a new
+/// session per request.
+pub const SESSIONS_PER_CARD: i64 = 8;
+
+/// The oldest sessions of the card that just opened `$new` (placeholders `$1` holder, `$2`
+/// fingerprint, `$3` the new session's hash, `$4` [`SESSIONS_PER_CARD`] − 1): the same text for
+/// both backends, `?N` on SQLite.
+pub(crate) const TRIM_SESSIONS: &str = "DELETE FROM sessions WHERE holder_cf = $1 AND fingerprint = $2 \
+     AND id_hash <> $3 AND id_hash NOT IN (SELECT id_hash FROM sessions WHERE holder_cf = $1 \
+     AND fingerprint = $2 AND id_hash <> $3 ORDER BY created_at DESC, id_hash LIMIT $4)";
+
 /// Browser sessions, shared by every portal process on the same database.
 #[async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new session; the card's oldest beyond [`SESSIONS_PER_CARD`] end in the same
+    /// transaction.
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
     async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// Records activity (for the idle timeout).

@@ -175,6 +175,7 @@ contract!(
     waiting_filings_are_held_until_the_first_is_accepted_and_take_its_values,
     nobody_reached_when_the_first_failed_and_the_others_wait,
     sessions_live_until_they_expire_or_end,
+    a_card_keeps_a_bounded_number_of_sessions,
     search_by_every_key_with_pages_and_order,
     archive_and_bring_back,
     audit_chain_detects_every_tampering,
@@ -810,6 +811,37 @@ async fn sessions_live_until_they_expire_or_end(b: Backend) {
     b.store.create_session(&session).await.expect("create again");
     b.store.delete_session(&session.id_hash).await.expect("logout");
     assert_eq!(b.store.session(&session.id_hash).await.expect("read"), None);
+}
+
+async fn a_card_keeps_a_bounded_number_of_sessions(b: Backend) {
+    let session = |n: i64, fingerprint: &str| SessionRecord {
+        id_hash: format!("{n:064x}"),
+        holder: holder(),
+        fingerprint: fingerprint.into(),
+        csrf_token: "token".into(),
+        created_at: 1_000 + n,
+        last_seen_at: 1_000 + n,
+    };
+    let other_card = session(100, &"ef".repeat(32));
+    b.store.create_session(&other_card).await.expect("another card");
+    // A client that never keeps its cookie: a new session each time, the same card.
+    let opened = storage::SESSIONS_PER_CARD + 5;
+    for n in 0..opened {
+        b.store.create_session(&session(n, &"cd".repeat(32))).await.expect("create");
+    }
+    let mut live = Vec::new();
+    for n in 0..opened {
+        if b.store.session(&session(n, "").id_hash).await.expect("read").is_some() {
+            live.push(n);
+        }
+    }
+    assert_eq!(live, (opened - storage::SESSIONS_PER_CARD..opened).collect::<Vec<_>>(), "the newest only");
+    assert!(b.store.session(&other_card.id_hash).await.expect("read").is_some(), "another card's session stays");
+    // The one just opened stays even when the others were opened at the same millisecond.
+    let mut same_time = session(999, &"cd".repeat(32));
+    same_time.created_at = 1_000 + opened - 1;
+    b.store.create_session(&same_time).await.expect("create");
+    assert!(b.store.session(&same_time.id_hash).await.expect("read").is_some(), "the new session stays");
 }
 
 async fn search_by_every_key_with_pages_and_order(b: Backend) {

@@ -9,7 +9,9 @@
 //! - A session works only with the card it was opened with (certificate fingerprint), and ends
 //!   after `idle` without requests or `absolute` after login, whichever comes first. The last
 //!   request is written down at most every [`TOUCH_EVERY_MS`] (so `idle` is kept to within
-//!   30 s), not at every page view.
+//!   30 s), not at every page view. One card keeps at most [`storage::SESSIONS_PER_CARD`]
+//!   sessions: opening one more ends its oldest (a client that drops its cookie cannot grow
+//!   the table one session per request).
 //! - Ending a session (logout) needs its CSRF token in `X-CSRF-Token`.
 
 use std::time::Duration;

@@ -9,6 +9,7 @@ use super::*;
 #[async_trait]
 impl crate::SessionStore for PostgresStore {
     async fn create_session(&self, session: &crate::SessionRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id_hash, holder_cf, fingerprint, csrf_token, created_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -19,8 +20,16 @@ impl crate::SessionStore for PostgresStore {
         .bind(&session.csrf_token)
         .bind(session.created_at)
         .bind(session.last_seen_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(crate::TRIM_SESSIONS)
+            .bind(session.holder.as_str())
+            .bind(&session.fingerprint)
+            .bind(&session.id_hash)
+            .bind(crate::SESSIONS_PER_CARD - 1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

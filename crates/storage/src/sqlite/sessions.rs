@@ -10,7 +10,7 @@ use super::*;
 impl crate::SessionStore for SqliteStore {
     async fn create_session(&self, session: &crate::SessionRecord) -> Result<(), StoreError> {
         self.write(async |tx| {
-            Ok(sqlx::query(
+            sqlx::query(
                 "INSERT INTO sessions (id_hash, holder_cf, fingerprint, csrf_token, created_at, last_seen_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
@@ -21,10 +21,17 @@ impl crate::SessionStore for SqliteStore {
             .bind(session.created_at)
             .bind(session.last_seen_at)
             .execute(&mut *tx)
-            .await?)
+            .await?;
+            sqlx::query(&crate::TRIM_SESSIONS.replace('$', "?"))
+                .bind(session.holder.as_str())
+                .bind(&session.fingerprint)
+                .bind(&session.id_hash)
+                .bind(crate::SESSIONS_PER_CARD - 1)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn session(&self, id_hash: &str) -> Result<Option<crate::SessionRecord>, StoreError> {
