@@ -81,7 +81,12 @@ async fn the_api_and_the_pages_reach_the_same_results_for_the_same_journey() {
     let client = w.client();
     let mut outcomes = Vec::new();
     for id in [&by_pages, &by_api] {
-        let done = w.wait_for(id, "completed", |p| p["state"] == "completed").await;
+        // Completed once every protocol number is in; the outcomes may still be on their way.
+        let decided = |p: &Value| {
+            p["state"] == "completed"
+                && p["deliveries"].as_array().is_some_and(|ds| ds.iter().all(|d| d["state"] == "accepted"))
+        };
+        let done = w.wait_for(id, "completed and accepted everywhere", decided).await;
         let receipt: Value = client
             .get(w.url(&format!("/api/v1/practices/{id}/receipt")))
             .send()
