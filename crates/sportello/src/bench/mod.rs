@@ -396,20 +396,10 @@ pub async fn run(
     let (id, _) = submitted.first().context("no practice submitted")?;
     let practice: Value = client.get(format!("{}/api/v1/practices/{id}", rig.base)).send().await?.json().await?;
     let reference = practice["reference"].as_str().context("no reference")?.to_string();
-    let cookie = references::session_cookie(&rig.pki.ca.cert_pem, &rig.holder, &rig.base).await?;
-    let minimal_server = references::start_minimal(&rig.tls).await?;
-    let minimal_url = format!("https://localhost:{}/", minimal_server.port);
-    let minimal = references::load(&client, &minimal_url, None, PAGE_CONNECTIONS, PAGE_REQUESTS).await?;
-    let pages = references::desk_pages(
-        &client,
-        &rig.base,
-        cookie.as_deref(),
-        (id, &reference),
-        PAGE_CONNECTIONS,
-        PAGE_REQUESTS,
-    )
-    .await?;
+    let pages =
+        references::desk_pages_beside_minimal(&rig.pki, &rig.holder, &rig.tls, &rig.base, (id, &reference)).await;
     rig.running.stop().await;
+    let (pages, minimal) = pages?;
     Ok(Report {
         practices,
         concurrency,

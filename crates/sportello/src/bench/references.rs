@@ -169,16 +169,19 @@ pub async fn session_cookie(
     Ok((!cookies.is_empty()).then(|| cookies.join("; ")))
 }
 
-/// The desk's pages under load, for the bench's holder: home, list, one practice, search by
-/// reference number.
-pub async fn desk_pages(
-    client: &reqwest::Client,
+/// The desk's pages under load for `holder` (home, list, the practice `id`, a search by its
+/// `reference`), with its session cookie as a browser keeps it, then the minimal handler on
+/// the same TLS material the same way: the figures and their reference.
+pub async fn desk_pages_beside_minimal(
+    pki: &TestPki,
+    holder: &identity::test_pki::Issued,
+    tls: &TlsMaterial,
     base: &str,
-    cookie: Option<&str>,
     practice: (&str, &str),
-    connections: usize,
-    requests: usize,
-) -> anyhow::Result<Vec<(String, Load)>> {
+) -> anyhow::Result<(Vec<(String, Load)>, Load)> {
+    let (connections, requests) = (super::PAGE_CONNECTIONS, super::PAGE_REQUESTS);
+    let client = super::https_client(&pki.ca.cert_pem, Some(holder))?;
+    let cookie = session_cookie(&pki.ca.cert_pem, holder, base).await?;
     let (id, reference) = practice;
     let pages = [
         ("home (/)".to_string(), format!("{base}/")),
@@ -188,7 +191,10 @@ pub async fn desk_pages(
     ];
     let mut loads = Vec::with_capacity(pages.len());
     for (name, url) in pages {
-        loads.push((name, load(client, &url, cookie, connections, requests).await?));
+        loads.push((name, load(&client, &url, cookie.as_deref(), connections, requests).await?));
     }
-    Ok(loads)
+    let minimal_server = start_minimal(tls).await?;
+    let minimal_url = format!("https://localhost:{}/", minimal_server.port);
+    let minimal = load(&client, &minimal_url, None, connections, requests).await?;
+    Ok((loads, minimal))
 }

@@ -204,16 +204,9 @@ async fn serve_pages(
     };
     let running = crate::start(&settings).await?;
     let base = format!("https://localhost:{}", running.addr.port());
-    let client = super::https_client(&pki.ca.cert_pem, Some(&holder))?;
-    let cookie = references::session_cookie(&pki.ca.cert_pem, &holder, &base).await?;
     // The holder's first practice (the fill's ids: practice i is `%08x-0000-4000-8000-%012x`).
     let first = "00000000-0000-4000-8000-000000000000";
-    let (connections, requests) = (super::PAGE_CONNECTIONS, super::PAGE_REQUESTS);
-    let pages =
-        references::desk_pages(&client, &base, cookie.as_deref(), (first, reference), connections, requests).await;
-    let minimal_server = references::start_minimal(&tls).await?;
-    let minimal_url = format!("https://localhost:{}/", minimal_server.port);
-    let minimal = references::load(&client, &minimal_url, None, connections, requests).await;
+    let loaded = references::desk_pages_beside_minimal(&pki, &holder, &tls, &base, (first, reference)).await;
     running.stop().await;
-    Ok((pages?, minimal?))
+    loaded
 }
